@@ -1,0 +1,375 @@
+"""The `shoal` command line: Docker's nouns, verbs and flags, so Swarm users need no new habits."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from agent import control
+from agent.errors import ShoalError
+from agent.paths import DataDir, default_data_dir
+
+__all__ = ["main"]
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+
+
+def parse_duration(text: str) -> timedelta:
+    """Durations as Docker writes them: 90s, 1m30s, 2160h, 10d."""
+    pos, total = 0, 0.0
+    unit = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+    for m in _DURATION.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * unit[m.group(2)]
+        pos = m.end()
+    if pos != len(text) or not text:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (examples: 90s, 1h30m, 2160h)")
+    return timedelta(seconds=total)
+
+
+def parse_addr(text: str, default_port: int = 8883) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = text, str(default_port)
+    host = host.strip("[]") or "0.0.0.0"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"invalid address {text!r}: expected HOST:PORT")
+    return host, int(port)
+
+
+# daemon start/stop -------------------------------------------------------------------------
+def _start_daemon(data: DataDir) -> int:
+    data.root.mkdir(parents=True, exist_ok=True)
+    log = open(data.log_file, "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agent", "daemon", "--data-dir", str(data.root)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd="/",
+    )
+    log.close()
+    return proc.pid
+
+
+def _wait_ready(data: DataDir, pid: int, timeout: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last: str = "the daemon did not start"
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            break
+        try:
+            info = control.call(data.socket, "info", timeout=5)
+            if info.get("connected"):
+                return dict(info)
+            last = info.get("last_error") or "not connected to the broker yet"
+        except ShoalError as exc:
+            last = str(exc)
+        time.sleep(0.1)
+    tail = ""
+    try:
+        lines = data.log_file.read_text(errors="replace").strip().splitlines()
+        tail = "\n  ".join(lines[-5:])
+    except OSError:
+        pass
+    raise ShoalError(f"the node did not come up: {last}" + (f"\n  {tail}" if tail else ""))
+
+
+def _stop_daemon(data: DataDir, timeout: float = 20.0) -> None:
+    pid = data.daemon_pid()
+    if pid is None:
+        return
+    try:
+        control.call(data.socket, "leave", timeout=5)
+    except ShoalError:
+        os.kill(pid, 15)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+
+
+def _run_foreground(data: DataDir) -> int:
+    from agent.daemon import Daemon
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    asyncio.run(Daemon(data).run())
+    return 0
+
+
+# swarm -------------------------------------------------------------------------------------
+def cmd_swarm_init(a: argparse.Namespace, data: DataDir) -> int:
+    from agent.setup import default_advertise, forget, init_cluster
+
+    host, port = a.listen_addr
+    node = init_cluster(
+        data,
+        hostname=a.hostname or socket.gethostname(),
+        listen_host=host,
+        cluster_port=port,
+        enroll_port=a.enroll_port or port + 1,
+        advertise_host=a.advertise_addr or default_advertise(host),
+        cert_lifetime=a.cert_expiry,
+    )
+    if a.foreground:
+        _print_init(data, node.node_id)
+        return _run_foreground(data)
+    pid = _start_daemon(data)
+    try:
+        _wait_ready(data, pid)
+    except ShoalError:
+        _stop_daemon(data)
+        forget(data)
+        raise
+    _print_init(data, node.node_id)
+    return 0
+
+
+def _print_init(data: DataDir, node_id: str) -> None:
+    from agent.manager.state import ClusterState
+
+    state = ClusterState.load(data.state_file)
+    node = data.load_node()
+    print(f"Swarm initialized: current node ({node_id}) is now a manager.\n")
+    print("To add a worker to this swarm, run the following command:\n")
+    print(
+        f"    shoal swarm join --token {state.worker_token}"
+        f" mqtts://{node.advertise_host}:{node.broker_port}\n"
+    )
+    print(
+        "To add a manager to this swarm, run 'shoal swarm join-token manager'"
+        " and follow the instructions.\n"
+    )
+
+
+def cmd_swarm_join(a: argparse.Namespace, data: DataDir) -> int:
+    from agent.join import enroll, parse_broker_url
+    from agent.setup import forget, write_joined
+    from certs import new_private_key
+
+    if data.exists():
+        raise ShoalError(
+            "This node is already part of a swarm. Use `shoal swarm leave` to leave this swarm"
+            " and join another one."
+        )
+    host, port = parse_broker_url(a.address)
+    enroll_port = a.enroll_port or port + 1
+    hostname = a.hostname or socket.gethostname()
+    key = new_private_key()
+    enrolled = asyncio.run(
+        enroll(host, enroll_port, a.token, key, hostname=hostname, role=a.role, timeout=a.timeout)
+    )
+    write_joined(data, enrolled, key, hostname=hostname, broker_host=host, enroll_port=enroll_port)
+    if a.foreground:
+        print(f"This node joined a swarm as a {enrolled.role}.")
+        return _run_foreground(data)
+    pid = _start_daemon(data)
+    try:
+        _wait_ready(data, pid)
+    except ShoalError:
+        _stop_daemon(data)
+        forget(data)
+        raise
+    print(f"This node joined a swarm as a {enrolled.role}.")
+    return 0
+
+
+def cmd_swarm_leave(a: argparse.Namespace, data: DataDir) -> int:
+    from agent.setup import forget
+
+    node = data.load_node()
+    if node.role == "manager" and not a.force:
+        raise ShoalError(
+            "You are attempting to leave the swarm on a node that is participating as a manager."
+            " Removing the last manager erases all current state of the swarm."
+            " Use `--force` to ignore this message."
+        )
+    _stop_daemon(data)
+    forget(data)
+    print("Node left the swarm.")
+    return 0
+
+
+def cmd_swarm_join_token(a: argparse.Namespace, data: DataDir) -> int:
+    res = control.call(data.socket, "join-token", {"role": a.role, "rotate": a.rotate})
+    if a.quiet:
+        print(res["token"])
+        return 0
+    if a.rotate:
+        print(f"Successfully rotated {a.role} join token.\n")
+    print(f"To add a {a.role} to this swarm, run the following command:\n")
+    print(f"    {res['command']}\n")
+    return 0
+
+
+# node --------------------------------------------------------------------------------------
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    out = []
+    for row in [header, *rows]:
+        out.append("   ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=False)).rstrip())
+    return "\n".join(out)
+
+
+def cmd_node_ls(a: argparse.Namespace, data: DataDir) -> int:
+    nodes = control.call(data.socket, "node-ls")
+    if a.format == "json":
+        for n in nodes:
+            print(json.dumps(n))
+        return 0
+    if a.quiet:
+        for n in nodes:
+            print(n["id"])
+        return 0
+    rows = [
+        [
+            n["id"] + (" *" if n["self"] else ""),
+            n["hostname"],
+            n["status"].capitalize(),
+            n["availability"].capitalize(),
+            n["manager_status"],
+        ]
+        for n in nodes
+    ]
+    print(_table(rows, ["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS"]))
+    return 0
+
+
+def cmd_node_rm(a: argparse.Namespace, data: DataDir) -> int:
+    failed = 0
+    for ref in a.nodes:
+        try:
+            print(control.call(data.socket, "node-rm", {"node": ref, "force": a.force}))
+        except ShoalError as exc:
+            print(f"Error: {exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+def cmd_info(a: argparse.Namespace, data: DataDir) -> int:
+    info = control.call(data.socket, "info")
+    if a.format == "json":
+        print(json.dumps(info))
+    else:
+        for k, v in info.items():
+            print(f"{k}: {v}")
+    return 0
+
+
+def cmd_daemon(a: argparse.Namespace, data: DataDir) -> int:
+    data.load_node()
+    if data.daemon_pid() not in (None, os.getpid()):
+        raise ShoalError(f"a shoal daemon already runs for {data.root} (pid {data.daemon_pid()})")
+    return _run_foreground(data)
+
+
+def cmd_version(a: argparse.Namespace, data: DataDir) -> int:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        print(f"shoal {version('shoal')}")
+    except PackageNotFoundError:
+        print("shoal (not installed)")
+    return 0
+
+
+# parser ------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="this node's state directory (default: $SHOAL_DATA_DIR or /var/lib/shoal as root)",
+    )
+    p = argparse.ArgumentParser(
+        prog="shoal", description="Run container stacks on fleets of edge devices, over MQTT."
+    )
+    p.add_argument("--data-dir", type=Path, default=None, help=argparse.SUPPRESS)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def cmd(parent: Any, name: str, fn: Callable[..., int], help: str) -> argparse.ArgumentParser:
+        sp: argparse.ArgumentParser = parent.add_parser(name, help=help, parents=[common])
+        sp.set_defaults(fn=fn)
+        return sp
+
+    swarm = sub.add_parser("swarm", help="manage the swarm").add_subparsers(
+        dest="sub", metavar="COMMAND", required=True
+    )
+    sp = cmd(swarm, "init", cmd_swarm_init, "initialize a swarm; this node becomes its manager")
+    sp.add_argument("--advertise-addr", help="address other nodes use to reach the broker")
+    sp.add_argument(
+        "--listen-addr", type=parse_addr, default=("0.0.0.0", 8883), help="broker HOST:PORT"
+    )
+    sp.add_argument("--enroll-port", type=int, help="enrollment listener port (default PORT+1)")
+    sp.add_argument("--cert-expiry", type=parse_duration, default=timedelta(days=90))
+    sp.add_argument("--hostname", help="node name to record (default: this machine's)")
+    sp.add_argument("--foreground", action="store_true", help="run the daemon attached")
+
+    sp = cmd(swarm, "join", cmd_swarm_join, "join a swarm as a worker or a manager")
+    sp.add_argument("--token", required=True, help="the join token (shoal swarm join-token)")
+    sp.add_argument("--role", choices=["worker", "manager"], help="refuse a token for another role")
+    sp.add_argument("--enroll-port", type=int, help="enrollment listener port (default PORT+1)")
+    sp.add_argument("--hostname", help="node name to record (default: this machine's)")
+    sp.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for a manager")
+    sp.add_argument("--foreground", action="store_true", help="run the daemon attached")
+    sp.add_argument("address", metavar="mqtts://HOST:PORT")
+
+    sp = cmd(swarm, "leave", cmd_swarm_leave, "leave the swarm")
+    sp.add_argument("--force", "-f", action="store_true", help="leave even as the last manager")
+
+    sp = cmd(swarm, "join-token", cmd_swarm_join_token, "manage join tokens")
+    sp.add_argument("--rotate", action="store_true", help="rotate the token")
+    sp.add_argument("--quiet", "-q", action="store_true", help="print the token only")
+    sp.add_argument("role", choices=["worker", "manager"])
+
+    node = sub.add_parser("node", help="manage swarm nodes").add_subparsers(
+        dest="sub", metavar="COMMAND", required=True
+    )
+    sp = cmd(node, "ls", cmd_node_ls, "list nodes")
+    sp.add_argument("--format", choices=["table", "json"], default="table")
+    sp.add_argument("--quiet", "-q", action="store_true", help="only display ids")
+    sp = cmd(node, "rm", cmd_node_rm, "remove nodes; their certificates are revoked")
+    sp.add_argument("--force", "-f", action="store_true")
+    sp.add_argument("nodes", nargs="+", metavar="NODE")
+
+    sp = cmd(sub, "info", cmd_info, "show this node's state")
+    sp.add_argument("--format", choices=["table", "json"], default="table")
+    cmd(sub, "daemon", cmd_daemon, "run this node's daemon in the foreground (for systemd)")
+    cmd(sub, "version", cmd_version, "show the version")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    data = DataDir(a.data_dir or default_data_dir())
+    try:
+        return int(a.fn(a, data))
+    except ShoalError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,115 @@
+"""The local control socket: the CLI talks to its node's daemon through it.
+
+One JSON object per line each way: ``{"cmd": ..., "args": {...}}`` in,
+``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}`` out. The socket is
+mode 0600 in the node's data dir, so only its owner can drive the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from agent.errors import ShoalError
+
+__all__ = ["ControlServer", "call"]
+
+log = logging.getLogger("shoal.control")
+
+Dispatch = Callable[[str, dict[str, Any]], Awaitable[Any]]
+_MAX_LINE = 8 * 1024 * 1024
+
+
+class ControlServer:
+    def __init__(self, path: Path, dispatch: Dispatch) -> None:
+        self.path = path
+        self.dispatch = dispatch
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        old = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._serve, path=str(self.path), limit=_MAX_LINE
+            )
+        finally:
+            os.umask(old)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await reader.readline()
+            try:
+                req = json.loads(line)
+                if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
+                    raise ValueError("expected {'cmd': ..., 'args': {...}}")
+                args = req.get("args") or {}
+                if not isinstance(args, dict):
+                    raise ValueError("args must be an object")
+                result = await self.dispatch(req["cmd"], args)
+                resp: dict[str, Any] = {"ok": True, "result": result}
+            except ShoalError as exc:
+                resp = {"ok": False, "error": str(exc)}
+            except ValueError as exc:
+                resp = {"ok": False, "error": f"bad control request: {exc}"}
+            except Exception as exc:
+                log.exception("control command failed")
+                resp = {"ok": False, "error": f"internal error: {exc}"}
+            writer.write(json.dumps(resp, default=str).encode() + b"\n")
+            await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+def call(path: Path, cmd: str, args: dict[str, Any] | None = None, *, timeout: float = 60) -> Any:
+    """Send one command to the daemon and return its result (blocking; for the CLI)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        try:
+            sock.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise ShoalError(
+                f"the shoal daemon of {path.parent} is not running"
+                " (start it with `shoal daemon`, or check --data-dir)"
+            ) from None
+        sock.sendall(json.dumps({"cmd": cmd, "args": args or {}}).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    except TimeoutError:
+        raise ShoalError(f"the daemon did not answer {cmd!r} within {timeout:g} s") from None
+    except OSError as exc:
+        raise ShoalError(f"cannot talk to the daemon at {path}: {exc}") from exc
+    finally:
+        sock.close()
+    try:
+        resp = json.loads(buf)
+    except ValueError:
+        raise ShoalError("the daemon closed the connection without an answer") from None
+    if not resp.get("ok"):
+        raise ShoalError(str(resp.get("error")))
+    return resp.get("result")

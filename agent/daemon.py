@@ -1,0 +1,247 @@
+"""The node daemon: one MQTT session with the node's certificate, certificate renewal, the
+local control socket, and — on managers — the manager role and the embedded broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.control import ControlServer
+from agent.errors import ShoalError
+from agent.paths import DataDir, NodeConfig
+from broker.envelope import Envelope, encode
+from broker.errors import BrokerError
+from broker.mosquitto_conf import ListenSpec
+from broker.session import Session, SessionConfig, Will, raise_for_reply
+from broker.supervisor import Mosquitto
+from broker.tls import client_context
+from broker.topics import Topics
+from certs import (
+    ClusterCA,
+    Identity,
+    key_to_pem,
+    load_cert,
+    make_csr,
+    new_private_key,
+    renewal_time,
+    write_file_atomic,
+)
+
+__all__ = ["Daemon", "connect_host"]
+
+log = logging.getLogger("shoal.daemon")
+
+
+def connect_host(listen_host: str) -> str:
+    return "127.0.0.1" if listen_host in ("0.0.0.0", "", "::") else listen_host
+
+
+class Daemon:
+    def __init__(self, data: DataDir, *, rng: random.Random | None = None) -> None:
+        self.data = data
+        self.node: NodeConfig = data.load_node()
+        self.topics = Topics(self.node.cluster_id)
+        self.rng = rng or random.Random()
+        self.broker: Mosquitto | None = None
+        self.manager: Any = None
+        self.session = self._make_session()
+        self.control = ControlServer(data.socket, self.dispatch)
+        self._stop = asyncio.Event()
+        self._leaving = False
+
+    def _state_payload(self, status: str) -> bytes:
+        body = {"status": status, "hostname": self.node.hostname, "role": self.node.role}
+        return encode(Envelope(type="state", sender=self.node.node_id, seq=0, body=body))
+
+    def _make_session(self) -> Session:
+        d = self.data
+        session = Session(
+            SessionConfig(
+                host=self.node.broker_host,
+                port=self.node.broker_port,
+                client_id=self.node.node_id,
+                sender=self.node.node_id,
+                tls=lambda: client_context(d.ca_cert, d.node_cert, d.node_key),
+                will=Will(self.topics.node_state(self.node.node_id), self._state_payload("down")),
+                clean_session=True,
+                rng=self.rng,
+            )
+        )
+        session.on(self.topics.node_resp(self.node.node_id), self._on_unsolicited)
+
+        async def announce() -> None:
+            await session.publish(
+                self.topics.node_state(self.node.node_id), self._state_payload("ready"), retain=True
+            )
+
+        session.on_connect(announce)
+        return session
+
+    async def _on_unsolicited(self, topic: str, env: Envelope) -> None:
+        self.session.rejections.reject(topic, f"unexpected {env.type!r} message")
+
+    # the embedded broker and the manager role ----------------------------------------
+    async def _start_manager(self) -> None:
+        from agent.manager.broker_host import BrokerHost
+        from agent.manager.manager import Manager
+
+        if not self.data.state_file.exists():
+            return
+        ca = ClusterCA.load(self.data.manager)
+        host = None
+        if self.node.embedded_broker:
+            listen = ListenSpec(self.node.listen_host, self.node.broker_port, self.node.enroll_port)
+            host = BrokerHost(self.data.broker, ca, listen)
+            self.broker = Mosquitto(
+                host.files,
+                connect_host=connect_host(self.node.listen_host),
+                ports=(self.node.broker_port, self.node.enroll_port),
+            )
+        self.manager = Manager(
+            node_id=self.node.node_id,
+            state_file=self.data.state_file,
+            ca=ca,
+            session=self.session,
+            broker_host=host,
+            reload_broker=self.broker.reload if self.broker else None,
+            join_address=f"{self.node.advertise_host or self.node.broker_host}:{self.node.broker_port}",
+            kick_address=(self.node.broker_host, self.node.broker_port),
+            cluster_port=self.node.broker_port,
+            enroll_port=self.node.enroll_port,
+        )
+        if host is not None and self.broker is not None:
+            host.sync(self.manager.state)
+            await self.broker.start()
+
+    # renewal -------------------------------------------------------------------------
+    async def _renew_forever(self) -> None:
+        while True:
+            ident = Identity.from_cert(load_cert(self.data.node_cert.read_bytes()))
+            at = renewal_time(ident.not_before, ident.not_after, self.rng)
+            wait = (at - datetime.now(UTC)).total_seconds()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
+                await self.renew()
+            except (BrokerError, ShoalError) as exc:
+                log.warning("certificate renewal failed, retrying soon: %s", exc)
+                await asyncio.sleep(min(30.0, max(1.0, wait / 10)))
+
+    async def renew(self) -> None:
+        """Get a new certificate (same identity and role) and reconnect with it."""
+        key = new_private_key()
+        await self.session.wait_connected(30)
+        reply = await self.session.request(
+            self.topics.node_req(self.node.node_id), "renew", {"csr": make_csr(key)}, timeout=30
+        )
+        cert = raise_for_reply(reply).get("cert")
+        if not isinstance(cert, bytes):
+            raise ShoalError("malformed renewal answer")
+        ident = Identity.from_cert(cert)
+        if ident.node_id != self.node.node_id:
+            raise ShoalError("the renewed certificate names another node; keeping the old one")
+        write_file_atomic(self.data.node_key.with_suffix(".new"), key_to_pem(key), 0o600)
+        write_file_atomic(self.data.node_cert, cert, 0o644)
+        os.replace(self.data.node_key.with_suffix(".new"), self.data.node_key)
+        log.info("certificate renewed; valid until %s", ident.not_after.isoformat())
+        self.session.reconnect()
+
+    # control commands ----------------------------------------------------------------
+    def _need_manager(self) -> Any:
+        if self.manager is None:
+            raise ShoalError(
+                "This node is not a swarm manager. Worker nodes can't be used to view or modify"
+                " cluster state. Please run this command on a manager node."
+            )
+        return self.manager
+
+    async def dispatch(self, cmd: str, args: dict[str, Any]) -> Any:
+        if cmd == "info":
+            ident = Identity.from_cert(load_cert(self.data.node_cert.read_bytes()))
+            return {
+                "node_id": self.node.node_id,
+                "cluster_id": self.node.cluster_id,
+                "role": self.node.role,
+                "hostname": self.node.hostname,
+                "connected": self.session.connected,
+                "last_error": self.session.last_error,
+                "connects": self.session.connects,
+                "rejected": self.session.rejections.total,
+                "cert_serial": str(ident.serial),
+                "cert_not_after": ident.not_after.isoformat(),
+                "broker_pid": self.broker.pid if self.broker else None,
+                "manager": self.manager is not None,
+            }
+        if cmd == "leave":
+            self._leaving = True
+            self._stop.set()
+            return {"node_id": self.node.node_id}
+        if cmd == "renew":
+            await self.renew()
+            return {"ok": True}
+        if cmd == "join-token":
+            return self._need_manager().join_token(str(args.get("role")), bool(args.get("rotate")))
+        if cmd == "node-ls":
+            return self._need_manager().node_list()
+        if cmd == "node-rm":
+            return await self._need_manager().remove_node(
+                str(args.get("node")), bool(args.get("force"))
+            )
+        raise ShoalError(f"unknown command {cmd!r}")
+
+    # lifecycle -----------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        self.data.pid_file.write_text(f"{os.getpid()}\n")
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        background: list[asyncio.Task[Any]] = []
+        try:
+            if self.node.role == "manager":
+                await self._start_manager()
+            await self.control.start()
+            self.session.start()
+            background.append(asyncio.create_task(self._renew_forever()))
+            if self.broker is not None:
+                background.append(asyncio.create_task(self.broker.supervise()))
+            if self.manager is not None:
+                background.append(asyncio.create_task(self.manager.refresh_crl_forever()))
+            log.info("node %s (%s) started", self.node.node_id, self.node.role)
+            await self._stop.wait()
+        finally:
+            await self._shutdown(background)
+
+    async def _shutdown(self, background: list[asyncio.Task[Any]]) -> None:
+        if self.session.connected:
+            status = "down"
+            with contextlib.suppress(BrokerError, TimeoutError):
+                await asyncio.wait_for(
+                    self.session.publish(
+                        self.topics.node_state(self.node.node_id),
+                        self._state_payload(status),
+                        retain=True,
+                    ),
+                    3,
+                )
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.session.close()
+        await self.control.close()
+        if self.broker is not None:
+            await self.broker.stop()
+        with contextlib.suppress(FileNotFoundError):
+            self.data.pid_file.unlink()
+        log.info("node %s stopped", self.node.node_id)

@@ -1,0 +1,85 @@
+"""The manager that hosts the embedded broker keeps its files in step with cluster state."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+from pathlib import Path
+
+from agent.manager.state import ClusterState
+from broker.mosquitto_conf import (
+    BrokerFiles,
+    ListenSpec,
+    render_cluster_acl,
+    render_config,
+    render_enroll_acl,
+)
+from broker.topics import Topics
+from certs import ClusterCA, key_to_pem, new_private_key, write_file_atomic
+
+__all__ = ["BrokerHost", "broker_user"]
+
+
+def broker_user() -> str:
+    """The user mosquitto runs as: 'mosquitto' when started as root and that user exists."""
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("mosquitto")
+            return "mosquitto"
+        except KeyError:
+            return "root"
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+class BrokerHost:
+    def __init__(self, directory: Path, ca: ClusterCA, listen: ListenSpec) -> None:
+        self.files = BrokerFiles(directory)
+        self.ca = ca
+        self.listen = listen
+        self.topics = Topics(ca.cluster_id)
+        self.user = broker_user()
+
+    def _write(self, path: Path, data: bytes, mode: int = 0o640) -> None:
+        write_file_atomic(path, data, mode)
+        self._own(path)
+
+    def _own(self, path: Path) -> None:
+        if os.geteuid() == 0 and self.user != "root":
+            pw = pwd.getpwnam(self.user)
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+
+    def create(self, server_hosts: list[str]) -> None:
+        """Write everything the broker needs, including a new server certificate."""
+        d = self.files.directory
+        d.mkdir(parents=True, exist_ok=True)
+        d.chmod(0o750)
+        self._own(d)
+        self.files.persistence.mkdir(exist_ok=True)
+        self._own(self.files.persistence)
+        key = new_private_key()
+        cert = self.ca.issue_server_cert(key, server_hosts)
+        self._write(self.files.server_key, key_to_pem(key), 0o600)
+        self._write(self.files.server_chain, cert + self.ca.cert_pem)
+        self._write(self.files.ca, self.ca.cert_pem, 0o644)
+        self._write(self.files.enroll_acl, render_enroll_acl().encode())
+        self._write(
+            self.files.config, render_config(self.files, self.listen, user=self.user).encode()
+        )
+        if not self.files.log.exists():
+            self.files.log.touch(0o640)
+        self._own(self.files.log)
+
+    def sync(self, state: ClusterState) -> None:
+        """Rewrite the ACL and CRL from cluster state (then reload the broker)."""
+        acl = render_cluster_acl(
+            self.topics,
+            managers=state.managers(),
+            admins=state.admins,
+            monitors=state.monitors,
+        )
+        self._write(self.files.cluster_acl, acl.encode())
+        self._write(self.files.crl, self.ca.build_crl(state.revoked_list()))
+
+    def remove(self) -> None:
+        shutil.rmtree(self.files.directory, ignore_errors=True)

@@ -1,0 +1,147 @@
+"""Creating a swarm's first manager and a joining node's files: what `swarm init` and
+`swarm join` write before the daemon starts. Nothing is left behind when a step fails."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from datetime import timedelta
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from agent.errors import ShoalError
+from agent.join import Enrolled
+from agent.manager.broker_host import BrokerHost
+from agent.manager.state import ClusterState
+from agent.paths import DataDir, NodeConfig
+from broker.mosquitto_conf import ListenSpec
+from certs import (
+    ClusterCA,
+    Identity,
+    JoinToken,
+    Role,
+    make_csr,
+    new_cluster_id,
+    new_node_id,
+    new_private_key,
+    write_file_atomic,
+    write_private_key,
+)
+
+__all__ = ["default_advertise", "forget", "init_cluster", "write_joined"]
+
+
+def default_advertise(listen_host: str) -> str:
+    if listen_host not in ("0.0.0.0", "", "::"):
+        return listen_host
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+            addr = str(info[4][0])
+            if not addr.startswith("127."):
+                return addr
+    except OSError:
+        pass
+    return "127.0.0.1"
+
+
+def _connect_host(listen_host: str) -> str:
+    return "127.0.0.1" if listen_host in ("0.0.0.0", "", "::") else listen_host
+
+
+def init_cluster(
+    data: DataDir,
+    *,
+    hostname: str,
+    listen_host: str,
+    cluster_port: int,
+    enroll_port: int,
+    advertise_host: str,
+    cert_lifetime: timedelta,
+) -> NodeConfig:
+    if data.exists():
+        raise ShoalError(
+            "This node is already part of a swarm. Use `shoal swarm leave` to leave this swarm"
+            " and join another one."
+        )
+    try:
+        cluster_id = new_cluster_id()
+        ca = ClusterCA.create(cluster_id)
+        data.root.mkdir(parents=True, exist_ok=True)
+        data.manager.mkdir(mode=0o700, parents=True, exist_ok=True)
+        ca.save(data.manager)
+        node_id = new_node_id()
+        key = new_private_key()
+        cert = ca.issue(make_csr(key), node_id=node_id, role=Role.MANAGER, lifetime=cert_lifetime)
+        _write_tls(data, ca.cert_pem, cert, key)
+        state = ClusterState(
+            cluster_id=cluster_id,
+            worker_token=str(JoinToken.new(ca.digest)),
+            manager_token=str(JoinToken.new(ca.digest)),
+            cert_lifetime_s=int(cert_lifetime.total_seconds()),
+        )
+        state.add_node(node_id, "manager", hostname, Identity.from_cert(cert).serial)
+        state.save(data.state_file)
+        hosts = sorted({advertise_host, hostname, "localhost", "127.0.0.1", "::1"})
+        host = BrokerHost(data.broker, ca, ListenSpec(listen_host, cluster_port, enroll_port))
+        host.create(hosts)
+        host.sync(state)
+        node = NodeConfig(
+            node_id=node_id,
+            cluster_id=cluster_id,
+            role="manager",
+            hostname=hostname,
+            broker_host=_connect_host(listen_host),
+            broker_port=cluster_port,
+            enroll_port=enroll_port,
+            embedded_broker=True,
+            listen_host=listen_host,
+            advertise_host=advertise_host,
+        )
+        data.save_node(node)
+        return node
+    except BaseException:
+        forget(data)
+        raise
+
+
+def _write_tls(data: DataDir, ca_pem: bytes, cert: bytes, key: ec.EllipticCurvePrivateKey) -> None:
+    data.tls.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_file_atomic(data.ca_cert, ca_pem, 0o644)
+    write_private_key(data.node_key, key)
+    write_file_atomic(data.node_cert, cert, 0o644)
+
+
+def write_joined(
+    data: DataDir,
+    enrolled: Enrolled,
+    key: ec.EllipticCurvePrivateKey,
+    *,
+    hostname: str,
+    broker_host: str,
+    enroll_port: int,
+) -> NodeConfig:
+    try:
+        data.root.mkdir(parents=True, exist_ok=True)
+        _write_tls(data, enrolled.ca, enrolled.cert, key)
+        node = NodeConfig(
+            node_id=enrolled.node_id,
+            cluster_id=enrolled.cluster_id,
+            role=enrolled.role,
+            hostname=hostname,
+            broker_host=broker_host,
+            broker_port=enrolled.cluster_port,
+            enroll_port=enroll_port,
+        )
+        data.save_node(node)
+        return node
+    except BaseException:
+        forget(data)
+        raise
+
+
+def forget(data: DataDir) -> None:
+    """Remove this node's swarm identity and state (leave, or a failed init/join)."""
+    for path in (data.node_file, data.pid_file, data.socket):
+        path.unlink(missing_ok=True)
+    for d in (data.tls, data.manager, data.broker):
+        shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,298 @@
+"""The MQTT session every shoal process uses: aiomqtt over TLS, will, reconnect with jittered
+backoff, handlers by topic filter, and request/response with correlation and timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiomqtt
+
+from broker.envelope import Envelope, Rejections, decode, encode
+from broker.errors import BrokerError, EnvelopeError, NotConnected, RequestTimeout
+from broker.tls import diagnose
+
+__all__ = ["Handler", "Session", "SessionConfig", "Will"]
+
+log = logging.getLogger("shoal.session")
+
+Handler = Callable[[str, Envelope], Awaitable[None]]
+RawHandler = Callable[[str, bytes], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    topic: str
+    payload: bytes
+    retain: bool = True
+    qos: int = 1
+
+
+@dataclass(slots=True)
+class SessionConfig:
+    host: str
+    port: int
+    client_id: str
+    sender: str
+    tls: Callable[[], ssl.SSLContext]
+    will: Will | None = None
+    clean_session: bool = True
+    keepalive: int = 30
+    connect_timeout: float = 10.0
+    backoff_min: float = 0.2
+    backoff_max: float = 15.0
+    rng: random.Random = field(default_factory=random.Random)
+
+
+class Session:
+    """One connection to the broker, kept up until :meth:`close`.
+
+    Subscriptions are declared with :meth:`on` / :meth:`on_raw` and renewed on every
+    reconnect. Handlers run one at a time in arrival order; a handler that raises is logged
+    and the session carries on.
+    """
+
+    def __init__(self, config: SessionConfig) -> None:
+        self.config = config
+        self.rejections = Rejections()
+        self.last_error: str | None = None
+        self.connects = 0
+        self._client: aiomqtt.Client | None = None
+        self._connected = asyncio.Event()
+        self._closing = False
+        self._seq = itertools.count(1)
+        self._subs: list[tuple[str, int, RawHandler]] = []
+        self._pending: dict[int, asyncio.Future[Envelope]] = {}
+        self._on_connect: list[Callable[[], Awaitable[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._inner: asyncio.Task[None] | None = None
+        self._reconnect_now = False
+
+    # declaration -----------------------------------------------------------------------
+    def on(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
+        async def raw(topic: str, payload: bytes) -> None:
+            try:
+                env = decode(payload)
+            except EnvelopeError as exc:
+                self.rejections.reject(topic, str(exc))
+                return
+            if env.re and env.re in self._pending:
+                fut = self._pending.pop(env.re)
+                if not fut.done():
+                    fut.set_result(env)
+                return
+            await handler(topic, env)
+
+        self._subs.append((topic_filter, qos, raw))
+
+    def on_raw(self, topic_filter: str, handler: RawHandler, qos: int = 1) -> None:
+        self._subs.append((topic_filter, qos, handler))
+
+    def on_connect(self, callback: Callable[[], Awaitable[None]]) -> None:
+        self._on_connect.append(callback)
+
+    # state -----------------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            why = self.last_error or "no answer"
+            raise NotConnected(
+                f"could not connect to the broker at {self.config.host}:{self.config.port}"
+                f" within {timeout:g} s: {why}"
+            ) from None
+
+    # the connection loop ---------------------------------------------------------------
+    def _make_client(self) -> aiomqtt.Client:
+        c = self.config
+        will = None
+        if c.will is not None:
+            will = aiomqtt.Will(c.will.topic, c.will.payload, qos=c.will.qos, retain=c.will.retain)
+        client = aiomqtt.Client(
+            c.host,
+            c.port,
+            identifier=c.client_id,
+            tls_context=c.tls(),
+            will=will,
+            clean_session=c.clean_session,
+            keepalive=c.keepalive,
+            timeout=c.connect_timeout,
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            max_inflight_messages=100,
+            max_queued_outgoing_messages=10000,
+        )
+        client.pending_calls_threshold = 1000
+        return client
+
+    async def run(self) -> None:
+        """Connect, dispatch, reconnect with jittered exponential backoff; until close()."""
+        delay = self.config.backoff_min
+        while not self._closing:
+            self._inner = asyncio.create_task(self._connect_once())
+            try:
+                await self._inner
+            except asyncio.CancelledError:
+                if not self._reconnect_now or self._closing:
+                    raise
+            except aiomqtt.MqttError as exc:
+                await self._note_failure(exc)
+            except (OSError, ssl.SSLError) as exc:
+                await self._note_failure(exc)
+            finally:
+                self._inner = None
+                self._client = None
+                self._connected.clear()
+            if self._closing:
+                break
+            if self._reconnect_now:
+                self._reconnect_now = False
+                delay = self.config.backoff_min
+                continue
+            await asyncio.sleep(delay * (0.5 + self.config.rng.random()))
+            delay = min(delay * 2, self.config.backoff_max)
+
+    async def _connect_once(self) -> None:
+        async with self._make_client() as client:
+            self._client = client
+            for topic_filter, qos, _ in self._subs:
+                await client.subscribe(topic_filter, qos=qos)
+            self.connects += 1
+            self.last_error = None
+            self._connected.set()
+            log.info("connected to %s:%d", self.config.host, self.config.port)
+            for cb in self._on_connect:
+                await cb()
+            async for message in client.messages:
+                await self._dispatch(message)
+
+    def reconnect(self) -> None:
+        """Drop the connection cleanly and connect again at once (e.g. with a new certificate)."""
+        if self._inner is not None and not self._inner.done():
+            self._reconnect_now = True
+            self._inner.cancel()
+
+    async def _note_failure(self, exc: BaseException) -> None:
+        if self._closing:
+            return
+        reason = str(exc) or type(exc).__name__
+        try:
+            why = await diagnose(self.config.host, self.config.port, self.config.tls(), timeout=3)
+        except (OSError, ssl.SSLError, ValueError) as dexc:
+            why = str(dexc)
+        if why != "ok":
+            reason = why
+        if reason != self.last_error:
+            log.warning("broker connection lost or refused: %s", reason)
+        self.last_error = reason
+
+    async def _dispatch(self, message: aiomqtt.Message) -> None:
+        topic = message.topic.value
+        payload = message.payload
+        if not isinstance(payload, bytes | bytearray):
+            payload = str(payload).encode() if payload is not None else b""
+        for topic_filter, _, handler in self._subs:
+            if message.topic.matches(topic_filter):
+                try:
+                    await handler(topic, bytes(payload))
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("handler for %s failed on a message from %s", topic_filter, topic)
+
+    def start(self) -> asyncio.Task[None]:
+        """Run the connection loop in a task of its own (see :meth:`close`)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name=f"session-{self.config.client_id}")
+        return self._task
+
+    async def close(self) -> None:
+        """Disconnect cleanly (no will is published) and stop reconnecting."""
+        self._closing = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(NotConnected("the session was closed"))
+        self._pending.clear()
+
+    # sending ---------------------------------------------------------------------------
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        timeout: float = 10.0,
+    ) -> None:
+        if self._client is None:
+            await self.wait_connected(timeout)
+        client = self._client
+        if client is None:
+            raise NotConnected("not connected to the broker")
+        try:
+            await client.publish(topic, payload, qos=qos, retain=retain, timeout=timeout)
+        except aiomqtt.MqttError as exc:
+            raise NotConnected(f"publish to {topic} failed: {exc}") from exc
+
+    def next_seq(self) -> int:
+        return next(self._seq)
+
+    async def send(
+        self,
+        topic: str,
+        type: str,
+        body: Any = None,
+        *,
+        re: int = 0,
+        retain: bool = False,
+        qos: int = 1,
+    ) -> int:
+        seq = self.next_seq()
+        env = Envelope(type=type, sender=self.config.sender, seq=seq, body=body, re=re)
+        await self.publish(topic, encode(env), retain=retain, qos=qos)
+        return seq
+
+    async def request(
+        self, topic: str, type: str, body: Any = None, *, timeout: float = 10.0
+    ) -> Envelope:
+        """Send a request and wait for the envelope whose ``re`` is its seq.
+
+        The reply topic must be subscribed with :meth:`on` (the reply is routed by ``re``).
+        """
+        seq = self.next_seq()
+        fut: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
+        self._pending[seq] = fut
+        try:
+            env = Envelope(type=type, sender=self.config.sender, seq=seq, body=body)
+            await self.publish(topic, encode(env), timeout=timeout)
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise RequestTimeout(f"no answer to {type!r} within {timeout:g} s") from None
+        finally:
+            self._pending.pop(seq, None)
+
+
+def raise_for_reply(env: Envelope) -> dict[str, Any]:
+    """The body of a reply, or a BrokerError carrying the remote error message."""
+    body = env.body
+    if not isinstance(body, dict):
+        raise BrokerError(f"malformed {env.type!r} reply from {env.sender}")
+    if body.get("ok") is not True:
+        raise BrokerError(str(body.get("error") or "the request was refused"))
+    return body

@@ -1,0 +1,110 @@
+"""The topic tree: every MQTT topic shoal uses is built here, and nowhere else.
+
+Levels carry ids only (lowercase letters, digits and '-'), never text a user typed, so the
+same tree works on mosquitto, NATS, RabbitMQ and EMQX alike. docs/topics.md documents it.
+
+    shoal/enroll/<client>/req            joiner -> managers  (enrollment listener, anonymous)
+    shoal/enroll/<client>/resp           managers -> joiner
+    shoal/<cluster>/node/<node>/state    node -> managers    (retained; the will says "down")
+    shoal/<cluster>/node/<node>/status   node -> managers    task status reports
+    shoal/<cluster>/node/<node>/req      node -> managers    requests (certificate renewal, ...)
+    shoal/<cluster>/node/<node>/resp     managers -> node    answers to those requests
+    shoal/<cluster>/node/<node>/assign   managers -> node    (retained) tasks, secrets, configs
+    shoal/<cluster>/mgr/<manager>/raft   manager -> manager  Raft messages
+    shoal/<cluster>/mgr/<manager>/req    anyone allowed -> that manager (forwarded requests)
+    shoal/<cluster>/ctl/<admin>/...      admin clients <-> managers
+    shoal/<cluster>/mon/...              retained JSON for people and monitoring tools
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from broker.errors import BrokerError
+
+__all__ = ["ROOT", "Topics", "check_id", "enroll_req", "enroll_resp"]
+
+ROOT = "shoal"
+_ID = re.compile(r"^[0-9a-z][0-9a-z-]{0,63}$")
+
+
+def check_id(value: str, what: str = "id") -> str:
+    if not isinstance(value, str) or not _ID.match(value):
+        raise BrokerError(f"{what} {value!r} cannot be a topic level: use [0-9a-z-], 1-64 chars")
+    return value
+
+
+def enroll_req(client: str) -> str:
+    return f"{ROOT}/enroll/{check_id(client, 'client id')}/req"
+
+
+def enroll_resp(client: str) -> str:
+    return f"{ROOT}/enroll/{check_id(client, 'client id')}/resp"
+
+
+ENROLL_REQ_FILTER = f"{ROOT}/enroll/+/req"
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """The topics of one cluster."""
+
+    cluster_id: str
+
+    def __post_init__(self) -> None:
+        check_id(self.cluster_id, "cluster id")
+
+    @property
+    def base(self) -> str:
+        return f"{ROOT}/{self.cluster_id}"
+
+    # nodes
+    def node(self, node_id: str, leaf: str) -> str:
+        return f"{self.base}/node/{check_id(node_id, 'node id')}/{leaf}"
+
+    def node_state(self, node_id: str) -> str:
+        return self.node(node_id, "state")
+
+    def node_status(self, node_id: str) -> str:
+        return self.node(node_id, "status")
+
+    def node_req(self, node_id: str) -> str:
+        return self.node(node_id, "req")
+
+    def node_resp(self, node_id: str) -> str:
+        return self.node(node_id, "resp")
+
+    def node_assign(self, node_id: str) -> str:
+        return self.node(node_id, "assign")
+
+    def all_nodes(self, leaf: str) -> str:
+        return f"{self.base}/node/+/{leaf}"
+
+    @staticmethod
+    def node_of(topic: str) -> str | None:
+        """The node id in a `shoal/<cluster>/node/<node>/<leaf>` topic, or None."""
+        parts = topic.split("/")
+        if len(parts) == 5 and parts[0] == ROOT and parts[2] == "node" and _ID.match(parts[3]):
+            return parts[3]
+        return None
+
+    # managers
+    def mgr_raft(self, manager_id: str) -> str:
+        return f"{self.base}/mgr/{check_id(manager_id, 'manager id')}/raft"
+
+    def mgr_req(self, manager_id: str) -> str:
+        return f"{self.base}/mgr/{check_id(manager_id, 'manager id')}/req"
+
+    # admin clients and monitoring
+    def ctl(self, admin_id: str, leaf: str) -> str:
+        return f"{self.base}/ctl/{check_id(admin_id, 'admin id')}/{leaf}"
+
+    def mon(self, *levels: str) -> str:
+        return "/".join(
+            [self.base, "mon", *(check_id(x, "monitoring topic level") for x in levels)]
+        )
+
+    @property
+    def mon_all(self) -> str:
+        return f"{self.base}/mon/#"
