@@ -51,7 +51,7 @@ def parse_addr(text: str, default_port: int = 8883) -> tuple[str, int]:
 
 
 # daemon start/stop -------------------------------------------------------------------------
-def _start_daemon(data: DataDir) -> int:
+def _start_daemon(data: DataDir) -> subprocess.Popen[bytes]:
     data.root.mkdir(parents=True, exist_ok=True)
     log = open(data.log_file, "ab")
     proc = subprocess.Popen(
@@ -63,16 +63,17 @@ def _start_daemon(data: DataDir) -> int:
         cwd="/",
     )
     log.close()
-    return proc.pid
+    return proc
 
 
-def _wait_ready(data: DataDir, pid: int, timeout: float = 30.0) -> dict[str, Any]:
+def _wait_ready(
+    data: DataDir, proc: subprocess.Popen[bytes], timeout: float = 30.0
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     last: str = "the daemon did not start"
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
+        if proc.poll() is not None:
+            last = f"the daemon exited with code {proc.returncode}"
             break
         try:
             info = control.call(data.socket, "info", timeout=5)
@@ -110,7 +111,12 @@ def _stop_daemon(data: DataDir, timeout: float = 20.0) -> None:
 
 
 def _run_foreground(data: DataDir) -> int:
+    import faulthandler
+    import signal
+
     from agent.daemon import Daemon
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -136,9 +142,9 @@ def cmd_swarm_init(a: argparse.Namespace, data: DataDir) -> int:
     if a.foreground:
         _print_init(data, node.node_id)
         return _run_foreground(data)
-    pid = _start_daemon(data)
+    proc = _start_daemon(data)
     try:
-        _wait_ready(data, pid)
+        _wait_ready(data, proc)
     except ShoalError:
         _stop_daemon(data)
         forget(data)
@@ -185,9 +191,9 @@ def cmd_swarm_join(a: argparse.Namespace, data: DataDir) -> int:
     if a.foreground:
         print(f"This node joined a swarm as a {enrolled.role}.")
         return _run_foreground(data)
-    pid = _start_daemon(data)
+    proc = _start_daemon(data)
     try:
-        _wait_ready(data, pid)
+        _wait_ready(data, proc)
     except ShoalError:
         _stop_daemon(data)
         forget(data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import os
 import random
@@ -40,6 +41,14 @@ log = logging.getLogger("shoal.daemon")
 
 def connect_host(listen_host: str) -> str:
     return "127.0.0.1" if listen_host in ("0.0.0.0", "", "::") else listen_host
+
+
+def _dump_tasks() -> None:
+    """kill -USR2 <daemon pid>: write every asyncio task's stack to the log."""
+    for task in asyncio.all_tasks():
+        buf = io.StringIO()
+        task.print_stack(file=buf)
+        log.warning("task %s:\n%s", task.get_name(), buf.getvalue())
 
 
 class Daemon:
@@ -103,6 +112,7 @@ class Daemon:
                 connect_host=connect_host(self.node.listen_host),
                 ports=(self.node.broker_port, self.node.enroll_port),
             )
+        advertise = self.node.advertise_host or self.node.broker_host
         self.manager = Manager(
             node_id=self.node.node_id,
             state_file=self.data.state_file,
@@ -110,7 +120,7 @@ class Daemon:
             session=self.session,
             broker_host=host,
             reload_broker=self.broker.reload if self.broker else None,
-            join_address=f"{self.node.advertise_host or self.node.broker_host}:{self.node.broker_port}",
+            join_address=f"{advertise}:{self.node.broker_port}",
             kick_address=(self.node.broker_host, self.node.broker_port),
             cluster_port=self.node.broker_port,
             enroll_port=self.node.enroll_port,
@@ -205,6 +215,8 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)
         background: list[asyncio.Task[Any]] = []
         try:
             if self.node.role == "manager":

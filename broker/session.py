@@ -75,6 +75,7 @@ class Session:
         self._task: asyncio.Task[None] | None = None
         self._inner: asyncio.Task[None] | None = None
         self._reconnect_now = False
+        self._stopper: asyncio.Future[None] | None = None
 
     # declaration -----------------------------------------------------------------------
     def on(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
@@ -181,7 +182,20 @@ class Session:
         """Drop the connection cleanly and connect again at once (e.g. with a new certificate)."""
         if self._inner is not None and not self._inner.done():
             self._reconnect_now = True
-            self._inner.cancel()
+            self._stopper = asyncio.ensure_future(self._stop_inner(self._inner))
+
+    async def _stop_inner(self, inner: asyncio.Task[None], grace: float = 1.0) -> None:
+        """Cancel one connection; aiomqtt then disconnects gracefully. If the broker never
+        acknowledges (seen under load), stop waiting after `grace` seconds."""
+        inner.cancel()
+        done, _ = await asyncio.wait({inner}, timeout=grace)
+        if not done:
+            client = self._client
+            fut = getattr(client, "_disconnected", None)
+            if fut is not None and not fut.done():
+                log.warning("the broker did not acknowledge the disconnect; dropping it")
+                fut.set_result(None)
+            await asyncio.wait({inner}, timeout=grace)
 
     async def _note_failure(self, exc: BaseException) -> None:
         if self._closing:
@@ -222,6 +236,8 @@ class Session:
         self._closing = True
         task, self._task = self._task, None
         if task is not None:
+            if self._inner is not None and not self._inner.done():
+                await self._stop_inner(self._inner)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task

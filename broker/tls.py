@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 from pathlib import Path
 
@@ -71,19 +72,19 @@ def explain_ssl_error(exc: BaseException) -> str:
     return f"TLS failed: {exc}"
 
 
-async def diagnose(host: str, port: int, ctx: ssl.SSLContext, *, timeout: float = 5.0) -> str:
-    """Say in one sentence why an MQTT connection to host:port with ctx fails (or 'ok')."""
-    writer = None
+def _probe(host: str, port: int, ctx: ssl.SSLContext, timeout: float) -> str:
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=ctx, server_hostname=host), timeout
-        )
-        writer.write(_connect_packet("shoal-probe"))
-        await writer.drain()
-        head = await asyncio.wait_for(reader.read(4), timeout)
-        if len(head) == 4 and head[0] == 0x20:
-            return "ok" if head[3] == 0 else _CONNACK.get(head[3], f"CONNACK code {head[3]}")
-        return "the broker closed the connection without answering"
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            with ctx.wrap_socket(raw, server_hostname=host) as tls:
+                # A refused client certificate arrives as an alert right after the handshake;
+                # read it before writing, or the server's reset can swallow it.
+                tls.settimeout(min(0.5, timeout))
+                try:
+                    head = tls.recv(4)
+                except TimeoutError:
+                    tls.settimeout(timeout)
+                    tls.sendall(_connect_packet("shoal-probe"))
+                    head = tls.recv(4)
     except ssl.SSLError as exc:
         return explain_ssl_error(exc)
     except ConnectionRefusedError:
@@ -91,14 +92,15 @@ async def diagnose(host: str, port: int, ctx: ssl.SSLContext, *, timeout: float 
     except TimeoutError:
         return f"no answer from {host}:{port} within {timeout:g} s"
     except OSError as exc:
-        if "certificate" in str(exc).lower():
-            return explain_ssl_error(exc)
         return f"cannot reach {host}:{port}: {exc.strerror or exc}"
-    finally:
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+    if len(head) == 4 and head[0] == 0x20:
+        return "ok" if head[3] == 0 else _CONNACK.get(head[3], f"CONNACK code {head[3]}")
+    return "the broker closed the connection without answering"
+
+
+async def diagnose(host: str, port: int, ctx: ssl.SSLContext, *, timeout: float = 5.0) -> str:
+    """Say in one sentence why an MQTT connection to host:port with ctx fails (or 'ok')."""
+    return await asyncio.to_thread(_probe, host, port, ctx, timeout)
 
 
 async def fetch_server_chain(host: str, port: int, *, timeout: float = 10.0) -> list[bytes]:

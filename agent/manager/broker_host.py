@@ -21,14 +21,30 @@ from certs import ClusterCA, key_to_pem, new_private_key, write_file_atomic
 __all__ = ["BrokerHost", "broker_user"]
 
 
-def broker_user() -> str:
-    """The user mosquitto runs as: 'mosquitto' when started as root and that user exists."""
+def _reachable_by(path: Path, uid: int, gid: int) -> bool:
+    """Whether a user can traverse every directory above `path`."""
+    for parent in path.resolve().parents:
+        st = parent.stat()
+        if st.st_uid == uid:
+            ok = st.st_mode & 0o100
+        elif st.st_gid == gid:
+            ok = st.st_mode & 0o010
+        else:
+            ok = st.st_mode & 0o001
+        if not ok:
+            return False
+    return True
+
+
+def broker_user(directory: Path) -> str:
+    """The user mosquitto runs as: the unprivileged 'mosquitto' user when started as root,
+    that user exists and it can reach the broker's directory; else the current user."""
     if os.geteuid() == 0:
         try:
-            pwd.getpwnam("mosquitto")
-            return "mosquitto"
+            pw = pwd.getpwnam("mosquitto")
         except KeyError:
             return "root"
+        return "mosquitto" if _reachable_by(directory, pw.pw_uid, pw.pw_gid) else "root"
     return pwd.getpwuid(os.geteuid()).pw_name
 
 
@@ -38,7 +54,7 @@ class BrokerHost:
         self.ca = ca
         self.listen = listen
         self.topics = Topics(ca.cluster_id)
-        self.user = broker_user()
+        self.user = broker_user(directory)
 
     def _write(self, path: Path, data: bytes, mode: int = 0o640) -> None:
         write_file_atomic(path, data, mode)

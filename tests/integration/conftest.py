@@ -1,0 +1,133 @@
+"""Fixtures for tests against a real mosquitto (and, where marked, a real Docker Engine).
+
+A cluster is created the way a user creates one: `shoal swarm init` / `shoal swarm join`
+in separate data directories, on loopback ports picked free for each test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def shoal(
+    *args: str, data: Path | None = None, check: bool = True, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "agent", *args]
+    if data is not None:
+        cmd += ["--data-dir", str(data)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+@dataclass
+class Cluster:
+    root: Path
+    port: int
+    enroll_port: int
+    manager: Path
+    nodes: list[Path] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"mqtts://127.0.0.1:{self.port}"
+
+    def token(self, role: str = "worker") -> str:
+        return shoal("swarm", "join-token", "-q", role, data=self.manager).stdout.strip()
+
+    def join(self, name: str, role: str = "worker", **kw: Any) -> Path:
+        data = self.root / name
+        shoal(
+            "swarm",
+            "join",
+            "--token",
+            self.token(role),
+            "--hostname",
+            name,
+            "--enroll-port",
+            str(self.enroll_port),
+            self.url,
+            data=data,
+            **kw,
+        )
+        self.nodes.append(data)
+        return data
+
+    def info(self, data: Path) -> dict[str, Any]:
+        return dict(json.loads(shoal("info", "--format", "json", data=data).stdout))
+
+    def node_ls(self) -> list[dict[str, Any]]:
+        out = shoal("node", "ls", "--format", "json", data=self.manager).stdout
+        return [json.loads(line) for line in out.splitlines()]
+
+    @property
+    def ca_dir(self) -> Path:
+        return self.manager / "manager"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.manager / "tls" / "ca.pem"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _need_mosquitto() -> None:
+    if shutil.which("mosquitto") is None and not os.path.exists("/usr/sbin/mosquitto"):
+        pytest.fail("mosquitto is not installed: run `make test` (or apt-get install mosquitto)")
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    port, enroll = free_port(), free_port()
+    mgr = tmp_path / "mgr"
+    shoal(
+        "swarm",
+        "init",
+        "--listen-addr",
+        f"127.0.0.1:{port}",
+        "--enroll-port",
+        str(enroll),
+        "--hostname",
+        "mgr",
+        data=mgr,
+    )
+    c = Cluster(root=tmp_path, port=port, enroll_port=enroll, manager=mgr)
+    try:
+        yield c
+    finally:
+        for d in c.nodes:
+            shoal("swarm", "leave", "--force", data=d, check=False)
+        shoal("swarm", "leave", "--force", data=mgr, check=False)

@@ -1,0 +1,186 @@
+"""Every door that must stay closed is closed: identity at connect, ACLs per node, and the
+enrollment listener. Against the real embedded mosquitto started by `shoal swarm init`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from broker.tls import client_context, diagnose
+from broker.topics import Topics, enroll_req, enroll_resp
+from certs import ClusterCA, Role, make_csr, new_node_id, new_private_key
+from tests.integration.conftest import Cluster, shoal, wait_for
+from tests.integration.mqtt import (
+    Ident,
+    as_client,
+    collect,
+    enroll_identity,
+    first,
+    mqtt,
+    write_ident,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _topics(cluster: Cluster) -> Topics:
+    return Topics(cluster.info(cluster.manager)["cluster_id"])
+
+
+async def _refused(cluster: Cluster, **kw: object) -> str:
+    with pytest.raises(aiomqtt.MqttError):
+        async with mqtt(cluster.port, ca=cluster.ca_file, timeout=3, **kw):  # type: ignore[arg-type]
+            pass
+    ctx = client_context(cluster.ca_file, kw.get("cert"), kw.get("key"))  # type: ignore[arg-type]
+    return await diagnose("127.0.0.1", cluster.port, ctx)
+
+
+# identity at connect -----------------------------------------------------------------------
+async def test_client_without_certificate_cannot_connect(cluster: Cluster) -> None:
+    why = await _refused(cluster, client_id="anon")
+    assert "requires a client certificate" in why
+
+
+async def test_certificate_from_another_ca_cannot_connect(cluster: Cluster, tmp_path: Path) -> None:
+    other = ClusterCA.create("othercluster")
+    key = new_private_key()
+    node = new_node_id()
+    cert = other.issue(make_csr(key), node_id=node, role=Role.MANAGER)
+    ident = write_ident(tmp_path / "stranger", node, cert, key, cluster.ca_file)
+    why = await _refused(cluster, cert=ident.cert, key=ident.key, client_id=node)
+    assert "does not accept this certificate" in why
+
+
+async def test_expired_certificate_cannot_connect(cluster: Cluster, tmp_path: Path) -> None:
+    ca = ClusterCA.load(cluster.ca_dir)
+    key = new_private_key()
+    node = new_node_id()
+    past = datetime.now(UTC) - timedelta(days=3)
+    cert = ca.issue(
+        make_csr(key), node_id=node, role=Role.WORKER,
+        not_before=past, not_after=past + timedelta(days=1),
+    )
+    ident = write_ident(tmp_path / "old", node, cert, key, cluster.ca_file)
+    why = await _refused(cluster, cert=ident.cert, key=ident.key, client_id=node)
+    assert "expired" in why
+
+
+async def test_removed_node_is_refused_and_its_live_session_is_cut(cluster: Cluster) -> None:
+    worker = await asyncio.to_thread(cluster.join, "w1")
+    info = cluster.info(worker)
+    assert info["connected"] is True
+    started = time.monotonic()
+    await asyncio.to_thread(shoal, "node", "rm", "--force", "w1", data=cluster.manager)
+    await asyncio.to_thread(
+        wait_for, lambda: not cluster.info(worker)["connected"], 5.0, "the session to be cut"
+    )
+    cut_after = time.monotonic() - started
+    assert cut_after < 5.0
+    # and it stays out: its reconnects are refused, and the reason is named
+    ident = Ident(info["node_id"], worker / "tls/node.pem", worker / "tls/node-key.pem",
+                  cluster.ca_file)
+    why = await _refused(cluster, cert=ident.cert, key=ident.key, client_id=ident.node_id)
+    assert "revoked" in why
+    last = await asyncio.to_thread(
+        wait_for, lambda: cluster.info(worker)["last_error"], 10.0, "the daemon to see why"
+    )
+    assert "revoked" in last
+    assert [n["hostname"] for n in cluster.node_ls()] == ["mgr"]
+
+
+# ACLs --------------------------------------------------------------------------------------
+@pytest.fixture
+async def idents(cluster: Cluster, tmp_path: Path) -> dict[str, Ident]:
+    worker_token, manager_token = cluster.token("worker"), cluster.token("manager")
+    return {
+        "a": await enroll_identity(tmp_path / "a", cluster.enroll_port, worker_token),
+        "b": await enroll_identity(tmp_path / "b", cluster.enroll_port, worker_token),
+        "m": await enroll_identity(tmp_path / "m", cluster.enroll_port, manager_token),
+    }
+
+
+async def test_worker_reads_only_its_own_assignments(
+    cluster: Cluster, idents: dict[str, Ident]
+) -> None:
+    t = _topics(cluster)
+    a, b, m = idents["a"], idents["b"], idents["m"]
+    async with as_client(a, cluster.port) as ca, as_client(b, cluster.port) as cb:
+        await ca.subscribe(t.node_assign(b.node_id), qos=1)
+        await ca.subscribe(t.base + "/#", qos=1)
+        await ca.subscribe(t.node_assign(a.node_id), qos=1)
+        await cb.subscribe(t.node_assign(b.node_id), qos=1)
+        async with as_client(m, cluster.port) as cm:
+            await cm.publish(t.node_assign(b.node_id), b"for-b", qos=1, retain=True)
+            await cm.publish(t.node_assign(a.node_id), b"for-a", qos=1)
+        assert await first(cb, t.node_assign(b.node_id)) == b"for-b"
+        got = await collect(ca, 1.5)
+    assert (t.node_assign(a.node_id), b"for-a") in got
+    assert all(topic != t.node_assign(b.node_id) for topic, _ in got)
+    assert all("/node/" + a.node_id + "/" in topic for topic, _ in got), got
+
+
+async def test_worker_cannot_write_for_other_nodes_or_managers(
+    cluster: Cluster, idents: dict[str, Ident]
+) -> None:
+    t = _topics(cluster)
+    a, b, m = idents["a"], idents["b"], idents["m"]
+    forbidden = [
+        t.node_status(b.node_id),
+        t.node_state(b.node_id),
+        t.node_req(b.node_id),
+        t.node_resp(a.node_id),
+        t.node_assign(a.node_id),
+        t.mgr_raft(m.node_id),
+        t.mgr_req(m.node_id),
+        t.ctl("adm-x", "req"),
+        t.mon("service", "x"),
+        t.base + "/mon/node/" + b.node_id + "/x",
+        enroll_resp("jabc"),
+        enroll_req("jabc"),
+    ]
+    async with as_client(m, cluster.port) as watcher:
+        await watcher.subscribe(t.base + "/#", qos=1)
+        await watcher.subscribe("shoal/enroll/#", qos=1)
+        async with as_client(a, cluster.port) as ca:
+            for topic in forbidden:
+                await ca.publish(topic, b"forged", qos=1)
+            await ca.publish(t.node_status(a.node_id), b"mine", qos=1)
+        got = await collect(watcher, 1.5)
+    assert got == [(t.node_status(a.node_id), b"mine")]
+
+
+async def test_anonymous_enrollment_client_sees_nothing_but_its_own_reply(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    t = _topics(cluster)
+    async with mqtt(cluster.enroll_port, ca=cluster.ca_file, client_id="jsnoop") as snoop:
+        for f in ("#", "shoal/enroll/+/req", "shoal/enroll/+/resp", t.base + "/#"):
+            await snoop.subscribe(f, qos=1)
+        await snoop.publish(t.node_state("x1"), b"forged", qos=1)
+        await snoop.publish(enroll_resp("jother"), b"forged", qos=1)
+        # a real join happens meanwhile; the snooper must see none of it
+        await enroll_identity(tmp_path / "j", cluster.enroll_port, cluster.token())
+        got = await collect(snoop, 1.0)
+    assert got == []
+    async with mqtt(cluster.port, ca=cluster.ca_file, cert=tmp_path / "j/cert.pem",
+                    key=tmp_path / "j/key.pem") as ok:
+        assert ok is not None  # the identity enrolled alongside works on the cluster listener
+
+
+async def test_anonymous_client_cannot_use_the_cluster_listener_topics(cluster: Cluster) -> None:
+    # the enrollment listener shares the broker: prove its clients cannot reach cluster topics
+    t = _topics(cluster)
+    mgr = cluster.info(cluster.manager)["node_id"]
+    async with mqtt(cluster.enroll_port, ca=cluster.ca_file, client_id="jpoke") as poke:
+        await poke.subscribe(t.node_assign(mgr), qos=1)
+        await poke.publish(t.mgr_raft(mgr), b"forged", qos=1)
+        await poke.publish(t.node_state(mgr), b"forged", qos=1)
+        got = await collect(poke, 1.0)
+    assert got == []
+    assert cluster.info(cluster.manager)["connected"] is True
+    assert [n["status"] for n in cluster.node_ls()] == ["ready"]
