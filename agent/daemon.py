@@ -24,6 +24,7 @@ from broker.supervisor import Mosquitto
 from broker.tls import client_context
 from broker.topics import Topics
 from certs import (
+    CLOCK_SKEW,
     ClusterCA,
     Identity,
     key_to_pem,
@@ -133,7 +134,9 @@ class Daemon:
     async def _renew_forever(self) -> None:
         while True:
             ident = Identity.from_cert(load_cert(self.data.node_cert.read_bytes()))
-            at = renewal_time(ident.not_before, ident.not_after, self.rng)
+            # not_before is back-dated for clock skew; renew relative to the issue time
+            issued = min(ident.not_before + CLOCK_SKEW, ident.not_after)
+            at = renewal_time(issued, ident.not_after, self.rng)
             wait = (at - datetime.now(UTC)).total_seconds()
             if wait > 0:
                 await asyncio.sleep(wait)

@@ -62,8 +62,11 @@ async def test_expired_certificate_cannot_connect(cluster: Cluster, tmp_path: Pa
     node = new_node_id()
     past = datetime.now(UTC) - timedelta(days=3)
     cert = ca.issue(
-        make_csr(key), node_id=node, role=Role.WORKER,
-        not_before=past, not_after=past + timedelta(days=1),
+        make_csr(key),
+        node_id=node,
+        role=Role.WORKER,
+        not_before=past,
+        not_after=past + timedelta(days=1),
     )
     ident = write_ident(tmp_path / "old", node, cert, key, cluster.ca_file)
     why = await _refused(cluster, cert=ident.cert, key=ident.key, client_id=node)
@@ -82,8 +85,9 @@ async def test_removed_node_is_refused_and_its_live_session_is_cut(cluster: Clus
     cut_after = time.monotonic() - started
     assert cut_after < 5.0
     # and it stays out: its reconnects are refused, and the reason is named
-    ident = Ident(info["node_id"], worker / "tls/node.pem", worker / "tls/node-key.pem",
-                  cluster.ca_file)
+    ident = Ident(
+        info["node_id"], worker / "tls/node.pem", worker / "tls/node-key.pem", cluster.ca_file
+    )
     why = await _refused(cluster, cert=ident.cert, key=ident.key, client_id=ident.node_id)
     assert "revoked" in why
     last = await asyncio.to_thread(
@@ -167,8 +171,9 @@ async def test_anonymous_enrollment_client_sees_nothing_but_its_own_reply(
         await enroll_identity(tmp_path / "j", cluster.enroll_port, cluster.token())
         got = await collect(snoop, 1.0)
     assert got == []
-    async with mqtt(cluster.port, ca=cluster.ca_file, cert=tmp_path / "j/cert.pem",
-                    key=tmp_path / "j/key.pem") as ok:
+    async with mqtt(
+        cluster.port, ca=cluster.ca_file, cert=tmp_path / "j/cert.pem", key=tmp_path / "j/key.pem"
+    ) as ok:
         assert ok is not None  # the identity enrolled alongside works on the cluster listener
 
 

@@ -1,0 +1,70 @@
+"""The node daemon keeps itself and the embedded broker alive: certificate renewal without a
+token, and a broker that is restarted when it dies."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from certs import Identity, Role, load_cert
+from tests.integration.conftest import Cluster, free_port, shoal, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def short_lived(tmp_path):  # type: ignore[no-untyped-def]
+    """A cluster whose certificates live 10 seconds, so renewal happens within the test."""
+    port, enroll = free_port(), free_port()
+    mgr = tmp_path / "mgr"
+    shoal(
+        "swarm",
+        "init",
+        "--listen-addr",
+        f"127.0.0.1:{port}",
+        "--enroll-port",
+        str(enroll),
+        "--hostname",
+        "mgr",
+        "--cert-expiry",
+        "10s",
+        data=mgr,
+    )
+    c = Cluster(root=tmp_path, port=port, enroll_port=enroll, manager=mgr)
+    try:
+        yield c
+    finally:
+        for d in c.nodes:
+            shoal("swarm", "leave", "--force", data=d, check=False)
+        shoal("swarm", "leave", "--force", data=mgr, check=False)
+
+
+def test_certificates_renew_on_their_own_and_keep_their_role(short_lived: Cluster) -> None:
+    c = short_lived
+    w = c.join("w1")
+    first = c.info(w)
+    wait_for(lambda: c.info(w)["cert_serial"] != first["cert_serial"], 15, "a renewal")
+    wait_for(lambda: c.info(w)["connected"], 5, "reconnecting with the new certificate")
+    ident = Identity.from_cert(load_cert((w / "tls/node.pem").read_bytes()))
+    assert ident.node_id == first["node_id"]
+    assert ident.role is Role.WORKER
+    # renewal happened before expiry: the node never dropped out of the swarm's view
+    mgr_first = first
+    assert mgr_first["cert_not_after"] != c.info(w)["cert_not_after"]
+    assert {n["hostname"]: n["status"] for n in c.node_ls()}["w1"] == "ready"
+
+
+def test_embedded_broker_is_restarted_when_it_dies(cluster: Cluster) -> None:
+    w = cluster.join("w1")
+    pid = cluster.info(cluster.manager)["broker_pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(
+        lambda: cluster.info(cluster.manager)["broker_pid"] not in (None, pid),
+        10,
+        "a new broker process",
+    )
+    wait_for(lambda: cluster.info(cluster.manager)["connected"], 10, "the manager to reconnect")
+    wait_for(lambda: cluster.info(w)["connected"], 20, "the worker to reconnect")
+    assert cluster.info(w)["connects"] >= 2

@@ -1,0 +1,91 @@
+"""The topic tree and the generated broker configuration, with no broker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from broker.errors import BrokerError
+from broker.mosquitto_conf import (
+    BrokerFiles,
+    ListenSpec,
+    render_cluster_acl,
+    render_config,
+    render_enroll_acl,
+)
+from broker.topics import Topics, check_id, enroll_req, enroll_resp
+
+
+def test_topics_carry_ids_only() -> None:
+    t = Topics("c1")
+    assert t.node_state("n1") == "shoal/c1/node/n1/state"
+    assert t.node_assign("n1") == "shoal/c1/node/n1/assign"
+    assert t.mgr_raft("m1") == "shoal/c1/mgr/m1/raft"
+    assert t.mon("node", "n1") == "shoal/c1/mon/node/n1"
+    assert enroll_req("j1") == "shoal/enroll/j1/req"
+    assert enroll_resp("j1") == "shoal/enroll/j1/resp"
+    assert Topics.node_of("shoal/c1/node/n1/state") == "n1"
+    assert Topics.node_of("shoal/c1/mgr/n1/raft") is None
+
+
+@pytest.mark.parametrize("bad", ["", "a.b", "a b", "a/b", "+", "#", "A", "x" * 65, "-a"])
+def test_ids_that_cannot_be_topic_levels_are_refused(bad: str) -> None:
+    with pytest.raises(BrokerError):
+        check_id(bad)
+    with pytest.raises(BrokerError):
+        Topics("c1").node_state(bad)
+
+
+def test_cluster_acl_gives_nodes_only_their_own_topics() -> None:
+    acl = render_cluster_acl(Topics("c1"), managers=["m1"], admins=["adm-x"], monitors=["mon-y"])
+    lines = acl.splitlines()
+    assert "pattern write shoal/c1/node/%u/state" in lines
+    assert "pattern read shoal/c1/node/%u/assign" in lines
+    assert not any(line.startswith("pattern read shoal/c1/node/%u/state") for line in lines)
+    assert not any(
+        line.startswith("topic") and "#" in line and "c1/#" in line
+        for line in lines[: lines.index("user m1")]
+    )
+    m = lines.index("user m1")
+    assert lines[m + 1] == "topic readwrite shoal/c1/#"
+    a = lines.index("user adm-x")
+    assert lines[a + 1 : a + 3] == [
+        "topic readwrite shoal/c1/ctl/adm-x/#",
+        "topic read shoal/c1/mon/#",
+    ]
+    mon = lines.index("user mon-y")
+    assert lines[mon + 1] == "topic read shoal/c1/mon/#"
+
+
+def test_enrollment_acl_allows_only_the_clients_own_request_and_reply() -> None:
+    assert render_enroll_acl().splitlines()[1:] == [
+        "pattern write shoal/enroll/%c/req",
+        "pattern read shoal/enroll/%c/resp",
+    ]
+
+
+def test_config_has_a_mutual_tls_listener_and_an_anonymous_enrollment_listener() -> None:
+    files = BrokerFiles(Path("/d"))
+    conf = render_config(files, ListenSpec("127.0.0.1", 8883, 8884), user="mosquitto")
+    cluster, enroll = conf.split("listener 8884 127.0.0.1")
+    assert "listener 8883 127.0.0.1" in cluster
+    for line in (
+        "require_certificate true",
+        "use_identity_as_username true",
+        "use_username_as_clientid true",
+        "allow_anonymous false",
+        "crlfile /d/crl.pem",
+        "acl_file /d/cluster.acl",
+    ):
+        assert line in cluster.splitlines()
+    for line in ("require_certificate false", "allow_anonymous true", "acl_file /d/enroll.acl"):
+        assert line in enroll.splitlines()
+    assert "set_tcp_nodelay true" in conf and "per_listener_settings true" in conf
+
+
+def test_config_refuses_paths_that_would_inject_lines() -> None:
+    with pytest.raises(ValueError):
+        render_config(
+            BrokerFiles(Path("/d\nallow_anonymous true")), ListenSpec("h", 1, 2), user="u"
+        )
