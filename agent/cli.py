@@ -274,6 +274,42 @@ def cmd_node_rm(a: argparse.Namespace, data: DataDir) -> int:
     return 1 if failed else 0
 
 
+def cmd_cert_issue(a: argparse.Namespace, data: DataDir) -> int:
+    from certs import key_to_pem, make_csr, new_private_key, write_file_atomic
+
+    key = new_private_key()
+    args = {"role": a.role, "csr": make_csr(key).decode()}
+    if a.expiry is not None:
+        args["lifetime_s"] = int(a.expiry.total_seconds())
+    res = control.call(data.socket, "cert-issue", args)
+    out: Path = a.out
+    out.mkdir(parents=True, exist_ok=True)
+    write_file_atomic(out / "key.pem", key_to_pem(key), 0o600)
+    write_file_atomic(out / "cert.pem", res["cert"].encode(), 0o644)
+    write_file_atomic(out / "ca.pem", res["ca"].encode(), 0o644)
+    node = data.load_node()
+    host = node.advertise_host or node.broker_host
+    print(f"{res['id']}")
+    print(f"Certificate, key and CA written to {out}. Watch the cluster with:\n")
+    print(
+        f"    mosquitto_sub -h {host} -p {node.broker_port} --cafile {out}/ca.pem"
+        f" --cert {out}/cert.pem --key {out}/key.pem -t 'shoal/{node.cluster_id}/mon/#' -v"
+    )
+    return 0
+
+
+def cmd_cert_ls(a: argparse.Namespace, data: DataDir) -> int:
+    rows = [[c["id"], c["role"]] for c in control.call(data.socket, "cert-ls")]
+    print(_table(rows, ["ID", "ROLE"]))
+    return 0
+
+
+def cmd_cert_rm(a: argparse.Namespace, data: DataDir) -> int:
+    for ident in a.ids:
+        print(control.call(data.socket, "cert-rm", {"id": ident}))
+    return 0
+
+
 def cmd_info(a: argparse.Namespace, data: DataDir) -> int:
     info = control.call(data.socket, "info")
     if a.format == "json":
@@ -360,6 +396,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd(node, "rm", cmd_node_rm, "remove nodes; their certificates are revoked")
     sp.add_argument("--force", "-f", action="store_true")
     sp.add_argument("nodes", nargs="+", metavar="NODE")
+
+    cert = sub.add_parser("cert", help="certificates for people and tools").add_subparsers(
+        dest="sub", metavar="COMMAND", required=True
+    )
+    sp = cmd(cert, "issue", cmd_cert_issue, "issue an admin or monitoring certificate")
+    sp.add_argument("role", choices=["admin", "monitor"])
+    sp.add_argument(
+        "--out", type=Path, required=True, help="directory for cert.pem, key.pem, ca.pem"
+    )
+    sp.add_argument("--expiry", type=parse_duration, default=None, help="lifetime (default 90d)")
+    cmd(cert, "ls", cmd_cert_ls, "list admin and monitoring certificates")
+    sp = cmd(cert, "rm", cmd_cert_rm, "revoke admin or monitoring certificates")
+    sp.add_argument("ids", nargs="+", metavar="ID")
 
     sp = cmd(sub, "info", cmd_info, "show this node's state")
     sp.add_argument("--format", choices=["table", "json"], default="table")

@@ -206,6 +206,16 @@ class Daemon:
             return await self._need_manager().remove_node(
                 str(args.get("node")), bool(args.get("force"))
             )
+        if cmd == "cert-issue":
+            csr = str(args.get("csr", "")).encode()
+            lifetime = args.get("lifetime_s")
+            return await self._need_manager().issue_client(
+                str(args.get("role")), csr, int(lifetime) if lifetime else None
+            )
+        if cmd == "cert-ls":
+            return self._need_manager().client_list()
+        if cmd == "cert-rm":
+            return await self._need_manager().revoke_client(str(args.get("id")))
         raise ShoalError(f"unknown command {cmd!r}")
 
     # lifecycle -----------------------------------------------------------------------

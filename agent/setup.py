@@ -143,5 +143,5 @@ def forget(data: DataDir) -> None:
     """Remove this node's swarm identity and state (leave, or a failed init/join)."""
     for path in (data.node_file, data.pid_file, data.socket):
         path.unlink(missing_ok=True)
-    for d in (data.tls, data.manager, data.broker):
+    for d in (data.tls, data.manager, data.broker, data.root / "monitor"):
         shutil.rmtree(d, ignore_errors=True)

@@ -33,6 +33,8 @@ from certs import (
     TokenError,
     key_to_pem,
     make_csr,
+    new_admin_id,
+    new_monitor_id,
     new_node_id,
     new_private_key,
     write_file_atomic,
@@ -280,8 +282,13 @@ class Manager:
         is revoked right after.
         """
         key = new_private_key()
+        role = Role.WORKER
+        if node_id.startswith("adm-"):
+            role = Role.ADMIN
+        elif node_id.startswith("mon-"):
+            role = Role.MONITOR
         cert = self.ca.issue(
-            make_csr(key), node_id=node_id, role=Role.WORKER, lifetime=timedelta(minutes=5)
+            make_csr(key), node_id=node_id, role=role, lifetime=timedelta(minutes=5)
         )
         tmp = self.state_file.parent / f"cut-{node_id}"
         tmp.mkdir(mode=0o700, exist_ok=True)
@@ -313,6 +320,44 @@ class Manager:
             self.state.revoke(Identity.from_cert(cert).serial)
             self._save()
             self.sync_broker()
+
+    async def issue_client(self, role: str, csr: bytes, lifetime_s: int | None) -> dict[str, Any]:
+        """A certificate for a person or tool: an admin (control topics, monitoring) or a
+        monitor (read-only monitoring topics). Recorded, so the broker's ACL knows it."""
+        if role not in ("admin", "monitor"):
+            raise ShoalError(f"unknown client role {role!r}: use admin or monitor")
+        lifetime = timedelta(seconds=lifetime_s) if lifetime_s else self.lifetime
+        async with self._lock:
+            ident_id = new_admin_id() if role == "admin" else new_monitor_id()
+            cert = self.ca.issue(
+                csr,
+                node_id=ident_id,
+                role=Role.ADMIN if role == "admin" else Role.MONITOR,
+                lifetime=lifetime,
+            )
+            registry = self.state.admins if role == "admin" else self.state.monitors
+            registry[ident_id] = Identity.from_cert(cert).serial
+            self._save()
+            self.sync_broker()
+        log.info("issued a %s certificate %s", role, ident_id)
+        return {"id": ident_id, "cert": cert.decode(), "ca": self.ca.cert_pem.decode()}
+
+    def client_list(self) -> list[dict[str, str]]:
+        out = [{"id": i, "role": "admin"} for i in sorted(self.state.admins)]
+        return out + [{"id": i, "role": "monitor"} for i in sorted(self.state.monitors)]
+
+    async def revoke_client(self, ident_id: str) -> str:
+        async with self._lock:
+            for registry in (self.state.admins, self.state.monitors):
+                if ident_id in registry:
+                    self.state.revoke(registry.pop(ident_id))
+                    break
+            else:
+                raise ShoalError(f"no admin or monitor certificate {ident_id}")
+            self._save()
+            self.sync_broker()
+        await self._cut_session(ident_id)
+        return ident_id
 
     async def refresh_crl_forever(self, every: float = 86400.0) -> None:
         """CRLs expire: re-sign it daily (it is valid for a week)."""

@@ -189,3 +189,49 @@ async def test_anonymous_client_cannot_use_the_cluster_listener_topics(cluster: 
     assert got == []
     assert cluster.info(cluster.manager)["connected"] is True
     assert [n["status"] for n in cluster.node_ls()] == ["ready"]
+
+
+# people and tools ------------------------------------------------------------------------------
+def _issue(cluster: Cluster, role: str, out: Path) -> Ident:
+    ident_id = shoal("cert", "issue", role, "--out", str(out), data=cluster.manager).stdout
+    return Ident(ident_id.splitlines()[0], out / "cert.pem", out / "key.pem", out / "ca.pem")
+
+
+async def test_monitor_reads_monitoring_topics_only_and_can_be_revoked(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    t = _topics(cluster)
+    mon = await asyncio.to_thread(_issue, cluster, "monitor", tmp_path / "mon")
+    assert mon.node_id.startswith("mon-")
+    mgr = cluster.info(cluster.manager)["node_id"]
+    async with as_client(mon, cluster.port) as c:
+        await c.subscribe(t.base + "/#", qos=1)
+        got = await collect(c, 1.0, retained=True)
+        await c.publish(t.mon("node", mgr), b"forged", qos=1)
+        await c.publish(t.ctl(mon.node_id, "req"), b"forged", qos=1)
+    topics = {topic for topic, _ in got}
+    assert t.mon("node", mgr) in topics  # the manager's retained JSON status
+    assert all("/mon/" in topic for topic in topics), topics
+    doc = dict(got)[t.mon("node", mgr)]
+    assert b'"status": "ready"' in doc  # the forged publish did not replace it
+    async with as_client(mon, cluster.port) as c:
+        await c.subscribe(t.mon("node", mgr), qos=1)
+        assert b"ready" in await first(c, t.mon("node", mgr))
+    await asyncio.to_thread(shoal, "cert", "rm", mon.node_id, data=cluster.manager)
+    why = await _refused(cluster, cert=mon.cert, key=mon.key, client_id=mon.node_id)
+    assert "revoked" in why
+
+
+async def test_admin_writes_only_its_own_control_topics(cluster: Cluster, tmp_path: Path) -> None:
+    t = _topics(cluster)
+    adm = await asyncio.to_thread(_issue, cluster, "admin", tmp_path / "adm")
+    m = await enroll_identity(tmp_path / "m", cluster.enroll_port, cluster.token("manager"))
+    async with as_client(m, cluster.port) as watcher:
+        await watcher.subscribe(t.base + "/#", qos=1)
+        async with as_client(adm, cluster.port) as c:
+            await c.publish(t.ctl("adm-other", "req"), b"forged", qos=1)
+            await c.publish(t.mgr_raft(m.node_id), b"forged", qos=1)
+            await c.publish(t.node_assign(m.node_id), b"forged", qos=1)
+            await c.publish(t.ctl(adm.node_id, "req"), b"mine", qos=1)
+        got = await collect(watcher, 1.5)
+    assert got == [(t.ctl(adm.node_id, "req"), b"mine")]

@@ -81,6 +81,7 @@ def test_config_has_a_mutual_tls_listener_and_an_anonymous_enrollment_listener()
         assert line in cluster.splitlines()
     for line in ("require_certificate false", "allow_anonymous true", "acl_file /d/enroll.acl"):
         assert line in enroll.splitlines()
+    assert cluster.count("tls_version tlsv1.2") == 1 and enroll.count("tls_version tlsv1.2") == 1
     assert "set_tcp_nodelay true" in conf and "per_listener_settings true" in conf
 
 
