@@ -19,7 +19,7 @@ from typing import Any
 
 from agent import control
 from agent.errors import ShoalError
-from agent.paths import DataDir, default_data_dir
+from agent.paths import DataDir, NodeConfig, default_data_dir
 
 __all__ = ["main"]
 
@@ -130,7 +130,7 @@ def cmd_swarm_init(a: argparse.Namespace, data: DataDir) -> int:
     from agent.setup import default_advertise, forget, init_cluster
 
     host, port = a.listen_addr
-    node = init_cluster(
+    node, token = init_cluster(
         data,
         hostname=a.hostname or socket.gethostname(),
         listen_host=host,
@@ -140,30 +140,24 @@ def cmd_swarm_init(a: argparse.Namespace, data: DataDir) -> int:
         cert_lifetime=a.cert_expiry,
     )
     if a.foreground:
-        _print_init(data, node.node_id)
+        _print_init(node, token)
         return _run_foreground(data)
     proc = _start_daemon(data)
     try:
         _wait_ready(data, proc)
+        token = control.call(data.socket, "join-token", {"role": "worker"})["token"]
     except ShoalError:
         _stop_daemon(data)
         forget(data)
         raise
-    _print_init(data, node.node_id)
+    _print_init(node, token)
     return 0
 
 
-def _print_init(data: DataDir, node_id: str) -> None:
-    from agent.manager.state import ClusterState
-
-    state = ClusterState.load(data.state_file)
-    node = data.load_node()
-    print(f"Swarm initialized: current node ({node_id}) is now a manager.\n")
+def _print_init(node: NodeConfig, token: str) -> None:
+    print(f"Swarm initialized: current node ({node.node_id}) is now a manager.\n")
     print("To add a worker to this swarm, run the following command:\n")
-    print(
-        f"    shoal swarm join --token {state.worker_token}"
-        f" mqtts://{node.advertise_host}:{node.broker_port}\n"
-    )
+    print(f"    shoal swarm join --token {token} mqtts://{node.advertise_host}:{node.broker_port}\n")
     print(
         "To add a manager to this swarm, run 'shoal swarm join-token manager'"
         " and follow the instructions.\n"

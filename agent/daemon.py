@@ -25,7 +25,6 @@ from broker.tls import client_context
 from broker.topics import Topics
 from certs import (
     CLOCK_SKEW,
-    ClusterCA,
     Identity,
     key_to_pem,
     load_cert,
@@ -52,6 +51,18 @@ def _dump_tasks() -> None:
         log.warning("task %s:\n%s", task.get_name(), buf.getvalue())
 
 
+_MANAGER_COMMANDS = {
+    "join-token",
+    "node-ls",
+    "node-rm",
+    "node-promote",
+    "node-demote",
+    "cert-issue",
+    "cert-ls",
+    "cert-rm",
+}
+
+
 class Daemon:
     def __init__(self, data: DataDir, *, rng: random.Random | None = None) -> None:
         self.data = data
@@ -60,6 +71,7 @@ class Daemon:
         self.rng = rng or random.Random()
         self.broker: Mosquitto | None = None
         self.manager: Any = None
+        self.driver: Any = None
         self.session = self._make_session()
         self.control = ControlServer(data.socket, self.dispatch)
         self._stop = asyncio.Event()
@@ -99,15 +111,28 @@ class Daemon:
     # the embedded broker and the manager role ----------------------------------------
     async def _start_manager(self) -> None:
         from agent.manager.broker_host import BrokerHost
+        from agent.manager.keys import DataKeyFile
+        from agent.manager.logstore import open_log
         from agent.manager.manager import Manager
+        from agent.manager.raftdriver import RaftDriver
+        from agent.manager.store import Store
 
-        if not self.data.state_file.exists():
-            return
-        ca = ClusterCA.load(self.data.manager)
+        self.data.manager.mkdir(mode=0o700, parents=True, exist_ok=True)
+        keyfile = DataKeyFile(self.data.manager / "data-key")
+        data_key = keyfile.load() if keyfile.path.exists() else keyfile.create(None)
+        store = Store()
+        driver = RaftDriver(
+            node_id=self.node.node_id,
+            storage=open_log(self.data.raft, data_key),
+            store=store,
+            session=self.session,
+            topics=self.topics,
+            rng=self.rng,
+        )
         host = None
         if self.node.embedded_broker:
             listen = ListenSpec(self.node.listen_host, self.node.broker_port, self.node.enroll_port)
-            host = BrokerHost(self.data.broker, ca, listen)
+            host = BrokerHost(self.data.broker, self.node.cluster_id, listen)
             self.broker = Mosquitto(
                 host.files,
                 connect_host=connect_host(self.node.listen_host),
@@ -116,18 +141,21 @@ class Daemon:
         advertise = self.node.advertise_host or self.node.broker_host
         self.manager = Manager(
             node_id=self.node.node_id,
-            state_file=self.data.state_file,
-            ca=ca,
+            work_dir=self.data.manager,
+            store=store,
+            driver=driver,
             session=self.session,
+            topics=self.topics,
             broker_host=host,
             reload_broker=self.broker.reload if self.broker else None,
             join_address=f"{advertise}:{self.node.broker_port}",
             kick_address=(self.node.broker_host, self.node.broker_port),
             cluster_port=self.node.broker_port,
-            enroll_port=self.node.enroll_port,
         )
-        if host is not None and self.broker is not None:
-            host.sync(self.manager.state)
+        driver.on_leadership = self.manager.on_leadership
+        store.proposer = driver.propose
+        self.driver = driver
+        if self.broker is not None:
             await self.broker.start()
 
     # renewal -------------------------------------------------------------------------
@@ -190,6 +218,10 @@ class Daemon:
                 "cert_not_after": ident.not_after.isoformat(),
                 "broker_pid": self.broker.pid if self.broker else None,
                 "manager": self.manager is not None,
+                "leader": self.driver.leader_id if self.driver else None,
+                "is_leader": bool(self.driver and self.driver.is_leader),
+                "raft_term": self.driver.core.term if self.driver else None,
+                "applied": self.driver.store.applied if self.driver else None,
             }
         if cmd == "leave":
             self._leaving = True
@@ -198,24 +230,12 @@ class Daemon:
         if cmd == "renew":
             await self.renew()
             return {"ok": True}
-        if cmd == "join-token":
-            return self._need_manager().join_token(str(args.get("role")), bool(args.get("rotate")))
-        if cmd == "node-ls":
-            return self._need_manager().node_list()
-        if cmd == "node-rm":
-            return await self._need_manager().remove_node(
-                str(args.get("node")), bool(args.get("force"))
-            )
-        if cmd == "cert-issue":
-            csr = str(args.get("csr", "")).encode()
-            lifetime = args.get("lifetime_s")
-            return await self._need_manager().issue_client(
-                str(args.get("role")), csr, int(lifetime) if lifetime else None
-            )
-        if cmd == "cert-ls":
-            return self._need_manager().client_list()
-        if cmd == "cert-rm":
-            return await self._need_manager().revoke_client(str(args.get("id")))
+        if cmd in _MANAGER_COMMANDS:
+            result = await self._need_manager().command(cmd, args)
+            if cmd == "node-ls":
+                for n in result:
+                    n["self"] = n["id"] == self.node.node_id
+            return result
         raise ShoalError(f"unknown command {cmd!r}")
 
     # lifecycle -----------------------------------------------------------------------
@@ -240,6 +260,8 @@ class Daemon:
             if self.broker is not None:
                 background.append(asyncio.create_task(self.broker.supervise()))
             if self.manager is not None:
+                background.append(asyncio.create_task(self.driver.run()))
+                background.append(asyncio.create_task(self.manager.watch_forever()))
                 background.append(asyncio.create_task(self.manager.refresh_crl_forever()))
             log.info("node %s (%s) started", self.node.node_id, self.node.role)
             await self._stop.wait()

@@ -74,8 +74,8 @@ class DataDir:
         return self.root / "manager"
 
     @property
-    def state_file(self) -> Path:
-        return self.manager / "state.json"
+    def raft(self) -> Path:
+        return self.manager / "raft"
 
     @property
     def broker(self) -> Path:

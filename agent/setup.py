@@ -12,7 +12,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from agent.errors import ShoalError
 from agent.join import Enrolled
 from agent.manager.broker_host import BrokerHost
-from agent.manager.state import ClusterState
+from agent.manager.keys import DataKeyFile
+from agent.manager.logstore import bootstrap_log
+from agent.manager.manager import now_text
+from agent.manager.raft import Snapshot
+from agent.manager.store import Cluster, Node, initial_snapshot
 from agent.paths import DataDir, NodeConfig
 from broker.mosquitto_conf import ListenSpec
 from certs import (
@@ -20,6 +24,7 @@ from certs import (
     Identity,
     JoinToken,
     Role,
+    key_to_pem,
     make_csr,
     new_cluster_id,
     new_node_id,
@@ -57,7 +62,8 @@ def init_cluster(
     enroll_port: int,
     advertise_host: str,
     cert_lifetime: timedelta,
-) -> NodeConfig:
+) -> tuple[NodeConfig, str]:
+    """Create a swarm; returns this node's config and the worker join token."""
     if data.exists():
         raise ShoalError(
             "This node is already part of a swarm. Use `shoal swarm leave` to leave this swarm"
@@ -68,23 +74,39 @@ def init_cluster(
         ca = ClusterCA.create(cluster_id)
         data.root.mkdir(parents=True, exist_ok=True)
         data.manager.mkdir(mode=0o700, parents=True, exist_ok=True)
-        ca.save(data.manager)
+        ca.save(data.manager)  # a backup of the root CA; the managers use the store's copy
         node_id = new_node_id()
         key = new_private_key()
         cert = ca.issue(make_csr(key), node_id=node_id, role=Role.MANAGER, lifetime=cert_lifetime)
         _write_tls(data, ca.cert_pem, cert, key)
-        state = ClusterState(
+        stamp = now_text()
+        cluster = Cluster(
+            id="cluster",
             cluster_id=cluster_id,
             worker_token=str(JoinToken.new(ca.digest)),
             manager_token=str(JoinToken.new(ca.digest)),
             cert_lifetime_s=int(cert_lifetime.total_seconds()),
+            ca_cert=ca.cert_pem,
+            ca_key=key_to_pem(ca.key),
         )
-        state.add_node(node_id, "manager", hostname, Identity.from_cert(cert).serial)
-        state.save(data.state_file)
+        me = Node(
+            id=node_id,
+            role="manager",
+            hostname=hostname,
+            serials=(str(Identity.from_cert(cert).serial),),
+            status="ready",
+            created=stamp,
+            updated=stamp,
+        )
+        data_key = DataKeyFile(data.manager / "data-key").create(None)
+        snap = Snapshot(index=1, term=1, voters=(node_id,), data=initial_snapshot([cluster, me]))
+        bootstrap_log(data.raft, data_key, snap)
         hosts = sorted({advertise_host, hostname, "localhost", "127.0.0.1", "::1"})
-        host = BrokerHost(data.broker, ca, ListenSpec(listen_host, cluster_port, enroll_port))
-        host.create(hosts)
-        host.sync(state)
+        host = BrokerHost(
+            data.broker, cluster_id, ListenSpec(listen_host, cluster_port, enroll_port)
+        )
+        host.create(ca, hosts)
+        host.sync_from(ca, managers=[node_id], admins=[], monitors=[], revoked=[])
         node = NodeConfig(
             node_id=node_id,
             cluster_id=cluster_id,
@@ -98,7 +120,7 @@ def init_cluster(
             advertise_host=advertise_host,
         )
         data.save_node(node)
-        return node
+        return node, cluster.worker_token
     except BaseException:
         forget(data)
         raise

@@ -73,12 +73,16 @@ class Session:
         self._pending: dict[int, asyncio.Future[Envelope]] = {}
         self._on_connect: list[Callable[[], Awaitable[None]]] = []
         self._task: asyncio.Task[None] | None = None
+        self._spawned: set[asyncio.Task[None]] = set()
         self._inner: asyncio.Task[None] | None = None
         self._reconnect_now = False
         self._stopper: asyncio.Future[None] | None = None
 
     # declaration -----------------------------------------------------------------------
-    def on(self, topic_filter: str, handler: Handler, qos: int = 1) -> None:
+    def on(self, topic_filter: str, handler: Handler, qos: int = 1, *, spawn: bool = False) -> None:
+        """Handle envelopes on `topic_filter`. With spawn, each message is handled in a task of
+        its own, for handlers that wait on other messages (e.g. a Raft commit)."""
+
         async def raw(topic: str, payload: bytes) -> None:
             try:
                 env = decode(payload)
@@ -90,9 +94,22 @@ class Session:
                 if not fut.done():
                     fut.set_result(env)
                 return
-            await handler(topic, env)
+            if spawn:
+                task = asyncio.create_task(self._guard(handler, topic, env))
+                self._spawned.add(task)
+                task.add_done_callback(self._spawned.discard)
+            else:
+                await handler(topic, env)
 
         self._subs.append((topic_filter, qos, raw))
+
+    async def _guard(self, handler: Handler, topic: str, env: Envelope) -> None:
+        try:
+            await handler(topic, env)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("handler failed on a message from %s", topic)
 
     def on_raw(self, topic_filter: str, handler: RawHandler, qos: int = 1) -> None:
         self._subs.append((topic_filter, qos, handler))
@@ -241,6 +258,8 @@ class Session:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        for spawned in list(self._spawned):
+            spawned.cancel()
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_exception(NotConnected("the session was closed"))

@@ -65,9 +65,12 @@ class Mosquitto:
         self.restarts = 0
         self._proc: asyncio.subprocess.Process | None = None
         self._stopping = False
+        self._adopted: int | None = None
 
     @property
     def pid(self) -> int | None:
+        if self._adopted is not None:
+            return self._adopted if Path(f"/proc/{self._adopted}").exists() else None
         return self._proc.pid if self._proc and self._proc.returncode is None else None
 
     async def start(self, timeout: float = 15.0) -> None:
@@ -78,13 +81,12 @@ class Mosquitto:
     async def _spawn(self, timeout: float) -> None:
         stale = _stale_pid(self.files)
         if stale is not None:
-            log.info("stopping a broker left running by an earlier daemon (pid %d)", stale)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(stale, signal.SIGTERM)
-            for _ in range(100):
-                if not Path(f"/proc/{stale}").exists():
-                    break
-                await asyncio.sleep(0.05)
+            # A daemon that died left its broker running: keep it, so the fleet's sessions
+            # survive the daemon's restart, and make it re-read its files.
+            log.info("adopting the broker left running by an earlier daemon (pid %d)", stale)
+            self._adopted = stale
+            os.kill(stale, signal.SIGHUP)
+            return
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 self.binary,
@@ -143,6 +145,17 @@ class Mosquitto:
         await self._terminate(timeout)
 
     async def _terminate(self, timeout: float) -> None:
+        adopted, self._adopted = self._adopted, None
+        if adopted is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(adopted, signal.SIGTERM)
+            for _ in range(int(timeout / 0.05)):
+                if not Path(f"/proc/{adopted}").exists():
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(adopted, signal.SIGKILL)
         proc, self._proc = self._proc, None
         if proc is None or proc.returncode is not None:
             return
@@ -159,6 +172,13 @@ class Mosquitto:
         """Restart mosquitto whenever it dies, until stop() is called."""
         backoff = 0.2
         while not self._stopping:
+            if self._adopted is not None:
+                if Path(f"/proc/{self._adopted}").exists():
+                    await asyncio.sleep(0.5)
+                    continue
+                log.error("the adopted broker (pid %d) exited; restarting", self._adopted)
+                self._adopted = None
+                self.restarts += 1
             proc = self._proc
             if proc is not None:
                 code = await proc.wait()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from agent.spec import Spec
+
 __all__ = ["StackError", "StackErrors", "StackWarning"]
 
 
@@ -76,7 +78,7 @@ class StackErrors(StackError):
 
 
 @dataclass(frozen=True, slots=True)
-class StackWarning:
+class StackWarning(Spec):
     """Something in the files that shoal ignores or guesses; never fails a deploy."""
 
     message: str

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 from stacks.errors import StackError, StackWarning
 from stacks.node import Node
@@ -156,6 +157,6 @@ def interpolate(
             return node.with_value(substitute(node.value, environ.get, unset))
         except TemplateError as exc:
             errors.append(node.error(path, exc.message))
-            return node
+            return replace(node, tag="invalid")
 
     return walk(root, "")

@@ -102,14 +102,17 @@ class Str(Kind):
         return node.with_value(value)
 
 
-_INT = re.compile(r"^\s*[-+]?\d+\s*$")
+_INT = re.compile(r"^\s*[-+]?\d{1,30}\s*$")
 _FLOAT = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
 _TRUE = ("y", "yes", "true", "on")
 _FALSE = ("n", "no", "false", "off")
 
 
 class Int(Kind):
-    """An integer; a string of digits is accepted too (variables substitute to strings)."""
+    """An integer; a string of digits is accepted too (variables substitute to strings).
+
+    Without bounds, integers stay within 64 bits so that specs encode with msgpack.
+    """
 
     def __init__(self, *, min: int | None = None, max: int | None = None) -> None:
         self.min = min
@@ -121,6 +124,9 @@ class Int(Kind):
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
             ctx.fail(node, path, f"expected an integer, found {describe(node)}")
+            return None
+        if not -(2**63) <= value < 2**63:
+            ctx.fail(node, path, f"expected an integer that fits in 64 bits, found {value}")
             return None
         return _in_range(node, path, ctx, value, self.min, self.max, "an integer")
 
@@ -170,7 +176,7 @@ class Parsed(Kind):
         self.parse = parse
 
     def check(self, node: Node, path: str, ctx: Ctx) -> Node | None:
-        value = node.value if isinstance(node.value, str) or node.raw is None else node.value
+        value = node.value
         if isinstance(value, dict | list) or value is None:
             ctx.fail(node, path, f"expected a value, found {describe(node)}")
             return None
@@ -247,6 +253,9 @@ class KeyValues(Kind):
         empty = None if self.allow_null else ""
         if isinstance(node.value, dict):
             for key, item in node.value.items():
+                if item.tag == "reset":
+                    out[key] = item
+                    continue
                 text = _scalar_text(item)
                 if text is None and item.value is not None:
                     ctx.fail(item, join(path, key),
@@ -324,6 +333,16 @@ class Obj(Kind):
         complete = True
         for key, child in node.value.items():
             kind = self.fields.get(key)
+            if child.tag == "reset":  # removes the key when files merge
+                if key in self.required or self.post is not None:
+                    ctx.fail(child, join(path, key), "!reset cannot be used here")
+                    complete = False
+                else:
+                    out[key] = child
+                continue
+            if child.tag == "invalid":  # a variable failed to substitute; already reported
+                complete = False
+                continue
             if kind is None:
                 if not key.startswith("x-"):
                     ctx.fail(child, join(path, key),
@@ -334,10 +353,11 @@ class Obj(Kind):
                 out[key] = result
             elif not isinstance(kind, Ignored | Deprecated):
                 complete = False
-        for key in self.required:
-            if key not in node.value:
-                ctx.fail(node, path, f"missing required key {key!r}")
-                complete = False
+        missing = [key for key in self.required if key not in node.value]
+        for key in missing:
+            ctx.fail(node, path, f"missing required key {key!r}")
+        if any(key not in out for key in self.required):
+            return None  # missing, or already reported as malformed
         result_node = node.with_value(out)
         if self.post is not None and complete:
             return self.post(result_node, path, ctx)
@@ -359,11 +379,12 @@ class MapOf(Kind):
             return None
         out = {}
         for key, child in node.value.items():
+            if child.tag == "reset":
+                out[key] = child
+                continue
             problem = self.name(key) if self.name else None
             if problem:
                 ctx.fail(child, join(path, key), problem)
-                continue
-            if key.startswith("x-") and path.count(".") == 0:
                 continue
             result = self.kind.check(child, join(path, key), ctx)
             if result is not None:

@@ -10,6 +10,7 @@ kept on the node for the merge of several files.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ class Source:
     directory: Path | None = None
 
 
-def read_sources(files: list[Path] | list[tuple[str, str]]) -> list[Source]:
+def read_sources(files: Sequence[Path] | Sequence[tuple[str, str | bytes]]) -> list[Source]:
     """Read files given as paths, or take (name, text) pairs as they are (no directory)."""
     if not files:
         raise StackError("no stack file given; name at least one Compose file")
@@ -94,8 +95,13 @@ def parse_yaml(text: str | bytes, filename: str) -> Node:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or "malformed YAML"
-        if exc.context:
+        start = exc.context_mark
+        if exc.context and not exc.context.startswith("while"):
+            problem = f"{exc.context} {problem}"
+        elif exc.context:
             problem += f" {exc.context}"
+            if start is not None and mark is not None and start.line != mark.line:
+                problem += f" that starts at line {start.line + 1}, column {start.column + 1}"
         raise StackError(
             f"invalid YAML: {problem}",
             file=filename,
@@ -159,7 +165,10 @@ class _Builder:
             return node.value, None
         if node.tag != "tag:yaml.org,2002:null" and _SEXAGESIMAL.match(node.value):
             return node.value, None  # YAML 1.1 reads 22:22 as 1342; Compose means a string
-        return construct(self.constructor, node), node.value
+        try:
+            return construct(self.constructor, node), node.value
+        except ValueError:  # an integer too long for Python to convert stays text
+            return node.value, None
 
     def mapping(self, node: MappingNode, depth: int) -> dict[str, Node]:
         explicit: dict[str, Node] = {}
@@ -181,9 +190,8 @@ class _Builder:
             key = self.key(key_node)
             line, column = _pos(key_node)
             if key in explicit:
-                raise self.error(
-                    key_node, f"invalid YAML: duplicate key {key!r} (first on line {first_seen[key]})"
-                )
+                raise self.error(key_node, f"invalid YAML: duplicate key {key!r} "
+                                           f"(first on line {first_seen[key]})")
             first_seen[key] = line
             explicit[key] = self.build(value_node, line, column, depth + 1)
         for key, value in merged.items():
@@ -226,8 +234,8 @@ def check_version(root: Node) -> None:
         return
     if text.strip().startswith(("1", "2")):
         hint = ("shoal stack deploy, like docker stack deploy, needs version 3.x or a Compose "
-                "Specification file (no 'version' key); move options such as mem_limit and "
-                "restart under 'deploy:'")
+                "Specification file (no 'version' key), with resource limits such as "
+                "mem_limit under deploy.resources")
     else:
         hint = "use version 3.x or a Compose Specification file (no 'version' key)"
     raise version.error("version", f"unsupported Compose file version: {text}; {hint}")

@@ -13,7 +13,7 @@ from typing import Any
 
 from stacks.errors import StackError, StackWarning
 
-__all__ = ["Node", "describe"]
+__all__ = ["Node", "describe", "field_map", "field_strings", "field_value"]
 
 
 @dataclass(slots=True, eq=False)
@@ -85,3 +85,19 @@ def describe(value: object) -> str:
     if isinstance(value, list | tuple):
         return "a list"
     return f"a {type(value).__name__}"
+
+
+def field_value(node: Node | None, key: str, default: Any = None) -> Any:
+    """The value under ``key`` of a mapping node, or ``default`` when either is missing."""
+    child = node.get(key) if node is not None else None
+    return default if child is None else child.value
+
+
+def field_strings(node: Node | None, key: str) -> tuple[str, ...]:
+    child = node.get(key) if node is not None else None
+    return () if child is None else tuple(item.value for item in child.as_list())
+
+
+def field_map(node: Node | None, key: str) -> dict[str, Any]:
+    child = node.get(key) if node is not None else None
+    return {} if child is None else {k: v.value for k, v in child.items()}

@@ -179,7 +179,7 @@ def parse_volume(spec: str) -> VolumeEntry:
         raise ValueError(f"invalid volume {spec!r}: empty section between colons")
     if len(parts) > 3:
         raise ValueError(f"invalid volume {spec!r}: too many colons")
-    source, target, options = ("", parts[0], "") if len(parts) == 1 else (parts + [""])[:3]
+    source, target, options = ("", parts[0], "") if len(parts) == 1 else [*parts, ""][:3]
     read_only, propagation, nocopy = False, "", False
     for option in filter(None, options.split(",")):
         if option in PROPAGATIONS:
@@ -208,8 +208,8 @@ def parse_device(spec: str) -> tuple[str, str, str]:
     host = parts[0]
     container = parts[1] if len(parts) > 1 and parts[1] else host
     permissions = parts[2] if len(parts) > 2 else "rwm"
-    if len(parts) == 2 and parts[1] and set(parts[1]) <= set("rwm") and not parts[1].startswith("/"):
-        container, permissions = host, parts[1]
+    if len(parts) == 2 and parts[1] and set(parts[1]) <= set("rwm"):
+        container, permissions = host, parts[1]  # /dev/x:rw
     if not host.startswith("/") or not container.startswith("/"):
         raise ValueError(f"invalid device {spec!r}: device paths must be absolute")
     if not permissions or not set(permissions) <= set("rwm"):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+from datetime import datetime
 from pathlib import Path
 
-from agent.manager.state import ClusterState
 from broker.mosquitto_conf import (
     BrokerFiles,
     ListenSpec,
@@ -49,11 +49,10 @@ def broker_user(directory: Path) -> str:
 
 
 class BrokerHost:
-    def __init__(self, directory: Path, ca: ClusterCA, listen: ListenSpec) -> None:
+    def __init__(self, directory: Path, cluster_id: str, listen: ListenSpec) -> None:
         self.files = BrokerFiles(directory)
-        self.ca = ca
         self.listen = listen
-        self.topics = Topics(ca.cluster_id)
+        self.topics = Topics(cluster_id)
         self.user = broker_user(directory)
 
     def _write(self, path: Path, data: bytes, mode: int = 0o640) -> None:
@@ -65,7 +64,7 @@ class BrokerHost:
             pw = pwd.getpwnam(self.user)
             os.chown(path, pw.pw_uid, pw.pw_gid)
 
-    def create(self, server_hosts: list[str]) -> None:
+    def create(self, ca: ClusterCA, server_hosts: list[str]) -> None:
         """Write everything the broker needs, including a new server certificate."""
         d = self.files.directory
         d.mkdir(parents=True, exist_ok=True)
@@ -74,10 +73,10 @@ class BrokerHost:
         self.files.persistence.mkdir(exist_ok=True)
         self._own(self.files.persistence)
         key = new_private_key()
-        cert = self.ca.issue_server_cert(key, server_hosts)
+        cert = ca.issue_server_cert(key, server_hosts)
         self._write(self.files.server_key, key_to_pem(key), 0o600)
-        self._write(self.files.server_chain, cert + self.ca.cert_pem)
-        self._write(self.files.ca, self.ca.cert_pem, 0o644)
+        self._write(self.files.server_chain, cert + ca.cert_pem)
+        self._write(self.files.ca, ca.cert_pem, 0o644)
         self._write(self.files.enroll_acl, render_enroll_acl().encode())
         self._write(
             self.files.config, render_config(self.files, self.listen, user=self.user).encode()
@@ -86,16 +85,19 @@ class BrokerHost:
             self.files.log.touch(0o640)
         self._own(self.files.log)
 
-    def sync(self, state: ClusterState) -> None:
-        """Rewrite the ACL and CRL from cluster state (then reload the broker)."""
-        acl = render_cluster_acl(
-            self.topics,
-            managers=state.managers(),
-            admins=state.admins,
-            monitors=state.monitors,
-        )
+    def sync_from(
+        self,
+        ca: ClusterCA,
+        *,
+        managers: list[str],
+        admins: list[str],
+        monitors: list[str],
+        revoked: list[tuple[int, datetime]],
+    ) -> None:
+        """Rewrite the ACL and CRL (then reload the broker)."""
+        acl = render_cluster_acl(self.topics, managers=managers, admins=admins, monitors=monitors)
         self._write(self.files.cluster_acl, acl.encode())
-        self._write(self.files.crl, self.ca.build_crl(state.revoked_list()))
+        self._write(self.files.crl, ca.build_crl(revoked))
 
     def remove(self) -> None:
         shutil.rmtree(self.files.directory, ignore_errors=True)

@@ -1,8 +1,9 @@
-"""The manager role of the foundation: enrollment, certificate renewal, node status,
-join tokens and revocation, over one MQTT session.
+"""The manager role: enrollment, certificate renewal, node status, join tokens, revocation
+and client certificates, on top of the replicated store.
 
-Cluster state lives in :class:`ClusterState` on this manager's disk for now; every change is
-saved before it is acknowledged.
+Every manager runs the Raft driver and applies the store. Only the leader acts on requests
+from nodes (enrollment, renewal, status); a manager that is not the leader forwards control
+commands to the leader over MQTT, so the CLI sees no difference.
 """
 
 from __future__ import annotations
@@ -11,17 +12,19 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from agent.errors import ShoalError
 from agent.manager.broker_host import BrokerHost
-from agent.manager.state import ClusterState, NodeRecord
+from agent.manager.raft import ConfChangeType, NotLeader, RaftError
+from agent.manager.raftdriver import RaftDriver
+from agent.manager.store import Client, Cluster, Node, Store, StoreError, Tx
 from broker.envelope import Envelope
 from broker.errors import BrokerError
-from broker.session import Session, SessionConfig
+from broker.session import Session, SessionConfig, raise_for_reply
 from broker.tls import client_context
 from broker.topics import ENROLL_REQ_FILTER, Topics, enroll_resp
 from certs import (
@@ -32,6 +35,8 @@ from certs import (
     Role,
     TokenError,
     key_to_pem,
+    load_cert,
+    load_private_key,
     make_csr,
     new_admin_id,
     new_monitor_id,
@@ -40,11 +45,15 @@ from certs import (
     write_file_atomic,
 )
 
-__all__ = ["Manager"]
+__all__ = ["Manager", "now_text"]
 
 log = logging.getLogger("shoal.manager")
 
 _ROLES = {"manager": Role.MANAGER, "worker": Role.WORKER}
+
+
+def now_text() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class Manager:
@@ -52,54 +61,184 @@ class Manager:
         self,
         *,
         node_id: str,
-        state_file: Path,
-        ca: ClusterCA,
+        work_dir: Path,
+        store: Store,
+        driver: RaftDriver,
         session: Session,
+        topics: Topics,
         broker_host: BrokerHost | None,
         reload_broker: Callable[[], None] | None,
         join_address: str,
         kick_address: tuple[str, int],
         cluster_port: int,
-        enroll_port: int,
     ) -> None:
         self.node_id = node_id
-        self.state_file = state_file
-        self.state = ClusterState.load(state_file)
-        self.ca = ca
+        self.work_dir = work_dir
+        self.store = store
+        self.driver = driver
         self.session = session
-        self.topics = Topics(ca.cluster_id)
+        self.topics = topics
         self.broker_host = broker_host
         self.reload_broker = reload_broker
         self.join_address = join_address
         self.kick_address = kick_address
         self.cluster_port = cluster_port
-        self.enroll_port = enroll_port
-        self._lock = asyncio.Lock()
-        session.on(ENROLL_REQ_FILTER, self._on_enroll)
-        session.on(self.topics.all_nodes("state"), self._on_node_state)
-        session.on(self.topics.all_nodes("req"), self._on_node_request)
+        self.commands: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
+            "join-token": self._cmd_join_token,
+            "node-ls": self._cmd_node_ls,
+            "node-rm": self._cmd_node_rm,
+            "node-promote": self._cmd_promote,
+            "node-demote": self._cmd_demote,
+            "cert-issue": self._cmd_cert_issue,
+            "cert-ls": self._cmd_cert_ls,
+            "cert-rm": self._cmd_cert_rm,
+        }
+        session.on(ENROLL_REQ_FILTER, self._on_enroll, spawn=True)
+        session.on(topics.all_nodes("state"), self._on_node_state, spawn=True)
+        session.on(topics.all_nodes("req"), self._on_node_request, spawn=True)
+        session.on(topics.mgr_req(node_id), self._on_forwarded, spawn=True)
+        session.on_raw(topics.mon("broker"), self._on_broker_sync)
+        self.broker_synced = 0
+        self._synced = asyncio.Event()
+        self.observed: dict[str, str] = {}
 
-    # state ---------------------------------------------------------------------------
-    def _save(self) -> None:
-        self.state.save(self.state_file)
+    # helpers ---------------------------------------------------------------------------
+    @property
+    def cluster(self) -> Cluster:
+        c = self.store.view().get(Cluster, "cluster")
+        if c is None:
+            raise ShoalError("this manager has not received the cluster state yet")
+        return c
 
-    def sync_broker(self) -> None:
-        if self.broker_host is not None:
-            self.broker_host.sync(self.state)
-            if self.reload_broker is not None:
-                self.reload_broker()
+    @property
+    def ca(self) -> ClusterCA:
+        c = self.cluster
+        return ClusterCA(load_cert(c.ca_cert), load_private_key(c.ca_key))
 
     @property
     def lifetime(self) -> timedelta:
-        return timedelta(seconds=self.state.cert_lifetime_s)
+        return timedelta(seconds=self.cluster.cert_lifetime_s)
 
-    # enrollment ----------------------------------------------------------------------
+    def sync_broker(self) -> None:
+        """Rewrite the broker's ACL and CRL from the store and reload it (broker host only)."""
+        if self.broker_host is None:
+            return
+        view = self.store.view()
+        cluster = view.get(Cluster, "cluster")
+        if cluster is None:
+            return
+        managers = [n.id for n in view.list(Node) if n.role == "manager"]
+        clients = view.list(Client)
+        revoked = [(int(s), datetime.fromisoformat(t)) for s, t in sorted(cluster.revoked.items())]
+        self.broker_host.sync_from(
+            self.ca,
+            managers=managers,
+            admins=[c.id for c in clients if c.role == "admin"],
+            monitors=[c.id for c in clients if c.role == "monitor"],
+            revoked=revoked,
+        )
+        if self.reload_broker is not None:
+            self.reload_broker()
+        self.broker_synced = self.store.applied
+        asyncio.get_running_loop().create_task(self._announce_sync(self.store.applied))
+
+    async def _announce_sync(self, index: int) -> None:
+        doc = json.dumps({"host": self.node_id, "synced_index": index}).encode()
+        with contextlib.suppress(BrokerError):
+            await self.session.publish(self.topics.mon("broker"), doc, retain=True)
+
+    async def _on_broker_sync(self, topic: str, payload: bytes) -> None:
+        try:
+            index = int(json.loads(payload)["synced_index"])
+        except (ValueError, KeyError, TypeError):
+            return
+        self.broker_synced = max(self.broker_synced, index)
+        self._synced.set()
+
+    async def wait_broker_synced(self, index: int, timeout: float = 5.0) -> None:
+        """Wait until the broker host has applied the store up to `index` to its ACL/CRL."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.broker_synced < index:
+            self._synced.clear()
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                log.warning("the broker host has not reloaded its CRL within %g s", timeout)
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._synced.wait(), left)
+
+    async def watch_forever(self) -> None:
+        """Keep the broker's files and the monitoring topics in step with the store."""
+        self.sync_broker()
+        async with self.store.watch("node", "client", "cluster") as q:
+            while True:
+                ev = await q.get()
+                batch = [ev]
+                while not q.empty():
+                    batch.append(q.get_nowait())
+                if any(
+                    getattr(e, "kind", "") in ("client", "cluster")
+                    or (getattr(e, "kind", "") == "node" and _role_changed(e))
+                    for e in batch
+                ):
+                    self.sync_broker()
+                if self.driver.is_leader:
+                    for e in batch:
+                        if getattr(e, "kind", "") == "node":
+                            await self._publish_node(e.new, e.id)  # type: ignore[arg-type,union-attr]
+
+    def on_leadership(self, leader: bool) -> None:
+        if leader:
+            asyncio.get_running_loop().create_task(self._take_over())
+
+    async def _take_over(self) -> None:
+        """A new leader records what it saw while it was a follower (e.g. the old leader's
+        will), then republishes the monitoring view."""
+        for node in self.store.view().list(Node):
+            seen = self.observed.get(node.id)
+            if node.id == self.node_id:
+                seen = "ready"
+            if seen is not None and seen != node.status:
+                await self._set_status(node.id, seen)
+        await self._publish_all_nodes()
+
+    async def _publish_all_nodes(self) -> None:
+        for n in self.store.view().list(Node):
+            await self._publish_node(n, n.id)
+
+    async def _publish_node(self, node: Node | None, node_id: str) -> None:
+        payload = b""
+        if node is not None:
+            doc = {
+                "id": node.id,
+                "hostname": node.hostname,
+                "role": node.role,
+                "status": node.status,
+                "availability": node.availability,
+                "manager_status": self._manager_status(node),
+                "updated": node.updated,
+            }
+            payload = json.dumps(doc).encode()
+        with contextlib.suppress(BrokerError):
+            await self.session.publish(self.topics.mon("node", node_id), payload, retain=True)
+
+    def _manager_status(self, node: Node) -> str:
+        if node.role != "manager":
+            return ""
+        if node.id == self.driver.leader_id:
+            return "Leader"
+        if node.id in self.driver.voters and node.status == "ready":
+            return "Reachable"
+        return "Unreachable"
+
+    # enrollment (leader) -----------------------------------------------------------------
     async def _on_enroll(self, topic: str, env: Envelope) -> None:
+        if not self.driver.is_leader:
+            return
         client = topic.split("/")[2]
         try:
-            body = await self._enroll(env.body)
-            reply: dict[str, Any] = {"ok": True, **body}
-        except (ShoalError, CertError) as exc:
+            reply: dict[str, Any] = {"ok": True, **await self._enroll(env.body)}
+        except (ShoalError, CertError, RaftError, StoreError) as exc:
             log.warning("enrollment from %s refused: %s", client, exc)
             reply = {"ok": False, "error": str(exc)}
         with contextlib.suppress(BrokerError):
@@ -118,9 +257,15 @@ class Manager:
             token = JoinToken.parse(token_text)
         except TokenError as exc:
             raise ShoalError(str(exc)) from None
-        if token.ca_digest != self.ca.digest:
+        ca = self.ca
+        if token.ca_digest != ca.digest:
             raise ShoalError("the join token belongs to another swarm (its CA digest differs)")
-        role = self.state.role_for_token(token)
+        cluster = self.cluster
+        role = None
+        if token.matches(JoinToken.parse(cluster.manager_token)):
+            role = "manager"
+        elif token.matches(JoinToken.parse(cluster.worker_token)):
+            role = "worker"
         if role is None:
             raise ShoalError(
                 "the join token is not valid for this swarm: it is wrong or has been rotated;"
@@ -131,176 +276,312 @@ class Manager:
                 f"this is a {role} join token, but the node asked to join as a {asked};"
                 f" get a {asked} token with `shoal swarm join-token {asked}` on a manager"
             )
-        async with self._lock:
-            node_id = new_node_id()
-            cert = self.ca.issue(csr, node_id=node_id, role=_ROLES[role], lifetime=self.lifetime)
-            serial = Identity.from_cert(cert).serial
-            self.state.add_node(node_id, role, hostname or node_id, serial)
-            self._save()
-            if role == "manager":
-                self.sync_broker()
+        node_id = new_node_id()
+        cert = ca.issue(csr, node_id=node_id, role=_ROLES[role], lifetime=self.lifetime)
+        serial = str(Identity.from_cert(cert).serial)
+        stamp = now_text()
+
+        def add(tx: Tx) -> None:
+            tx.put(
+                Node(
+                    id=node_id,
+                    role=role,
+                    hostname=hostname or node_id,
+                    serials=(serial,),
+                    created=stamp,
+                    updated=stamp,
+                )
+            )
+
+        await self.store.update(add)
         log.info("node %s (%s) joined as a %s", node_id, hostname, role)
         return {
             "node_id": node_id,
-            "cluster_id": self.ca.cluster_id,
+            "cluster_id": ca.cluster_id,
             "role": role,
             "cert": cert,
-            "ca": self.ca.cert_pem,
+            "ca": ca.cert_pem,
             "cluster_port": self.cluster_port,
         }
 
-    # node status and requests --------------------------------------------------------
+    # node status and requests (leader) ---------------------------------------------------
     async def _on_node_state(self, topic: str, env: Envelope) -> None:
         node_id = Topics.node_of(topic)
-        if node_id is None or node_id not in self.state.nodes:
-            self.session.rejections.reject(topic, "state from an unknown node")
-            return
         body = env.body
         status = body.get("status") if isinstance(body, dict) else None
-        if status not in ("ready", "down"):
+        if node_id is None or status not in ("ready", "down"):
             self.session.rejections.reject(topic, "malformed node state")
             return
-        if self.state.set_status(node_id, status):
-            self._save()
-            log.info("node %s is %s", node_id, status)
-        await self._publish_node(self.state.nodes[node_id])
+        if status == "down" and node_id == self.driver.leader_id and node_id != self.node_id:
+            self.driver.leader_gone(node_id)
+        self.observed[node_id] = status
+        if not self.driver.is_leader:
+            return
+        node = self.store.view().get(Node, node_id)
+        if node is None:
+            self.session.rejections.reject(topic, "state from an unknown node")
+            return
+        if node.status != status:
+            await self._set_status(node_id, status)
+        if status == "ready" and node.role == "manager" and node_id not in self.driver.voters:
+            await self._add_voter(node_id)
 
-    async def _publish_node(self, rec: NodeRecord) -> None:
-        doc = {
-            "id": rec.id,
-            "hostname": rec.hostname,
-            "role": rec.role,
-            "status": rec.status,
-            "availability": rec.availability,
-            "updated": rec.updated,
-        }
-        with contextlib.suppress(BrokerError):
-            await self.session.publish(
-                self.topics.mon("node", rec.id), json.dumps(doc).encode(), retain=True
-            )
+    async def _set_status(self, node_id: str, status: str) -> None:
+        stamp = now_text()
+
+        def change(tx: Tx) -> None:
+            n = tx.get(Node, node_id)
+            if n is not None and n.status != status:
+                tx.put(_replace(n, status=status, updated=stamp))
+
+        with contextlib.suppress(RaftError, NotLeader, StoreError):
+            await self.store.update(change)
+            log.info("node %s is %s", node_id, status)
+
+    async def _add_voter(self, node_id: str) -> None:
+        try:
+            await self.driver.change_membership(ConfChangeType.AddNode, node_id)
+            log.info("manager %s joined the raft group", node_id)
+        except (RaftError, NotLeader, TimeoutError) as exc:
+            log.warning("could not add manager %s to the raft group yet: %s", node_id, exc)
 
     async def _on_node_request(self, topic: str, env: Envelope) -> None:
         node_id = Topics.node_of(topic)
-        if node_id is None:
+        if node_id is None or not self.driver.is_leader:
             return
         if env.type != "renew":
             self.session.rejections.reject(topic, f"unknown request type {env.type!r}")
             return
         try:
             reply: dict[str, Any] = {"ok": True, "cert": await self._renew(node_id, env.body)}
-        except (ShoalError, CertError) as exc:
+        except (ShoalError, CertError, RaftError, StoreError) as exc:
             reply = {"ok": False, "error": str(exc)}
         with contextlib.suppress(BrokerError):
             await self.session.send(self.topics.node_resp(node_id), "renewed", reply, re=env.seq)
 
     async def _renew(self, node_id: str, body: Any) -> bytes:
-        """A new certificate for a known node. The role stays the one on record."""
+        """A new certificate for a known node. The role is the one on record."""
         csr = body.get("csr") if isinstance(body, dict) else None
         if not isinstance(csr, bytes):
             raise ShoalError("malformed renewal request")
-        async with self._lock:
-            rec = self.state.nodes.get(node_id)
-            if rec is None:
+        node = self.store.view().get(Node, node_id)
+        if node is None:
+            raise ShoalError("this node is not part of the swarm any more")
+        cert = self.ca.issue(csr, node_id=node_id, role=_ROLES[node.role], lifetime=self.lifetime)
+        serial = str(Identity.from_cert(cert).serial)
+
+        def record(tx: Tx) -> None:
+            n = tx.get(Node, node_id)
+            if n is None:
                 raise ShoalError("this node is not part of the swarm any more")
-            cert = self.ca.issue(
-                csr, node_id=node_id, role=_ROLES[rec.role], lifetime=self.lifetime
-            )
-            rec.serials.append(Identity.from_cert(cert).serial)
-            self._save()
+            tx.put(_replace(n, serials=(*n.serials, serial)))
+
+        await self.store.update(record)
         log.info("renewed the certificate of node %s", node_id)
         return cert
 
-    # commands from the control socket ------------------------------------------------
-    def join_token(self, role: str, rotate: bool) -> dict[str, str]:
-        if rotate:
-            self.state.rotate_token(role, self.ca.digest)
-            self._save()
-        token = self.state.token_for(role)
+    # control commands --------------------------------------------------------------------
+    async def command(self, cmd: str, args: dict[str, Any]) -> Any:
+        """Run a control command here if this is the leader, else on the leader."""
+        handler = self.commands.get(cmd)
+        if handler is None:
+            raise ShoalError(f"unknown command {cmd!r}")
+        if self.driver.is_leader:
+            return await handler(args)
+        leader = self.driver.leader_id
+        if leader is None:
+            raise ShoalError(
+                "the swarm has no leader right now (is a majority of managers up?); try again"
+            )
+        try:
+            reply = await self.session.request(
+                self.topics.mgr_req(leader), "control", {"cmd": cmd, "args": args}, timeout=30
+            )
+        except BrokerError as exc:
+            raise ShoalError(f"the leader {leader} did not answer: {exc}") from None
+        try:
+            return raise_for_reply(reply).get("result")
+        except BrokerError as exc:
+            raise ShoalError(str(exc)) from None
+
+    async def _on_forwarded(self, topic: str, env: Envelope) -> None:
+        body = env.body if isinstance(env.body, dict) else {}
+        cmd, args = body.get("cmd"), body.get("args")
+        if env.type != "control" or not isinstance(cmd, str) or not isinstance(args, dict):
+            self.session.rejections.reject(topic, "malformed forwarded command")
+            return
+        try:
+            if not self.driver.is_leader:
+                raise ShoalError("this manager is no longer the leader; try again")
+            handler = self.commands.get(cmd)
+            if handler is None:
+                raise ShoalError(f"unknown command {cmd!r}")
+            reply: dict[str, Any] = {"ok": True, "result": await handler(args)}
+        except (ShoalError, CertError, RaftError, StoreError) as exc:
+            reply = {"ok": False, "error": str(exc)}
+        with contextlib.suppress(BrokerError):
+            await self.session.send(
+                self.topics.mgr_req(env.sender), "control-reply", reply, re=env.seq
+            )
+
+    async def _cmd_join_token(self, args: dict[str, Any]) -> dict[str, str]:
+        role = str(args.get("role"))
+        if role not in ("worker", "manager"):
+            raise ShoalError(f"unknown role {role!r}: use worker or manager")
+        if args.get("rotate"):
+            new = str(JoinToken.new(self.ca.digest))
+
+            def rotate(tx: Tx) -> None:
+                c = tx.get(Cluster, "cluster")
+                assert c is not None
+                field = "worker_token" if role == "worker" else "manager_token"
+                tx.put(_replace(c, **{field: new}))
+
+            await self.store.update(rotate)
+        c = self.cluster
+        token = c.worker_token if role == "worker" else c.manager_token
         return {
             "role": role,
             "token": token,
             "command": f"shoal swarm join --token {token} mqtts://{self.join_address}",
         }
 
-    def node_list(self) -> list[dict[str, Any]]:
+    async def _cmd_node_ls(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        with contextlib.suppress(RaftError, TimeoutError):
+            await self.driver.read_barrier()
         out = []
-        for rec in sorted(self.state.nodes.values(), key=lambda r: (r.hostname, r.id)):
-            mstatus = ""
-            if rec.role == "manager":
-                if rec.id == self.node_id:
-                    mstatus = "Leader"
-                else:
-                    mstatus = "Reachable" if rec.status == "ready" else "Unreachable"
+        for n in sorted(self.store.view().list(Node), key=lambda n: (n.hostname, n.id)):
             out.append(
                 {
-                    "id": rec.id,
-                    "hostname": rec.hostname,
-                    "role": rec.role,
-                    "status": rec.status,
-                    "availability": rec.availability,
-                    "manager_status": mstatus,
-                    "self": rec.id == self.node_id,
+                    "id": n.id,
+                    "hostname": n.hostname,
+                    "role": n.role,
+                    "status": n.status,
+                    "availability": n.availability,
+                    "manager_status": self._manager_status(n),
+                    "self": False,
                 }
             )
         return out
 
-    async def remove_node(self, ref: str, force: bool) -> str:
-        async with self._lock:
-            rec = self.state.find_node(ref)
-            if rec.id == self.node_id:
-                raise ShoalError(
-                    f"node {rec.id} is this manager itself; use `shoal swarm leave --force` here"
-                )
-            if rec.role == "manager" and not force:
-                raise ShoalError(
-                    f"node {rec.id} is a swarm manager; demote it to a worker before removal"
-                    " (or use --force)"
-                )
-            if rec.status == "ready" and not force:
-                raise ShoalError(
-                    f"node {rec.id} is not down and can't be removed (use --force to remove it)"
-                )
-            self.state.remove_node(rec.id)
-            self._save()
-            self.sync_broker()
-        await self._cut_session(rec.id)
+    def find_node(self, ref: str) -> Node:
+        nodes = self.store.view().list(Node)
+        exact = [n for n in nodes if n.id == ref]
+        matches = exact or [n for n in nodes if n.id.startswith(ref) or n.hostname == ref]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise ShoalError(f"node {ref} not found")
+        raise ShoalError(f"node reference {ref} is ambiguous ({len(matches)} nodes match)")
+
+    async def _cmd_node_rm(self, args: dict[str, Any]) -> str:
+        node = self.find_node(str(args.get("node")))
+        force = bool(args.get("force"))
+        if node.id == self.node_id:
+            raise ShoalError(
+                f"node {node.id} is the leader itself; use `shoal swarm leave --force`"
+            )
+        if node.role == "manager" and not force:
+            raise ShoalError(
+                f"node {node.id} is a swarm manager; demote it to a worker before removal"
+                " (or use --force)"
+            )
+        if node.status == "ready" and not force:
+            raise ShoalError(f"node {node.id} is not down and can't be removed (use --force)")
+        if node.role == "manager" and node.id in self.driver.voters:
+            await self.driver.change_membership(ConfChangeType.RemoveNode, node.id)
+        stamp = now_text()
+
+        def remove(tx: Tx) -> None:
+            n = tx.get(Node, node.id)
+            c = tx.get(Cluster, "cluster")
+            assert c is not None
+            if n is not None:
+                tx.delete(Node, n.id)
+                tx.put(_replace(c, revoked={**c.revoked, **{s: stamp for s in n.serials}}))
+
+        await self.store.update(remove)
+        await self.wait_broker_synced(self.store.applied)
+        await self._cut_session(node.id)
         for leaf in ("state", "assign"):
             with contextlib.suppress(BrokerError):
-                await self.session.publish(self.topics.node(rec.id, leaf), b"", retain=True)
-        with contextlib.suppress(BrokerError):
-            await self.session.publish(self.topics.mon("node", rec.id), b"", retain=True)
-        log.info("removed node %s and revoked its certificates", rec.id)
-        return rec.id
+                await self.session.publish(self.topics.node(node.id, leaf), b"", retain=True)
+        log.info("removed node %s and revoked its certificates", node.id)
+        return node.id
 
-    async def _cut_session(self, node_id: str) -> None:
-        """End a revoked node's live session.
+    async def _cmd_promote(self, args: dict[str, Any]) -> str:
+        raise ShoalError("node promote is not supported yet")
 
-        Brokers do not re-check connected clients against a new CRL, so the manager takes the
-        session over: it connects with a short-lived certificate for the same identity (the
-        broker forces client id = CN, so this replaces the node's connection), then leaves
-        cleanly. The revoked node's reconnect is refused by the CRL. The one-off certificate
-        is revoked right after.
-        """
-        key = new_private_key()
-        role = Role.WORKER
-        if node_id.startswith("adm-"):
-            role = Role.ADMIN
-        elif node_id.startswith("mon-"):
-            role = Role.MONITOR
-        cert = self.ca.issue(
-            make_csr(key), node_id=node_id, role=role, lifetime=timedelta(minutes=5)
+    async def _cmd_demote(self, args: dict[str, Any]) -> str:
+        raise ShoalError("node demote is not supported yet")
+
+    async def _cmd_cert_issue(self, args: dict[str, Any]) -> dict[str, Any]:
+        role = str(args.get("role"))
+        if role not in ("admin", "monitor"):
+            raise ShoalError(f"unknown client role {role!r}: use admin or monitor")
+        csr = str(args.get("csr", "")).encode()
+        lifetime = timedelta(seconds=int(args["lifetime_s"])) if args.get("lifetime_s") else None
+        ident_id = new_admin_id() if role == "admin" else new_monitor_id()
+        ca = self.ca
+        cert = ca.issue(
+            csr,
+            node_id=ident_id,
+            role=Role.ADMIN if role == "admin" else Role.MONITOR,
+            lifetime=lifetime or self.lifetime,
         )
-        tmp = self.state_file.parent / f"cut-{node_id}"
-        tmp.mkdir(mode=0o700, exist_ok=True)
+        serial = str(Identity.from_cert(cert).serial)
+        await self.store.update(lambda tx: tx.put(Client(id=ident_id, role=role, serial=serial)))
+        log.info("issued a %s certificate %s", role, ident_id)
+        return {"id": ident_id, "cert": cert.decode(), "ca": ca.cert_pem.decode()}
+
+    async def _cmd_cert_ls(self, args: dict[str, Any]) -> list[dict[str, str]]:
+        return [{"id": c.id, "role": c.role} for c in self.store.view().list(Client)]
+
+    async def _cmd_cert_rm(self, args: dict[str, Any]) -> str:
+        ident_id = str(args.get("id"))
+        stamp = now_text()
+
+        def remove(tx: Tx) -> None:
+            c = tx.get(Client, ident_id)
+            cl = tx.get(Cluster, "cluster")
+            if c is None or cl is None:
+                raise ShoalError(f"no admin or monitor certificate {ident_id}")
+            tx.delete(Client, ident_id)
+            tx.put(_replace(cl, revoked={**cl.revoked, c.serial: stamp}))
+
+        await self.store.update(remove)
+        await self.wait_broker_synced(self.store.applied)
+        await self._cut_session(ident_id)
+        return ident_id
+
+    # revocation ------------------------------------------------------------------------
+    async def _cut_session(self, ident_id: str) -> None:
+        """End a revoked identity's live session.
+
+        Brokers do not re-check connected clients against a new CRL, so the leader takes the
+        session over: it connects with a short-lived certificate for the same identity (the
+        broker forces client id = CN, so this replaces the live connection), then leaves
+        cleanly. Reconnects are refused by the CRL. The one-off certificate is revoked after.
+        """
+        role = Role.WORKER
+        if ident_id.startswith("adm-"):
+            role = Role.ADMIN
+        elif ident_id.startswith("mon-"):
+            role = Role.MONITOR
+        ca = self.ca
+        key = new_private_key()
+        cert = ca.issue(make_csr(key), node_id=ident_id, role=role, lifetime=timedelta(minutes=5))
+        tmp = self.work_dir / f"cut-{ident_id}"
+        tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_file_atomic(tmp / "cert.pem", cert, 0o600)
         write_file_atomic(tmp / "key.pem", key_to_pem(key), 0o600)
-        write_file_atomic(tmp / "ca.pem", self.ca.cert_pem, 0o600)
+        write_file_atomic(tmp / "ca.pem", ca.cert_pem, 0o600)
         host, port = self.kick_address
         kicker = Session(
             SessionConfig(
                 host=host,
                 port=port,
-                client_id=node_id,
+                client_id=ident_id,
                 sender=self.node_id,
                 tls=lambda: client_context(tmp / "ca.pem", tmp / "cert.pem", tmp / "key.pem"),
                 clean_session=True,
@@ -310,58 +591,35 @@ class Manager:
         try:
             await kicker.wait_connected(10)
         except BrokerError as exc:
-            log.warning("could not take over the session of %s: %s", node_id, exc)
+            log.warning("could not take over the session of %s: %s", ident_id, exc)
         finally:
             await kicker.close()
             for f in tmp.iterdir():
                 f.unlink()
             tmp.rmdir()
-        async with self._lock:
-            self.state.revoke(Identity.from_cert(cert).serial)
-            self._save()
-            self.sync_broker()
+        serial = str(Identity.from_cert(cert).serial)
+        stamp = now_text()
 
-    async def issue_client(self, role: str, csr: bytes, lifetime_s: int | None) -> dict[str, Any]:
-        """A certificate for a person or tool: an admin (control topics, monitoring) or a
-        monitor (read-only monitoring topics). Recorded, so the broker's ACL knows it."""
-        if role not in ("admin", "monitor"):
-            raise ShoalError(f"unknown client role {role!r}: use admin or monitor")
-        lifetime = timedelta(seconds=lifetime_s) if lifetime_s else self.lifetime
-        async with self._lock:
-            ident_id = new_admin_id() if role == "admin" else new_monitor_id()
-            cert = self.ca.issue(
-                csr,
-                node_id=ident_id,
-                role=Role.ADMIN if role == "admin" else Role.MONITOR,
-                lifetime=lifetime,
-            )
-            registry = self.state.admins if role == "admin" else self.state.monitors
-            registry[ident_id] = Identity.from_cert(cert).serial
-            self._save()
-            self.sync_broker()
-        log.info("issued a %s certificate %s", role, ident_id)
-        return {"id": ident_id, "cert": cert.decode(), "ca": self.ca.cert_pem.decode()}
+        def revoke(tx: Tx) -> None:
+            c = tx.get(Cluster, "cluster")
+            assert c is not None
+            tx.put(_replace(c, revoked={**c.revoked, serial: stamp}))
 
-    def client_list(self) -> list[dict[str, str]]:
-        out = [{"id": i, "role": "admin"} for i in sorted(self.state.admins)]
-        return out + [{"id": i, "role": "monitor"} for i in sorted(self.state.monitors)]
-
-    async def revoke_client(self, ident_id: str) -> str:
-        async with self._lock:
-            for registry in (self.state.admins, self.state.monitors):
-                if ident_id in registry:
-                    self.state.revoke(registry.pop(ident_id))
-                    break
-            else:
-                raise ShoalError(f"no admin or monitor certificate {ident_id}")
-            self._save()
-            self.sync_broker()
-        await self._cut_session(ident_id)
-        return ident_id
+        await self.store.update(revoke)
 
     async def refresh_crl_forever(self, every: float = 86400.0) -> None:
         """CRLs expire: re-sign it daily (it is valid for a week)."""
         while True:
             await asyncio.sleep(every)
-            async with self._lock:
-                self.sync_broker()
+            self.sync_broker()
+
+
+def _replace(obj: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+def _role_changed(e: Any) -> bool:
+    old, new = e.old, e.new
+    return old is None or new is None or old.role != new.role

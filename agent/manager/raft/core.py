@@ -23,8 +23,18 @@ Loop::
         node.advance(rd)
 
 `ready()` may not be called again before `advance()`; `tick()`, `step()` and the proposal calls
-may be called at any time, their output goes to the next Ready. Report a snapshot transfer's end
-with `report_snapshot(to, ok)` and a failed send with `report_unreachable(to)`.
+may be called at any time, their output goes to the next Ready. After sending a MsgSnap, call
+`report_snapshot(to, ok)` (ok: it was handed to the transport; False: sending failed), or the
+leader keeps waiting for that follower; call `report_unreachable(to)` when a send fails.
+
+Messages may be lost, duplicated or reordered by the transport; the core copes. Check that a
+received message's `to` is this node (`step` refuses others) and that its `frm` is the sender
+the transport authenticated.
+
+Compaction: from time to time the driver records a snapshot of its state machine at an applied
+index i, with `node.voters`, in its storage (MemoryStorage.create_snapshot) and discards the
+entries up to i or a little before it (compact). The leader sends that snapshot to followers
+that need entries the storage no longer has.
 
 Restart: build the node from the same storage; pass `Config.applied` = the index the state
 machine reflects (at least the snapshot index; the snapshot index when the state machine is
@@ -51,10 +61,8 @@ quorum and only once it has committed an entry of its term.
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass, field
-
 from . import election, follower, leader
+from .config import Config, ProgressInfo, Ready, SoftState, Status
 from .errors import InvalidConfChange, NotLeader, ProposalDropped, RaftError
 from .log import RaftLog
 from .messages import (
@@ -67,93 +75,14 @@ from .messages import (
     MessageType,
     ReadState,
     Snapshot,
-    validate_node_id,
 )
 from .progress import Progress, ProgressState
 from .readonly import ReadOnly
 from .state import StateType
-from .storage import Storage
 
 __all__ = ["Config", "ProgressInfo", "RaftNode", "Ready", "SoftState", "StateType", "Status"]
 
 MT = MessageType
-
-
-@dataclass(frozen=True, slots=True)
-class SoftState:
-    """Volatile state worth telling the driver about (it need not be persisted)."""
-
-    leader: str | None
-    state: StateType
-
-
-@dataclass(frozen=True, slots=True)
-class Ready:
-    """Work for the driver; see the module docstring for the order to do it in."""
-
-    hard_state: HardState | None = None
-    soft_state: SoftState | None = None
-    entries: tuple[Entry, ...] = ()
-    snapshot: Snapshot | None = None
-    messages: tuple[Message, ...] = ()
-    committed_entries: tuple[Entry, ...] = ()
-    read_states: tuple[ReadState, ...] = ()
-
-    @property
-    def must_sync(self) -> bool:
-        """Whether the writes of this Ready must be fsync'd before its messages go out."""
-        return bool(self.entries or self.snapshot is not None or self.hard_state is not None)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Config:
-    id: str
-    storage: Storage
-    rng: random.Random
-    election_tick: int = 10
-    heartbeat_tick: int = 1
-    pre_vote: bool = True
-    check_quorum: bool = True
-    max_entries_per_msg: int = 64
-    max_inflight_msgs: int = 256
-    applied: int = 0
-
-    def __post_init__(self) -> None:
-        try:
-            validate_node_id(self.id)
-        except RaftError as exc:
-            raise RaftError(f"invalid Config.id: {exc}") from None
-        if self.heartbeat_tick < 1:
-            raise RaftError("heartbeat_tick must be at least 1")
-        if self.election_tick <= self.heartbeat_tick:
-            raise RaftError("election_tick must be greater than heartbeat_tick")
-        if self.max_entries_per_msg < 1 or self.max_inflight_msgs < 1:
-            raise RaftError("max_entries_per_msg and max_inflight_msgs must be at least 1")
-        if self.applied < 0:
-            raise RaftError("applied must not be negative")
-
-
-@dataclass(frozen=True, slots=True)
-class ProgressInfo:
-    match: int
-    next: int
-    state: ProgressState
-    recent_active: bool
-    paused: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    id: str
-    term: int
-    vote: str | None
-    state: StateType
-    leader_id: str | None
-    commit: int
-    applied: int
-    voters: tuple[str, ...]
-    lead_transferee: str | None
-    progress: dict[str, ProgressInfo] = field(default_factory=dict)
 
 
 class RaftNode:
@@ -244,6 +173,11 @@ class RaftNode:
     def randomized_election_timeout(self) -> int:
         return self._randomized_election_timeout
 
+    @property
+    def election_elapsed(self) -> int:
+        """Ticks since the election timer was last reset."""
+        return self._election_elapsed
+
     def status(self) -> Status:
         progress = {}
         if self._state is StateType.Leader:
@@ -322,14 +256,22 @@ class RaftNode:
                 leader.check_quorum(self)
         elif m.type is MT.Prop:
             for e in m.entries:
-                self._propose(e.type, e.data)
+                if e.type is EntryType.ConfChange:
+                    self.propose_conf_change(ConfChange.decode(e.data))
+                else:
+                    self.propose(e.data)
         elif m.type is MT.TransferLeader:
             self.transfer_leadership(m.frm)  # etcd's convention: frm is the transferee
         else:
             raise RaftError(f"{m.type.value} with term 0 is not a local message")
 
     def propose(self, data: bytes) -> Entry:
-        """Append `data` to the log (leader only); returns the new entry."""
+        """Append `data` to the log (leader only); returns the new entry.
+
+        `data` must not be empty: empty entries are the ones new leaders write.
+        """
+        if not data:
+            raise RaftError("a proposal needs data; empty entries belong to new leaders")
         return self._propose(EntryType.Normal, bytes(data))
 
     def propose_conf_change(self, cc: ConfChange) -> Entry:
@@ -517,19 +459,19 @@ class RaftNode:
         self._lead = lead
         self._state = StateType.Follower
 
-    def _change_voters(self, cc: ConfChange) -> bool:
-        """Apply `cc` to the voter set and progress; True if a node was added."""
+    def _change_voters(self, cc: ConfChange) -> str | None:
+        """Apply `cc` to the voter set and progress; returns the id of a node added."""
         voters = set(self._voters)
         if cc.kind is ConfChangeType.AddNode:
             if cc.node_id in voters:
-                return False
+                return None
             voters.add(cc.node_id)
             self._voters = tuple(sorted(voters))
             self._prs[cc.node_id] = Progress(
                 self.log.last_index() + 1, self._cfg.max_inflight_msgs, recent_active=True
             )
-            return True
+            return cc.node_id
         voters.discard(cc.node_id)
         self._voters = tuple(sorted(voters))
         self._prs.pop(cc.node_id, None)
-        return False
+        return None

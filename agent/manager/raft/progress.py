@@ -43,6 +43,10 @@ class Inflights:
         while self._q and self._q[0] <= index:
             self._q.popleft()
 
+    def free_first_one(self) -> None:
+        if self._q:
+            self._q.popleft()
+
     def full(self) -> bool:
         return len(self._q) >= self.capacity
 

@@ -30,6 +30,9 @@ class ReadOnly:
     def __len__(self) -> int:
         return len(self._queue)
 
+    def last_pending_ctx(self) -> bytes:
+        return self._queue[-1] if self._queue else b""
+
     def add_request(self, index: int, ctx: bytes, frm: str) -> bool:
         """Queue a read; False if a read with the same context is already pending."""
         if ctx in self._pending:

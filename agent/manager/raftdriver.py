@@ -1,0 +1,300 @@
+"""The asyncio driver around the pure Raft core: it persists, sends over MQTT, applies to the
+store and advances, in that order, and times the core with ticks.
+
+Messages between managers travel as envelopes of type "raft" on each manager's own
+`shoal/<cluster>/mgr/<id>/raft` topic, at QoS 0: Raft retries on its own, and the broker's ACL
+lets only managers use those topics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from agent.manager.raft import (
+    ConfChange,
+    ConfChangeType,
+    Config,
+    EntryType,
+    HardState,
+    MemoryStorage,
+    Message,
+    MessageType,
+    NotLeader,
+    RaftError,
+    RaftNode,
+    Ready,
+    Snapshot,
+    StateType,
+    from_wire,
+    to_wire,
+)
+from agent.manager.store import Store
+from broker.envelope import Envelope
+from broker.errors import BrokerError
+from broker.session import Session
+from broker.topics import Topics
+
+__all__ = ["LogStorage", "MemoryLog", "RaftDriver"]
+
+log = logging.getLogger("shoal.raft")
+
+
+class LogStorage(Protocol):
+    """What the driver needs of a storage: the core's read side plus durable writes."""
+
+    def initial_state(self) -> Any: ...
+    def entries(self, lo: int, hi: int) -> Any: ...
+    def term(self, i: int) -> int: ...
+    def first_index(self) -> int: ...
+    def last_index(self) -> int: ...
+    def snapshot(self) -> Snapshot: ...
+    def save(self, hard_state: Any, entries: Any, snapshot: Snapshot | None) -> None: ...
+    def create_snapshot(self, index: int, voters: Any, data: bytes) -> Snapshot: ...
+    def compact(self, index: int) -> None: ...
+
+
+class RaftDriver:
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        storage: LogStorage,
+        store: Store,
+        session: Session,
+        topics: Topics,
+        rng: random.Random | None = None,
+        tick_interval: float = 0.1,
+        election_tick: int = 10,
+        snapshot_every: int = 2000,
+        on_leadership: Callable[[bool], None] | None = None,
+        on_membership: Callable[[tuple[str, ...]], None] | None = None,
+    ) -> None:
+        self.id = node_id
+        self.storage = storage
+        self.store = store
+        self.session = session
+        self.topics = topics
+        self.tick_interval = tick_interval
+        self.snapshot_every = snapshot_every
+        self.on_leadership = on_leadership
+        self.on_membership = on_membership
+        snap = storage.snapshot()
+        store.restore(snap.data, snap.index)
+        self.core = RaftNode(
+            Config(
+                id=node_id,
+                storage=storage,
+                rng=rng or random.Random(),
+                election_tick=election_tick,
+                applied=snap.index,
+            )
+        )
+        self._wake = asyncio.Event()
+        self._waiters: dict[int, tuple[int, asyncio.Future[int]]] = {}
+        self._reads: dict[bytes, asyncio.Future[int]] = {}
+        self._applied_event = asyncio.Event()
+        self._was_leader = False
+        self._last_snapshot = snap.index
+        session.on(topics.mgr_raft(node_id), self._on_message, qos=0)
+
+    # state ---------------------------------------------------------------------------
+    @property
+    def is_leader(self) -> bool:
+        return self.core.state is StateType.Leader
+
+    @property
+    def leader_id(self) -> str | None:
+        return self.core.leader_id
+
+    @property
+    def voters(self) -> tuple[str, ...]:
+        return self.core.voters
+
+    # inputs --------------------------------------------------------------------------
+    async def _on_message(self, topic: str, env: Envelope) -> None:
+        try:
+            msg = from_wire(env.body)
+        except RaftError as exc:
+            self.session.rejections.reject(topic, f"bad raft message: {exc}")
+            return
+        if msg.to != self.id:
+            self.session.rejections.reject(topic, "raft message for another manager")
+            return
+        self.core.step(msg)
+        self._wake.set()
+
+    def leader_gone(self, leader: str) -> None:
+        """The broker says the leader's session ended: elect a successor now.
+
+        The first surviving voter (by id) is handed what a leadership transfer would give it,
+        so it campaigns at once instead of waiting out an election timeout.
+        """
+        if leader != self.core.leader_id or self.is_leader:
+            return
+        survivors = sorted(v for v in self.core.voters if v != leader)
+        if survivors and survivors[0] == self.id:
+            log.info("leader %s is gone; campaigning", leader)
+            self.core.step(
+                Message(type=MessageType.TimeoutNow, to=self.id, frm=leader, term=self.core.term)
+            )
+            self._wake.set()
+
+    async def propose(self, data: bytes, *, timeout: float = 10.0) -> int:
+        """Commit `data` (leader only: raises NotLeader elsewhere) and wait until applied."""
+        entry = self.core.propose(data)
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiters[entry.index] = (entry.term, fut)
+        self._wake.set()
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            raise RaftError(f"the change was not committed within {timeout:g} s") from None
+        finally:
+            self._waiters.pop(entry.index, None)
+
+    async def change_membership(
+        self, kind: ConfChangeType, node: str, timeout: float = 10.0
+    ) -> None:
+        entry = self.core.propose_conf_change(ConfChange(kind, node))
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiters[entry.index] = (entry.term, fut)
+        self._wake.set()
+        try:
+            await asyncio.wait_for(fut, timeout)
+        finally:
+            self._waiters.pop(entry.index, None)
+
+    async def read_barrier(self, timeout: float = 5.0) -> None:
+        """Wait until this manager's store reflects everything committed before the call."""
+        ctx = secrets.token_bytes(8)
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._reads[ctx] = fut
+        self.core.read_index(ctx)
+        self._wake.set()
+        try:
+            index = await asyncio.wait_for(fut, timeout)
+            while self.store.applied < index:
+                self._applied_event.clear()
+                await asyncio.wait_for(self._applied_event.wait(), timeout)
+        finally:
+            self._reads.pop(ctx, None)
+
+    # the loop ------------------------------------------------------------------------
+    async def run(self) -> None:
+        if self.core.voters == (self.id,):
+            self.core.campaign()  # a group of one needs no election timeout
+            self._wake.set()
+        ticker = asyncio.create_task(self._tick_forever())
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self.core.has_ready():
+                    rd = self.core.ready()
+                    await self._handle(rd)
+                    self.core.advance(rd)
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            for _, fut in self._waiters.values():
+                if not fut.done():
+                    fut.set_exception(NotLeader(None))
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_interval)
+            self.core.tick()
+            self._wake.set()
+
+    async def _handle(self, rd: Ready) -> None:
+        # 1. persist, durably, before anything is sent
+        if rd.must_sync:
+            await asyncio.to_thread(self.storage.save, rd.hard_state, rd.entries, rd.snapshot)
+        # 2. send
+        for m in rd.messages:
+            await self._send(m)
+        # 3. apply
+        if rd.snapshot is not None and rd.snapshot.index > self.store.applied:
+            self.store.restore(rd.snapshot.data, rd.snapshot.index)
+            self._membership()
+        for e in rd.committed_entries:
+            if e.type is EntryType.ConfChange:
+                self.core.apply_conf_change(ConfChange.decode(e.data))
+                self._membership()
+                self.store.applied = e.index
+            elif e.data:
+                self.store.apply(e.index, e.data)
+            else:
+                self.store.applied = e.index
+            waiter = self._waiters.get(e.index)
+            if waiter is not None and not waiter[1].done():
+                if waiter[0] == e.term:
+                    waiter[1].set_result(e.index)
+                else:
+                    waiter[1].set_exception(NotLeader(self.core.leader_id))
+        if rd.committed_entries or rd.snapshot is not None:
+            self._applied_event.set()
+        # 4. linearizable reads
+        for rs in rd.read_states:
+            fut = self._reads.get(rs.ctx)
+            if fut is not None and not fut.done():
+                fut.set_result(rs.index)
+        if rd.soft_state is not None:
+            self._leadership()
+        self._maybe_snapshot()
+
+    async def _send(self, m: Message) -> None:
+        try:
+            await self.session.send(self.topics.mgr_raft(m.to), "raft", to_wire(m), qos=0)
+            ok = True
+        except BrokerError:
+            ok = False
+            self.core.report_unreachable(m.to)
+        if m.type is MessageType.Snap:
+            self.core.report_snapshot(m.to, ok)
+
+    def _leadership(self) -> None:
+        leader = self.is_leader
+        if leader != self._was_leader:
+            self._was_leader = leader
+            log.info("%s leadership (term %d)", "took" if leader else "lost", self.core.term)
+            if not leader:
+                for _, fut in self._waiters.values():
+                    if not fut.done():
+                        fut.set_exception(NotLeader(self.core.leader_id))
+            if self.on_leadership is not None:
+                self.on_leadership(leader)
+
+    def _membership(self) -> None:
+        if self.on_membership is not None:
+            self.on_membership(self.core.voters)
+
+    def _maybe_snapshot(self) -> None:
+        applied = self.store.applied
+        if applied - self._last_snapshot < self.snapshot_every:
+            return
+        try:
+            self.storage.create_snapshot(applied, self.core.voters, self.store.snapshot())
+            self.storage.compact(max(1, applied - self.snapshot_every // 2))
+            self._last_snapshot = applied
+        except RaftError as exc:
+            log.warning("could not snapshot at %d: %s", applied, exc)
+
+
+class MemoryLog(MemoryStorage):
+    """MemoryStorage with the driver's `save`: for tests and simulations, not durable."""
+
+    def save(self, hard_state: HardState | None, entries: Any, snapshot: Snapshot | None) -> None:
+        if snapshot is not None:
+            self.apply_snapshot(snapshot)
+        if entries:
+            self.append(entries)
+        if hard_state is not None:
+            self.set_hardstate(hard_state)

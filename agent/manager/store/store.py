@@ -1,0 +1,272 @@
+"""The replicated store: the only bus between manager components.
+
+Writes are transactions: a function reads through a `Tx` and records puts and deletes; the
+store encodes them (with the version of every object the function read or wrote) into one Raft
+entry. Every manager applies committed entries in log order with :meth:`Store.apply`; a
+transaction whose objects changed since it was built fails on every manager alike and is
+retried by its author. Reads go through :meth:`Store.view` (consistent as long as the caller
+does not await while holding it); :meth:`Store.watch` yields typed change events, each batch
+ending with a `Commit`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import msgpack
+
+from agent.manager.store.objects import KINDS, StoreError, StoreObject, kind_of
+
+__all__ = ["Commit", "Conflict", "Event", "Store", "Tx", "View"]
+
+log = logging.getLogger("shoal.store")
+
+T = TypeVar("T")
+Obj = TypeVar("Obj", bound=StoreObject)
+
+Tables = dict[str, dict[str, tuple[int, StoreObject]]]
+
+
+class Conflict(StoreError):
+    """The objects a transaction read changed before it was applied."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: str
+    action: str  # create | update | delete
+    id: str
+    old: StoreObject | None
+    new: StoreObject | None
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    index: int
+
+
+class View:
+    """Read access to the store as it is now."""
+
+    def __init__(self, tables: Tables) -> None:
+        self._tables = tables
+
+    def get(self, cls: type[Obj], ident: str) -> Obj | None:
+        row = self._tables.get(cls.KIND, {}).get(ident)
+        return row[1] if row else None  # type: ignore[return-value]
+
+    def version(self, kind: str, ident: str) -> int:
+        row = self._tables.get(kind, {}).get(ident)
+        return row[0] if row else 0
+
+    def list(self, cls: type[Obj]) -> list[Obj]:
+        rows = self._tables.get(cls.KIND, {})
+        return [row[1] for _, row in sorted(rows.items())]  # type: ignore[misc]
+
+
+class Tx(View):
+    """A write transaction: reads see its own writes."""
+
+    def __init__(self, tables: Tables) -> None:
+        super().__init__(tables)
+        self.checks: dict[tuple[str, str], int] = {}
+        self.ops: list[tuple[str, str, str, dict[str, Any] | None]] = []
+        self._written: dict[tuple[str, str], StoreObject | None] = {}
+
+    def get(self, cls: type[Obj], ident: str) -> Obj | None:
+        key = (cls.KIND, ident)
+        if key in self._written:
+            return self._written[key]  # type: ignore[return-value]
+        self.checks.setdefault(key, self.version(*key))
+        return super().get(cls, ident)
+
+    def list(self, cls: type[Obj]) -> list[Obj]:
+        found: dict[str, StoreObject] = {o.id: o for o in super().list(cls)}
+        for (kind, ident), obj in self._written.items():
+            if kind == cls.KIND:
+                if obj is None:
+                    found.pop(ident, None)
+                else:
+                    found[ident] = obj
+        for ident in found:
+            self.checks.setdefault((cls.KIND, ident), self.version(cls.KIND, ident))
+        return [found[k] for k in sorted(found)]  # type: ignore[misc]
+
+    def put(self, obj: StoreObject) -> None:
+        key = (kind_of(obj), obj.id)
+        self.checks.setdefault(key, self.version(*key))
+        self._written[key] = obj
+        self.ops.append(("put", key[0], key[1], obj.to_dict()))
+
+    def delete(self, cls: type[StoreObject], ident: str) -> None:
+        key = (cls.KIND, ident)
+        self.checks.setdefault(key, self.version(*key))
+        self._written[key] = None
+        self.ops.append(("del", key[0], key[1], None))
+
+    def encode(self) -> bytes:
+        return msgpack.packb(
+            {
+                "tx": secrets.token_hex(8),
+                "checks": [[k, i, v] for (k, i), v in sorted(self.checks.items())],
+                "ops": [list(op) for op in self.ops],
+            },
+            use_bin_type=True,
+        )
+
+
+Proposer = Callable[[bytes], Awaitable[int]]
+
+
+class Store:
+    def __init__(self) -> None:
+        self._tables: Tables = {kind: {} for kind in KINDS}
+        self.applied = 0
+        self._watchers: list[asyncio.Queue[Event | Commit]] = []
+        self._outcomes: dict[str, str | None] = {}
+        self.proposer: Proposer | None = None
+
+    # reads ---------------------------------------------------------------------------
+    def view(self) -> View:
+        return View(self._tables)
+
+    @contextlib.asynccontextmanager
+    async def watch(self, *kinds: str) -> AsyncIterator[asyncio.Queue[Event | Commit]]:
+        """Queue of events for the given kinds (all when none), each batch then a Commit."""
+        q: asyncio.Queue[Event | Commit] = asyncio.Queue()
+        q.kinds = set(kinds)  # type: ignore[attr-defined]
+        self._watchers.append(q)
+        try:
+            yield q
+        finally:
+            self._watchers.remove(q)
+
+    # writes --------------------------------------------------------------------------
+    async def update(self, fn: Callable[[Tx], T], *, attempts: int = 5) -> T:
+        """Run `fn` in a transaction and commit it through Raft (retrying conflicts)."""
+        if self.proposer is None:
+            raise StoreError("this store has no Raft group to write through")
+        for _ in range(attempts):
+            tx = Tx(self._tables)
+            result = fn(tx)
+            if not tx.ops:
+                return result
+            data = tx.encode()
+            tx_id = msgpack.unpackb(data)["tx"]
+            await self.proposer(data)
+            outcome = self._outcomes.pop(tx_id, "lost")
+            if outcome is None:
+                return result
+            log.debug("transaction retried: %s", outcome)
+        raise Conflict(f"the change conflicted with concurrent changes {attempts} times")
+
+    # applying (every manager, in log order) ------------------------------------------
+    def apply(self, index: int, data: bytes) -> None:
+        """Apply one committed entry. Deterministic: every manager reaches the same state."""
+        try:
+            tx = msgpack.unpackb(data, raw=False)
+            checks, ops, tx_id = tx["checks"], tx["ops"], tx["tx"]
+        except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
+            log.error("skipping a malformed entry at %d: %s", index, exc)
+            self.applied = index
+            return
+        outcome: str | None = None
+        for kind, ident, version in checks:
+            if self.view().version(kind, ident) != version:
+                outcome = f"{kind} {ident} changed"
+                break
+        events: list[Event] = []
+        if outcome is None:
+            try:
+                staged = [
+                    (op, kind, ident, None if raw is None else KINDS[kind].from_dict(raw))
+                    for op, kind, ident, raw in ops
+                ]
+            except (StoreError, KeyError) as exc:
+                staged, outcome = [], f"malformed object: {exc}"
+            for op, kind, ident, obj in staged:
+                table = self._tables[kind]
+                old = table.get(ident)
+                if op == "put" and obj is not None:
+                    table[ident] = (index, obj)
+                    action = "update" if old else "create"
+                    events.append(Event(kind, action, ident, old[1] if old else None, obj))
+                elif op == "del" and old is not None:
+                    del table[ident]
+                    events.append(Event(kind, "delete", ident, old[1], None))
+        self._outcomes[tx_id] = outcome
+        if len(self._outcomes) > 10000:
+            self._outcomes.pop(next(iter(self._outcomes)))
+        self.applied = index
+        self._publish(events, index)
+
+    def _publish(self, events: Iterable[Event], index: int) -> None:
+        events = list(events)
+        for q in self._watchers:
+            kinds = q.kinds  # type: ignore[attr-defined]
+            mine = [e for e in events if not kinds or e.kind in kinds]
+            if mine:
+                for e in mine:
+                    q.put_nowait(e)
+                q.put_nowait(Commit(index))
+
+    # snapshots -----------------------------------------------------------------------
+    def snapshot(self) -> bytes:
+        return msgpack.packb(
+            {
+                "applied": self.applied,
+                "tables": {
+                    kind: {i: [v, o.to_dict()] for i, (v, o) in rows.items()}
+                    for kind, rows in self._tables.items()
+                },
+            },
+            use_bin_type=True,
+        )
+
+    def restore(self, data: bytes, index: int) -> None:
+        """Replace the whole state with a snapshot's (empty data: an empty store)."""
+        tables: Tables = {kind: {} for kind in KINDS}
+        if data:
+            try:
+                obj = msgpack.unpackb(data, raw=False)
+                for kind, rows in obj["tables"].items():
+                    cls = KINDS[kind]
+                    tables[kind] = {i: (int(v), cls.from_dict(o)) for i, (v, o) in rows.items()}
+            except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
+                raise StoreError(f"the snapshot at {index} is malformed: {exc}") from exc
+        old = self._tables
+        self._tables = tables
+        self.applied = index
+        events = []
+        for kind in KINDS:
+            for ident, (_, o) in old[kind].items():
+                if ident not in tables[kind]:
+                    events.append(Event(kind, "delete", ident, o, None))
+            for ident, (_, o) in tables[kind].items():
+                prev = old[kind].get(ident)
+                if prev is None or prev[1] != o:
+                    events.append(
+                        Event(
+                            kind,
+                            "update" if prev else "create",
+                            ident,
+                            prev[1] if prev else None,
+                            o,
+                        )
+                    )
+        self._publish(events, index)
+
+
+def initial_snapshot(objects: Iterable[StoreObject]) -> bytes:
+    """The snapshot data a new cluster starts from."""
+    s = Store()
+    for obj in objects:
+        s._tables[kind_of(obj)][obj.id] = (1, obj)
+    s.applied = 1
+    return s.snapshot()
