@@ -224,6 +224,9 @@ class Daemon:
                 "applied": self.driver.store.applied if self.driver else None,
             }
         if cmd == "leave":
+            if self.manager is not None:
+                with contextlib.suppress(ShoalError, BrokerError, TimeoutError):
+                    await self.manager.command("manager-leave", {"node": self.node.node_id})
             self._leaving = True
             self._stop.set()
             return {"node_id": self.node.node_id}

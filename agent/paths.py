@@ -115,7 +115,11 @@ class DataDir:
         """The pid of this data dir's running daemon, if one runs."""
         try:
             pid = int(self.pid_file.read_text().strip())
-            os.kill(pid, 0)
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError):
             return None
+        state = stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else "?"
+        if state in ("Z", "X") or b"daemon" not in cmdline:
+            return None  # exited (a zombie nobody reaped), or the pid now belongs to another
         return pid

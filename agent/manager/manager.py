@@ -92,6 +92,7 @@ class Manager:
             "cert-issue": self._cmd_cert_issue,
             "cert-ls": self._cmd_cert_ls,
             "cert-rm": self._cmd_cert_rm,
+            "manager-leave": self._cmd_manager_leave,
         }
         session.on(ENROLL_REQ_FILTER, self._on_enroll, spawn=True)
         session.on(topics.all_nodes("state"), self._on_node_state, spawn=True)
@@ -507,6 +508,28 @@ class Manager:
             with contextlib.suppress(BrokerError):
                 await self.session.publish(self.topics.node(node.id, leaf), b"", retain=True)
         log.info("removed node %s and revoked its certificates", node.id)
+        return node.id
+
+    async def _cmd_manager_leave(self, args: dict[str, Any]) -> str:
+        """A manager leaves: out of the Raft group first, then out of the store."""
+        node = self.find_node(str(args.get("node")))
+        others = [v for v in self.driver.voters if v != node.id]
+        if not others:
+            return "last"
+        stamp = now_text()
+
+        def remove(tx: Tx) -> None:
+            n = tx.get(Node, node.id)
+            c = tx.get(Cluster, "cluster")
+            assert c is not None
+            if n is not None:
+                tx.delete(Node, n.id)
+                tx.put(_replace(c, revoked={**c.revoked, **{s: stamp for s in n.serials}}))
+
+        await self.store.update(remove)
+        if node.id in self.driver.voters:
+            await self.driver.change_membership(ConfChangeType.RemoveNode, node.id)
+        log.info("manager %s left the swarm", node.id)
         return node.id
 
     async def _cmd_promote(self, args: dict[str, Any]) -> str:

@@ -1,0 +1,130 @@
+"""Managers as separate processes over a real mosquitto: the cluster's state survives the
+loss of a minority, and no acknowledged change is lost when leaders are killed with -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Cluster, shoal, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _info(data: Path) -> dict | None:  # type: ignore[type-arg]
+    proc = shoal("info", "--format", "json", data=data, check=False, timeout=10)
+    return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+
+def _start(data: Path) -> subprocess.Popen[bytes]:
+    log = open(data / "shoal.log", "ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "agent", "daemon", "--data-dir", str(data)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _managers(cluster: Cluster, n: int) -> list[Path]:
+    dirs = [cluster.manager] + [cluster.join(f"m{i}", role="manager") for i in range(2, n + 1)]
+    wait_for(
+        lambda: sum(x["manager_status"] in ("Leader", "Reachable") for x in cluster.node_ls()) == n,
+        20,
+        f"{n} managers in the raft group",
+    )
+    return dirs
+
+
+def _leader(dirs: list[Path], alive: set[Path]) -> Path:
+    def find() -> Path | None:
+        for d in alive:
+            info = _info(d)
+            if info and info.get("is_leader"):
+                return d
+        return None
+
+    return wait_for(find, 15, "a leader")
+
+
+def _write(alive: set[Path], acked: list[str]) -> None:
+    """One write through any surviving manager; remembered only once acknowledged."""
+    for d in sorted(alive):
+        proc = shoal("cert", "issue", "monitor", "--out", str(d / "out"), data=d, check=False)
+        if proc.returncode == 0:
+            acked.append(proc.stdout.splitlines()[0])
+            return
+    raise AssertionError("no surviving manager accepted a write")
+
+
+def _kill_leaders(cluster: Cluster, n: int, kills: int) -> None:
+    dirs = _managers(cluster, n)
+    alive = set(dirs)
+    procs: list[subprocess.Popen[bytes]] = []
+    acked: list[str] = []
+    try:
+        for _ in range(kills):
+            _write(alive, acked)
+            leader = _leader(dirs, alive)
+            old = _info(leader)
+            assert old is not None
+            os.kill(int((leader / "shoal.pid").read_text()), signal.SIGKILL)
+            alive.discard(leader)
+            new = _leader(dirs, alive)
+            assert new != leader
+            _write(alive, acked)  # the new leader accepts writes
+            procs.append(_start(leader))
+            alive.add(leader)
+            wait_for(lambda d=leader: (_info(d) or {}).get("connected"), 20, "restart")
+        # every acknowledged write is there, on every manager
+        for d in dirs:
+
+            def caught_up(d: Path = d) -> bool:
+                ls = shoal("cert", "ls", data=d, check=False)
+                return ls.returncode == 0 and all(a in ls.stdout for a in acked)
+
+            wait_for(caught_up, 20, f"{d.name} to list every acknowledged write")
+        applied = {d.name: (_info(d) or {}).get("applied") for d in dirs}
+        assert len(acked) == 2 * kills
+        assert None not in applied.values(), applied
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait(10)
+
+
+def test_three_managers_survive_repeated_leader_kills(cluster: Cluster) -> None:
+    _kill_leaders(cluster, 3, kills=4)
+
+
+@pytest.mark.slow
+def test_five_managers_survive_repeated_leader_kills(cluster: Cluster) -> None:
+    _kill_leaders(cluster, 5, kills=6)
+
+
+def test_a_manager_that_leaves_is_removed_from_the_raft_group(cluster: Cluster) -> None:
+    dirs = _managers(cluster, 3)
+    shoal("swarm", "leave", "--force", data=dirs[2])
+    cluster.nodes.remove(dirs[2])
+    wait_for(lambda: len(cluster.node_ls()) == 2, 10, "the manager to be gone")
+    # two managers left, both voters: a write still commits
+    out = shoal("swarm", "join-token", "--rotate", "worker", data=dirs[1]).stdout
+    assert "Successfully rotated" in out
+
+
+def test_follower_forwards_commands_to_the_leader(cluster: Cluster) -> None:
+    dirs = _managers(cluster, 3)
+    follower = next(d for d in dirs if not (_info(d) or {}).get("is_leader"))
+    before = cluster.token()
+    shoal("swarm", "join-token", "--rotate", "worker", data=follower)
+    after = shoal("swarm", "join-token", "-q", "worker", data=follower).stdout.strip()
+    assert after != before
+    assert cluster.token() == after
