@@ -19,7 +19,7 @@ from typing import Any
 
 from agent import control
 from agent.errors import ShoalError
-from agent.paths import DataDir, NodeConfig, default_data_dir
+from agent.paths import DataDir, NodeConfig, default_data_dir, process_alive
 
 __all__ = ["main"]
 
@@ -102,11 +102,9 @@ def _stop_daemon(data: DataDir, timeout: float = 20.0) -> None:
         os.kill(pid, 15)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
+        if not process_alive(pid):
             return
-        time.sleep(0.05)
+        time.sleep(0.02)
     os.kill(pid, 9)
 
 

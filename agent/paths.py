@@ -11,7 +11,7 @@ from typing import Any
 from agent.errors import ShoalError
 from certs import write_file_atomic
 
-__all__ = ["DataDir", "NodeConfig", "default_data_dir"]
+__all__ = ["DataDir", "NodeConfig", "default_data_dir", "process_alive"]
 
 
 def default_data_dir() -> Path:
@@ -115,11 +115,19 @@ class DataDir:
         """The pid of this data dir's running daemon, if one runs."""
         try:
             pid = int(self.pid_file.read_text().strip())
-            stat = Path(f"/proc/{pid}/stat").read_text()
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except (OSError, ValueError):
             return None
-        state = stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else "?"
-        if state in ("Z", "X") or b"daemon" not in cmdline:
-            return None  # exited (a zombie nobody reaped), or the pid now belongs to another
+        if not process_alive(pid) or b"daemon" not in cmdline:
+            return None  # exited, or the pid now belongs to another program
         return pid
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process runs; a zombie (exited, not yet reaped) does not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else "?"
+    return state not in ("Z", "X")
