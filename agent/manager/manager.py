@@ -382,28 +382,48 @@ class Manager:
         return cert
 
     # control commands --------------------------------------------------------------------
-    async def command(self, cmd: str, args: dict[str, Any]) -> Any:
-        """Run a control command here if this is the leader, else on the leader."""
+    async def command(self, cmd: str, args: dict[str, Any], *, timeout: float = 30.0) -> Any:
+        """Run a control command here if this is the leader, else on the leader.
+
+        While there is no leader the command waits for one; when the leader changes while a
+        forwarded command is in flight, it is sent again to the new leader.
+        """
         handler = self.commands.get(cmd)
         if handler is None:
             raise ShoalError(f"unknown command {cmd!r}")
-        if self.driver.is_leader:
-            return await handler(args)
-        leader = self.driver.leader_id
-        if leader is None:
-            raise ShoalError(
-                "the swarm has no leader right now (is a majority of managers up?); try again"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            if self.driver.is_leader:
+                return await handler(args)
+            leader = self.driver.leader_id
+            left = deadline - loop.time()
+            if left <= 0:
+                raise ShoalError(
+                    "the swarm has no leader right now (is a majority of managers up?); try again"
+                )
+            if leader is None:
+                await self.driver.leader_changed(min(left, 1.0))
+                continue
+            request = asyncio.ensure_future(
+                self.session.request(
+                    self.topics.mgr_req(leader),
+                    "control",
+                    {"cmd": cmd, "args": args},
+                    timeout=left,
+                )
             )
-        try:
-            reply = await self.session.request(
-                self.topics.mgr_req(leader), "control", {"cmd": cmd, "args": args}, timeout=30
-            )
-        except BrokerError as exc:
-            raise ShoalError(f"the leader {leader} did not answer: {exc}") from None
-        try:
-            return raise_for_reply(reply).get("result")
-        except BrokerError as exc:
-            raise ShoalError(str(exc)) from None
+            changed = asyncio.ensure_future(self.driver.leader_changed(left))
+            done, _ = await asyncio.wait({request, changed}, return_when=asyncio.FIRST_COMPLETED)
+            if request not in done:
+                request.cancel()
+                log.info("leader changed while %r was forwarded to %s; sending again", cmd, leader)
+                continue
+            changed.cancel()
+            try:
+                return raise_for_reply(request.result()).get("result")
+            except BrokerError as exc:
+                raise ShoalError(str(exc)) from None
 
     async def _on_forwarded(self, topic: str, env: Envelope) -> None:
         body = env.body if isinstance(env.body, dict) else {}

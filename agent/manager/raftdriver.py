@@ -100,6 +100,9 @@ class RaftDriver:
         self._reads: dict[bytes, asyncio.Future[int]] = {}
         self._applied_event = asyncio.Event()
         self._was_leader = False
+        self._succession: set[asyncio.Task[None]] = set()
+        self._known_leader: str | None = None
+        self._leader_event = asyncio.Event()
         self._last_snapshot = snap.index
         session.on(topics.mgr_raft(node_id), self._on_message, qos=0)
 
@@ -132,18 +135,30 @@ class RaftDriver:
     def leader_gone(self, leader: str) -> None:
         """The broker says the leader's session ended: elect a successor now.
 
-        The first surviving voter (by id) is handed what a leadership transfer would give it,
-        so it campaigns at once instead of waiting out an election timeout.
+        Survivors take turns by id: the first campaigns at once, the next 150 ms later if no
+        leader has emerged by then (the first may lack entries the others have), and so on.
+        The campaign is started as a leadership transfer would start it, so it does not wait
+        out an election timeout and other voters do not wait out the dead leader's lease.
         """
         if leader != self.core.leader_id or self.is_leader:
             return
         survivors = sorted(v for v in self.core.voters if v != leader)
-        if survivors and survivors[0] == self.id:
-            log.info("leader %s is gone; campaigning", leader)
-            self.core.step(
-                Message(type=MessageType.TimeoutNow, to=self.id, frm=leader, term=self.core.term)
-            )
-            self._wake.set()
+        if self.id in survivors:
+            rank = survivors.index(self.id)
+            task = asyncio.get_running_loop().create_task(self._succeed(leader, rank * 0.15))
+            self._succession.add(task)
+            task.add_done_callback(self._succession.discard)
+
+    async def _succeed(self, dead: str, delay: float) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        if self.core.leader_id != dead or self.is_leader:
+            return  # someone already took over
+        log.info("leader %s is gone; campaigning", dead)
+        self.core.step(
+            Message(type=MessageType.TimeoutNow, to=self.id, frm=dead, term=self.core.term)
+        )
+        self._wake.set()
 
     async def propose(self, data: bytes, *, timeout: float = 10.0) -> int:
         """Commit `data` (leader only: raises NotLeader elsewhere) and wait until applied."""
@@ -260,7 +275,19 @@ class RaftDriver:
         if m.type is MessageType.Snap:
             self.core.report_snapshot(m.to, ok)
 
+    async def leader_changed(self, timeout: float) -> bool:
+        """Wait until the known leader changes (True), or the timeout passes (False)."""
+        self._leader_event.clear()
+        try:
+            await asyncio.wait_for(self._leader_event.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
     def _leadership(self) -> None:
+        if self.core.leader_id != self._known_leader:
+            self._known_leader = self.core.leader_id
+            self._leader_event.set()
         leader = self.is_leader
         if leader != self._was_leader:
             self._was_leader = leader

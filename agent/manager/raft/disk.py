@@ -9,6 +9,17 @@ Ready with one call, durable when it returns, before sending the Ready's message
 `create_snapshot`, `compact`), each durable when it returns.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from agent.manager.wal import KEEP_SNAPSHOTS, SEGMENT_BYTES, DiskStorage, StorageCorrupt
+
+if TYPE_CHECKING:
+    from .storage import Storage
+
+    def _implements_the_protocol(storage: DiskStorage) -> Storage:
+        return storage
+
 
 __all__ = ["KEEP_SNAPSHOTS", "SEGMENT_BYTES", "DiskStorage", "StorageCorrupt"]
