@@ -31,6 +31,7 @@ from agent.manager.raft import (
     Ready,
     Snapshot,
     StateType,
+    StorageError,
     from_wire,
     to_wire,
 )
@@ -311,6 +312,8 @@ class RaftDriver:
             self.storage.create_snapshot(applied, self.core.voters, self.store.snapshot())
             self.storage.compact(max(1, applied - self.snapshot_every // 2))
             self._last_snapshot = applied
+        except StorageError:
+            raise  # a storage that failed a write refuses all others: stop this manager
         except RaftError as exc:
             log.warning("could not snapshot at %d: %s", applied, exc)
 

@@ -1,0 +1,11 @@
+"""shoal's write-ahead log: durable, encrypted storage for a manager's Raft state.
+
+`DiskStorage` implements the Raft `Storage` protocol and `MemoryStorage`'s writes in a
+directory; see `storage` for the layout, the write and recovery rules, and `records` for the
+record format and the torn-write rule.
+"""
+
+from .errors import StorageCorrupt
+from .storage import KEEP_SNAPSHOTS, SEGMENT_BYTES, DiskStorage
+
+__all__ = ["KEEP_SNAPSHOTS", "SEGMENT_BYTES", "DiskStorage", "StorageCorrupt"]
