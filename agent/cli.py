@@ -119,8 +119,7 @@ def _run_foreground(data: DataDir) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    asyncio.run(Daemon(data).run())
-    return 0
+    return asyncio.run(Daemon(data).run())
 
 
 # swarm -------------------------------------------------------------------------------------
@@ -155,7 +154,9 @@ def cmd_swarm_init(a: argparse.Namespace, data: DataDir) -> int:
 def _print_init(node: NodeConfig, token: str) -> None:
     print(f"Swarm initialized: current node ({node.node_id}) is now a manager.\n")
     print("To add a worker to this swarm, run the following command:\n")
-    print(f"    shoal swarm join --token {token} mqtts://{node.advertise_host}:{node.broker_port}\n")
+    print(
+        f"    shoal swarm join --token {token} mqtts://{node.advertise_host}:{node.broker_port}\n"
+    )
     print(
         "To add a manager to this swarm, run 'shoal swarm join-token manager'"
         " and follow the instructions.\n"
@@ -302,6 +303,18 @@ def cmd_cert_rm(a: argparse.Namespace, data: DataDir) -> int:
     return 0
 
 
+def cmd_node_promote(a: argparse.Namespace, data: DataDir) -> int:
+    for ref in a.nodes:
+        print(control.call(data.socket, "node-promote", {"node": ref}))
+    return 0
+
+
+def cmd_node_demote(a: argparse.Namespace, data: DataDir) -> int:
+    for ref in a.nodes:
+        print(control.call(data.socket, "node-demote", {"node": ref}))
+    return 0
+
+
 def cmd_info(a: argparse.Namespace, data: DataDir) -> int:
     info = control.call(data.socket, "info")
     if a.format == "json":
@@ -385,6 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd(node, "ls", cmd_node_ls, "list nodes")
     sp.add_argument("--format", choices=["table", "json"], default="table")
     sp.add_argument("--quiet", "-q", action="store_true", help="only display ids")
+    sp = cmd(node, "promote", cmd_node_promote, "promote nodes to managers")
+    sp.add_argument("nodes", nargs="+", metavar="NODE")
+    sp = cmd(node, "demote", cmd_node_demote, "demote managers to workers")
+    sp.add_argument("nodes", nargs="+", metavar="NODE")
     sp = cmd(node, "rm", cmd_node_rm, "remove nodes; their certificates are revoked")
     sp.add_argument("--force", "-f", action="store_true")
     sp.add_argument("nodes", nargs="+", metavar="NODE")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import logging
 import os
@@ -72,6 +73,9 @@ class Daemon:
         self.broker: Mosquitto | None = None
         self.manager: Any = None
         self.driver: Any = None
+        self._role_change: asyncio.Task[None] | None = None
+        self._manager_tasks: list[asyncio.Task[Any]] = []
+        self._exit_code = 0
         self.session = self._make_session()
         self.control = ControlServer(data.socket, self.dispatch)
         self._stop = asyncio.Event()
@@ -106,7 +110,74 @@ class Daemon:
         return session
 
     async def _on_unsolicited(self, topic: str, env: Envelope) -> None:
+        role = env.body.get("role") if isinstance(env.body, dict) else None
+        if env.type == "role" and role in ("manager", "worker"):
+            if role != self.node.role and self._role_change is None:
+                self._role_change = asyncio.create_task(self._change_role(str(role)))
+            return
         self.session.rejections.reject(topic, f"unexpected {env.type!r} message")
+
+    async def _change_role(self, role: str) -> None:
+        """Promotion or demotion: a certificate with the new role, then start or stop the
+        manager role in this process. The node's id and its other work are unchanged."""
+        try:
+            if role == "worker":
+                await self._stop_manager()
+            await self.renew()
+            ident = Identity.from_cert(load_cert(self.data.node_cert.read_bytes()))
+            if ident.role.value != f"shoal-{role}":
+                raise ShoalError(f"the renewed certificate says {ident.role.value}")
+            self.node = dataclasses.replace(self.node, role=role)
+            self.data.save_node(self.node)
+            if role == "manager":
+                await self._start_manager()
+                self._start_manager_tasks()
+                self.session.reconnect()  # subscribe to the manager topics
+            log.info("this node is now a %s", role)
+        except (ShoalError, BrokerError) as exc:
+            log.error("could not become a %s: %s", role, exc)
+        finally:
+            self._role_change = None
+
+    def _start_manager_tasks(self) -> None:
+        for coro in (
+            self.driver.run(),
+            self.manager.watch_forever(),
+            self.manager.refresh_crl_forever(),
+        ):
+            task = asyncio.create_task(coro)
+            task.add_done_callback(self._critical_done)
+            self._manager_tasks.append(task)
+
+    def _critical_done(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.critical(
+                "the manager stopped: %s; exiting so the node restarts clean", exc, exc_info=exc
+            )
+            self._exit_code = 1
+            self._stop.set()
+
+    async def _stop_manager(self) -> None:
+        tasks, self._manager_tasks = self._manager_tasks, []
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self.driver is not None:
+            close = getattr(self.driver.storage, "close", None)
+            if close is not None:
+                close()
+        if self.manager is not None:
+            self.manager.detach()
+        self.manager = None
+        self.driver = None
+        import shutil
+
+        shutil.rmtree(self.data.manager, ignore_errors=True)
 
     # the embedded broker and the manager role ----------------------------------------
     async def _start_manager(self) -> None:
@@ -233,6 +304,8 @@ class Daemon:
         if cmd == "renew":
             await self.renew()
             return {"ok": True}
+        if cmd == "node-demote" and self._is_self(args.get("node")):
+            return await self._demote_self(args)
         if cmd in _MANAGER_COMMANDS:
             result = await self._need_manager().command(cmd, args)
             if cmd == "node-ls":
@@ -241,11 +314,34 @@ class Daemon:
             return result
         raise ShoalError(f"unknown command {cmd!r}")
 
+    def _is_self(self, ref: object) -> bool:
+        if self.manager is None or not isinstance(ref, str):
+            return False
+        try:
+            return bool(self.manager.find_node(ref).id == self.node.node_id)
+        except ShoalError:
+            return False
+
+    async def _demote_self(self, args: dict[str, Any]) -> str:
+        """Demoting the node the CLI runs on: once demoted it can no longer read the answer
+        on the managers' topics, so done is when this node has become a worker."""
+        pending = asyncio.ensure_future(self._need_manager().command("node-demote", args))
+        for _ in range(300):
+            if pending.done() or self.node.role == "worker":
+                break
+            await asyncio.sleep(0.1)
+        if pending.done() and pending.exception() is not None:
+            raise pending.exception()
+        if self.node.role != "worker":
+            raise ShoalError("the demotion did not complete within 30 s")
+        pending.cancel()
+        return f"Manager {self.node.node_id} demoted in the swarm."
+
     # lifecycle -----------------------------------------------------------------------
     def stop(self) -> None:
         self._stop.set()
 
-    async def run(self) -> None:
+    async def run(self) -> int:
         self.data.pid_file.write_text(f"{os.getpid()}\n")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -263,15 +359,15 @@ class Daemon:
             if self.broker is not None:
                 background.append(asyncio.create_task(self.broker.supervise()))
             if self.manager is not None:
-                background.append(asyncio.create_task(self.driver.run()))
-                background.append(asyncio.create_task(self.manager.watch_forever()))
-                background.append(asyncio.create_task(self.manager.refresh_crl_forever()))
+                self._start_manager_tasks()
             log.info("node %s (%s) started", self.node.node_id, self.node.role)
             await self._stop.wait()
         finally:
             await self._shutdown(background)
+        return self._exit_code
 
     async def _shutdown(self, background: list[asyncio.Task[Any]]) -> None:
+        background = background + self._manager_tasks
         if self.session.connected:
             status = "down"
             with contextlib.suppress(BrokerError, TimeoutError):

@@ -114,6 +114,10 @@ class Session:
     def on_raw(self, topic_filter: str, handler: RawHandler, qos: int = 1) -> None:
         self._subs.append((topic_filter, qos, handler))
 
+    def off(self, *topic_filters: str) -> None:
+        """Stop handling these filters (unsubscribed at the next reconnect)."""
+        self._subs = [sub for sub in self._subs if sub[0] not in topic_filters]
+
     def on_connect(self, callback: Callable[[], Awaitable[None]]) -> None:
         self._on_connect.append(callback)
 

@@ -102,6 +102,19 @@ class Manager:
         self.broker_synced = 0
         self._synced = asyncio.Event()
         self.observed: dict[str, str] = {}
+        self.broker_host_id: str | None = None
+
+    def detach(self) -> None:
+        """Stop handling manager topics (on demotion)."""
+        t = self.topics
+        self.session.off(
+            ENROLL_REQ_FILTER,
+            t.all_nodes("state"),
+            t.all_nodes("req"),
+            t.mgr_req(self.node_id),
+            t.mon("broker"),
+            t.mgr_raft(self.node_id),
+        )
 
     # helpers ---------------------------------------------------------------------------
     @property
@@ -150,7 +163,9 @@ class Manager:
 
     async def _on_broker_sync(self, topic: str, payload: bytes) -> None:
         try:
-            index = int(json.loads(payload)["synced_index"])
+            doc = json.loads(payload)
+            index = int(doc["synced_index"])
+            self.broker_host_id = str(doc["host"])
         except (ValueError, KeyError, TypeError):
             return
         self.broker_synced = max(self.broker_synced, index)
@@ -382,7 +397,7 @@ class Manager:
         return cert
 
     # control commands --------------------------------------------------------------------
-    async def command(self, cmd: str, args: dict[str, Any], *, timeout: float = 30.0) -> Any:
+    async def command(self, cmd: str, args: dict[str, Any], *, timeout: float = 15.0) -> Any:
         """Run a control command here if this is the leader, else on the leader.
 
         While there is no leader the command waits for one; when the leader changes while a
@@ -394,36 +409,50 @@ class Manager:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            if self.driver.is_leader:
-                return await handler(args)
-            leader = self.driver.leader_id
             left = deadline - loop.time()
             if left <= 0:
                 raise ShoalError(
                     "the swarm has no leader right now (is a majority of managers up?); try again"
                 )
+            if self.driver.is_leader:
+                try:
+                    return await handler(args)
+                except NotLeader:
+                    continue  # lost leadership midway: the new leader runs it
+                except RaftError as exc:
+                    raise ShoalError(str(exc)) from None
+            leader = self.driver.leader_id
             if leader is None:
                 await self.driver.leader_changed(min(left, 1.0))
                 continue
-            request = asyncio.ensure_future(
-                self.session.request(
-                    self.topics.mgr_req(leader),
-                    "control",
-                    {"cmd": cmd, "args": args},
-                    timeout=left,
-                )
+            result = await self._forward(leader, cmd, args, left)
+            if result is not _RESEND:
+                return result
+
+    async def _forward(self, leader: str, cmd: str, args: dict[str, Any], timeout: float) -> Any:
+        """Send a command to the leader; _RESEND when another leader took over meanwhile."""
+        request = asyncio.ensure_future(
+            self.session.request(
+                self.topics.mgr_req(leader),
+                "control",
+                {"cmd": cmd, "args": args},
+                timeout=timeout,
             )
-            changed = asyncio.ensure_future(self.driver.leader_changed(left))
-            done, _ = await asyncio.wait({request, changed}, return_when=asyncio.FIRST_COMPLETED)
-            if request not in done:
-                request.cancel()
-                log.info("leader changed while %r was forwarded to %s; sending again", cmd, leader)
-                continue
-            changed.cancel()
-            try:
-                return raise_for_reply(request.result()).get("result")
-            except BrokerError as exc:
-                raise ShoalError(str(exc)) from None
+        )
+        try:
+            while not request.done():
+                changed = asyncio.ensure_future(self.driver.leader_changed(timeout))
+                await asyncio.wait({request, changed}, return_when=asyncio.FIRST_COMPLETED)
+                changed.cancel()
+                now = self.driver.leader_id
+                if not request.done() and now is not None and now != leader:
+                    log.info("leader changed while %r was forwarded to %s; resending", cmd, leader)
+                    return _RESEND
+            return raise_for_reply(request.result()).get("result")
+        except BrokerError as exc:
+            raise ShoalError(str(exc)) from None
+        finally:
+            request.cancel()
 
     async def _on_forwarded(self, topic: str, env: Envelope) -> None:
         body = env.body if isinstance(env.body, dict) else {}
@@ -553,10 +582,58 @@ class Manager:
         return node.id
 
     async def _cmd_promote(self, args: dict[str, Any]) -> str:
-        raise ShoalError("node promote is not supported yet")
+        node = self.find_node(str(args.get("node")))
+        if node.role == "manager":
+            return f"Node {node.id} is already a manager."
+        await self._set_role(node.id, "manager")
+        return f"Node {node.id} promoted to a manager in the swarm."
 
     async def _cmd_demote(self, args: dict[str, Any]) -> str:
-        raise ShoalError("node demote is not supported yet")
+        node = self.find_node(str(args.get("node")))
+        if node.role != "manager":
+            return f"Node {node.id} is already a worker."
+        voters = self.driver.voters
+        managers = [n for n in self.store.view().list(Node) if n.role == "manager"]
+        if len(managers) <= 1:
+            raise ShoalError("attempting to demote the last manager of the swarm")
+        if node.id == self.broker_host_id:
+            raise ShoalError(
+                f"node {node.id} runs the swarm's embedded broker and must stay a manager"
+            )
+        remaining = [v for v in voters if v != node.id]
+        ready = {n.id for n in managers if n.status == "ready"}
+        if node.id in voters and sum(v in ready for v in remaining) <= len(remaining) // 2:
+            raise ShoalError(
+                f"can't demote {node.id}: the remaining managers would not have a quorum"
+                f" ({sum(v in ready for v in remaining)} of {len(remaining)} reachable)"
+            )
+        if node.id == self.node_id:
+            # the leader hands over first; the new leader finishes the demotion
+            target = next(v for v in remaining if v in ready)
+            self.driver.core.transfer_leadership(target)
+            self.driver.wake()
+            await self.driver.leader_changed(5.0)
+            return str(await self.command("node-demote", args))
+        if node.id in voters:
+            await self.driver.change_membership(ConfChangeType.RemoveNode, node.id)
+        await self._set_role(node.id, "worker")
+        return f"Manager {node.id} demoted in the swarm."
+
+    async def _set_role(self, node_id: str, role: str) -> None:
+        """Record the new role, let the broker's ACL catch up, then tell the node, which
+        renews its certificate (the role on record goes into it) and changes what it runs."""
+        stamp = now_text()
+
+        def change(tx: Tx) -> None:
+            n = tx.get(Node, node_id)
+            if n is None:
+                raise ShoalError(f"node {node_id} not found")
+            tx.put(_replace(n, role=role, updated=stamp))
+
+        await self.store.update(change)
+        await self.wait_broker_synced(self.store.applied)
+        with contextlib.suppress(BrokerError):
+            await self.session.send(self.topics.node_resp(node_id), "role", {"role": role})
 
     async def _cmd_cert_issue(self, args: dict[str, Any]) -> dict[str, Any]:
         role = str(args.get("role"))
@@ -655,6 +732,9 @@ class Manager:
         while True:
             await asyncio.sleep(every)
             self.sync_broker()
+
+
+_RESEND = object()
 
 
 def _replace(obj: Any, **changes: Any) -> Any:

@@ -276,6 +276,9 @@ class RaftDriver:
         if m.type is MessageType.Snap:
             self.core.report_snapshot(m.to, ok)
 
+    def wake(self) -> None:
+        self._wake.set()
+
     async def leader_changed(self, timeout: float) -> bool:
         """Wait until the known leader changes (True), or the timeout passes (False)."""
         self._leader_event.clear()

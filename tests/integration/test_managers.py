@@ -128,3 +128,51 @@ def test_follower_forwards_commands_to_the_leader(cluster: Cluster) -> None:
     after = shoal("swarm", "join-token", "-q", "worker", data=follower).stdout.strip()
     assert after != before
     assert cluster.token() == after
+
+
+def _role_in_cert(data: Path) -> str:
+    from certs import Identity, load_cert
+
+    return Identity.from_cert(load_cert((data / "tls/node.pem").read_bytes())).role.value
+
+
+def test_promote_and_demote_change_raft_membership_and_certificates(cluster: Cluster) -> None:
+    w = cluster.join("w1")
+    out = shoal("node", "promote", "w1", data=cluster.manager).stdout
+    assert "promoted to a manager" in out
+    wait_for(
+        lambda: (
+            {n["hostname"]: n["manager_status"] for n in cluster.node_ls()}["w1"] == "Reachable"
+        ),
+        15,
+        "w1 to join the raft group",
+    )
+    assert _role_in_cert(w) == "shoal-manager"
+    assert [n["hostname"] for n in json_lines(shoal("node", "ls", "--format", "json", data=w))]
+    out = shoal("node", "demote", "w1", data=w).stdout  # a manager may demote itself
+    assert "demoted" in out
+    assert _role_in_cert(w) == "shoal-worker"
+    assert {n["hostname"]: n["manager_status"] for n in cluster.node_ls()}["w1"] == ""
+    refused = shoal("node", "ls", data=w, check=False)
+    assert refused.returncode == 1 and "not a swarm manager" in refused.stderr
+
+
+def json_lines(proc: subprocess.CompletedProcess[str]) -> list[dict]:  # type: ignore[type-arg]
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def test_demotions_that_would_break_the_swarm_are_refused(cluster: Cluster) -> None:
+    last = shoal("node", "demote", "mgr", data=cluster.manager, check=False)
+    assert last.returncode == 1 and "last manager" in last.stderr
+    dirs = _managers(cluster, 3)
+    broker = shoal("node", "demote", "mgr", data=cluster.manager, check=False)
+    assert broker.returncode == 1 and "embedded broker" in broker.stderr
+    os.kill(int((dirs[2] / "shoal.pid").read_text()), signal.SIGKILL)
+    wait_for(
+        lambda: {n["hostname"]: n["status"] for n in cluster.node_ls()}["m3"] == "down",
+        10,
+        "m3 to be seen down",
+    )
+    quorum = shoal("node", "demote", "m2", data=cluster.manager, check=False)
+    assert quorum.returncode == 1 and "would not have a quorum" in quorum.stderr
+    assert {n["hostname"]: n["role"] for n in cluster.node_ls()}["m2"] == "manager"

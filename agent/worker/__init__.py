@@ -1,0 +1,47 @@
+"""The node side of task execution: assignments in, containers or processes out, statuses back.
+
+The executor reconciles a node's assignments with what runs locally through a driver:
+``DockerDriver`` (Docker Engine or Podman's Docker-compatible socket), ``ProcessDriver``
+(supervised local processes) or ``HollowDriver`` (no work at all, for benchmarks). The docker
+driver's module imports aiodocker lazily; import it as ``agent.worker.docker``.
+"""
+
+from agent.worker.driver import Driver, Observation, Owned, TaskRef
+from agent.worker.errors import (
+    AssignmentError,
+    DriverError,
+    StatusError,
+    TaskRejected,
+    WorkerError,
+)
+from agent.worker.executor import Executor, Report
+from agent.worker.hollow import HollowDriver
+from agent.worker.model import Assignment, TaskState, TaskStatus
+from agent.worker.process import ProcessDriver
+
+__all__ = [
+    "Assignment",
+    "AssignmentError",
+    "Driver",
+    "DriverError",
+    "Executor",
+    "HollowDriver",
+    "Observation",
+    "Owned",
+    "ProcessDriver",
+    "Report",
+    "StatusError",
+    "TaskRef",
+    "TaskRejected",
+    "TaskState",
+    "TaskStatus",
+    "WorkerError",
+    "docker_driver",
+]
+
+
+def docker_driver(url: str | None = None) -> Driver:
+    """A :class:`~agent.worker.docker.DockerDriver` (imports aiodocker on first engine call)."""
+    from agent.worker.docker import DockerDriver
+
+    return DockerDriver(url)
