@@ -108,7 +108,18 @@ def _stop_daemon(data: DataDir, timeout: float = 20.0) -> None:
     os.kill(pid, 9)
 
 
-def _run_foreground(data: DataDir) -> int:
+def _wait_socket(data: DataDir, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            control.call(data.socket, "info", timeout=2)
+            return
+        except ShoalError:
+            time.sleep(0.05)
+    raise ShoalError("the daemon did not start")
+
+
+def _run_foreground(data: DataDir, unlock_key: str = "") -> int:
     import faulthandler
     import signal
 
@@ -119,7 +130,10 @@ def _run_foreground(data: DataDir) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    return asyncio.run(Daemon(data).run())
+    daemon = Daemon(data)
+    if unlock_key:
+        daemon.preset_unlock_key(unlock_key)
+    return asyncio.run(daemon.run())
 
 
 # swarm -------------------------------------------------------------------------------------
@@ -127,7 +141,7 @@ def cmd_swarm_init(a: argparse.Namespace, data: DataDir) -> int:
     from agent.setup import default_advertise, forget, init_cluster
 
     host, port = a.listen_addr
-    node, token = init_cluster(
+    node, token, unlock_key = init_cluster(
         data,
         hostname=a.hostname or socket.gethostname(),
         listen_host=host,
@@ -135,23 +149,35 @@ def cmd_swarm_init(a: argparse.Namespace, data: DataDir) -> int:
         enroll_port=a.enroll_port or port + 1,
         advertise_host=a.advertise_addr or default_advertise(host),
         cert_lifetime=a.cert_expiry,
+        autolock=a.autolock,
     )
     if a.foreground:
-        _print_init(node, token)
-        return _run_foreground(data)
+        _print_init(node, token, unlock_key)
+        return _run_foreground(data, unlock_key)
     proc = _start_daemon(data)
     try:
+        if unlock_key:
+            _wait_socket(data, proc)
+            control.call(data.socket, "unlock", {"key": unlock_key})
         _wait_ready(data, proc)
         token = control.call(data.socket, "join-token", {"role": "worker"})["token"]
     except ShoalError:
         _stop_daemon(data)
         forget(data)
         raise
-    _print_init(node, token)
+    _print_init(node, token, unlock_key)
     return 0
 
 
-def _print_init(node: NodeConfig, token: str) -> None:
+def _print_unlock_key(key: str) -> None:
+    print("To unlock a swarm manager after it restarts, run the `shoal swarm unlock`")
+    print("command and provide the following key:\n")
+    print(f"    {key}\n")
+    print("Please remember to store this key in a password manager, since without it you")
+    print("will not be able to restart the manager.")
+
+
+def _print_init(node: NodeConfig, token: str, unlock_key: str = "") -> None:
     print(f"Swarm initialized: current node ({node.node_id}) is now a manager.\n")
     print("To add a worker to this swarm, run the following command:\n")
     print(
@@ -161,6 +187,8 @@ def _print_init(node: NodeConfig, token: str) -> None:
         "To add a manager to this swarm, run 'shoal swarm join-token manager'"
         " and follow the instructions.\n"
     )
+    if unlock_key:
+        _print_unlock_key(unlock_key)
 
 
 def cmd_swarm_join(a: argparse.Namespace, data: DataDir) -> int:
@@ -209,6 +237,49 @@ def cmd_swarm_leave(a: argparse.Namespace, data: DataDir) -> int:
     forget(data)
     print("Node left the swarm.")
     return 0
+
+
+def _read_key(prompt: str) -> str:
+    import getpass
+
+    if sys.stdin.isatty():
+        return getpass.getpass(prompt)
+    return sys.stdin.readline().strip()
+
+
+def cmd_swarm_unlock(a: argparse.Namespace, data: DataDir) -> int:
+    key = _read_key("Enter unlock key: ")
+    control.call(data.socket, "unlock", {"key": key})
+    return 0
+
+
+def cmd_swarm_unlock_key(a: argparse.Namespace, data: DataDir) -> int:
+    res = control.call(data.socket, "unlock-key", {"rotate": a.rotate})
+    if a.quiet:
+        print(res["unlock_key"])
+        return 0
+    if a.rotate:
+        print("Successfully rotated manager unlock key.\n")
+    _print_unlock_key(res["unlock_key"])
+    return 0
+
+
+def cmd_swarm_update(a: argparse.Namespace, data: DataDir) -> int:
+    if a.autolock is None:
+        raise ShoalError("nothing to update: use --autolock=true|false")
+    res = control.call(data.socket, "swarm-update", {"autolock": a.autolock})
+    print("Swarm updated.")
+    if res["autolock"] and res["changed"]:
+        _print_unlock_key(res["unlock_key"])
+    return 0
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, found {text!r}")
 
 
 def cmd_swarm_join_token(a: argparse.Namespace, data: DataDir) -> int:
@@ -374,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--cert-expiry", type=parse_duration, default=timedelta(days=90))
     sp.add_argument("--hostname", help="node name to record (default: this machine's)")
     sp.add_argument("--foreground", action="store_true", help="run the daemon attached")
+    sp.add_argument(
+        "--autolock", action="store_true", help="managers need the unlock key after a restart"
+    )
 
     sp = cmd(swarm, "join", cmd_swarm_join, "join a swarm as a worker or a manager")
     sp.add_argument("--token", required=True, help="the join token (shoal swarm join-token)")
@@ -386,6 +460,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = cmd(swarm, "leave", cmd_swarm_leave, "leave the swarm")
     sp.add_argument("--force", "-f", action="store_true", help="leave even as the last manager")
+
+    sp = cmd(swarm, "update", cmd_swarm_update, "update the swarm's settings")
+    sp.add_argument("--autolock", type=_bool, metavar="true|false", help="lock restarted managers")
+    cmd(swarm, "unlock", cmd_swarm_unlock, "unlock a locked manager (reads the key from stdin)")
+    sp = cmd(swarm, "unlock-key", cmd_swarm_unlock_key, "show or rotate the unlock key")
+    sp.add_argument("--rotate", action="store_true", help="rotate the unlock key")
+    sp.add_argument("--quiet", "-q", action="store_true", help="print the key only")
 
     sp = cmd(swarm, "join-token", cmd_swarm_join_token, "manage join tokens")
     sp.add_argument("--rotate", action="store_true", help="rotate the token")
@@ -427,6 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `shoal ... | head` ends quietly
     parser = build_parser()
     a = parser.parse_args(argv)
     data = DataDir(a.data_dir or default_data_dir())

@@ -16,6 +16,7 @@ from typing import Any
 
 from agent.control import ControlServer
 from agent.errors import ShoalError
+from agent.manager.keys import write_node_key
 from agent.paths import DataDir, NodeConfig
 from broker.envelope import Envelope, encode
 from broker.errors import BrokerError
@@ -27,7 +28,6 @@ from broker.topics import Topics
 from certs import (
     CLOCK_SKEW,
     Identity,
-    key_to_pem,
     load_cert,
     make_csr,
     new_private_key,
@@ -61,6 +61,8 @@ _MANAGER_COMMANDS = {
     "cert-issue",
     "cert-ls",
     "cert-rm",
+    "swarm-update",
+    "unlock-key",
 }
 
 
@@ -76,6 +78,9 @@ class Daemon:
         self._role_change: asyncio.Task[None] | None = None
         self._manager_tasks: list[asyncio.Task[Any]] = []
         self._exit_code = 0
+        self._unlock_key: str | None = None
+        self._broker_host: Any = None
+        self._unlocked = asyncio.Event()
         self.session = self._make_session()
         self.control = ControlServer(data.socket, self.dispatch)
         self._stop = asyncio.Event()
@@ -93,7 +98,9 @@ class Daemon:
                 port=self.node.broker_port,
                 client_id=self.node.node_id,
                 sender=self.node.node_id,
-                tls=lambda: client_context(d.ca_cert, d.node_cert, d.node_key),
+                tls=lambda: client_context(
+                    d.ca_cert, d.node_cert, d.node_key, key_password=self._unlock_key
+                ),
                 will=Will(self.topics.node_state(self.node.node_id), self._state_payload("down")),
                 clean_session=True,
                 rng=self.rng,
@@ -123,6 +130,7 @@ class Daemon:
         try:
             if role == "worker":
                 await self._stop_manager()
+                self._unlock_key = None  # autolock is for managers
             await self.renew()
             ident = Identity.from_cert(load_cert(self.data.node_cert.read_bytes()))
             if ident.role.value != f"shoal-{role}":
@@ -180,8 +188,23 @@ class Daemon:
         shutil.rmtree(self.data.manager, ignore_errors=True)
 
     # the embedded broker and the manager role ----------------------------------------
-    async def _start_manager(self) -> None:
+    async def _start_broker(self) -> None:
+        """The embedded broker needs no unlocking: it starts first, so the fleet stays
+        connected while a locked manager waits for its key."""
         from agent.manager.broker_host import BrokerHost
+
+        if not self.node.embedded_broker or self.broker is not None:
+            return
+        listen = ListenSpec(self.node.listen_host, self.node.broker_port, self.node.enroll_port)
+        self._broker_host = BrokerHost(self.data.broker, self.node.cluster_id, listen)
+        self.broker = Mosquitto(
+            self._broker_host.files,
+            connect_host=connect_host(self.node.listen_host),
+            ports=(self.node.broker_port, self.node.enroll_port),
+        )
+        await self.broker.start()
+
+    async def _start_manager(self) -> None:
         from agent.manager.keys import DataKeyFile
         from agent.manager.logstore import open_log
         from agent.manager.manager import Manager
@@ -190,7 +213,7 @@ class Daemon:
 
         self.data.manager.mkdir(mode=0o700, parents=True, exist_ok=True)
         keyfile = DataKeyFile(self.data.manager / "data-key")
-        data_key = keyfile.load() if keyfile.path.exists() else keyfile.create(None)
+        data_key = keyfile.load(self._unlock_key) if keyfile.exists() else keyfile.create(None)
         store = Store()
         driver = RaftDriver(
             node_id=self.node.node_id,
@@ -200,15 +223,7 @@ class Daemon:
             topics=self.topics,
             rng=self.rng,
         )
-        host = None
-        if self.node.embedded_broker:
-            listen = ListenSpec(self.node.listen_host, self.node.broker_port, self.node.enroll_port)
-            host = BrokerHost(self.data.broker, self.node.cluster_id, listen)
-            self.broker = Mosquitto(
-                host.files,
-                connect_host=connect_host(self.node.listen_host),
-                ports=(self.node.broker_port, self.node.enroll_port),
-            )
+        host = self._broker_host
         advertise = self.node.advertise_host or self.node.broker_host
         self.manager = Manager(
             node_id=self.node.node_id,
@@ -224,10 +239,9 @@ class Daemon:
             cluster_port=self.node.broker_port,
         )
         driver.on_leadership = self.manager.on_leadership
+        self.manager.on_unlock_key = self._unlock_key_changed
         store.proposer = driver.propose
         self.driver = driver
-        if self.broker is not None:
-            await self.broker.start()
 
     # renewal -------------------------------------------------------------------------
     async def _renew_forever(self) -> None:
@@ -258,7 +272,7 @@ class Daemon:
         ident = Identity.from_cert(cert)
         if ident.node_id != self.node.node_id:
             raise ShoalError("the renewed certificate names another node; keeping the old one")
-        write_file_atomic(self.data.node_key.with_suffix(".new"), key_to_pem(key), 0o600)
+        write_node_key(self.data.node_key.with_suffix(".new"), key, self._unlock_key)
         write_file_atomic(self.data.node_cert, cert, 0o644)
         os.replace(self.data.node_key.with_suffix(".new"), self.data.node_key)
         log.info("certificate renewed; valid until %s", ident.not_after.isoformat())
@@ -277,6 +291,7 @@ class Daemon:
         if cmd == "info":
             ident = Identity.from_cert(load_cert(self.data.node_cert.read_bytes()))
             return {
+                "locked": self._locked(),
                 "node_id": self.node.node_id,
                 "cluster_id": self.node.cluster_id,
                 "role": self.node.role,
@@ -294,6 +309,14 @@ class Daemon:
                 "raft_term": self.driver.core.term if self.driver else None,
                 "applied": self.driver.store.applied if self.driver else None,
             }
+        if cmd == "unlock":
+            self._unlock(str(args.get("key", "")))
+            return {"unlocked": True}
+        if self._locked() and cmd not in ("info",):
+            raise ShoalError(
+                "Swarm is encrypted and needs to be unlocked before it can be used."
+                " Please use `shoal swarm unlock` to unlock it."
+            )
         if cmd == "leave":
             if self.manager is not None:
                 with contextlib.suppress(ShoalError, BrokerError, TimeoutError):
@@ -313,6 +336,45 @@ class Daemon:
                     n["self"] = n["id"] == self.node.node_id
             return result
         raise ShoalError(f"unknown command {cmd!r}")
+
+    def preset_unlock_key(self, key: str) -> None:
+        """For `swarm init --autolock --foreground`: the key is known at start."""
+        self._unlock_key = key
+
+    def _locked(self) -> bool:
+        from agent.manager.keys import DataKeyFile
+
+        keyfile = DataKeyFile(self.data.manager / "data-key")
+        return self._unlock_key is None and keyfile.exists() and keyfile.is_locked()
+
+    def _unlock(self, key: str) -> None:
+        from agent.manager.keys import DataKeyError, DataKeyFile, read_node_key
+
+        if not self._locked():
+            raise ShoalError("Error: swarm is not locked")
+        try:
+            DataKeyFile(self.data.manager / "data-key").load(key.strip())
+            read_node_key(self.data.node_key, key.strip())
+        except DataKeyError:
+            raise ShoalError("invalid key: this is not the swarm's unlock key") from None
+        self._unlock_key = key.strip()
+        self._unlocked.set()
+        log.info("unlocked")
+
+    def _unlock_key_changed(self, new: str) -> None:
+        """The swarm's unlock key changed (autolock on, off, or rotated): rewrap this
+        manager's data key and TLS key with it."""
+        from agent.manager.keys import DataKeyFile, read_node_key
+
+        new_key = new or None
+        if new_key == self._unlock_key:
+            return
+        keyfile = DataKeyFile(self.data.manager / "data-key")
+        key = read_node_key(self.data.node_key, self._unlock_key)
+        keyfile.rewrap(self._unlock_key, new_key)
+        write_node_key(self.data.node_key, key, new_key)
+        self._unlock_key = new_key
+        log.info("autolock is %s", "on" if new_key else "off")
 
     def _is_self(self, ref: object) -> bool:
         if self.manager is None or not isinstance(ref, str):
@@ -351,9 +413,19 @@ class Daemon:
             loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)
         background: list[asyncio.Task[Any]] = []
         try:
+            await self.control.start()
+            await self._start_broker()
+            if self.node.role == "manager" and self._locked():
+                log.warning("this manager is locked: run `shoal swarm unlock` to start it")
+                waiter = asyncio.ensure_future(self._unlocked.wait())
+                stopper = asyncio.ensure_future(self._stop.wait())
+                await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+                stopper.cancel()
+                if self._stop.is_set():
+                    return self._exit_code
             if self.node.role == "manager":
                 await self._start_manager()
-            await self.control.start()
             self.session.start()
             background.append(asyncio.create_task(self._renew_forever()))
             if self.broker is not None:

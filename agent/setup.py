@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from agent.errors import ShoalError
 from agent.join import Enrolled
 from agent.manager.broker_host import BrokerHost
-from agent.manager.keys import DataKeyFile
+from agent.manager.keys import DataKeyFile, write_node_key
 from agent.manager.logstore import bootstrap_log
 from agent.manager.manager import now_text
 from agent.manager.raft import Snapshot
@@ -29,8 +29,8 @@ from certs import (
     new_cluster_id,
     new_node_id,
     new_private_key,
+    new_unlock_key,
     write_file_atomic,
-    write_private_key,
 )
 
 __all__ = ["default_advertise", "forget", "init_cluster", "write_joined"]
@@ -62,8 +62,10 @@ def init_cluster(
     enroll_port: int,
     advertise_host: str,
     cert_lifetime: timedelta,
-) -> tuple[NodeConfig, str]:
-    """Create a swarm; returns this node's config and the worker join token."""
+    autolock: bool = False,
+) -> tuple[NodeConfig, str, str]:
+    """Create a swarm; returns this node's config, the worker join token and the unlock key
+    ("" without autolock)."""
     if data.exists():
         raise ShoalError(
             "This node is already part of a swarm. Use `shoal swarm leave` to leave this swarm"
@@ -74,11 +76,13 @@ def init_cluster(
         ca = ClusterCA.create(cluster_id)
         data.root.mkdir(parents=True, exist_ok=True)
         data.manager.mkdir(mode=0o700, parents=True, exist_ok=True)
-        ca.save(data.manager)  # a backup of the root CA; the managers use the store's copy
+        unlock_key = new_unlock_key() if autolock else ""
+        if not autolock:
+            ca.save(data.manager)  # a backup of the root CA; the managers use the store's copy
         node_id = new_node_id()
         key = new_private_key()
         cert = ca.issue(make_csr(key), node_id=node_id, role=Role.MANAGER, lifetime=cert_lifetime)
-        _write_tls(data, ca.cert_pem, cert, key)
+        _write_tls(data, ca.cert_pem, cert, key, unlock_key or None)
         stamp = now_text()
         cluster = Cluster(
             id="cluster",
@@ -88,6 +92,7 @@ def init_cluster(
             cert_lifetime_s=int(cert_lifetime.total_seconds()),
             ca_cert=ca.cert_pem,
             ca_key=key_to_pem(ca.key),
+            unlock_key=unlock_key,
         )
         me = Node(
             id=node_id,
@@ -98,7 +103,7 @@ def init_cluster(
             created=stamp,
             updated=stamp,
         )
-        data_key = DataKeyFile(data.manager / "data-key").create(None)
+        data_key = DataKeyFile(data.manager / "data-key").create(unlock_key or None)
         snap = Snapshot(index=1, term=1, voters=(node_id,), data=initial_snapshot([cluster, me]))
         bootstrap_log(data.raft, data_key, snap)
         hosts = sorted({advertise_host, hostname, "localhost", "127.0.0.1", "::1"})
@@ -120,16 +125,22 @@ def init_cluster(
             advertise_host=advertise_host,
         )
         data.save_node(node)
-        return node, cluster.worker_token
+        return node, cluster.worker_token, unlock_key
     except BaseException:
         forget(data)
         raise
 
 
-def _write_tls(data: DataDir, ca_pem: bytes, cert: bytes, key: ec.EllipticCurvePrivateKey) -> None:
+def _write_tls(
+    data: DataDir,
+    ca_pem: bytes,
+    cert: bytes,
+    key: ec.EllipticCurvePrivateKey,
+    unlock_key: str | None = None,
+) -> None:
     data.tls.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_file_atomic(data.ca_cert, ca_pem, 0o644)
-    write_private_key(data.node_key, key)
+    write_node_key(data.node_key, key, unlock_key)
     write_file_atomic(data.node_cert, cert, 0o644)
 
 

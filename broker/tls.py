@@ -22,6 +22,7 @@ def client_context(
     key_file: Path | None = None,
     *,
     ca_data: str | None = None,
+    key_password: str | None = None,
 ) -> ssl.SSLContext:
     """A TLS >= 1.2 client context trusting only the cluster CA.
 
@@ -38,7 +39,9 @@ def client_context(
         ctx.verify_mode = ssl.CERT_REQUIRED
         ctx.load_verify_locations(cafile=str(ca_file) if ca_file else None, cadata=ca_data)
     if cert_file is not None:
-        ctx.load_cert_chain(str(cert_file), str(key_file) if key_file else None)
+        ctx.load_cert_chain(
+            str(cert_file), str(key_file) if key_file else None, password=key_password
+        )
     return ctx
 
 

@@ -18,6 +18,9 @@ import binascii
 import json
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from agent.errors import ShoalError
 from certs import CertError, new_data_key, unwrap_key, wrap_key, write_file_atomic
 
@@ -130,3 +133,32 @@ def _check_key(data_key: bytes, path: Path) -> bytes:
     if len(data_key) != _KEY_BYTES:
         raise DataKeyError(f"{path} holds a {len(data_key)}-byte data key, not {_KEY_BYTES}")
     return data_key
+
+
+def write_node_key(path: Path, key: ec.EllipticCurvePrivateKey, unlock_key: str | None) -> None:
+    """A node's TLS key, encrypted with the unlock key when the swarm is autolocked."""
+    if unlock_key is None:
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    else:
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(unlock_key.encode()),
+        )
+    write_file_atomic(path, pem, mode=0o600)
+
+
+def read_node_key(path: Path, unlock_key: str | None) -> ec.EllipticCurvePrivateKey:
+    try:
+        key = serialization.load_pem_private_key(
+            path.read_bytes(), password=unlock_key.encode() if unlock_key else None
+        )
+    except (ValueError, TypeError) as exc:
+        raise DataKeyError(f"cannot read {path}: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise DataKeyError(f"{path} does not hold an EC key")
+    return key

@@ -21,7 +21,7 @@ from agent.errors import ShoalError
 from agent.manager.broker_host import BrokerHost
 from agent.manager.raft import ConfChangeType, NotLeader, RaftError
 from agent.manager.raftdriver import RaftDriver
-from agent.manager.store import Client, Cluster, Node, Store, StoreError, Tx
+from agent.manager.store import Client, Cluster, Event, Node, Store, StoreError, Tx
 from broker.envelope import Envelope
 from broker.errors import BrokerError
 from broker.session import Session, SessionConfig, raise_for_reply
@@ -42,6 +42,7 @@ from certs import (
     new_monitor_id,
     new_node_id,
     new_private_key,
+    new_unlock_key,
     write_file_atomic,
 )
 
@@ -93,7 +94,10 @@ class Manager:
             "cert-ls": self._cmd_cert_ls,
             "cert-rm": self._cmd_cert_rm,
             "manager-leave": self._cmd_manager_leave,
+            "swarm-update": self._cmd_swarm_update,
+            "unlock-key": self._cmd_unlock_key,
         }
+        self.on_unlock_key: Callable[[str], None] | None = None
         session.on(ENROLL_REQ_FILTER, self._on_enroll, spawn=True)
         session.on(topics.all_nodes("state"), self._on_node_state, spawn=True)
         session.on(topics.all_nodes("req"), self._on_node_request, spawn=True)
@@ -192,6 +196,9 @@ class Manager:
                 batch = [ev]
                 while not q.empty():
                     batch.append(q.get_nowait())
+                for e in batch:
+                    if isinstance(e, Event) and e.kind == "cluster" and isinstance(e.new, Cluster):
+                        self._apply_unlock_key(e.new.unlock_key)
                 if any(
                     getattr(e, "kind", "") in ("client", "cluster")
                     or (getattr(e, "kind", "") == "node" and _role_changed(e))
@@ -203,6 +210,13 @@ class Manager:
                         if getattr(e, "kind", "") == "node":
                             await self._publish_node(e.new, e.id)  # type: ignore[arg-type,union-attr]
 
+    def _apply_unlock_key(self, key: str) -> None:
+        if self.on_unlock_key is not None:
+            try:
+                self.on_unlock_key(key)
+            except (ShoalError, CertError, OSError) as exc:
+                log.error("could not rewrap this manager's keys: %s", exc)
+
     def on_leadership(self, leader: bool) -> None:
         if leader:
             asyncio.get_running_loop().create_task(self._take_over())
@@ -210,12 +224,11 @@ class Manager:
     async def _take_over(self) -> None:
         """A new leader records what it saw while it was a follower (e.g. the old leader's
         will), then republishes the monitoring view."""
+        self.observed[self.node_id] = "ready"
         for node in self.store.view().list(Node):
             seen = self.observed.get(node.id)
-            if node.id == self.node_id:
-                seen = "ready"
             if seen is not None and seen != node.status:
-                await self._set_status(node.id, seen)
+                await self._set_status(node.id)
         await self._publish_all_nodes()
 
     async def _publish_all_nodes(self) -> None:
@@ -330,6 +343,8 @@ class Manager:
             return
         if status == "down" and node_id == self.driver.leader_id and node_id != self.node_id:
             self.driver.leader_gone(node_id)
+        if node_id == self.node_id:
+            status = "ready"  # a will left by this manager's previous life
         self.observed[node_id] = status
         if not self.driver.is_leader:
             return
@@ -338,21 +353,31 @@ class Manager:
             self.session.rejections.reject(topic, "state from an unknown node")
             return
         if node.status != status:
-            await self._set_status(node_id, status)
+            await self._set_status(node_id)
         if status == "ready" and node.role == "manager" and node_id not in self.driver.voters:
             await self._add_voter(node_id)
 
-    async def _set_status(self, node_id: str, status: str) -> None:
+    async def _set_status(self, node_id: str) -> None:
+        """Record the latest status seen for a node. Messages are handled concurrently, so the
+        transaction reads the latest observation rather than the one that triggered it."""
         stamp = now_text()
+        written: list[str] = []
 
         def change(tx: Tx) -> None:
+            status = self.observed.get(node_id)
             n = tx.get(Node, node_id)
-            if n is not None and n.status != status:
+            if n is not None and status is not None and n.status != status:
                 tx.put(_replace(n, status=status, updated=stamp))
+                written.append(status)
 
-        with contextlib.suppress(RaftError, NotLeader, StoreError):
-            await self.store.update(change)
-            log.info("node %s is %s", node_id, status)
+        for _ in range(5):  # until the store agrees with the latest observation
+            with contextlib.suppress(RaftError, NotLeader, StoreError):
+                await self.store.update(change)
+                if written:
+                    log.info("node %s is %s", node_id, written[-1])
+            n = self.store.view().get(Node, node_id)
+            if n is None or n.status == self.observed.get(node_id) or not self.driver.is_leader:
+                return
 
     async def _add_voter(self, node_id: str) -> None:
         try:
@@ -580,6 +605,38 @@ class Manager:
             await self.driver.change_membership(ConfChangeType.RemoveNode, node.id)
         log.info("manager %s left the swarm", node.id)
         return node.id
+
+    async def _cmd_swarm_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        autolock = args.get("autolock")
+        if not isinstance(autolock, bool):
+            raise ShoalError("nothing to update: use --autolock=true|false")
+        cluster = self.cluster
+        if autolock == bool(cluster.unlock_key):
+            return {"autolock": autolock, "unlock_key": cluster.unlock_key, "changed": False}
+        key = new_unlock_key() if autolock else ""
+        await self._set_unlock_key(key)
+        return {"autolock": autolock, "unlock_key": key, "changed": True}
+
+    async def _cmd_unlock_key(self, args: dict[str, Any]) -> dict[str, Any]:
+        cluster = self.cluster
+        if not cluster.unlock_key:
+            raise ShoalError(
+                "no unlock key is set: autolock is off (turn it on with"
+                " `shoal swarm update --autolock=true`)"
+            )
+        key = cluster.unlock_key
+        if args.get("rotate"):
+            key = new_unlock_key()
+            await self._set_unlock_key(key)
+        return {"unlock_key": key}
+
+    async def _set_unlock_key(self, key: str) -> None:
+        def change(tx: Tx) -> None:
+            c = tx.get(Cluster, "cluster")
+            assert c is not None
+            tx.put(_replace(c, unlock_key=key))
+
+        await self.store.update(change)
 
     async def _cmd_promote(self, args: dict[str, Any]) -> str:
         node = self.find_node(str(args.get("node")))

@@ -227,6 +227,7 @@ class ProcessDriver:
             data = await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
             return
+        offset = len(data)
         if tail is not None:
             lines = data.splitlines(keepends=True)
             data = b"".join(lines[-tail:]) if tail > 0 else b""
@@ -234,7 +235,6 @@ class ProcessDriver:
             yield data
         if not follow:
             return
-        offset = path.stat().st_size
         while True:
             record = self._record(a)
             running = record is not None and self._alive(a.task_id, record)

@@ -81,6 +81,7 @@ class Cluster(StoreObject):
     ca_cert: bytes = b""
     ca_key: bytes = b""
     revoked: dict[str, str] = field(default_factory=dict)  # serial (decimal) -> when
+    unlock_key: str = ""  # autolock: managers' local keys are wrapped with it ("" = off)
 
 
 @dataclass(frozen=True, slots=True)
