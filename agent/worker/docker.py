@@ -100,6 +100,7 @@ class DockerDriver:
         await self._ensure_image(c.image)
 
     async def _ensure_image(self, image: str) -> None:
+        import aiohttp
         from aiodocker.exceptions import DockerError
 
         docker = self._client()
@@ -117,8 +118,8 @@ class DockerDriver:
             reason = exc.message
         except TimeoutError:
             reason = f"the pull did not finish in {self._pull_timeout:g} s"
-        except OSError as exc:
-            reason = str(exc)
+        except (OSError, aiohttp.ClientError) as exc:
+            reason = str(exc) or type(exc).__name__
         else:
             return
         raise TaskRejected(
