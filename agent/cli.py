@@ -150,6 +150,8 @@ def cmd_swarm_init(a: argparse.Namespace, data: DataDir) -> int:
         advertise_host=a.advertise_addr or default_advertise(host),
         cert_lifetime=a.cert_expiry,
         autolock=a.autolock,
+        driver=a.driver,
+        heartbeat=a.heartbeat.total_seconds(),
     )
     if a.foreground:
         _print_init(node, token, unlock_key)
@@ -208,7 +210,16 @@ def cmd_swarm_join(a: argparse.Namespace, data: DataDir) -> int:
     enrolled = asyncio.run(
         enroll(host, enroll_port, a.token, key, hostname=hostname, role=a.role, timeout=a.timeout)
     )
-    write_joined(data, enrolled, key, hostname=hostname, broker_host=host, enroll_port=enroll_port)
+    write_joined(
+        data,
+        enrolled,
+        key,
+        hostname=hostname,
+        broker_host=host,
+        enroll_port=enroll_port,
+        driver=a.driver,
+        heartbeat=a.heartbeat.total_seconds(),
+    )
     if a.foreground:
         print(f"This node joined a swarm as a {enrolled.role}.")
         return _run_foreground(data)
@@ -413,6 +424,22 @@ def cmd_version(a: argparse.Namespace, data: DataDir) -> int:
     return 0
 
 
+def _node_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--driver",
+        choices=["auto", "docker", "process", "hollow"],
+        default="auto",
+        help="how tasks run: docker (Docker Engine or Podman's socket), process (no engine),"
+        " hollow (benchmarks); auto picks docker when its socket exists",
+    )
+    sp.add_argument(
+        "--heartbeat",
+        type=parse_duration,
+        default=timedelta(seconds=60),
+        help="heartbeat period (default 60s; the broker's will reports a lost node at once)",
+    )
+
+
 # parser ------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -448,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--autolock", action="store_true", help="managers need the unlock key after a restart"
     )
+    _node_options(sp)
 
     sp = cmd(swarm, "join", cmd_swarm_join, "join a swarm as a worker or a manager")
     sp.add_argument("--token", required=True, help="the join token (shoal swarm join-token)")
@@ -456,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--hostname", help="node name to record (default: this machine's)")
     sp.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for a manager")
     sp.add_argument("--foreground", action="store_true", help="run the daemon attached")
+    _node_options(sp)
     sp.add_argument("address", metavar="mqtts://HOST:PORT")
 
     sp = cmd(swarm, "leave", cmd_swarm_leave, "leave the swarm")

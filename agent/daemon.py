@@ -82,9 +82,25 @@ class Daemon:
         self._broker_host: Any = None
         self._unlocked = asyncio.Event()
         self.session = self._make_session()
+        self.agent = self._make_agent()
         self.control = ControlServer(data.socket, self.dispatch)
         self._stop = asyncio.Event()
         self._leaving = False
+
+    def _make_agent(self) -> Any:
+        from agent.node_agent import NodeAgent, make_driver
+
+        state = self.data.root / "worker"
+        return NodeAgent(
+            node_id=self.node.node_id,
+            cluster_id=self.node.cluster_id,
+            hostname=self.node.hostname,
+            role=self.node.role,
+            session=self.session,
+            state_dir=state,
+            driver=make_driver(self.node.driver, state),
+            heartbeat=self.node.heartbeat,
+        )
 
     def _state_payload(self, status: str) -> bytes:
         body = {"status": status, "hostname": self.node.hostname, "role": self.node.role}
@@ -300,6 +316,11 @@ class Daemon:
                 "last_error": self.session.last_error,
                 "connects": self.session.connects,
                 "rejected": self.session.rejections.total,
+                "rejected_reasons": dict(self.session.rejections.counts),
+                "driver": self.agent.driver.name,
+                "tasks": {t: st.state.value for t, st in self.agent.executor.status().items()},
+                "rejected_assignments": self.agent.executor.rejected_assignments,
+                "restarts": {t: st.restarts for t, st in self.agent.executor.status().items()},
                 "cert_serial": str(ident.serial),
                 "cert_not_after": ident.not_after.isoformat(),
                 "broker_pid": self.broker.pid if self.broker else None,
@@ -427,6 +448,9 @@ class Daemon:
             if self.node.role == "manager":
                 await self._start_manager()
             self.session.start()
+            agent_task = asyncio.create_task(self.agent.run())
+            agent_task.add_done_callback(self._critical_done)
+            background.append(agent_task)
             background.append(asyncio.create_task(self._renew_forever()))
             if self.broker is not None:
                 background.append(asyncio.create_task(self.broker.supervise()))

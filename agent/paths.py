@@ -37,7 +37,8 @@ class NodeConfig:
     embedded_broker: bool = False
     listen_host: str = "0.0.0.0"
     advertise_host: str = ""
-    heartbeat: float = 5.0
+    heartbeat: float = 60.0
+    driver: str = "auto"
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> NodeConfig:

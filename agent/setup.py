@@ -63,6 +63,8 @@ def init_cluster(
     advertise_host: str,
     cert_lifetime: timedelta,
     autolock: bool = False,
+    driver: str = "auto",
+    heartbeat: float = 60.0,
 ) -> tuple[NodeConfig, str, str]:
     """Create a swarm; returns this node's config, the worker join token and the unlock key
     ("" without autolock)."""
@@ -123,6 +125,8 @@ def init_cluster(
             embedded_broker=True,
             listen_host=listen_host,
             advertise_host=advertise_host,
+            driver=driver,
+            heartbeat=heartbeat,
         )
         data.save_node(node)
         return node, cluster.worker_token, unlock_key
@@ -152,6 +156,8 @@ def write_joined(
     hostname: str,
     broker_host: str,
     enroll_port: int,
+    driver: str = "auto",
+    heartbeat: float = 60.0,
 ) -> NodeConfig:
     try:
         data.root.mkdir(parents=True, exist_ok=True)
@@ -164,6 +170,8 @@ def write_joined(
             broker_host=broker_host,
             broker_port=enrolled.cluster_port,
             enroll_port=enroll_port,
+            driver=driver,
+            heartbeat=heartbeat,
         )
         data.save_node(node)
         return node

@@ -1,0 +1,210 @@
+"""The worker side of every node: tasks assigned over MQTT run through the executor, and the
+node tells managers (msgpack) and people (retained JSON) what it is and what it runs.
+
+    node/<id>/assign   (retained)  "assign" {"version": int, "tasks": [assignment, ...]}:
+                                   the node's full desired set; replaces the previous one
+    node/<id>/status               "status" {"tasks": [task status, ...]}: changes, batched;
+                                   "describe" {...}: the node's description, on connect;
+                                   "heartbeat" {"load": [...], "mem_used": int, ...}
+    mon/node/<id>/description      retained JSON: hostname, platform, resources, engine, labels
+    mon/node/<id>/tasks            retained JSON: every task's current status
+
+Bad assignment messages are rejected and counted; they never disturb what runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import platform
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.worker.driver import Driver
+from agent.worker.errors import AssignmentError
+from agent.worker.executor import Executor
+from agent.worker.model import Assignment, TaskStatus
+from broker.envelope import Envelope
+from broker.errors import BrokerError
+from broker.session import Session
+from broker.topics import Topics
+
+__all__ = ["NodeAgent", "make_driver"]
+
+log = logging.getLogger("shoal.agent")
+
+
+def make_driver(name: str, state_dir: Path) -> Driver:
+    """The task driver by name; "auto" is docker when an engine socket exists, else process."""
+    if name == "auto":
+        sock = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        name = "docker" if Path(sock.removeprefix("unix://")).exists() else "process"
+    if name == "docker":
+        from agent.worker.docker import DockerDriver
+
+        return DockerDriver()
+    if name == "process":
+        from agent.worker.process import ProcessDriver
+
+        return ProcessDriver(state_dir / "processes")
+    if name == "hollow":
+        from agent.worker.hollow import HollowDriver
+
+        return HollowDriver()
+    raise ValueError(f"unknown task driver {name!r}: use docker, process, hollow or auto")
+
+
+class NodeAgent:
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        cluster_id: str,
+        hostname: str,
+        role: str,
+        session: Session,
+        state_dir: Path,
+        driver: Driver,
+        heartbeat: float = 60.0,
+        batch_window: float = 0.05,
+    ) -> None:
+        self.node_id = node_id
+        self.hostname = hostname
+        self.role = role
+        self.session = session
+        self.topics = Topics(cluster_id)
+        self.driver = driver
+        self.heartbeat = heartbeat
+        self.batch_window = batch_window
+        self.assign_version = -1
+        self.executor = Executor(
+            driver, state_dir, self._report, node_id=node_id, cluster_id=cluster_id
+        )
+        self._outbox: dict[str, TaskStatus] = {}
+        self._flush_soon: asyncio.TimerHandle | None = None
+        session.on(self.topics.node_assign(node_id), self._on_assign)
+        session.on_connect(self._on_connect)
+
+    # assignments in ----------------------------------------------------------------------
+    async def _on_assign(self, topic: str, env: Envelope) -> None:
+        body = env.body
+        if env.type != "assign" or not isinstance(body, dict):
+            self.session.rejections.reject(topic, "not an assignment set")
+            return
+        version, tasks = body.get("version"), body.get("tasks")
+        if type(version) is not int or not isinstance(tasks, list):
+            self.session.rejections.reject(topic, "assignment set without version and tasks")
+            return
+        if version < self.assign_version:
+            self.session.rejections.reject(topic, "assignment set older than the one applied")
+            return
+        good: list[Assignment] = []
+        for raw in tasks:
+            try:
+                good.append(Assignment.from_dict(raw))
+            except AssignmentError as exc:
+                self.session.rejections.reject(topic, f"bad assignment: {exc}")
+        if len(good) != len(tasks):
+            # a set with broken members is not the managers' intent: keep what runs
+            return
+        self.assign_version = version
+        await self.executor.set_assignments(good)
+
+    # status out --------------------------------------------------------------------------
+    def _report(self, status: TaskStatus) -> None:
+        self._outbox[status.task_id] = status
+        if self._flush_soon is None:
+            loop = asyncio.get_running_loop()
+            self._flush_soon = loop.call_later(
+                self.batch_window, lambda: loop.create_task(self._flush())
+            )
+
+    async def _flush(self) -> None:
+        self._flush_soon = None
+        if not self._outbox or not self.session.connected:
+            return  # kept; sent in full on the next connect
+        batch, self._outbox = list(self._outbox.values()), {}
+        try:
+            await self.session.send(
+                self.topics.node_status(self.node_id),
+                "status",
+                {"tasks": [s.to_dict() for s in batch]},
+            )
+            await self._publish_tasks()
+        except BrokerError:
+            for s in batch:
+                self._outbox.setdefault(s.task_id, s)
+
+    async def _publish_tasks(self) -> None:
+        doc = {
+            tid: {
+                "state": s.state.value,
+                "message": s.message,
+                "error": s.err,
+                "exit_code": s.exit_code,
+                "container_id": s.container_id,
+                "restarts": s.restarts,
+                "health": s.health,
+                "timestamp": s.timestamp,
+            }
+            for tid, s in sorted(self.executor.status().items())
+        }
+        await self.session.publish(
+            self.topics.mon("node", self.node_id, "tasks"), json.dumps(doc).encode(), retain=True
+        )
+
+    def description(self) -> dict[str, Any]:
+        mem = 0
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            mem = int(Path("/proc/meminfo").read_text().split()[1]) * 1024
+        return {
+            "hostname": self.hostname,
+            "role": self.role,
+            "platform": {"os": platform.system().lower(), "arch": platform.machine()},
+            "resources": {"nano_cpus": (os.cpu_count() or 1) * 10**9, "memory_bytes": mem},
+            "engine": {"driver": self.driver.name},
+            "kernel": platform.release(),
+        }
+
+    async def _on_connect(self) -> None:
+        """After every (re)connect: who we are, and the full state of our tasks, so managers
+        reconcile with the node as it is, without touching healthy tasks."""
+        desc = self.description()
+        await self.session.send(self.topics.node_status(self.node_id), "describe", desc)
+        await self.session.publish(
+            self.topics.mon("node", self.node_id, "description"),
+            json.dumps(desc).encode(),
+            retain=True,
+        )
+        for status in self.executor.status().values():
+            self._outbox.setdefault(status.task_id, status)
+        await self._flush()
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            if not self.session.connected:
+                continue
+            load = list(os.getloadavg()) if hasattr(os, "getloadavg") else []
+            body = {"load": load, "tasks": len(self.executor.status()), "time": time.time()}
+            with contextlib.suppress(BrokerError):
+                await self.session.send(self.topics.node_status(self.node_id), "heartbeat", body)
+
+    async def run(self) -> None:
+        beats = asyncio.create_task(self._heartbeats())
+        try:
+            await self.executor.run()
+        finally:
+            beats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beats
+            await self.driver.close()
+
+
+def default_hostname() -> str:
+    return socket.gethostname()
