@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,7 +35,10 @@ from tests.integration.conftest import free_port  # noqa: E402
 def shoal(*args: str, data: Path) -> str:
     out = subprocess.run(
         [sys.executable, "-m", "agent", *args, "--data-dir", str(data)],
-        capture_output=True, text=True, check=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     return out.stdout
 
@@ -55,8 +57,9 @@ def write(data: Path, timeout: float = 2.0) -> bool:
     """One committed write: a new monitoring certificate (a new object, so concurrent writes
     do not conflict)."""
     try:
-        control.call(data / "shoal.sock", "cert-issue", {"role": "monitor", "csr": _CSR},
-                     timeout=timeout)
+        control.call(
+            data / "shoal.sock", "cert-issue", {"role": "monitor", "csr": _CSR}, timeout=timeout
+        )
         return True
     except ShoalError:
         return False
@@ -66,8 +69,11 @@ def start(data: Path) -> None:
     with open(data / "shoal.log", "ab") as log:
         subprocess.Popen(
             [sys.executable, "-m", "agent", "daemon", "--data-dir", str(data)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=ROOT,
         )
 
 
@@ -81,9 +87,13 @@ def wait(pred, timeout: float):  # type: ignore[no-untyped-def]
     raise SystemExit("timed out")
 
 
+def find_leader(dirs: list[Path]) -> Path:
+    return wait(lambda: next((d for d in dirs if (info(d) or {}).get("is_leader")), None), 30)
+
+
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
 def main() -> None:
@@ -95,21 +105,49 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="shoal-bench-"))
     port, enroll = free_port(), free_port()
     dirs = [tmp / "m1"]
-    shoal("swarm", "init", "--listen-addr", f"127.0.0.1:{port}", "--enroll-port", str(enroll),
-          "--hostname", "m1", data=dirs[0])
+    shoal(
+        "swarm",
+        "init",
+        "--listen-addr",
+        f"127.0.0.1:{port}",
+        "--enroll-port",
+        str(enroll),
+        "--hostname",
+        "m1",
+        data=dirs[0],
+    )
     token = shoal("swarm", "join-token", "-q", "manager", data=dirs[0]).strip()
     for i in range(2, a.managers + 1):
         d = tmp / f"m{i}"
-        shoal("swarm", "join", "--token", token, "--hostname", f"m{i}", "--enroll-port",
-              str(enroll), f"mqtts://127.0.0.1:{port}", data=d)
+        shoal(
+            "swarm",
+            "join",
+            "--token",
+            token,
+            "--hostname",
+            f"m{i}",
+            "--enroll-port",
+            str(enroll),
+            f"mqtts://127.0.0.1:{port}",
+            data=d,
+        )
         dirs.append(d)
-    wait(lambda: all((info(d) or {}).get("applied") for d in dirs) and sum(
-        1 for n in control.call(dirs[0] / "shoal.sock", "node-ls")
-        if n["manager_status"] in ("Leader", "Reachable")) == a.managers, 30)
+    wait(
+        lambda: (
+            all((info(d) or {}).get("applied") for d in dirs)
+            and sum(
+                1
+                for n in control.call(dirs[0] / "shoal.sock", "node-ls")
+                if n["manager_status"] in ("Leader", "Reachable")
+            )
+            == a.managers
+        ),
+        30,
+    )
     try:
         failovers = []
         for k in range(a.kills):
-            leader = wait(lambda: next((d for d in dirs if (info(d) or {}).get("is_leader")), None), 30)
+            leader = find_leader(dirs)
             pid = int((leader / "shoal.pid").read_text())
             survivors = [d for d in dirs if d != leader]
             t0 = time.monotonic()
@@ -123,12 +161,14 @@ def main() -> None:
             failovers.append(time.monotonic() - t0)
             print(f"kill {k + 1:2d}: first committed write after {failovers[-1] * 1000:7.1f} ms")
             start(leader)
-            wait(lambda: (info(leader) or {}).get("connected"), 30)
-        print(f"\nfailover over {len(failovers)} kills: p50 {pct(failovers, 50):.3f} s,"
-              f" p99 {pct(failovers, 99):.3f} s, max {max(failovers):.3f} s"
-              "  (target: p50 < 2 s, p99 < 4 s)")
+            wait(lambda d=leader: (info(d) or {}).get("connected"), 30)
+        print(
+            f"\nfailover over {len(failovers)} kills: p50 {pct(failovers, 50):.3f} s,"
+            f" p99 {pct(failovers, 99):.3f} s, max {max(failovers):.3f} s"
+            "  (target: p50 < 2 s, p99 < 4 s)"
+        )
 
-        leader = wait(lambda: next((d for d in dirs if (info(d) or {}).get("is_leader")), None), 30)
+        leader = find_leader(dirs)
         t0 = time.monotonic()
         for _ in range(a.writes):
             assert write(leader, timeout=10)
@@ -137,12 +177,17 @@ def main() -> None:
         with ThreadPoolExecutor(4) as pool:
             ok = list(pool.map(lambda _: write(leader, timeout=10), range(a.writes)))
         four = sum(ok) / (time.monotonic() - t0)
-        print(f"committed writes/s with {a.managers} managers: {one:.0f} (one client),"
-              f" {four:.0f} (four clients)")
+        print(
+            f"committed writes/s with {a.managers} managers: {one:.0f} (one client),"
+            f" {four:.0f} (four clients)"
+        )
     finally:
         for d in reversed(dirs):
-            subprocess.run([sys.executable, "-m", "agent", "swarm", "leave", "--force",
-                            "--data-dir", str(d)], capture_output=True, cwd=ROOT)
+            subprocess.run(
+                [sys.executable, "-m", "agent", "swarm", "leave", "--force", "--data-dir", str(d)],
+                capture_output=True,
+                cwd=ROOT,
+            )
         print(json.dumps({"dir": str(tmp)}))
 
 
