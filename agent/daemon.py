@@ -339,6 +339,7 @@ class Daemon:
                 " Please use `shoal swarm unlock` to unlock it."
             )
         if cmd == "leave":
+            await self._remove_tasks()
             if self.manager is not None:
                 with contextlib.suppress(ShoalError, BrokerError, TimeoutError):
                     await self.manager.command("manager-leave", {"node": self.node.node_id})
@@ -396,6 +397,14 @@ class Daemon:
         write_node_key(self.data.node_key, key, new_key)
         self._unlock_key = new_key
         log.info("autolock is %s", "on" if new_key else "off")
+
+    async def _remove_tasks(self, timeout: float = 30.0) -> None:
+        """Leaving the swarm: stop and remove this node's tasks first, like Docker does."""
+        await self.agent.executor.set_assignments([])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.agent.executor.status() and loop.time() < deadline:
+            await asyncio.sleep(0.1)
 
     def _is_self(self, ref: object) -> bool:
         if self.manager is None or not isinstance(ref, str):

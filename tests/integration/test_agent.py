@@ -269,3 +269,23 @@ def _start_daemon(data: Path) -> None:
 def _restarts(c: Cluster, w: Path) -> int:
     out = shoal("info", "--format", "json", data=w).stdout
     return int(json.loads(out).get("restarts", {}).get("task2", 0))
+
+
+async def test_leaving_the_swarm_removes_the_nodes_containers(fleet: dict[str, Any]) -> None:
+    c, w, t, node, cid = (
+        fleet["cluster"],
+        fleet["worker"],
+        fleet["topics"],
+        fleet["node"],
+        fleet["cid"],
+    )
+    await _assign(
+        fleet["m"], c.port, t.node_assign(node), 1, [_task(cid, node, "task1", "sleep 3600")]
+    )
+    await asyncio.to_thread(wait_for, lambda: _tasks(c, w).get("task1") == "running", 30, "run")
+    assert _container(cid, "task1")
+    out = await asyncio.to_thread(shoal, "swarm", "leave", data=w)
+    assert "Node left the swarm." in out.stdout
+    c.nodes.remove(w)
+    all_ids = _docker("ps", "-aq", "--filter", f"label=com.shoal.node={node}").split()
+    assert all_ids == []

@@ -1,0 +1,196 @@
+"""What a node agent costs at idle: memory, CPU and bytes on the wire.
+
+    python bench/agent.py [--driver docker|process] [--tasks 20] [--window 120]
+
+Builds a one-manager swarm on loopback plus one worker (separate processes, the worker with
+the chosen driver), then measures the worker daemon with no task and with N tasks assigned
+(busybox `sleep` containers, or `sleep` processes): resident memory, CPU time as a share of
+one core over the window, and the bytes its broker connection carries, extrapolated to an
+hour. Targets: RSS < 45 MB (docker driver) / 35 MB (process driver), CPU < 0.5%, < 50 KB/h.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agent import control  # noqa: E402
+from agent.spec import SECOND, ContainerSpec, RestartPolicy, TaskSpec  # noqa: E402
+from agent.worker import Assignment  # noqa: E402
+from broker.envelope import Envelope, encode  # noqa: E402
+from broker.topics import Topics  # noqa: E402
+from tests.integration.conftest import free_port  # noqa: E402
+from tests.integration.mqtt import as_client, enroll_identity  # noqa: E402
+
+
+def shoal(*args: str, data: Path) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "agent", *args, "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wire_bytes(port: int, pid: int) -> int:
+    """Bytes sent + received on the worker's connection to the broker (from `ss -ti`)."""
+    out = subprocess.run(
+        ["ss", "-tinpH", "state", "established", f"( dport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    total, mine = 0, False
+    for line in out.splitlines():
+        if "users:" in line:
+            mine = f"pid={pid}," in line
+            continue
+        if mine:
+            for key in ("bytes_sent", "bytes_received"):
+                m = re.search(rf"{key}:(\d+)", line)
+                if m:
+                    total += int(m.group(1))
+    return total
+
+
+def measure(label: str, pid: int, port: int, window: float) -> None:
+    c0, b0, t0 = cpu_seconds(pid), wire_bytes(port, pid), time.monotonic()
+    time.sleep(window)
+    c1, b1, t1 = cpu_seconds(pid), wire_bytes(port, pid), time.monotonic()
+    span = t1 - t0
+    print(
+        f"{label:28s} RSS {rss_mb(pid):5.1f} MB   CPU {100 * (c1 - c0) / span:5.2f}% of a core"
+        f"   wire {(b1 - b0) * 3600 / span / 1024:6.1f} KB/hour"
+    )
+
+
+async def assign(
+    mgr: Path, enroll: int, port: int, cid: str, node: str, n: int, drv: str, tmp: Path
+) -> None:
+    token = shoal("swarm", "join-token", "-q", "manager", data=mgr).strip()
+    m = await enroll_identity(tmp / "bench-admin", enroll, token)
+    tasks = []
+    for i in range(1, n + 1):
+        container = ContainerSpec(
+            image="shoal/busybox:latest" if drv == "docker" else "/bin/sleep",
+            command=("sleep", "3600") if drv == "docker" else ("/bin/sleep", "3600"),
+            stop_grace_period_ns=SECOND // 2,
+            init=True if drv == "docker" else None,
+        )
+        spec = TaskSpec(container=container, restart_policy=RestartPolicy(condition="none"))
+        tasks.append(
+            Assignment(
+                task_id=f"bench{i}",
+                service_id="bench",
+                service_name="bench",
+                slot=i,
+                node_id=node,
+                spec=spec,
+                desired_state="running",
+                version=1,
+                cluster_id=cid,
+            ).to_dict()
+        )
+    async with as_client(m, port) as c:
+        body = {"version": 1, "tasks": tasks}
+        await c.publish(
+            Topics(cid).node_assign(node),
+            encode(Envelope("assign", "b", 1, body)),
+            qos=1,
+            retain=True,
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--driver", choices=["docker", "process"], default="docker")
+    ap.add_argument("--tasks", type=int, default=20)
+    ap.add_argument("--window", type=float, default=120.0)
+    a = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="shoal-agent-bench-"))
+    port, enroll = free_port(), free_port()
+    mgr, worker = tmp / "mgr", tmp / "w1"
+    shoal(
+        "swarm",
+        "init",
+        "--listen-addr",
+        f"127.0.0.1:{port}",
+        "--enroll-port",
+        str(enroll),
+        "--driver",
+        "process",
+        data=mgr,
+    )
+    token = shoal("swarm", "join-token", "-q", "worker", data=mgr).strip()
+    shoal(
+        "swarm",
+        "join",
+        "--token",
+        token,
+        "--driver",
+        a.driver,
+        "--enroll-port",
+        str(enroll),
+        f"mqtts://127.0.0.1:{port}",
+        data=worker,
+    )
+    try:
+        info = control.call(worker / "shoal.sock", "info")
+        pid = int((worker / "shoal.pid").read_text())
+        time.sleep(5)  # let start-up work settle before measuring idle
+        measure(f"{a.driver}, 0 tasks", pid, port, a.window)
+        asyncio.run(
+            assign(mgr, enroll, port, info["cluster_id"], info["node_id"], a.tasks, a.driver, tmp)
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            states = control.call(worker / "shoal.sock", "info")["tasks"]
+            if sum(s == "running" for s in states.values()) == a.tasks:
+                break
+            time.sleep(0.5)
+        else:
+            raise SystemExit(f"only {states} after 120 s")
+        time.sleep(5)
+        measure(f"{a.driver}, {a.tasks} tasks", pid, port, a.window)
+    finally:
+        for d in (worker, mgr):
+            subprocess.run(
+                [sys.executable, "-m", "agent", "swarm", "leave", "--force", "--data-dir", str(d)],
+                capture_output=True,
+                cwd=ROOT,
+            )
+        if a.driver == "docker":
+            ids = subprocess.run(
+                ["docker", "ps", "-aq", "--filter", "label=com.shoal.service.id=bench"],
+                capture_output=True,
+                text=True,
+            ).stdout.split()
+            if ids:
+                subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+
+
+if __name__ == "__main__":
+    main()
