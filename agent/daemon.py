@@ -11,12 +11,13 @@ import logging
 import os
 import random
 import signal
-from datetime import UTC, datetime
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from agent.control import ControlServer
 from agent.errors import ShoalError
-from agent.manager.keys import write_node_key
 from agent.paths import DataDir, NodeConfig
 from broker.envelope import Envelope, encode
 from broker.errors import BrokerError
@@ -25,15 +26,12 @@ from broker.session import Session, SessionConfig, Will, raise_for_reply
 from broker.supervisor import Mosquitto
 from broker.tls import client_context
 from broker.topics import Topics
-from certs import (
-    CLOCK_SKEW,
-    Identity,
-    load_cert,
-    make_csr,
-    new_private_key,
-    renewal_time,
-    write_file_atomic,
-)
+from certs.certinfo import read_cert_info
+from certs.files import write_file_atomic
+from certs.renewal import renewal_time
+
+# certificates are back-dated this much for clock skew (certs.ca.CLOCK_SKEW)
+CLOCK_SKEW = timedelta(minutes=5)
 
 __all__ = ["Daemon", "connect_host"]
 
@@ -148,9 +146,9 @@ class Daemon:
                 await self._stop_manager()
                 self._unlock_key = None  # autolock is for managers
             await self.renew()
-            ident = Identity.from_cert(load_cert(self.data.node_cert.read_bytes()))
-            if ident.role.value != f"shoal-{role}":
-                raise ShoalError(f"the renewed certificate says {ident.role.value}")
+            ident = read_cert_info(self.data.node_cert)
+            if ident.role != f"shoal-{role}":
+                raise ShoalError(f"the renewed certificate says {ident.role}")
             self.node = dataclasses.replace(self.node, role=role)
             self.data.save_node(self.node)
             if role == "manager":
@@ -207,10 +205,10 @@ class Daemon:
     async def _start_broker(self) -> None:
         """The embedded broker needs no unlocking: it starts first, so the fleet stays
         connected while a locked manager waits for its key."""
-        from agent.manager.broker_host import BrokerHost
-
         if not self.node.embedded_broker or self.broker is not None:
             return
+        from agent.manager.broker_host import BrokerHost
+
         listen = ListenSpec(self.node.listen_host, self.node.broker_port, self.node.enroll_port)
         self._broker_host = BrokerHost(self.data.broker, self.node.cluster_id, listen)
         self.broker = Mosquitto(
@@ -262,7 +260,7 @@ class Daemon:
     # renewal -------------------------------------------------------------------------
     async def _renew_forever(self) -> None:
         while True:
-            ident = Identity.from_cert(load_cert(self.data.node_cert.read_bytes()))
+            ident = read_cert_info(self.data.node_cert)
             # not_before is back-dated for clock skew; renew relative to the issue time
             issued = min(ident.not_before + CLOCK_SKEW, ident.not_after)
             at = renewal_time(issued, ident.not_after, self.rng)
@@ -277,22 +275,39 @@ class Daemon:
 
     async def renew(self) -> None:
         """Get a new certificate (same identity and role) and reconnect with it."""
-        key = new_private_key()
+        new_key = self.data.node_key.with_suffix(".new")
+        csr = await self._keygen(new_key)
         await self.session.wait_connected(30)
         reply = await self.session.request(
-            self.topics.node_req(self.node.node_id), "renew", {"csr": make_csr(key)}, timeout=30
+            self.topics.node_req(self.node.node_id), "renew", {"csr": csr}, timeout=30
         )
         cert = raise_for_reply(reply).get("cert")
         if not isinstance(cert, bytes):
             raise ShoalError("malformed renewal answer")
-        ident = Identity.from_cert(cert)
+        write_file_atomic(self.data.node_cert.with_suffix(".new"), cert, 0o644)
+        ident = read_cert_info(self.data.node_cert.with_suffix(".new"))
         if ident.node_id != self.node.node_id:
             raise ShoalError("the renewed certificate names another node; keeping the old one")
-        write_node_key(self.data.node_key.with_suffix(".new"), key, self._unlock_key)
-        write_file_atomic(self.data.node_cert, cert, 0o644)
-        os.replace(self.data.node_key.with_suffix(".new"), self.data.node_key)
+        os.replace(self.data.node_cert.with_suffix(".new"), self.data.node_cert)
+        os.replace(new_key, self.data.node_key)
         log.info("certificate renewed; valid until %s", ident.not_after.isoformat())
         self.session.reconnect()
+
+    async def _keygen(self, path: Path) -> bytes:
+        """A new key at `path` and its CSR, made by a child process (see certs.keygen)."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "certs.keygen",
+            str(path),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate((self._unlock_key or "").encode() + b"\n")
+        if proc.returncode != 0 or b"CERTIFICATE REQUEST" not in out:
+            raise ShoalError(f"cannot make a new key: {err.decode(errors='replace').strip()}")
+        return out
 
     # control commands ----------------------------------------------------------------
     def _need_manager(self) -> Any:
@@ -305,7 +320,7 @@ class Daemon:
 
     async def dispatch(self, cmd: str, args: dict[str, Any]) -> Any:
         if cmd == "info":
-            ident = Identity.from_cert(load_cert(self.data.node_cert.read_bytes()))
+            ident = read_cert_info(self.data.node_cert)
             return {
                 "locked": self._locked(),
                 "node_id": self.node.node_id,
@@ -364,6 +379,8 @@ class Daemon:
         self._unlock_key = key
 
     def _locked(self) -> bool:
+        if self.node.role != "manager" or self._unlock_key is not None:
+            return False
         from agent.manager.keys import DataKeyFile
 
         keyfile = DataKeyFile(self.data.manager / "data-key")
@@ -394,6 +411,8 @@ class Daemon:
         keyfile = DataKeyFile(self.data.manager / "data-key")
         key = read_node_key(self.data.node_key, self._unlock_key)
         keyfile.rewrap(self._unlock_key, new_key)
+        from agent.manager.keys import write_node_key
+
         write_node_key(self.data.node_key, key, new_key)
         self._unlock_key = new_key
         log.info("autolock is %s", "on" if new_key else "off")
@@ -403,8 +422,8 @@ class Daemon:
         await self.agent.executor.set_assignments([])
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self.agent.executor.status() and loop.time() < deadline:
-            await asyncio.sleep(0.1)
+        while self.agent.executor.status() and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)  # the executor has no "all gone" event; poll it briefly
 
     def _is_self(self, ref: object) -> bool:
         if self.manager is None or not isinstance(ref, str):

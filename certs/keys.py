@@ -6,8 +6,6 @@ TLS stack a broker runs, and usable for ECDH so a node's key can also receive se
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 
 from cryptography import x509
@@ -17,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from .errors import CertError
+from .files import write_file_atomic
 
 
 def new_private_key() -> ec.EllipticCurvePrivateKey:
@@ -50,56 +49,6 @@ def load_private_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
             "(generate one with `openssl ecparam -name prime256v1 -genkey`)"
         )
     return key
-
-
-def write_file_atomic(path: Path | str, data: bytes, mode: int = 0o644) -> None:
-    """Replace `path` with `data` so readers see the old file or the new one, never a mix.
-
-    The file is created with `mode` from the start (a secret is never briefly world-readable),
-    written, fsynced, renamed over `path`, and the directory entry is fsynced too.
-    """
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        _write_new_file(tmp, data, mode)
-        os.replace(tmp, target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        reason = exc.strerror or str(exc)
-        raise CertError(
-            f"cannot write {target}: {reason}; check that {target.parent} exists and is "
-            "writable by this user"
-        ) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(target.parent)
-
-
-def _write_new_file(path: Path, data: bytes, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        os.fchmod(fd, mode)  # the umask may have narrowed `mode`; set it exactly
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return  # some platforms cannot open directories; the rename itself has happened
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def write_private_key(path: Path | str, key: ec.EllipticCurvePrivateKey) -> None:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from ._time import format_utc, to_utc
 from .errors import CertError
-from .identity import Identity
+
+if TYPE_CHECKING:
+    from .identity import Identity
 
 RENEW_FROM = (5, 10)
 """Earliest renewal point, as a fraction of the lifetime (numerator, denominator)."""

@@ -17,9 +17,10 @@ import base64
 import binascii
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent.errors import ShoalError
 from certs import CertError, new_data_key, unwrap_key, wrap_key, write_file_atomic
@@ -137,6 +138,8 @@ def _check_key(data_key: bytes, path: Path) -> bytes:
 
 def write_node_key(path: Path, key: ec.EllipticCurvePrivateKey, unlock_key: str | None) -> None:
     """A node's TLS key, encrypted with the unlock key when the swarm is autolocked."""
+    from cryptography.hazmat.primitives import serialization
+
     if unlock_key is None:
         pem = key.private_bytes(
             serialization.Encoding.PEM,
@@ -153,6 +156,9 @@ def write_node_key(path: Path, key: ec.EllipticCurvePrivateKey, unlock_key: str 
 
 
 def read_node_key(path: Path, unlock_key: str | None) -> ec.EllipticCurvePrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     try:
         key = serialization.load_pem_private_key(
             path.read_bytes(), password=unlock_key.encode() if unlock_key else None

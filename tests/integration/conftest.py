@@ -69,7 +69,7 @@ class Cluster:
     def token(self, role: str = "worker") -> str:
         return shoal("swarm", "join-token", "-q", role, data=self.manager).stdout.strip()
 
-    def join(self, name: str, role: str = "worker", **kw: Any) -> Path:
+    def join(self, name: str, role: str = "worker", driver: str = "auto", **kw: Any) -> Path:
         data = self.root / name
         shoal(
             "swarm",
@@ -80,6 +80,8 @@ class Cluster:
             name,
             "--enroll-port",
             str(self.enroll_port),
+            "--driver",
+            driver,
             self.url,
             data=data,
             **kw,

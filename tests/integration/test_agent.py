@@ -289,3 +289,15 @@ async def test_leaving_the_swarm_removes_the_nodes_containers(fleet: dict[str, A
     c.nodes.remove(w)
     all_ids = _docker("ps", "-aq", "--filter", f"label=com.shoal.node={node}").split()
     assert all_ids == []
+
+
+def test_an_idle_worker_does_not_load_cryptography(cluster: Cluster) -> None:
+    """Edge devices pay for every MB: the worker daemon renews its certificate through a
+    child process, so the cryptography library never sits in its memory."""
+    w = cluster.join("w1", driver="process")
+    shoal("info", data=w)  # exercise the control socket too
+    pid = int((w / "shoal.pid").read_text())
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    assert "cryptography" not in maps
+    shoal("swarm", "leave", data=w)
+    cluster.nodes.remove(w)

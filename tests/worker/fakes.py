@@ -52,8 +52,16 @@ class FakeDriver:
         self.starts[a.task_id] = self.starts.get(a.task_id, 0) + 1
         self._serial += 1
         run = _Run(
-            Owned(a.task_id, a.cluster_id, a.node_id, a.service_id, a.service_name, a.slot,
-                  a.version, f"fake-{self._serial}")
+            Owned(
+                a.task_id,
+                a.cluster_id,
+                a.node_id,
+                a.service_id,
+                a.service_name,
+                a.slot,
+                a.version,
+                f"fake-{self._serial}",
+            )
         )
         self.runs[a.task_id] = run
         script = self.exits.get(a.task_id)

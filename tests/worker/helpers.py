@@ -94,8 +94,9 @@ class Recorder:
         except TimeoutError:
             raise AssertionError(
                 f"timed out after {timeout} s waiting for {what}; reports so far:\n"
-                + "\n".join(f"  {s.task_id} {s.state.value} {s.message!r} {s.err!r}"
-                            for s in self.statuses)
+                + "\n".join(
+                    f"  {s.task_id} {s.state.value} {s.message!r} {s.err!r}" for s in self.statuses
+                )
             ) from None
 
     async def wait_state(

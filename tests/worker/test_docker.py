@@ -123,22 +123,24 @@ async def test_container_is_created_as_the_spec_says(
         hostname="probe",
         mounts=(
             Mount(type="bind", source=str(source), target="/data", read_only=True),
-            Mount(type="tmpfs", target="/scratch",
-                  tmpfs_options=TmpfsOptions(size_bytes=1 << 20)),
+            Mount(type="tmpfs", target="/scratch", tmpfs_options=TmpfsOptions(size_bytes=1 << 20)),
             Mount(type="volume", target="/cache"),
         ),
         devices=(DeviceMapping(path_on_host="/dev/null", path_in_container="/dev/nothing"),),
         stop_signal="SIGINT",
         ports=host_port(port),
     )
-    a = type(a)(**{
-        **{f: getattr(a, f) for f in a.__dataclass_fields__},
-        "spec": type(a.spec)(
-            container=a.spec.container,
-            resources=Resources(limits=ResourceSpec(nano_cpus=SECOND // 2,
-                                                    memory_bytes=64 << 20)),
-        ),
-    })
+    a = type(a)(
+        **{
+            **{f: getattr(a, f) for f in a.__dataclass_fields__},
+            "spec": type(a.spec)(
+                container=a.spec.container,
+                resources=Resources(
+                    limits=ResourceSpec(nano_cpus=SECOND // 2, memory_bytes=64 << 20)
+                ),
+            ),
+        }
+    )
     driver = dk.driver()
     await driver.prepare(a)
     container_id = await driver.start(a)
@@ -150,8 +152,12 @@ async def test_container_is_created_as_the_spec_says(
     assert config["Labels"]["com.shoal.cluster"] == dk.cluster_id
     assert config["Labels"]["com.shoal.task.id"] == a.task_id
     assert {k for k in config["Labels"] if k.startswith("com.shoal.")} == {
-        "com.shoal.cluster", "com.shoal.node", "com.shoal.service.id",
-        "com.shoal.service.name", "com.shoal.task.id", "com.shoal.task.slot",
+        "com.shoal.cluster",
+        "com.shoal.node",
+        "com.shoal.service.id",
+        "com.shoal.service.name",
+        "com.shoal.task.id",
+        "com.shoal.task.slot",
         "com.shoal.task.version",
     }
     assert (config["WorkingDir"], config["User"], config["Hostname"]) == ("/tmp", "nobody", "probe")
@@ -168,9 +174,7 @@ async def test_container_is_created_as_the_spec_says(
     assert host["RestartPolicy"]["Name"] == "no"
     observed = await driver.inspect(a)
     assert observed.state == "running" and observed.runtime_id == container_id
-    assert [o.task_id for o in await driver.adopt() if o.cluster_id == dk.cluster_id] == [
-        a.task_id
-    ]
+    assert [o.task_id for o in await driver.adopt() if o.cluster_id == dk.cluster_id] == [a.task_id]
     await driver.stop(a, 1.0)
     assert (await driver.inspect(a)).state == "exited"
     await driver.remove(a)
@@ -178,8 +182,9 @@ async def test_container_is_created_as_the_spec_says(
 
 
 async def test_healthcheck_holds_the_task_starting_until_healthy(dk: DockerCluster) -> None:
-    check = Healthcheck(test=("CMD-SHELL", "test -e /tmp/ready"), interval_ns=SECOND // 5,
-                        retries=50)
+    check = Healthcheck(
+        test=("CMD-SHELL", "test -e /tmp/ready"), interval_ns=SECOND // 5, retries=50
+    )
     a = dk.sh("sleep 0.6; touch /tmp/ready; exec sleep 3600", healthcheck=check)
     rec = Recorder()
     async with running(dk.executor(rec)) as ex:

@@ -18,11 +18,14 @@ def test_every_driver_keeps_the_protocol(tmp_path: Path) -> None:
 
 
 def test_only_host_mode_ports_are_published_on_the_node() -> None:
-    a = sh("true", ports=(
-        PortConfig(target=80, published=8080, publish_mode="host"),
-        PortConfig(target=53, published=0, protocol="udp", publish_mode="host"),
-        PortConfig(target=443, published=443),  # ingress: the routing mesh's business
-    ))
+    a = sh(
+        "true",
+        ports=(
+            PortConfig(target=80, published=8080, publish_mode="host"),
+            PortConfig(target=53, published=0, protocol="udp", publish_mode="host"),
+            PortConfig(target=443, published=443),  # ingress: the routing mesh's business
+        ),
+    )
     config = container_config(a)
     assert config["ExposedPorts"] == {"80/tcp": {}, "53/udp": {}}
     assert config["HostConfig"]["PortBindings"] == {
@@ -39,8 +42,11 @@ def test_swarm_host_lines_become_docker_extra_hosts() -> None:
 def test_healthcheck_durations_stay_nanoseconds_and_zero_inherits() -> None:
     check = Healthcheck(test=("CMD", "true"), interval_ns=2_000_000_000, retries=3)
     config = container_config(sh("true", healthcheck=check))
-    assert config["Healthcheck"] == {"Test": ["CMD", "true"], "Interval": 2_000_000_000,
-                                     "Retries": 3}
+    assert config["Healthcheck"] == {
+        "Test": ["CMD", "true"],
+        "Interval": 2_000_000_000,
+        "Retries": 3,
+    }
 
 
 def test_shoal_labels_win_over_user_labels() -> None:
@@ -50,11 +56,20 @@ def test_shoal_labels_win_over_user_labels() -> None:
 
 
 def test_named_volume_with_options() -> None:
-    mount = Mount(type="volume", source="cache", target="/cache",
-                  volume_options=VolumeOptions(nocopy=True, labels={"k": "v"}))
+    mount = Mount(
+        type="volume",
+        source="cache",
+        target="/cache",
+        volume_options=VolumeOptions(nocopy=True, labels={"k": "v"}),
+    )
     (out,) = container_config(sh("true", mounts=(mount,)))["HostConfig"]["Mounts"]
-    assert out == {"Type": "volume", "Source": "cache", "Target": "/cache", "ReadOnly": False,
-                   "VolumeOptions": {"NoCopy": True, "Labels": {"k": "v"}}}
+    assert out == {
+        "Type": "volume",
+        "Source": "cache",
+        "Target": "/cache",
+        "ReadOnly": False,
+        "VolumeOptions": {"NoCopy": True, "Labels": {"k": "v"}},
+    }
 
 
 def test_engine_restart_policy_is_off_and_grace_rounds_up() -> None:

@@ -118,8 +118,11 @@ async def test_every_state_change_is_reported_once(tmp_path: Path) -> None:
     async with running(executor(driver, tmp_path, rec)) as ex:
         tasks = [sh("sleep 1", task_id=f"t{i}", slot=i) for i in range(5)]
         await ex.set_assignments(tasks)
-        await rec.wait_for(lambda: all(s.state is S.RUNNING for s in ex.status().values())
-                           and len(ex.status()) == 5)
+        await rec.wait_for(
+            lambda: (
+                all(s.state is S.RUNNING for s in ex.status().values()) and len(ex.status()) == 5
+            )
+        )
         await ex.set_assignments(tasks)  # the same set again changes nothing
         driver.exit("t0", 2)
         await rec.wait_state("t0", S.FAILED)
@@ -166,11 +169,13 @@ async def test_assignments_for_another_node_or_cluster_are_rejected_and_counted(
     async with running(executor(driver, tmp_path, rec)) as ex:
         await ex.set_assignments([mine])
         await rec.wait_state("task1", S.RUNNING)
-        await ex.set_assignments([
-            mine,
-            sh("sleep 9", task_id="other-node", node_id="node2"),
-            sh("sleep 9", task_id="other-cluster", cluster_id="cluster2"),
-        ])
+        await ex.set_assignments(
+            [
+                mine,
+                sh("sleep 9", task_id="other-node", node_id="node2"),
+                sh("sleep 9", task_id="other-cluster", cluster_id="cluster2"),
+            ]
+        )
         await ex.set_assignments([mine])  # a later wake-up proves the earlier one was handled
     assert ex.rejected_assignments == 2
     assert set(driver.starts) == {"task1"} and driver.starts["task1"] == 1
@@ -225,9 +230,7 @@ async def test_adopted_tasks_nobody_wants_are_stopped_and_removed(tmp_path: Path
     async with running(executor(driver, tmp_path, rec2)) as ex2:
         await rec2.wait_for(lambda: len(rec2.statuses) == 2, what="two shutdowns")
         await until(lambda: len(driver.removes) == 2, what="both removed")
-        assert ex2.status() == {} or all(
-            s.state is S.SHUTDOWN for s in ex2.status().values()
-        )
+        assert ex2.status() == {} or all(s.state is S.SHUTDOWN for s in ex2.status().values())
     assert sorted(driver.removes) == ["t2", "task1"]
     assert "theirs" in driver.runs and "theirs" not in driver.stops
 

@@ -20,9 +20,18 @@ def valid() -> dict[str, Any]:
 
 def test_task_states_are_ordered_like_swarm() -> None:
     order = [
-        TaskState.NEW, TaskState.PENDING, TaskState.ASSIGNED, TaskState.ACCEPTED,
-        TaskState.PREPARING, TaskState.STARTING, TaskState.RUNNING, TaskState.COMPLETE,
-        TaskState.SHUTDOWN, TaskState.FAILED, TaskState.REJECTED, TaskState.REMOVE,
+        TaskState.NEW,
+        TaskState.PENDING,
+        TaskState.ASSIGNED,
+        TaskState.ACCEPTED,
+        TaskState.PREPARING,
+        TaskState.STARTING,
+        TaskState.RUNNING,
+        TaskState.COMPLETE,
+        TaskState.SHUTDOWN,
+        TaskState.FAILED,
+        TaskState.REJECTED,
+        TaskState.REMOVE,
     ]
     assert order == sorted(order)
     assert TaskState.RUNNING < TaskState.FAILED
@@ -32,8 +41,12 @@ def test_task_states_are_ordered_like_swarm() -> None:
 def test_terminal_states_are_those_after_running() -> None:
     terminal = {s for s in TaskState if s.is_terminal}
     assert terminal == {
-        TaskState.COMPLETE, TaskState.SHUTDOWN, TaskState.FAILED, TaskState.REJECTED,
-        TaskState.REMOVE, TaskState.ORPHANED,
+        TaskState.COMPLETE,
+        TaskState.SHUTDOWN,
+        TaskState.FAILED,
+        TaskState.REJECTED,
+        TaskState.REMOVE,
+        TaskState.ORPHANED,
     }
     assert TaskState.STARTING.is_active and not TaskState.ASSIGNED.is_active
 
@@ -88,10 +101,15 @@ def test_spec_errors_carry_their_key_path() -> None:
 
 
 json_like = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=8)
     | st.binary(max_size=4),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -129,17 +147,27 @@ def test_bad_spec_parts_raise_only_assignment_error(key: str, value: Any) -> Non
 
 def test_status_round_trips() -> None:
     status = TaskStatus(
-        task_id="t1", state=TaskState.FAILED, message="exited with code 3",
-        err="task: non-zero exit (3)", exit_code=3, container_id="abc", timestamp=12.5,
-        health="unhealthy", restarts=2,
+        task_id="t1",
+        state=TaskState.FAILED,
+        message="exited with code 3",
+        err="task: non-zero exit (3)",
+        exit_code=3,
+        container_id="abc",
+        timestamp=12.5,
+        health="unhealthy",
+        restarts=2,
     )
     assert TaskStatus.from_dict(status.to_dict()) == status
 
 
 @pytest.mark.parametrize(
     ("change", "field"),
-    [({"state": "dancing"}, "state"), ({"exit_code": "3"}, "exit_code"),
-     ({"health": "meh"}, "health"), ({"timestamp": float("nan")}, "timestamp")],
+    [
+        ({"state": "dancing"}, "state"),
+        ({"exit_code": "3"}, "exit_code"),
+        ({"health": "meh"}, "health"),
+        ({"timestamp": float("nan")}, "timestamp"),
+    ],
 )
 def test_bad_status_field_is_named(change: dict[str, Any], field: str) -> None:
     data = {**TaskStatus(task_id="t1", state=TaskState.RUNNING).to_dict(), **change}

@@ -16,8 +16,13 @@ S = TaskState
 
 def executor(state_dir: Path, rec: Recorder, **kwargs: Any) -> Executor:
     return Executor(
-        ProcessDriver(state_dir), state_dir, rec, node_id=NODE, cluster_id=CLUSTER,
-        default_grace=1.0, **kwargs,
+        ProcessDriver(state_dir),
+        state_dir,
+        rec,
+        node_id=NODE,
+        cluster_id=CLUSTER,
+        default_grace=1.0,
+        **kwargs,
     )
 
 
