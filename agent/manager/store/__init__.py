@@ -1,6 +1,18 @@
 """The replicated store: typed objects, transactions through Raft, views and watches."""
 
-from agent.manager.store.objects import KINDS, Client, Cluster, Node, StoreError, StoreObject
+from agent.manager.store.objects import (
+    KINDS,
+    Client,
+    Cluster,
+    Config,
+    Network,
+    Node,
+    Secret,
+    Service,
+    StoreError,
+    StoreObject,
+    Task,
+)
 from agent.manager.store.store import Commit, Conflict, Event, Store, Tx, View, initial_snapshot
 
 __all__ = [
@@ -8,12 +20,17 @@ __all__ = [
     "Client",
     "Cluster",
     "Commit",
+    "Config",
     "Conflict",
     "Event",
+    "Network",
     "Node",
+    "Secret",
+    "Service",
     "Store",
     "StoreError",
     "StoreObject",
+    "Task",
     "Tx",
     "View",
     "initial_snapshot",

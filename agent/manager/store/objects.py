@@ -11,7 +11,20 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-__all__ = ["KINDS", "Client", "Cluster", "Node", "StoreError", "StoreObject", "kind_of"]
+__all__ = [
+    "KINDS",
+    "Client",
+    "Cluster",
+    "Config",
+    "Network",
+    "Node",
+    "Secret",
+    "Service",
+    "StoreError",
+    "StoreObject",
+    "Task",
+    "kind_of",
+]
 
 
 class StoreError(Exception):
@@ -66,6 +79,7 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
     "tuple[int, ...]": (list, tuple),
     "tuple[str, ...]": (list, tuple),
     "dict[str, str]": dict,
+    "dict[str, Any]": dict,
 }
 
 
@@ -106,7 +120,73 @@ class Client(StoreObject):
     serial: str = ""
 
 
-KINDS: dict[str, type[StoreObject]] = {k.KIND: k for k in (Cluster, Node, Client)}
+@dataclass(frozen=True, slots=True)
+class Service(StoreObject):
+    """A service: its spec (agent.spec.ServiceSpec.to_dict()), the spec before the last update
+    (for rollback), and how the last update went."""
+
+    KIND: ClassVar[str] = "service"
+    name: str = ""
+    spec: dict[str, Any] = field(default_factory=dict)
+    spec_version: int = 0
+    previous_spec: dict[str, Any] = field(default_factory=dict)
+    update_status: dict[str, Any] = field(default_factory=dict)
+    endpoint: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+    updated: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Task(StoreObject):
+    """One task: desired state written by managers, observed status by its node only."""
+
+    KIND: ClassVar[str] = "task"
+    service_id: str = ""
+    slot: int = 0  # replicated services; 0 for global ones (one task per node)
+    node_id: str = ""
+    desired_state: str = "running"
+    spec: dict[str, Any] = field(default_factory=dict)
+    spec_version: int = 0
+    status: dict[str, Any] = field(default_factory=dict)  # agent.worker.TaskStatus.to_dict()
+    created: str = ""
+    updated: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Secret(StoreObject):
+    """A secret. Its data lies in the store, which the write-ahead log encrypts at rest;
+    nodes receive it sealed to their own key."""
+
+    KIND: ClassVar[str] = "secret"
+    name: str = ""
+    data: bytes = b""
+    labels: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Config(StoreObject):
+    KIND: ClassVar[str] = "config"
+    name: str = ""
+    data: bytes = b""
+    labels: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Network(StoreObject):
+    KIND: ClassVar[str] = "network"
+    name: str = ""
+    driver: str = "overlay"
+    subnet: str = ""
+    attachable: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+
+
+KINDS: dict[str, type[StoreObject]] = {
+    k.KIND: k for k in (Cluster, Node, Client, Service, Task, Secret, Config, Network)
+}
 
 
 def kind_of(obj: StoreObject) -> str:
