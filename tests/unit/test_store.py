@@ -165,9 +165,7 @@ async def test_a_snapshot_restores_every_kind_exactly() -> None:
     t = Store()
     async with t.watch() as q:
         t.restore(s.snapshot(), s.applied)
-        created = (
-            {e.id for e in iter(q.get_nowait, None) if isinstance(e, Event)} if False else set()
-        )
+        created: set[str] = set()
         while not q.empty():
             e = q.get_nowait()
             if isinstance(e, Event):
