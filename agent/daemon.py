@@ -356,8 +356,7 @@ class Daemon:
         if cmd == "leave":
             await self._remove_tasks()
             if self.manager is not None:
-                with contextlib.suppress(ShoalError, BrokerError, TimeoutError):
-                    await self.manager.command("manager-leave", {"node": self.node.node_id})
+                await self._leave_raft()
             self._leaving = True
             self._stop.set()
             return {"node_id": self.node.node_id}
@@ -416,6 +415,25 @@ class Daemon:
         write_node_key(self.data.node_key, key, new_key)
         self._unlock_key = new_key
         log.info("autolock is %s", "on" if new_key else "off")
+
+    async def _leave_raft(self, timeout: float = 10.0) -> None:
+        """Leave the managers' Raft group. Done when this manager has applied its own removal:
+        the leader's answer may never come back, as the broker stops letting this node read
+        the managers' topics as soon as the swarm has forgotten it."""
+        pending = asyncio.ensure_future(
+            self.manager.command("manager-leave", {"node": self.node.node_id})
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not pending.done() and loop.time() < deadline:
+            if self.node.node_id not in self.driver.voters:
+                break
+            await asyncio.sleep(0.05)
+        if pending.done() and not pending.cancelled():
+            exc = pending.exception()
+            if exc is not None:
+                log.warning("leaving the raft group: %s", exc)
+        pending.cancel()
 
     async def _remove_tasks(self, timeout: float = 30.0) -> None:
         """Leaving the swarm: stop and remove this node's tasks first, like Docker does."""

@@ -175,6 +175,10 @@ class NodeAgent:
         """After every (re)connect: who we are, and the full state of our tasks, so managers
         reconcile with the node as it is, without touching healthy tasks."""
         desc = self.description()
+        engine_info = getattr(self.driver, "engine_info", None)
+        if engine_info is not None:
+            with contextlib.suppress(Exception):
+                desc["engine"] = await asyncio.wait_for(engine_info(), 5)
         await self.session.send(self.topics.node_status(self.node_id), "describe", desc)
         await self.session.publish(
             self.topics.mon("node", self.node_id, "description"),

@@ -585,11 +585,16 @@ class Manager:
         return node.id
 
     async def _cmd_manager_leave(self, args: dict[str, Any]) -> str:
-        """A manager leaves: out of the Raft group first, then out of the store."""
+        """A manager leaves: out of the Raft group first (while the broker still lets it
+        speak Raft), then out of the store, which revokes it and shrinks the broker's ACL."""
         node = self.find_node(str(args.get("node")))
         others = [v for v in self.driver.voters if v != node.id]
         if not others:
             return "last"
+        if node.id in self.driver.voters:
+            await self.driver.change_membership(ConfChangeType.RemoveNode, node.id)
+        if node.id == self.node_id:
+            return node.id  # a leader that removed itself steps down; the others finish up
         stamp = now_text()
 
         def remove(tx: Tx) -> None:
@@ -601,8 +606,6 @@ class Manager:
                 tx.put(_replace(c, revoked={**c.revoked, **{s: stamp for s in n.serials}}))
 
         await self.store.update(remove)
-        if node.id in self.driver.voters:
-            await self.driver.change_membership(ConfChangeType.RemoveNode, node.id)
         log.info("manager %s left the swarm", node.id)
         return node.id
 

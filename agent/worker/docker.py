@@ -72,6 +72,17 @@ class DockerDriver:
                 ) from exc
         return self._docker
 
+    async def engine_info(self) -> dict[str, str]:
+        """The engine's name and version, for the node's description."""
+        import aiodocker
+
+        try:
+            v = await self._client().version()
+        except (aiodocker.DockerError, OSError, DriverError) as exc:
+            return {"driver": self.name, "error": str(exc)}
+        name = "podman" if "podman" in str(v.get("Components", "")).lower() else "docker"
+        return {"driver": self.name, "name": name, "version": str(v.get("Version", ""))}
+
     @property
     def _local_engine(self) -> bool:
         return self._client().docker_host.startswith("unix://")

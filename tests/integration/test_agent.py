@@ -131,9 +131,13 @@ async def test_assigned_tasks_run_and_report_over_mqtt(fleet: dict[str, Any]) ->
     assert labels["com.shoal.node"] == node and labels["com.shoal.task.id"] == "task1"
     async with as_client(fleet["m"], c.port) as mon:
         await mon.subscribe(t.mon("node", node, "tasks"), qos=1)
+        await mon.subscribe(t.mon("node", node, "description"), qos=1)
         retained = dict(await collect(mon, 1.0, retained=True))
     doc = json.loads(retained[t.mon("node", node, "tasks")])
     assert doc["task1"]["state"] == "running" and doc["task1"]["container_id"] == container
+    desc = json.loads(retained[t.mon("node", node, "description")])
+    assert desc["hostname"] == "w1" and desc["platform"]["os"] == "linux"
+    assert desc["engine"]["name"] == "docker" and desc["engine"]["version"]
     # an empty set: the task is shut down and its container removed
     await _assign(fleet["m"], c.port, t.node_assign(node), 2, [])
     await asyncio.to_thread(wait_for, lambda: not _container(cid, "task1"), 30, "removal")
@@ -156,7 +160,7 @@ async def test_agent_restart_readopts_running_containers(fleet: dict[str, Any]) 
     _start_daemon(w)
     await asyncio.to_thread(
         wait_for,
-        lambda: (c.info(w) if (w / "shoal.sock").exists() else {}).get("connected"),
+        lambda: _safe_info(w).get("connected"),
         20,
         "the restarted agent",
     )
@@ -254,6 +258,11 @@ async def test_tasks_live_on_while_the_broker_is_down_for_30_seconds(
     assert doc["task1"]["state"] == "running" and doc["task1"]["container_id"] == stable
     assert doc["task2"]["restarts"] >= 3
     assert _container(cid, "task1") == stable
+
+
+def _safe_info(data: Path) -> dict[str, Any]:
+    proc = shoal("info", "--format", "json", data=data, check=False)
+    return dict(json.loads(proc.stdout)) if proc.returncode == 0 else {}
 
 
 def _start_daemon(data: Path) -> None:
