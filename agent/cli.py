@@ -244,6 +244,14 @@ def cmd_swarm_leave(a: argparse.Namespace, data: DataDir) -> int:
             " Removing the last manager erases all current state of the swarm."
             " Use `--force` to ignore this message."
         )
+    if data.daemon_pid() is not None:
+        try:
+            res = control.call(data.socket, "leave-prepare", {"force": a.force}, timeout=20)
+            if res.get("warning"):
+                print(f"Warning: {res['warning']}; leaving anyway (--force)", file=sys.stderr)
+        except ShoalError as exc:
+            if "unknown command" not in str(exc):
+                raise
     _stop_daemon(data)
     forget(data)
     print("Node left the swarm.")

@@ -353,10 +353,31 @@ class Daemon:
                 "Swarm is encrypted and needs to be unlocked before it can be used."
                 " Please use `shoal swarm unlock` to unlock it."
             )
+        if cmd == "leave-prepare":
+            if self.node.embedded_broker and self.manager is not None:
+                from agent.manager.store import Node
+
+                view = self.manager.store.view()
+                others = [
+                    n.id
+                    for n in view.list(Node)
+                    if n.id != self.node.node_id and n.status == "ready"
+                ]
+                if others:
+                    raise ShoalError(
+                        f"this node runs the swarm's embedded broker, which {len(others)} other"
+                        " node(s) depend on: remove them first (`shoal node rm --force NODE`)"
+                    )
+            if self.manager is not None:
+                try:
+                    await self._leave_raft()
+                except ShoalError as exc:
+                    if not args.get("force"):
+                        raise
+                    return {"ok": False, "warning": str(exc)}
+            return {"ok": True}
         if cmd == "leave":
             await self._remove_tasks()
-            if self.manager is not None:
-                await self._leave_raft()
             self._leaving = True
             self._stop.set()
             return {"node_id": self.node.node_id}
@@ -425,14 +446,16 @@ class Daemon:
         )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not pending.done() and loop.time() < deadline:
-            if self.node.node_id not in self.driver.voters:
+        while loop.time() < deadline and self.node.node_id in self.driver.voters:
+            if pending.done() and (pending.cancelled() or pending.exception() is not None):
                 break
             await asyncio.sleep(0.05)
-        if pending.done() and not pending.cancelled():
-            exc = pending.exception()
-            if exc is not None:
-                log.warning("leaving the raft group: %s", exc)
+        if self.node.node_id in self.driver.voters and len(self.driver.voters) > 1:
+            pending.cancel()
+            why = ""
+            if pending.done() and not pending.cancelled() and pending.exception() is not None:
+                why = f": {pending.exception()}"
+            raise ShoalError(f"could not leave the managers' Raft group{why}; try again")
         pending.cancel()
 
     async def _remove_tasks(self, timeout: float = 30.0) -> None:

@@ -565,17 +565,7 @@ class Manager:
             raise ShoalError(f"node {node.id} is not down and can't be removed (use --force)")
         if node.role == "manager" and node.id in self.driver.voters:
             await self.driver.change_membership(ConfChangeType.RemoveNode, node.id)
-        stamp = now_text()
-
-        def remove(tx: Tx) -> None:
-            n = tx.get(Node, node.id)
-            c = tx.get(Cluster, "cluster")
-            assert c is not None
-            if n is not None:
-                tx.delete(Node, n.id)
-                tx.put(_replace(c, revoked={**c.revoked, **{s: stamp for s in n.serials}}))
-
-        await self.store.update(remove)
+        await self._forget(node.id)
         await self.wait_broker_synced(self.store.applied)
         await self._cut_session(node.id)
         for leaf in ("state", "assign"):
@@ -586,19 +576,30 @@ class Manager:
 
     async def _cmd_manager_leave(self, args: dict[str, Any]) -> str:
         """A manager leaves: out of the Raft group first (while the broker still lets it
-        speak Raft), then out of the store, which revokes it and shrinks the broker's ACL."""
+        speak Raft), then out of the store, which revokes it and shrinks the broker's ACL.
+        A leader that leaves hands leadership over first; the new leader does the rest."""
         node = self.find_node(str(args.get("node")))
         others = [v for v in self.driver.voters if v != node.id]
         if not others:
             return "last"
+        if node.id == self.node_id:
+            ready = {n.id for n in self.store.view().list(Node) if n.status == "ready"}
+            self.driver.core.transfer_leadership(next((v for v in others if v in ready), others[0]))
+            self.driver.wake()
+            await self.driver.leader_changed(5.0)
+            return str(await self.command("manager-leave", args))
         if node.id in self.driver.voters:
             await self.driver.change_membership(ConfChangeType.RemoveNode, node.id)
-        if node.id == self.node_id:
-            return node.id  # a leader that removed itself steps down; the others finish up
+        await self._forget(node.id)
+        log.info("manager %s left the swarm", node.id)
+        return node.id
+
+    async def _forget(self, node_id: str) -> None:
+        """Delete a node's record and revoke every certificate it held."""
         stamp = now_text()
 
         def remove(tx: Tx) -> None:
-            n = tx.get(Node, node.id)
+            n = tx.get(Node, node_id)
             c = tx.get(Cluster, "cluster")
             assert c is not None
             if n is not None:
@@ -606,8 +607,6 @@ class Manager:
                 tx.put(_replace(c, revoked={**c.revoked, **{s: stamp for s in n.serials}}))
 
         await self.store.update(remove)
-        log.info("manager %s left the swarm", node.id)
-        return node.id
 
     async def _cmd_swarm_update(self, args: dict[str, Any]) -> dict[str, Any]:
         autolock = args.get("autolock")

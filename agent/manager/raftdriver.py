@@ -26,6 +26,7 @@ from agent.manager.raft import (
     Message,
     MessageType,
     NotLeader,
+    ProposalDropped,
     RaftError,
     RaftNode,
     Ready,
@@ -177,12 +178,28 @@ class RaftDriver:
     async def change_membership(
         self, kind: ConfChangeType, node: str, timeout: float = 10.0
     ) -> None:
-        entry = self.core.propose_conf_change(ConfChange(kind, node))
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        """Add or remove a voter (leader only), and wait until the change is applied.
+
+        A leader takes one change at a time, and none before an entry of its own term is
+        applied: such a refusal ("not applied yet") is waited out, up to the timeout.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                entry = self.core.propose_conf_change(ConfChange(kind, node))
+                break
+            except ProposalDropped:
+                if loop.time() > deadline:
+                    raise
+                self._applied_event.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._applied_event.wait(), 0.2)
+        fut: asyncio.Future[int] = loop.create_future()
         self._waiters[entry.index] = (entry.term, fut)
         self._wake.set()
         try:
-            await asyncio.wait_for(fut, timeout)
+            await asyncio.wait_for(fut, max(0.1, deadline - loop.time()))
         finally:
             self._waiters.pop(entry.index, None)
 

@@ -6,9 +6,11 @@ in separate data directories, on loopback ports picked free for each test.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -111,11 +113,13 @@ def _need_mosquitto() -> None:
         pytest.fail("mosquitto is not installed: run `make test` (or apt-get install mosquitto)")
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
+@contextlib.contextmanager
+def new_cluster(root: Path, *init_args: str) -> Iterator[tuple[Cluster, str]]:
+    """`shoal swarm init` on free loopback ports (plus `init_args`); yields the cluster and
+    what init printed. Every node is made to leave afterwards, and nothing is left running."""
     port, enroll = free_port(), free_port()
-    mgr = tmp_path / "mgr"
-    shoal(
+    mgr = root / "mgr"
+    out = shoal(
         "swarm",
         "init",
         "--listen-addr",
@@ -124,12 +128,30 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         str(enroll),
         "--hostname",
         "mgr",
+        *init_args,
         data=mgr,
-    )
-    c = Cluster(root=tmp_path, port=port, enroll_port=enroll, manager=mgr)
+    ).stdout
+    c = Cluster(root=root, port=port, enroll_port=enroll, manager=mgr)
     try:
-        yield c
+        yield c, out
     finally:
-        for d in c.nodes:
+        for d in [*c.nodes, mgr]:
             shoal("swarm", "leave", "--force", data=d, check=False)
-        shoal("swarm", "leave", "--force", data=mgr, check=False)
+        for d in [*c.nodes, mgr]:
+            kill_leftovers(d)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    with new_cluster(tmp_path) as (c, _):
+        yield c
+
+
+def kill_leftovers(data: Path) -> None:
+    """A test that failed half-way may leave a daemon or a broker behind: end them."""
+    for pid_file in (data / "shoal.pid", data / "broker" / "mosquitto.pid"):
+        try:
+            pid = int(pid_file.read_text().strip())
+            os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            pass

@@ -8,37 +8,21 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Cluster, free_port, shoal, wait_for
+from tests.integration.conftest import Cluster, new_cluster, shoal, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def locked(tmp_path: Path):  # type: ignore[no-untyped-def]
-    port, enroll = free_port(), free_port()
-    mgr = tmp_path / "mgr"
-    out = shoal(
-        "swarm",
-        "init",
-        "--autolock",
-        "--listen-addr",
-        f"127.0.0.1:{port}",
-        "--enroll-port",
-        str(enroll),
-        "--hostname",
-        "mgr",
-        data=mgr,
-    ).stdout
-    c = Cluster(root=tmp_path, port=port, enroll_port=enroll, manager=mgr)
-    key = next(line.strip() for line in out.splitlines() if line.strip().startswith("SHLKEY-1-"))
-    try:
+def locked(tmp_path: Path) -> Iterator[tuple[Cluster, str]]:
+    with new_cluster(tmp_path, "--autolock") as (c, out):
+        key = next(x.strip() for x in out.splitlines() if x.strip().startswith("SHLKEY-1-"))
         yield c, key
-    finally:
-        shoal("swarm", "leave", "--force", data=mgr, check=False)
 
 
 def _restart(data: Path) -> None:

@@ -5,40 +5,22 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from certs import Identity, Role, load_cert
-from tests.integration.conftest import Cluster, free_port, shoal, wait_for
+from tests.integration.conftest import Cluster, new_cluster, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def short_lived(tmp_path):  # type: ignore[no-untyped-def]
+def short_lived(tmp_path: Path) -> Iterator[Cluster]:
     """A cluster whose certificates live 10 seconds, so renewal happens within the test."""
-    port, enroll = free_port(), free_port()
-    mgr = tmp_path / "mgr"
-    shoal(
-        "swarm",
-        "init",
-        "--listen-addr",
-        f"127.0.0.1:{port}",
-        "--enroll-port",
-        str(enroll),
-        "--hostname",
-        "mgr",
-        "--cert-expiry",
-        "10s",
-        data=mgr,
-    )
-    c = Cluster(root=tmp_path, port=port, enroll_port=enroll, manager=mgr)
-    try:
+    with new_cluster(tmp_path, "--cert-expiry", "10s") as (c, _):
         yield c
-    finally:
-        for d in c.nodes:
-            shoal("swarm", "leave", "--force", data=d, check=False)
-        shoal("swarm", "leave", "--force", data=mgr, check=False)
 
 
 def test_certificates_renew_on_their_own_and_keep_their_role(short_lived: Cluster) -> None:

@@ -176,3 +176,31 @@ def test_demotions_that_would_break_the_swarm_are_refused(cluster: Cluster) -> N
     quorum = shoal("node", "demote", "m2", data=cluster.manager, check=False)
     assert quorum.returncode == 1 and "would not have a quorum" in quorum.stderr
     assert {n["hostname"]: n["role"] for n in cluster.node_ls()}["m2"] == "manager"
+
+
+def test_the_leader_can_leave_and_the_swarm_goes_on(cluster: Cluster) -> None:
+    dirs = _managers(cluster, 3)
+    # make a manager other than the broker's host lead: restart the current leader
+    os.kill(int((dirs[0] / "shoal.pid").read_text()), signal.SIGKILL)
+    leader = _leader(dirs, set(dirs[1:]))
+    proc = _start(dirs[0])
+    try:
+        wait_for(lambda: (_info(dirs[0]) or {}).get("connected"), 20, "restart")
+        shoal("swarm", "leave", "--force", data=leader)
+        cluster.nodes.remove(leader)
+        names = {n["hostname"] for n in cluster.node_ls()}
+        assert leader.name not in names and len(names) == 2
+        out = shoal("swarm", "join-token", "--rotate", "worker", data=cluster.manager).stdout
+        assert "Successfully rotated" in out
+    finally:
+        shoal("swarm", "leave", "--force", data=dirs[2 if leader == dirs[1] else 1], check=False)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+
+
+def test_the_broker_host_cannot_leave_while_others_depend_on_it(cluster: Cluster) -> None:
+    cluster.join("w1")
+    refused = shoal("swarm", "leave", "--force", data=cluster.manager, check=False)
+    assert refused.returncode == 1 and "embedded broker" in refused.stderr
+    assert cluster.info(cluster.manager)["connected"] is True

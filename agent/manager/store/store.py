@@ -65,6 +65,9 @@ class View:
         row = self._tables.get(kind, {}).get(ident)
         return row[0] if row else 0
 
+    def list_nodes(self) -> list[str]:
+        return sorted(self._tables.get("node", {}))
+
     def list(self, cls: type[Obj]) -> list[Obj]:
         rows = self._tables.get(cls.KIND, {})
         return [row[1] for _, row in sorted(rows.items())]  # type: ignore[misc]
