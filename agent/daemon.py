@@ -447,7 +447,9 @@ class Daemon:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while loop.time() < deadline and self.node.node_id in self.driver.voters:
-            if pending.done() and (pending.cancelled() or pending.exception() is not None):
+            if pending.done() and (
+                pending.cancelled() or pending.exception() is not None or pending.result() == "last"
+            ):
                 break
             await asyncio.sleep(0.05)
         if self.node.node_id in self.driver.voters and len(self.driver.voters) > 1:
