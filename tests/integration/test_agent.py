@@ -85,6 +85,19 @@ async def _assign(m: Ident, port: int, topic: str, version: int, tasks: list[dic
         )
 
 
+def _parts(fleet: dict[str, Any]) -> tuple[Cluster, Path, Topics, str, str]:
+    return fleet["cluster"], fleet["worker"], fleet["topics"], fleet["node"], fleet["cid"]
+
+
+async def _run_sleeper(fleet: dict[str, Any], version: int = 1) -> str:
+    """Assign one long-running task1 to the worker; its container id once it runs."""
+    c, w, t, node, cid = _parts(fleet)
+    task = _task(cid, node, "task1", "sleep 3600")
+    await _assign(fleet["m"], c.port, t.node_assign(node), version, [task])
+    await asyncio.to_thread(wait_for, lambda: _tasks(c, w).get("task1") == "running", 30, "run")
+    return _container(cid, "task1")
+
+
 def _tasks(cluster: Cluster, worker: Path) -> dict[str, str]:
     return dict(cluster.info(worker)["tasks"])
 
@@ -102,13 +115,7 @@ def _container(cid: str, task: str) -> str:
 
 
 async def test_assigned_tasks_run_and_report_over_mqtt(fleet: dict[str, Any]) -> None:
-    c, w, t, node, cid = (
-        fleet["cluster"],
-        fleet["worker"],
-        fleet["topics"],
-        fleet["node"],
-        fleet["cid"],
-    )
+    c, w, t, node, cid = _parts(fleet)
     async with as_client(fleet["m"], c.port) as watcher:
         await watcher.subscribe(t.node_status(node), qos=1)
         await _publish(
@@ -144,17 +151,8 @@ async def test_assigned_tasks_run_and_report_over_mqtt(fleet: dict[str, Any]) ->
 
 
 async def test_agent_restart_readopts_running_containers(fleet: dict[str, Any]) -> None:
-    c, w, t, node, cid = (
-        fleet["cluster"],
-        fleet["worker"],
-        fleet["topics"],
-        fleet["node"],
-        fleet["cid"],
-    )
-    await _assign(
-        fleet["m"], c.port, t.node_assign(node), 1, [_task(cid, node, "task1", "sleep 3600")]
-    )
-    await asyncio.to_thread(wait_for, lambda: _tasks(c, w).get("task1") == "running", 30, "run")
+    c, w, _, _, cid = _parts(fleet)
+    await _run_sleeper(fleet)
     before = _container(cid, "task1")
     os.kill(int((w / "shoal.pid").read_text()), signal.SIGKILL)
     _start_daemon(w)
@@ -171,13 +169,7 @@ async def test_agent_restart_readopts_running_containers(fleet: dict[str, Any]) 
 async def test_bad_assignment_messages_are_rejected_without_disturbing_tasks(
     fleet: dict[str, Any],
 ) -> None:
-    c, w, t, node, cid = (
-        fleet["cluster"],
-        fleet["worker"],
-        fleet["topics"],
-        fleet["node"],
-        fleet["cid"],
-    )
+    c, w, t, node, cid = _parts(fleet)
     m = fleet["m"]
     await _assign(m, c.port, t.node_assign(node), 5, [_task(cid, node, "task1", "sleep 3600")])
     await asyncio.to_thread(wait_for, lambda: _tasks(c, w).get("task1") == "running", 30, "run")
@@ -220,13 +212,7 @@ async def test_bad_assignment_messages_are_rejected_without_disturbing_tasks(
 async def test_tasks_live_on_while_the_broker_is_down_for_30_seconds(
     fleet: dict[str, Any],
 ) -> None:
-    c, w, t, node, cid = (
-        fleet["cluster"],
-        fleet["worker"],
-        fleet["topics"],
-        fleet["node"],
-        fleet["cid"],
-    )
+    c, w, t, node, cid = _parts(fleet)
     await _assign(
         fleet["m"],
         c.port,
@@ -281,17 +267,8 @@ def _restarts(c: Cluster, w: Path) -> int:
 
 
 async def test_leaving_the_swarm_removes_the_nodes_containers(fleet: dict[str, Any]) -> None:
-    c, w, t, node, cid = (
-        fleet["cluster"],
-        fleet["worker"],
-        fleet["topics"],
-        fleet["node"],
-        fleet["cid"],
-    )
-    await _assign(
-        fleet["m"], c.port, t.node_assign(node), 1, [_task(cid, node, "task1", "sleep 3600")]
-    )
-    await asyncio.to_thread(wait_for, lambda: _tasks(c, w).get("task1") == "running", 30, "run")
+    c, w, _, node, cid = _parts(fleet)
+    await _run_sleeper(fleet)
     assert _container(cid, "task1")
     out = await asyncio.to_thread(shoal, "swarm", "leave", data=w)
     assert "Node left the swarm." in out.stdout
