@@ -139,6 +139,20 @@ def labels_for(a: Assignment) -> dict[str, str]:
     }
 
 
+def owned_for(a: Assignment, runtime_id: str) -> Owned:
+    """What a driver records for the runtime object it started for assignment `a`."""
+    return Owned(
+        task_id=a.task_id,
+        cluster_id=a.cluster_id,
+        node_id=a.node_id,
+        service_id=a.service_id,
+        service_name=a.service_name,
+        slot=a.slot,
+        version=a.version,
+        runtime_id=runtime_id,
+    )
+
+
 def owned_from_labels(labels: dict[str, str], runtime_id: str) -> Owned | None:
     """Read :func:`labels_for`'s labels back; None when any is absent or malformed."""
     try:

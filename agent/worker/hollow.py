@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from agent.worker.driver import Observation, Owned, TaskRef
+from agent.worker.driver import Observation, Owned, TaskRef, owned_for
 from agent.worker.model import Assignment
 
 __all__ = ["HollowDriver"]
@@ -41,18 +41,7 @@ class HollowDriver:
             return current.owned.runtime_id
         self._serial += 1
         runtime_id = f"hollow-{self._serial}-{a.task_id}"
-        self._tasks[a.task_id] = _Hollow(
-            Owned(
-                task_id=a.task_id,
-                cluster_id=a.cluster_id,
-                node_id=a.node_id,
-                service_id=a.service_id,
-                service_name=a.service_name,
-                slot=a.slot,
-                version=a.version,
-                runtime_id=runtime_id,
-            )
-        )
+        self._tasks[a.task_id] = _Hollow(owned_for(a, runtime_id))
         return runtime_id
 
     async def inspect(self, a: TaskRef) -> Observation:

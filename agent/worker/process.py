@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.worker.driver import Observation, Owned, TaskRef
+from agent.worker.driver import Observation, Owned, TaskRef, owned_for
 from agent.worker.errors import DriverError, TaskRejected
 from agent.worker.model import Assignment
 from agent.worker.store import write_atomic
@@ -122,18 +122,7 @@ class ProcessDriver:
             raise DriverError(f"cannot start {argv[0]}: {exc.strerror or exc}") from exc
         self._children[a.task_id] = proc
         record = _Record(
-            owned=asdict(
-                Owned(
-                    task_id=a.task_id,
-                    cluster_id=a.cluster_id,
-                    node_id=a.node_id,
-                    service_id=a.service_id,
-                    service_name=a.service_name,
-                    slot=a.slot,
-                    version=a.version,
-                    runtime_id=f"pid-{proc.pid}",
-                )
-            ),
+            owned=asdict(owned_for(a, f"pid-{proc.pid}")),
             pid=proc.pid,
             boot_id=_boot_id(),
             start_time=_start_time(proc.pid),

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from agent.worker import Assignment, Observation, Owned, TaskRef, TaskRejected
+from agent.worker.driver import owned_for
 
 
 @dataclass
@@ -51,18 +52,7 @@ class FakeDriver:
             self.starting -= 1
         self.starts[a.task_id] = self.starts.get(a.task_id, 0) + 1
         self._serial += 1
-        run = _Run(
-            Owned(
-                a.task_id,
-                a.cluster_id,
-                a.node_id,
-                a.service_id,
-                a.service_name,
-                a.slot,
-                a.version,
-                f"fake-{self._serial}",
-            )
-        )
+        run = _Run(owned_for(a, f"fake-{self._serial}"))
         self.runs[a.task_id] = run
         script = self.exits.get(a.task_id)
         if script:
