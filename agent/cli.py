@@ -141,6 +141,11 @@ def cmd_swarm_init(a: argparse.Namespace, data: DataDir) -> int:
     from agent.setup import default_advertise, forget, init_cluster
 
     host, port = a.listen_addr
+    if a.enroll_port == port:
+        raise ShoalError(
+            f"--enroll-port {port} is the cluster port of --listen-addr: the enrollment"
+            " listener needs a port of its own"
+        )
     node, token, unlock_key = init_cluster(
         data,
         hostname=a.hostname or socket.gethostname(),

@@ -29,7 +29,7 @@ from agent.spec import SECOND, ContainerSpec, RestartPolicy, TaskSpec  # noqa: E
 from agent.worker import Assignment  # noqa: E402
 from broker.envelope import Envelope, encode  # noqa: E402
 from broker.topics import Topics  # noqa: E402
-from tests.integration.conftest import free_port  # noqa: E402
+from tests.integration.conftest import free_ports  # noqa: E402
 from tests.integration.mqtt import as_client, enroll_identity  # noqa: E402
 
 
@@ -131,7 +131,7 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=120.0)
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="shoal-agent-bench-"))
-    port, enroll = free_port(), free_port()
+    port, enroll = free_ports(2)
     mgr, worker = tmp / "mgr", tmp / "w1"
     shoal(
         "swarm",

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from agent import control  # noqa: E402
 from agent.errors import ShoalError  # noqa: E402
 from certs import make_csr, new_private_key  # noqa: E402
-from tests.integration.conftest import free_port  # noqa: E402
+from tests.integration.conftest import free_ports  # noqa: E402
 
 
 def shoal(*args: str, data: Path) -> str:
@@ -103,7 +103,7 @@ def main() -> None:
     ap.add_argument("--writes", type=int, default=300)
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="shoal-bench-"))
-    port, enroll = free_port(), free_port()
+    port, enroll = free_ports(2)
     dirs = [tmp / "m1"]
     shoal(
         "swarm",

@@ -26,9 +26,17 @@ pytestmark = pytest.mark.integration
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free loopback ports: every socket stays bound until all are chosen, so the
+    kernel cannot hand out the same port twice."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
 
 
 def shoal(
@@ -117,7 +125,7 @@ def _need_mosquitto() -> None:
 def new_cluster(root: Path, *init_args: str) -> Iterator[tuple[Cluster, str]]:
     """`shoal swarm init` on free loopback ports (plus `init_args`); yields the cluster and
     what init printed. Every node is made to leave afterwards, and nothing is left running."""
-    port, enroll = free_port(), free_port()
+    port, enroll = free_ports(2)
     mgr = root / "mgr"
     out = shoal(
         "swarm",

@@ -1,0 +1,30 @@
+"""CLI argument errors that need no cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+
+
+def test_init_refuses_enroll_port_equal_to_cluster_port(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "node"
+    rc = main(
+        [
+            "swarm",
+            "init",
+            "--listen-addr",
+            "127.0.0.1:4883",
+            "--enroll-port",
+            "4883",
+            "--data-dir",
+            str(data),
+        ]
+    )
+    assert rc == 1
+    assert "--enroll-port 4883 is the cluster port" in capsys.readouterr().err
+    assert not data.exists()  # nothing was created
