@@ -61,6 +61,18 @@ _MANAGER_COMMANDS = {
     "cert-rm",
     "swarm-update",
     "unlock-key",
+    "service-create",
+    "service-ls",
+    "service-inspect",
+    "service-ps",
+    "service-update",
+    "service-rollback",
+    "service-scale",
+    "service-rm",
+    "node-inspect",
+    "node-ps",
+    "node-update",
+    "task-ls",
 }
 
 

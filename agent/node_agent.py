@@ -83,7 +83,12 @@ class NodeAgent:
         self.batch_window = batch_window
         self.assign_version = -1
         self.executor = Executor(
-            driver, state_dir, self._report, node_id=node_id, cluster_id=cluster_id
+            driver,
+            state_dir,
+            self._report,
+            node_id=node_id,
+            cluster_id=cluster_id,
+            local_restarts=lambda: not session.connected,
         )
         self._outbox: dict[str, TaskStatus] = {}
         self._flush_soon: asyncio.TimerHandle | None = None

@@ -455,3 +455,8 @@ class ServiceSpec(Spec):
     update_config: UpdateConfig | None = None
     rollback_config: UpdateConfig | None = None
     endpoint_spec: EndpointSpec = field(default_factory=EndpointSpec)
+    # How long managers wait, after a node's session ends, before they replace its tasks
+    # elsewhere (a flaky link should not reschedule everything). Nomad calls it lost_after.
+    disconnect_window_ns: int = field(default=2 * SECOND, metadata=_NONNEG)
+    # Move tasks onto a node that joins or returns, to even out the spread (off by default).
+    rebalance: bool = False

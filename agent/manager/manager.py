@@ -13,14 +13,18 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from agent.errors import ShoalError
 from agent.manager.broker_host import BrokerHost
+from agent.manager.controlapi import ControlAPI
+from agent.manager.dispatcher import StatusLog
+from agent.manager.leader import LeaderComponents
 from agent.manager.raft import ConfChangeType, NotLeader, RaftError
 from agent.manager.raftdriver import RaftDriver
+from agent.manager.stamps import now_text
 from agent.manager.store import Client, Cluster, Event, Node, Store, StoreError, Tx
 from broker.envelope import Envelope
 from broker.errors import BrokerError
@@ -51,10 +55,6 @@ __all__ = ["Manager", "now_text"]
 log = logging.getLogger("shoal.manager")
 
 _ROLES = {"manager": Role.MANAGER, "worker": Role.WORKER}
-
-
-def now_text() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class Manager:
@@ -97,7 +97,20 @@ class Manager:
             "swarm-update": self._cmd_swarm_update,
             "unlock-key": self._cmd_unlock_key,
         }
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.statuses = StatusLog(session)
+        self.api = ControlAPI(store)
+        self.commands.update(self.api.commands)
+        self.leader = LeaderComponents(
+            store=store,
+            driver=driver,
+            session=session,
+            topics=topics,
+            statuses=self.statuses,
+            cluster_id=topics.cluster_id,
+        )
         self.on_unlock_key: Callable[[str], None] | None = None
+        session.on(topics.all_nodes("status"), self.statuses.on_status)
         session.on(ENROLL_REQ_FILTER, self._on_enroll, spawn=True)
         session.on(topics.all_nodes("state"), self._on_node_state, spawn=True)
         session.on(topics.all_nodes("req"), self._on_node_request, spawn=True)
@@ -111,7 +124,9 @@ class Manager:
     def detach(self) -> None:
         """Stop handling manager topics (on demotion)."""
         t = self.topics
+        self._background(asyncio.get_running_loop().create_task(self.leader.stop()))
         self.session.off(
+            t.all_nodes("status"),
             ENROLL_REQ_FILTER,
             t.all_nodes("state"),
             t.all_nodes("req"),
@@ -218,8 +233,16 @@ class Manager:
                 log.error("could not rewrap this manager's keys: %s", exc)
 
     def on_leadership(self, leader: bool) -> None:
+        loop = asyncio.get_running_loop()
         if leader:
-            asyncio.get_running_loop().create_task(self._take_over())
+            self._background(loop.create_task(self._take_over()))
+            self.leader.start()
+        else:
+            self._background(loop.create_task(self.leader.stop()))
+
+    def _background(self, task: asyncio.Task[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _take_over(self) -> None:
         """A new leader records what it saw while it was a follower (e.g. the old leader's

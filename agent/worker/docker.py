@@ -72,16 +72,26 @@ class DockerDriver:
                 ) from exc
         return self._docker
 
-    async def engine_info(self) -> dict[str, str]:
-        """The engine's name and version, for the node's description."""
+    async def engine_info(self) -> dict[str, Any]:
+        """The engine's name, version and labels, for the node's description."""
         import aiodocker
 
         try:
             v = await self._client().version()
+            info = await self._client().system.info()
         except (aiodocker.DockerError, OSError, DriverError) as exc:
             return {"driver": self.name, "error": str(exc)}
         name = "podman" if "podman" in str(v.get("Components", "")).lower() else "docker"
-        return {"driver": self.name, "name": name, "version": str(v.get("Version", ""))}
+        labels: dict[str, str] = {}
+        for item in info.get("Labels") or []:
+            key, _, value = str(item).partition("=")
+            labels[key] = value
+        return {
+            "driver": self.name,
+            "name": name,
+            "version": str(v.get("Version", "")),
+            "labels": labels,
+        }
 
     @property
     def _local_engine(self) -> bool:

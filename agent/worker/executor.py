@@ -11,10 +11,10 @@ How it works:
 - Without a ``set_assignments`` call (an agent restarting while the broker is unreachable) the
   saved set is used: the node brings its tasks back by itself.
 - Every observed-state change is reported exactly once, in order, through ``report``.
-- With ``local_restarts`` (the default) an exited task runs again by its restart policy, which
-  keeps the node autonomous while the managers are unreachable. When connected, managers may
-  also replace failed tasks with new ones: the executor reports, the manager decides. A node
-  daemon that lets managers do all restarting passes ``local_restarts=False``.
+- With ``local_restarts`` (True, or a function asked at each exit) an exited task runs again by
+  its restart policy, which keeps the node autonomous while the managers are unreachable. The
+  node agent restarts locally only while it is cut off from the broker; when connected, the
+  executor reports and the managers replace failed tasks with new ones, as Swarm does.
 - Cancelling :meth:`run` leaves tasks running; a new executor on the same state dir adopts them.
 """
 
@@ -65,7 +65,7 @@ class Executor:
         *,
         node_id: str,
         cluster_id: str,
-        local_restarts: bool = True,
+        local_restarts: bool | Callable[[], bool] = True,
         start_concurrency: int = 4,
         default_grace: float = 10.0,
         clock: Callable[[], float] = time.time,
@@ -254,7 +254,8 @@ class Executor:
             ended = TaskState.COMPLETE if ok else TaskState.FAILED
             policy = a.spec.restart_policy
             now = self._clock()
-            again = self.local_restarts and should_restart(policy, ended, task.restarts, now)
+            local = self.local_restarts() if callable(self.local_restarts) else self.local_restarts
+            again = local and should_restart(policy, ended, task.restarts, now)
             self._set(
                 task,
                 ended,

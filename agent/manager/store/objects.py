@@ -96,6 +96,7 @@ class Cluster(StoreObject):
     ca_key: bytes = b""
     revoked: dict[str, str] = field(default_factory=dict)  # serial (decimal) -> when
     unlock_key: str = ""  # autolock: managers' local keys are wrapped with it ("" = off)
+    task_history_limit: int = 5  # tasks kept per slot (or per node for global services)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,9 @@ class Node(StoreObject):
     status: str = "unknown"  # ready | down | unknown
     availability: str = "active"  # active | pause | drain
     labels: dict[str, str] = field(default_factory=dict)
+    # what the node last said about itself ("describe"): hostname, platform {os, arch},
+    # resources {nano_cpus, memory_bytes}, engine {driver, name, version, labels}
+    description: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     updated: str = ""
 
@@ -148,6 +152,9 @@ class Task(StoreObject):
     spec: dict[str, Any] = field(default_factory=dict)
     spec_version: int = 0
     status: dict[str, Any] = field(default_factory=dict)  # agent.worker.TaskStatus.to_dict()
+    # published ports as resolved for this task: {"ports": [PortConfig.to_dict(), ...]}
+    endpoint: dict[str, Any] = field(default_factory=dict)
+    restarts: tuple[int, ...] = ()  # when this slot was restarted (ms since the epoch), recent last
     created: str = ""
     updated: str = ""
 

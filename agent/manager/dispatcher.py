@@ -1,0 +1,311 @@
+"""The dispatcher: the managers' side of every node session.
+
+In: on ``node/<id>/status`` a node sends "status" (its tasks' observed states, batched),
+"describe" (what it is) and "heartbeat". Every manager remembers the latest status of each task
+(:class:`StatusLog`), so a new leader can write what the old one had not yet written. The
+leader writes observed states in batches, and only for tasks assigned to the reporting node:
+anything else is rejected and counted.
+
+Out: each node's full assignment set, retained on ``node/<id>/assign`` as "assign"
+{"version": store index, "tasks": [assignment, ...]}, published after every commit that
+changes what the node should run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from agent.manager.raft import RaftError
+from agent.manager.stamps import now_text
+from agent.manager.store import Commit, Event, Node, Service, Store, StoreError, Task, Tx
+from agent.worker.errors import StatusError
+from agent.worker.model import TaskStatus
+from broker.envelope import Envelope
+from broker.errors import BrokerError
+from broker.session import Session
+from broker.topics import Topics
+
+__all__ = ["Dispatcher", "StatusLog"]
+
+log = logging.getLogger("shoal.dispatcher")
+
+
+class StatusLog:
+    """Runs on every manager: the latest status each node reported per task, and when each
+    node was last heard from."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.latest: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.seen: dict[str, float] = {}
+        self.descriptions: dict[str, dict[str, Any]] = {}
+        self.listener: Callable[[str, list[tuple[str, dict[str, Any]]]], None] | None = None
+        self.describe_listener: Callable[[str], None] | None = None
+
+    async def on_status(self, topic: str, env: Envelope) -> None:
+        node_id = Topics.node_of(topic)
+        if node_id is None:
+            self.session.rejections.reject(topic, "status outside a node topic")
+            return
+        self.seen[node_id] = time.time()
+        body = env.body
+        if env.type == "heartbeat":
+            return
+        if env.type == "describe":
+            if not isinstance(body, dict):
+                self.session.rejections.reject(topic, "malformed node description")
+                return
+            self.descriptions[node_id] = _clean_description(body)
+            if self.describe_listener is not None:
+                self.describe_listener(node_id)
+            return
+        if env.type != "status" or not isinstance(body, dict):
+            self.session.rejections.reject(topic, f"unknown status message {env.type!r}")
+            return
+        raw = body.get("tasks")
+        if not isinstance(raw, list):
+            self.session.rejections.reject(topic, "status without a task list")
+            return
+        good: list[tuple[str, dict[str, Any]]] = []
+        for item in raw:
+            try:
+                st = TaskStatus.from_dict(item)
+            except StatusError as exc:
+                self.session.rejections.reject(topic, f"bad task status: {exc}")
+                continue
+            doc = st.to_dict()
+            self.latest[st.task_id] = (node_id, doc)
+            good.append((st.task_id, doc))
+        if good and self.listener is not None:
+            self.listener(node_id, good)
+
+
+def _clean_description(body: dict[str, Any]) -> dict[str, Any]:
+    """Only the keys the scheduler and people use, with the types they expect."""
+    out: dict[str, Any] = {}
+    if isinstance(body.get("hostname"), str):
+        out["hostname"] = body["hostname"][:253]
+    platform = body.get("platform")
+    if isinstance(platform, dict):
+        out["platform"] = {k: str(platform.get(k, ""))[:64] for k in ("os", "arch")}
+    res = body.get("resources")
+    if isinstance(res, dict):
+        out["resources"] = {
+            k: int(v)
+            for k in ("nano_cpus", "memory_bytes")
+            if isinstance(v := res.get(k), int) and not isinstance(v, bool) and v >= 0
+        }
+    engine = body.get("engine")
+    if isinstance(engine, dict):
+        clean: dict[str, Any] = {
+            k: str(engine[k])[:128] for k in ("driver", "name", "version") if k in engine
+        }
+        labels = engine.get("labels")
+        if isinstance(labels, dict):
+            clean["labels"] = {str(k)[:128]: str(v)[:256] for k, v in list(labels.items())[:64]}
+        out["engine"] = clean
+    if isinstance(body.get("kernel"), str):
+        out["kernel"] = body["kernel"][:128]
+    return out
+
+
+class Dispatcher:
+    """Runs on the leader."""
+
+    def __init__(
+        self,
+        store: Store,
+        session: Session,
+        topics: Topics,
+        statuses: StatusLog,
+        *,
+        cluster_id: str,
+        batch_window: float = 0.05,
+        max_batch: int = 2000,
+    ) -> None:
+        self.store = store
+        self.session = session
+        self.topics = topics
+        self.statuses = statuses
+        self.cluster_id = cluster_id
+        self.batch_window = batch_window
+        self.max_batch = max_batch
+        self.rejected = 0
+        self.published = 0
+        self._inbox: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._described: set[str] = set()
+        self._inbox_ready = asyncio.Event()
+        self._dirty_nodes: set[str] = set()
+        self._names: dict[str, str] = {}
+        self._sent: dict[str, int] = {}
+
+    async def run(self) -> None:
+        self.statuses.listener = self._take
+        self.statuses.describe_listener = self._take_description
+        # what followers heard while another manager led: write whatever differs
+        for task_id, (node_id, doc) in self.statuses.latest.items():
+            self._inbox[task_id] = (node_id, doc)
+        self._described.update(self.statuses.descriptions)
+        self._inbox_ready.set()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._write_statuses())
+                tg.create_task(self._publish_assignments())
+        finally:
+            self.statuses.listener = None
+            self.statuses.describe_listener = None
+
+    # in ----------------------------------------------------------------------------------
+    def _take(self, node_id: str, items: list[tuple[str, dict[str, Any]]]) -> None:
+        for task_id, doc in items:
+            self._inbox[task_id] = (node_id, doc)
+        self._inbox_ready.set()
+
+    def _take_description(self, node_id: str) -> None:
+        self._described.add(node_id)
+        self._inbox_ready.set()
+
+    async def _write_statuses(self) -> None:
+        while True:
+            await self._inbox_ready.wait()
+            await asyncio.sleep(self.batch_window)  # gather a batch
+            self._inbox_ready.clear()
+            batch = dict(list(self._inbox.items())[: self.max_batch])
+            for k in batch:
+                del self._inbox[k]
+            if self._inbox:
+                self._inbox_ready.set()
+            described, self._described = self._described, set()
+            try:
+                await self._write(batch, described)
+            except (StoreError, RaftError, TimeoutError) as exc:
+                log.warning("could not record task statuses (will retry): %s", exc)
+                for k, v in batch.items():
+                    self._inbox.setdefault(k, v)
+                self._described |= described
+                self._inbox_ready.set()
+                await asyncio.sleep(0.5)
+
+    async def _write(
+        self, batch: dict[str, tuple[str, dict[str, Any]]], described: set[str]
+    ) -> None:
+        stamp = now_text()
+        refused: list[str] = []
+
+        def write(tx: Tx) -> None:
+            refused.clear()
+            for task_id, (node_id, doc) in batch.items():
+                task = tx.get(Task, task_id)
+                if task is None or task.node_id != node_id:
+                    refused.append(node_id)
+                    continue
+                if task.status != doc:
+                    tx.put(dataclasses.replace(task, status=doc, updated=stamp))
+            for node_id in described:
+                node = tx.get(Node, node_id)
+                desc = self.statuses.descriptions.get(node_id)
+                if node is not None and desc is not None and node.description != desc:
+                    tx.put(dataclasses.replace(node, description=desc, updated=stamp))
+
+        await self.store.update(write)
+        for node_id in refused:
+            self.rejected += 1
+            self.session.rejections.reject(
+                self.topics.node_status(node_id), "status for a task not assigned to this node"
+            )
+
+    # out ---------------------------------------------------------------------------------
+    async def _publish_assignments(self) -> None:
+        view = self.store.view()
+        self._names = {s.id: s.name for s in view.list(Service)}
+        async with self.store.watch("task", "node", "service") as q:
+            self._dirty_nodes.update(n.id for n in view.list(Node))
+            await self._flush()
+            while True:
+                ev = await q.get()
+                if isinstance(ev, Commit):
+                    await self._flush()
+                else:
+                    self._mark(ev)
+
+    def _mark(self, ev: Event) -> None:
+        if ev.kind == "task":
+            for obj in (ev.old, ev.new):
+                if isinstance(obj, Task) and obj.node_id:
+                    if (
+                        ev.action == "update"
+                        and isinstance(ev.old, Task)
+                        and isinstance(ev.new, Task)
+                        and _same_assignment(ev.old, ev.new)
+                    ):
+                        continue  # only the observed status moved: the node knows it
+                    self._dirty_nodes.add(obj.node_id)
+        elif ev.kind == "service":
+            if isinstance(ev.new, Service):
+                self._names[ev.id] = ev.new.name
+        elif ev.kind == "node" and ev.action == "create":
+            self._dirty_nodes.add(ev.id)
+
+    async def _flush(self) -> None:
+        if not self._dirty_nodes:
+            return
+        dirty, self._dirty_nodes = self._dirty_nodes, set()
+        view = self.store.view()
+        version = self.store.applied
+        per_node: dict[str, list[Task]] = defaultdict(list)
+        for t in view.list(Task):
+            if t.node_id in dirty:
+                per_node[t.node_id].append(t)
+        sends = []
+        for node_id in sorted(dirty):
+            if view.get(Node, node_id) is None:
+                continue
+            tasks = [self._assignment(view, t) for t in per_node.get(node_id, [])]
+            sends.append(self._send(node_id, version, tasks))
+        for i in range(0, len(sends), 200):
+            await asyncio.gather(*sends[i : i + 200])
+
+    async def _send(self, node_id: str, version: int, tasks: list[dict[str, Any]]) -> None:
+        try:
+            await self.session.send(
+                self.topics.node_assign(node_id),
+                "assign",
+                {"version": version, "tasks": tasks},
+                retain=True,
+            )
+            self.published += 1
+            self._sent[node_id] = version
+        except BrokerError as exc:
+            log.warning("could not send node %s its assignments: %s", node_id, exc)
+            self._dirty_nodes.add(node_id)
+
+    def _assignment(self, view: Any, t: Task) -> dict[str, Any]:
+        return {
+            "task_id": t.id,
+            "service_id": t.service_id,
+            "service_name": self._names.get(t.service_id, "removed"),
+            "slot": t.slot or None,
+            "node_id": t.node_id,
+            "spec": t.spec,
+            "desired_state": t.desired_state if t.desired_state in _SENT_STATES else "shutdown",
+            "version": view.version("task", t.id),
+            "cluster_id": self.cluster_id,
+            "ports": list(t.endpoint.get("ports", [])),
+        }
+
+
+_SENT_STATES = ("running", "shutdown", "remove")
+
+
+def _same_assignment(old: Task, new: Task) -> bool:
+    return (old.node_id, old.desired_state, old.spec_version) == (
+        new.node_id,
+        new.desired_state,
+        new.spec_version,
+    )

@@ -1,0 +1,94 @@
+"""The leader's components, started together when a manager becomes leader and stopped
+together when it is not any more. They never call each other: the store is the bus."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from agent.manager.dispatcher import Dispatcher, StatusLog
+from agent.manager.monitor import Monitor
+from agent.manager.orchestrator import Orchestrator
+from agent.manager.raftdriver import RaftDriver
+from agent.manager.scheduling import SchedulerLoop
+from agent.manager.store import Store
+from agent.manager.updater import Updater
+from broker.session import Session
+from broker.topics import Topics
+
+__all__ = ["LeaderComponents"]
+
+log = logging.getLogger("shoal.leader")
+
+
+class LeaderComponents:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        driver: RaftDriver,
+        session: Session,
+        topics: Topics,
+        statuses: StatusLog,
+        cluster_id: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.driver = driver
+        self.orchestrator = Orchestrator(store, clock=clock)
+        self.scheduler = SchedulerLoop(store, clock=clock)
+        self.dispatcher = Dispatcher(store, session, topics, statuses, cluster_id=cluster_id)
+        self.updater = Updater(store, clock=clock)
+        self.monitor = Monitor(store, session, topics)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="shoal-leader")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _run(self) -> None:
+        # act only on everything committed so far: an earlier leader's last writes included
+        while True:
+            try:
+                await self.driver.read_barrier(timeout=5.0)
+                break
+            except Exception as exc:  # not leader yet, a slow quorum: try again until cancelled
+                log.debug("leader components wait for the store: %s", exc)
+                await asyncio.sleep(0.2)
+        log.info("leader components starting")
+        parts: list[Any] = [
+            self.orchestrator,
+            self.scheduler,
+            self.dispatcher,
+            self.updater,
+            self.monitor,
+        ]
+        while True:
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    for part in parts:
+                        tg.create_task(part.run(), name=f"shoal-{type(part).__name__.lower()}")
+            except* Exception as group:
+                for failure in group.exceptions:
+                    log.critical(
+                        "a leader component failed: %r; restarting them",
+                        failure,
+                        exc_info=failure,
+                    )
+            await asyncio.sleep(1.0)

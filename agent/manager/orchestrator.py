@@ -1,0 +1,460 @@
+"""The orchestrator: services in the store become tasks in the store.
+
+:func:`plan_service` is pure: from one service (None once it is removed), its tasks, the nodes
+and the time, it returns the tasks to create or change and those to delete, plus when to look
+again (a restart delay or a node's disconnect window running out). It decides:
+
+- replicated services: one live task per slot 1..replicas; extra slots are shut down (scale
+  down), missing ones created (scale up);
+- global services: one live task per node that the placement allows, none elsewhere;
+- jobs: tasks run to completion, ``replicas`` completions at most ``max_concurrent`` at a time
+  (replicated jobs), once per node (global jobs); a completed task is never run again;
+- restarts by the restart policy (condition, delay, max attempts, window): a failed task's slot
+  gets a new task once the delay has passed; a task on a drained or removed node, or on a node
+  down for longer than the service's disconnect window, is replaced at once;
+- task history: stopped tasks are kept, ``history`` per slot, older ones deleted.
+
+A task is *live* while its desired state is "running". Only new tasks and desired states are
+written here: observed state belongs to the nodes. Tasks whose spec is older than the service's
+are left to the updater, except that a replacement always gets the current spec.
+
+:class:`Orchestrator` is the shell: it watches the store and applies plans on the leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.manager.raft import RaftError
+from agent.manager.scheduler import node_matches
+from agent.manager.stamps import parse_stamp, stamp_of
+from agent.manager.store import Cluster, Commit, Event, Node, Service, Store, StoreError, Task, Tx
+from agent.spec import SECOND, ServiceSpec, SpecError, TaskSpec
+from agent.worker.model import TaskState
+from agent.worker.restart import should_restart
+from certs.identity import new_node_id
+
+__all__ = ["Orchestrator", "Plan", "live", "new_task", "observed", "plan_service"]
+
+log = logging.getLogger("shoal.orchestrator")
+
+
+@dataclass(slots=True)
+class Plan:
+    put: list[Task] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+    wake_at: float | None = None
+
+    def wake(self, when: float) -> None:
+        self.wake_at = when if self.wake_at is None else min(self.wake_at, when)
+
+
+def observed(task: Task) -> TaskState:
+    try:
+        return TaskState(task.status.get("state", "new"))
+    except ValueError:
+        return TaskState.NEW
+
+
+def live(task: Task) -> bool:
+    return task.desired_state == "running"
+
+
+def new_task(
+    service: Service,
+    spec: ServiceSpec,
+    now: float,
+    *,
+    slot: int = 0,
+    node_id: str = "",
+    restarts: tuple[int, ...] = (),
+    ident: str | None = None,
+) -> Task:
+    stamp = stamp_of(now)
+    ports = [p.to_dict() for p in spec.endpoint_spec.ports]
+    if node_id:
+        status = {"state": "assigned", "message": "assigned", "timestamp": now}
+    else:
+        status = {"state": "pending", "message": "pending task scheduling", "timestamp": now}
+    return Task(
+        id=ident or new_node_id(),
+        service_id=service.id,
+        slot=slot,
+        node_id=node_id,
+        desired_state="running",
+        spec=spec.task_template.to_dict(),
+        spec_version=service.spec_version,
+        status=status,
+        endpoint={"ports": ports} if ports else {},
+        created=stamp,
+        updated=stamp,
+        restarts=restarts,
+    )
+
+
+def _set_desired(task: Task, desired: str, now: float) -> Task:
+    return dataclasses.replace(task, desired_state=desired, updated=stamp_of(now))
+
+
+@dataclass(slots=True)
+class _Context:
+    service: Service
+    spec: ServiceSpec
+    nodes: Mapping[str, Node]
+    now: float
+    history: int
+    plan: Plan = field(default_factory=Plan)
+
+    @property
+    def policy_spec(self) -> TaskSpec:
+        return self.spec.task_template
+
+    def node_trouble(self, task: Task) -> str | None:
+        """Why a live task must move off its node now ("" = wait; None = no trouble)."""
+        if not task.node_id:
+            return None
+        node = self.nodes.get(task.node_id)
+        if node is None:
+            return "its node left the swarm"
+        if node.availability == "drain":
+            return "its node is drained"
+        if node.status == "down":
+            window = self.spec.disconnect_window_ns / SECOND
+            since = parse_stamp(node.updated, self.now)
+            if self.now - since >= window:
+                return "its node is down"
+            self.plan.wake(since + window)
+            return ""
+        return None
+
+    def restart_due(self, task: Task) -> bool | None:
+        """For a live task that ended: True to replace now, None to keep it as it is (the
+        policy says no more), False to wait (the plan wakes when the delay is over)."""
+        state = observed(task)
+        if state is TaskState.COMPLETE and self.spec.mode.kind in ("replicated-job", "global-job"):
+            return None
+        policy = self.policy_spec.restart_policy
+        ended = TaskState.COMPLETE if state is TaskState.COMPLETE else TaskState.FAILED
+        history = [ms / 1000 for ms in task.restarts]
+        if not should_restart(policy, ended, history, self.now):
+            return None
+        ended_at = min(float(task.status.get("timestamp") or 0.0), self.now) or self.now
+        due = ended_at + policy.delay_ns / SECOND
+        if self.now >= due:
+            return True
+        self.plan.wake(due)
+        return False
+
+    def replace(self, task: Task, *, counted: bool, node_id: str = "") -> None:
+        restarts = task.restarts
+        if counted:
+            keep = max(self.policy_spec.restart_policy.max_attempts, 1)
+            restarts = (*restarts, int(self.now * 1000))[-keep:]
+        self.plan.put.append(_set_desired(task, "shutdown", self.now))
+        self.plan.put.append(
+            new_task(
+                self.service,
+                self.spec,
+                self.now,
+                slot=task.slot,
+                node_id=node_id,
+                restarts=restarts,
+            )
+        )
+
+    def tend(self, task: Task, *, node_bound: bool = False) -> bool:
+        """Look after one live task; True when it stays the live task of its slot."""
+        trouble = self.node_trouble(task)
+        if trouble:
+            if node_bound:  # a global task cannot move: it just stops
+                self.plan.put.append(_set_desired(task, "shutdown", self.now))
+                return False
+            self.replace(task, counted=False)
+            return False
+        if observed(task).is_terminal:
+            due = self.restart_due(task)
+            if due:
+                self.replace(task, counted=True, node_id=task.node_id if node_bound else "")
+                return False
+        return True
+
+
+def plan_service(
+    service: Service | None,
+    tasks: Sequence[Task],
+    nodes: Mapping[str, Node],
+    now: float,
+    *,
+    history: int = 5,
+) -> Plan:
+    if service is None:
+        return _plan_removed(tasks, nodes, now)
+    try:
+        spec = ServiceSpec.from_dict(service.spec)
+    except SpecError as exc:  # written by a manager, so this is a bug; never crash on it
+        log.error("service %s has a malformed spec (%s); leaving its tasks alone", service.id, exc)
+        return Plan()
+    ctx = _Context(service, spec, nodes, now, history)
+    kind = spec.mode.kind
+    if kind == "replicated":
+        _plan_replicated(ctx, tasks)
+    elif kind == "global":
+        _plan_global(ctx, tasks, job=False)
+    elif kind == "replicated-job":
+        _plan_replicated_job(ctx, tasks)
+    else:
+        _plan_global(ctx, tasks, job=True)
+    _prune(ctx, tasks)
+    return ctx.plan
+
+
+def _by(tasks: Iterable[Task], key: Callable[[Task], Any]) -> dict[Any, list[Task]]:
+    out: dict[Any, list[Task]] = defaultdict(list)
+    for t in tasks:
+        out[key(t)].append(t)
+    for group in out.values():
+        group.sort(key=lambda t: (t.created, t.id))
+    return out
+
+
+def _plan_replicated(ctx: _Context, tasks: Sequence[Task]) -> None:
+    wanted = ctx.spec.mode.replicas
+    slots = _by((t for t in tasks if live(t)), lambda t: t.slot)
+    occupied: set[int] = set()
+    for slot, group in sorted(slots.items()):
+        *extra, current = group
+        starting = observed(current) < TaskState.RUNNING
+        for t in extra:
+            # an update with order start-first: the old task runs until its successor does
+            if starting and observed(t) is TaskState.RUNNING and t is extra[-1]:
+                continue
+            ctx.plan.put.append(_set_desired(t, "shutdown", ctx.now))
+        if slot > wanted or slot < 1:
+            ctx.plan.put.append(_set_desired(current, "shutdown", ctx.now))
+            continue
+        ctx.tend(current)
+        occupied.add(slot)
+    for slot in range(1, wanted + 1):
+        if slot not in occupied:
+            ctx.plan.put.append(new_task(ctx.service, ctx.spec, ctx.now, slot=slot))
+
+
+def _eligible(ctx: _Context, node: Node) -> bool:
+    return node.availability != "drain" and node_matches(ctx.spec.task_template, node) is None
+
+
+def _plan_global(ctx: _Context, tasks: Sequence[Task], *, job: bool) -> None:
+    per_node = _by(tasks, lambda t: t.node_id)
+    for node_id, group in sorted(per_node.items()):
+        node = ctx.nodes.get(node_id)
+        alive = [t for t in group if live(t)]
+        if node is None or not _eligible(ctx, node):
+            for t in alive:
+                ctx.plan.put.append(_set_desired(t, "shutdown", ctx.now))
+            continue
+        if alive:
+            *extra, current = alive
+            for t in extra:
+                ctx.plan.put.append(_set_desired(t, "shutdown", ctx.now))
+            ctx.tend(current, node_bound=True)
+    for node_id, node in sorted(ctx.nodes.items()):
+        if node.status != "ready" or node.availability != "active" or not _eligible(ctx, node):
+            continue
+        group = per_node.get(node_id, [])
+        if any(live(t) for t in group):
+            continue
+        if job and any(t.spec_version == ctx.service.spec_version for t in group):
+            continue  # a global job runs once per node
+        ctx.plan.put.append(new_task(ctx.service, ctx.spec, ctx.now, node_id=node_id))
+
+
+def _plan_replicated_job(ctx: _Context, tasks: Sequence[Task]) -> None:
+    mode = ctx.spec.mode
+    total = mode.replicas
+    concurrent = mode.max_concurrent or total
+    current = [t for t in tasks if t.spec_version == ctx.service.spec_version]
+    slots = _by((t for t in current if live(t)), lambda t: t.slot)
+    done: set[int] = set()
+    running: set[int] = set()
+    stuck: set[int] = set()
+    for slot, group in slots.items():
+        t = group[-1]
+        if observed(t) is TaskState.COMPLETE:
+            done.add(slot)
+        elif ctx.tend(t):
+            (stuck if observed(t).is_terminal else running).add(slot)
+        else:
+            running.add(slot)  # its replacement runs in the same slot
+    free = concurrent - len(running)
+    for slot in range(1, total + 1):
+        if free <= 0:
+            break
+        if slot in done or slot in running or slot in stuck:
+            continue
+        ctx.plan.put.append(new_task(ctx.service, ctx.spec, ctx.now, slot=slot))
+        free -= 1
+
+
+def _prune(ctx: _Context, tasks: Sequence[Task]) -> None:
+    """Keep ``history`` tasks per slot (per node for global services): live ones first."""
+    changed = {t.id for t in ctx.plan.put}
+    kind = ctx.spec.mode.kind
+    group_key: Callable[[Task], Any] = (
+        (lambda t: t.node_id) if kind in ("global", "global-job") else (lambda t: t.slot)
+    )
+    scaled_down = ctx.spec.mode.replicas if kind in ("replicated", "replicated-job") else None
+    for key, group in _by(tasks, group_key).items():
+        stopped = [t for t in group if not live(t) and t.id not in changed]
+        if scaled_down is not None and isinstance(key, int) and key > scaled_down:
+            # a slot scaled away keeps no history, as in Swarm
+            ctx.plan.delete.extend(t.id for t in stopped if _finished(t, ctx.nodes))
+            continue
+        keep = max(ctx.history - (len(group) - len(stopped)), 0)
+        old = stopped[: max(len(stopped) - keep, 0)]
+        for t in old:
+            if _finished(t, ctx.nodes):
+                ctx.plan.delete.append(t.id)
+
+
+def _finished(task: Task, nodes: Mapping[str, Node]) -> bool:
+    """True once nothing of the task can still run: its node stopped it, never got it, or
+    left the swarm."""
+    state = observed(task)
+    return (
+        state.is_terminal
+        or not task.node_id
+        or task.node_id not in nodes
+        or state < TaskState.ACCEPTED
+    )
+
+
+def _plan_removed(tasks: Sequence[Task], nodes: Mapping[str, Node], now: float) -> Plan:
+    plan = Plan()
+    for t in tasks:
+        node = nodes.get(t.node_id)
+        if not t.node_id or node is None or observed(t).is_terminal:
+            plan.delete.append(t.id)
+        elif t.desired_state != "remove":
+            plan.put.append(_set_desired(t, "remove", now))
+    return plan
+
+
+# --------------------------------------------------------------------------------------------
+class Orchestrator:
+    """Runs on the leader: reconciles every service whose service, tasks or nodes changed,
+    after each commit, and again when a plan asks to be woken."""
+
+    def __init__(self, store: Store, *, clock: Callable[[], float]) -> None:
+        self.store = store
+        self.clock = clock
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    async def run(self) -> None:
+        view = self.store.view()
+        self._dirty.update(s.id for s in view.list(Service))
+        self._dirty.update(t.service_id for t in view.list(Task))
+        async with self.store.watch("service", "task", "node") as q:
+            waiter = asyncio.ensure_future(self._drain_events(q))
+            try:
+                while True:
+                    await self._wake.wait()
+                    self._wake.clear()
+                    await self._reconcile()
+            finally:
+                waiter.cancel()
+                for h in self._timers.values():
+                    h.cancel()
+
+    async def _drain_events(self, q: asyncio.Queue[Event | Commit]) -> None:
+        if self._dirty:
+            self._wake.set()
+        while True:
+            ev = await q.get()
+            if isinstance(ev, Commit):
+                if self._dirty:
+                    self._wake.set()
+                continue
+            self._mark(ev)
+
+    def _mark(self, ev: Event) -> None:
+        if ev.kind == "service":
+            self._dirty.add(ev.id)
+        elif ev.kind == "task":
+            for obj in (ev.old, ev.new):
+                if isinstance(obj, Task):
+                    self._dirty.add(obj.service_id)
+        elif ev.kind == "node":
+            old, new = ev.old, ev.new
+            if (
+                not isinstance(old, Node)
+                or not isinstance(new, Node)
+                or (old.status, old.availability, old.labels, old.role, old.description)
+                != (new.status, new.availability, new.labels, new.role, new.description)
+            ):
+                self._dirty.update(s.id for s in self.store.view().list(Service))
+                self._dirty.update(t.service_id for t in self.store.view().list(Task))
+
+    def _wake_later(self, service_id: str, when: float) -> None:
+        old = self._timers.pop(service_id, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        delay = max(when - self.clock(), 0.0) + 0.01
+
+        def fire() -> None:
+            self._timers.pop(service_id, None)
+            self._dirty.add(service_id)
+            self._wake.set()
+
+        self._timers[service_id] = loop.call_later(delay, fire)
+
+    async def _reconcile(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        view = self.store.view()
+        cluster = view.get(Cluster, "cluster")
+        history = cluster.task_history_limit if cluster is not None else 5
+        nodes = {n.id: n for n in view.list(Node)}
+        tasks: dict[str, list[Task]] = defaultdict(list)
+        for t in view.list(Task):
+            if t.service_id in dirty:
+                tasks[t.service_id].append(t)
+        for service_id in sorted(dirty):
+            service = view.get(Service, service_id)
+            plan = plan_service(
+                service, tasks.get(service_id, []), nodes, self.clock(), history=history
+            )
+            if plan.wake_at is not None:
+                self._wake_later(service_id, plan.wake_at)
+            if (plan.put or plan.delete) and not await self._apply(plan):
+                self._wake_later(service_id, self.clock() + 0.5)  # try again shortly
+
+    async def _apply(self, plan: Plan) -> bool:
+        def write(tx: Tx) -> None:
+            for t in plan.put:
+                current = tx.get(Task, t.id)
+                if current is None:
+                    tx.put(t)
+                elif current.desired_state != t.desired_state:
+                    tx.put(
+                        dataclasses.replace(
+                            current, desired_state=t.desired_state, updated=t.updated
+                        )
+                    )
+            for ident in plan.delete:
+                if tx.get(Task, ident) is not None:
+                    tx.delete(Task, ident)
+
+        try:
+            await self.store.update(write)
+        except (StoreError, RaftError, TimeoutError) as exc:
+            log.warning("could not write the orchestrator's changes: %s", exc)
+            return False
+        return True

@@ -1,0 +1,556 @@
+"""The scheduler's pure core: pending tasks in, a node for each (or why there is none) out.
+
+Placement is a pipeline of filters in Swarm's order: availability, resources, platform,
+constraints, host-mode ports, max replicas per node. Each filter can say why it refused a node,
+so a task that fits nowhere carries an explanation such as "no suitable node (2 nodes not
+available for new tasks; 1 node has insufficient memory)". Among the nodes that pass, tasks are
+spread: evenly over the values of each placement preference (``spread=node.labels.zone``), then
+to the node running the fewest tasks of the service, then the fewest tasks overall, then by id.
+
+Nothing here waits, reads a clock or draws a random number: the same inputs give the same
+decisions, so the driver around it (and a simulation) can replay them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from agent.manager.store.objects import Node, Task
+from agent.spec import SpecError, TaskSpec
+from agent.worker.model import TaskState
+
+__all__ = [
+    "Constraint",
+    "Decisions",
+    "node_matches",
+    "parse_constraint",
+    "parse_preference",
+    "schedule",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Decisions:
+    assigned: dict[str, str]  # task id -> node id
+    unplaced: dict[str, str]  # task id -> why no node fits
+
+
+# --- node attributes, constraints, preferences ------------------------------------------------
+
+_NODE_LABELS = "node.labels."
+_ENGINE_LABELS = "engine.labels."
+_ATTRIBUTES = ("node.id", "node.hostname", "node.role", "node.platform.os", "node.platform.arch")
+_KNOWN = (
+    "node.id, node.hostname, node.role, node.platform.os, node.platform.arch, "
+    "node.labels.<name> or engine.labels.<name>"
+)
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]+")
+# No operator characters (=, !, <, >, ~) and no quotes: a value is a word, a path or a pattern.
+_VALUE = re.compile(r"[A-Za-z0-9:_.\-*()?+\[\]\\^$|/ \t]+")
+# Docker's names for the architectures ``uname -m`` reports.
+_ARCH_ALIASES = {
+    "x86_64": "amd64",
+    "x86-64": "amd64",
+    "aarch64": "arm64",
+    "armv7l": "arm",
+    "armv7": "arm",
+    "armv6l": "arm",
+    "armhf": "arm",
+    "armel": "arm",
+    "i386": "386",
+    "i686": "386",
+}
+
+
+def _arch(name: str) -> str:
+    name = name.strip().lower()
+    return _ARCH_ALIASES.get(name, name)
+
+
+@dataclass(frozen=True, slots=True)
+class Constraint:
+    """``node.labels.zone==east``: ``key`` names a node attribute, ``op`` is ``==`` or ``!=``.
+
+    As in Swarm, values compare case-insensitively, label names case-sensitively, and a label a
+    node lacks equals nothing (so ``!=`` holds). Architectures compare by Docker's name
+    (``x86_64`` is ``amd64``).
+    """
+
+    key: str
+    op: str
+    value: str
+
+
+def _attribute_key(key: str, what: str) -> str:
+    """``key`` with its fixed part in lower case (label names keep theirs), else ValueError."""
+    if not key:
+        raise ValueError(f"{what}: the node attribute before the operator is missing")
+    if not _KEY.fullmatch(key):
+        raise ValueError(f"{what}: {key!r} is not a node attribute (expected {_KNOWN})")
+    lowered = key.lower()
+    if lowered in _ATTRIBUTES:
+        return lowered
+    for prefix in (_NODE_LABELS, _ENGINE_LABELS):
+        if lowered.startswith(prefix) and len(key) > len(prefix):
+            return prefix + key[len(prefix) :]
+    raise ValueError(f"{what}: unknown node attribute {key!r} (expected {_KNOWN})")
+
+
+@lru_cache(maxsize=1024)
+def parse_constraint(text: str) -> Constraint:
+    """Parse ``<attribute>==<value>`` or ``<attribute>!=<value>``; ValueError says what is wrong."""
+    what = f"invalid constraint {text!r}"
+    for op in ("==", "!="):
+        key, found, value = text.partition(op)
+        if found:
+            break
+    else:
+        raise ValueError(f"{what}: expected <attribute>==<value> or <attribute>!=<value>")
+    key, value = _attribute_key(key.strip(), what), value.strip()
+    if not value:
+        raise ValueError(f"{what}: the value after {op} is missing")
+    if not _VALUE.fullmatch(value):
+        raise ValueError(f"{what}: value {value!r} has characters a constraint cannot hold")
+    return Constraint(key, op, value)
+
+
+def parse_preference(text: str) -> str:
+    """Parse ``spread=<attribute>`` (the only strategy, as in Swarm) into the attribute key."""
+    strategy, found, descriptor = text.partition("=")
+    what = f"invalid placement preference {text!r}"
+    if not found or strategy.strip().lower() != "spread":
+        raise ValueError(f"{what}: expected spread=<attribute>, e.g. spread=node.labels.zone")
+    return _attribute_key(descriptor.strip(), what)
+
+
+# --- the nodes as the scheduler sees them -----------------------------------------------------
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _amount(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+class _NodeState:
+    """One node: what it is (fixed) and what it carries (grows as this call places tasks).
+
+    ``cpu``/``memory`` are what is left to reserve, None when the node did not say (unlimited).
+    """
+
+    __slots__ = (
+        "arch",
+        "available",
+        "by_service",
+        "cpu",
+        "engine_labels",
+        "hostname",
+        "id",
+        "labels",
+        "memory",
+        "os",
+        "ports",
+        "role",
+        "total",
+    )
+
+    def __init__(self, node: Node) -> None:
+        description = _mapping(node.description)
+        platform = _mapping(description.get("platform"))
+        resources = _mapping(description.get("resources"))
+        engine_labels = _mapping(_mapping(description.get("engine")).get("labels"))
+        self.id = node.id
+        self.hostname = node.hostname or _text(description.get("hostname"))
+        self.role = node.role
+        self.available = node.status == "ready" and node.availability == "active"
+        self.os = _text(platform.get("os")).strip().lower() or None
+        self.arch = _arch(_text(platform.get("arch"))) or None
+        self.labels = node.labels
+        self.engine_labels = {k: v for k, v in engine_labels.items() if isinstance(v, str)}
+        self.cpu = _amount(resources.get("nano_cpus"))
+        self.memory = _amount(resources.get("memory_bytes"))
+        self.total = 0
+        self.by_service: dict[str, int] = {}
+        self.ports: set[tuple[str, int]] = set()
+
+    def attribute(self, key: str) -> str | None:
+        if key.startswith(_NODE_LABELS):
+            return self.labels.get(key[len(_NODE_LABELS) :])
+        if key.startswith(_ENGINE_LABELS):
+            return self.engine_labels.get(key[len(_ENGINE_LABELS) :])
+        if key == "node.id":
+            return self.id
+        if key == "node.hostname":
+            return self.hostname
+        if key == "node.role":
+            return self.role
+        return self.os if key == "node.platform.os" else self.arch
+
+    def occupy(self, service_id: str, cpu: int, memory: int, ports: frozenset[Any]) -> None:
+        self.total += 1
+        self.by_service[service_id] = self.by_service.get(service_id, 0) + 1
+        if self.cpu is not None:
+            self.cpu -= cpu
+        if self.memory is not None:
+            self.memory -= memory
+        self.ports.update(ports)
+
+
+_TERMINAL = frozenset(state.value for state in TaskState if state.is_terminal)
+_NO_PORTS: frozenset[tuple[str, int]] = frozenset()
+
+
+def _occupies(task: Task) -> bool:
+    """A task holds its node's resources and ports while it is meant to run and has not ended."""
+    if not task.node_id or task.desired_state != "running":
+        return False
+    return _mapping(task.status).get("state", "new") not in _TERMINAL
+
+
+def _host_ports(endpoint: Mapping[str, Any]) -> frozenset[tuple[str, int]]:
+    ports = endpoint.get("ports") if endpoint else None
+    if not ports or not isinstance(ports, list | tuple):
+        return _NO_PORTS
+    found = set()
+    for port in ports:
+        port = _mapping(port)
+        published = _amount(port.get("published"))
+        if port.get("publish_mode") == "host" and published:
+            found.add((_text(port.get("protocol")) or "tcp", published))
+    return frozenset(found)
+
+
+def _reservation(spec: Mapping[str, Any]) -> tuple[int, int]:
+    reservations = _mapping(_mapping(spec.get("resources")).get("reservations"))
+    cpu = _amount(reservations.get("nano_cpus")) or 0
+    return cpu, _amount(reservations.get("memory_bytes")) or 0
+
+
+# --- what a group of tasks asks for -----------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Group:
+    """Pending tasks of one service sharing a spec and host ports: placed under the same rules."""
+
+    service_id: str
+    raw: Mapping[str, Any]  # the spec as stored, to recognise the next task of the group
+    ports: frozenset[tuple[str, int]] = _NO_PORTS
+    tasks: list[Task] = field(default_factory=list)
+    error: str = ""  # set when the spec itself cannot be scheduled
+    cpu: int = 0
+    memory: int = 0
+    platforms: tuple[tuple[str, str], ...] = ()  # (os, arch), "" = any
+    constraints: tuple[Constraint, ...] = ()
+    preferences: tuple[str, ...] = ()
+    max_replicas: int = 0  # 0 = unlimited
+
+    @classmethod
+    def of(cls, service_id: str, spec: TaskSpec, raw: Mapping[str, Any] | None = None) -> _Group:
+        """Raises ValueError for a constraint that does not parse."""
+        placement = spec.placement
+        preferences = []
+        for text in placement.preferences:
+            try:
+                preferences.append(parse_preference(text))
+            except ValueError:
+                continue  # a preference only steers; Swarm skips one it does not know
+        return cls(
+            service_id,
+            raw if raw is not None else {},
+            cpu=spec.resources.reservations.nano_cpus,
+            memory=spec.resources.reservations.memory_bytes,
+            platforms=tuple(
+                (p.os.strip().lower(), _arch(p.architecture)) for p in placement.platforms
+            ),
+            constraints=tuple(parse_constraint(text) for text in placement.constraints),
+            preferences=tuple(preferences),
+            max_replicas=placement.max_replicas_per_node or 0,
+        )
+
+
+def _groups(pending: Sequence[Task]) -> list[_Group]:
+    groups: list[_Group] = []
+    index: dict[tuple[str, int, frozenset[tuple[str, int]]], list[_Group]] = {}
+    seen: set[str] = set()
+    for task in pending:
+        if task.id in seen:
+            continue
+        seen.add(task.id)
+        ports = _host_ports(task.endpoint)
+        bucket = index.setdefault((task.service_id, task.spec_version, ports), [])
+        group = next((g for g in bucket if g.raw is task.spec or g.raw == task.spec), None)
+        if group is None:
+            try:
+                group = _Group.of(task.service_id, TaskSpec.from_dict(task.spec), task.spec)
+            except SpecError as exc:
+                group = _Group(task.service_id, task.spec, error=f"invalid task spec: {exc}")
+            except ValueError as exc:
+                group = _Group(task.service_id, task.spec, error=str(exc))
+            group.ports = ports
+            bucket.append(group)
+            groups.append(group)
+        group.tasks.append(task)
+    return groups
+
+
+# --- the filters ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Filter:
+    reason: str  # short, as node_matches returns it
+    singular: str  # follows "1 node"
+    plural: str  # follows "N nodes"
+    static: bool  # depends on the node and the spec only, not on what the node carries
+    check: Callable[[_Group, _NodeState], bool]
+
+    def explain(self, count: int) -> str:
+        return f"1 node {self.singular}" if count == 1 else f"{count} nodes {self.plural}"
+
+
+def _available(group: _Group, node: _NodeState) -> bool:
+    return node.available
+
+
+def _memory(group: _Group, node: _NodeState) -> bool:
+    return not group.memory or node.memory is None or group.memory <= node.memory
+
+
+def _cpu(group: _Group, node: _NodeState) -> bool:
+    return not group.cpu or node.cpu is None or group.cpu <= node.cpu
+
+
+def _platform(group: _Group, node: _NodeState) -> bool:
+    if not group.platforms:
+        return True
+    if node.os is None and node.arch is None:
+        return False
+    return any(
+        (not want_os or want_os == node.os) and (not want_arch or want_arch == node.arch)
+        for want_os, want_arch in group.platforms
+    )
+
+
+def _satisfies(constraint: Constraint, node: _NodeState) -> bool:
+    actual, expected = node.attribute(constraint.key), constraint.value
+    if constraint.key == "node.platform.arch":
+        expected = _arch(expected)
+    equal = actual is not None and actual.casefold() == expected.casefold()
+    return equal if constraint.op == "==" else not equal
+
+
+def _constraints(group: _Group, node: _NodeState) -> bool:
+    return all(_satisfies(c, node) for c in group.constraints)
+
+
+def _ports_free(group: _Group, node: _NodeState) -> bool:
+    return not group.ports or group.ports.isdisjoint(node.ports)
+
+
+def _below_max_replicas(group: _Group, node: _NodeState) -> bool:
+    return not group.max_replicas or node.by_service.get(group.service_id, 0) < group.max_replicas
+
+
+_PLATFORM = _Filter(
+    "unsupported platform",
+    "has an unsupported platform",
+    "have an unsupported platform",
+    True,
+    _platform,
+)
+_CONSTRAINTS = _Filter(
+    "scheduling constraints not satisfied",
+    "does not satisfy the scheduling constraints",
+    "do not satisfy the scheduling constraints",
+    True,
+    _constraints,
+)
+_PIPELINE = (
+    _Filter(
+        "not available for new tasks",
+        "not available for new tasks",
+        "not available for new tasks",
+        True,
+        _available,
+    ),
+    _Filter(
+        "insufficient memory", "has insufficient memory", "have insufficient memory", False, _memory
+    ),
+    _Filter("insufficient CPU", "has insufficient CPU", "have insufficient CPU", False, _cpu),
+    _PLATFORM,
+    _CONSTRAINTS,
+    _Filter(
+        "host-mode port already in use",
+        "has a host-mode port already in use",
+        "have a host-mode port already in use",
+        False,
+        _ports_free,
+    ),
+    _Filter(
+        "max replicas per node reached",
+        "has reached max replicas per node",
+        "have reached max replicas per node",
+        False,
+        _below_max_replicas,
+    ),
+)
+_STATIC = tuple(f for f in _PIPELINE if f.static)
+_LOAD = tuple(f for f in _PIPELINE if not f.static)
+
+
+def _fits(group: _Group, node: _NodeState) -> bool:
+    return all(f.check(group, node) for f in _LOAD)
+
+
+def _explain(group: _Group, nodes: Sequence[_NodeState]) -> str:
+    """Count each node once, under the first filter that refuses it."""
+    if not nodes:
+        return "no suitable node (no nodes in the cluster)"
+    refused = dict.fromkeys(_PIPELINE, 0)
+    for node in nodes:
+        first = next((f for f in _PIPELINE if not f.check(group, node)), None)
+        if first is not None:
+            refused[first] += 1
+    parts = [f.explain(count) for f, count in refused.items() if count]
+    return f"no suitable node ({'; '.join(parts)})" if parts else "no suitable node"
+
+
+def node_matches(spec: TaskSpec, node: Node) -> str | None:
+    """None when ``node`` meets the spec's platforms and constraints, else the reason it does not.
+
+    Only what the node is counts here, not what it carries or whether it is up.
+    """
+    try:
+        group = _Group.of("", spec)
+    except ValueError as exc:
+        return str(exc)
+    state = _NodeState(node)
+    return next((f.reason for f in (_PLATFORM, _CONSTRAINTS) if not f.check(group, state)), None)
+
+
+# --- spread -----------------------------------------------------------------------------------
+
+
+class _Spread:
+    """The nodes sharing one value of each preference so far (the root: all of them).
+
+    ``tasks`` counts the service's tasks on every node of the branch, eligible or not (as in
+    Swarm), so the service evens out over the values. A leaf keeps a heap of its eligible nodes
+    keyed (tasks of the service, tasks overall, id); a branch keeps a heap of its children keyed
+    (their ``tasks``, their best node's key). Keys only grow (counts rise, nodes drop out when a
+    filter refuses them), so a stored key is a lower bound and is refreshed when it reaches the
+    top: the top of a heap is then the true minimum without a scan.
+    """
+
+    __slots__ = ("branches", "children", "nodes", "tasks")
+
+    def __init__(self) -> None:
+        self.tasks = 0
+        self.branches: dict[str, _Spread] = {}
+        self.children: list[tuple[Any, int, _Spread]] | None = None
+        self.nodes: list[tuple[int, int, str, _NodeState]] = []
+
+    @classmethod
+    def build(cls, group: _Group, nodes: Sequence[_NodeState]) -> _Spread:
+        root = cls()
+        for node in nodes:
+            count = node.by_service.get(group.service_id, 0)
+            branch = root
+            for key in group.preferences:
+                value = node.attribute(key) or ""
+                branch = branch.branches.setdefault(value, cls())
+                branch.tasks += count
+            if all(f.check(group, node) for f in _STATIC):
+                branch.nodes.append((count, node.total, node.id, node))
+        root.finish()
+        return root
+
+    def finish(self) -> None:
+        if self.branches:
+            ordered = sorted(self.branches.items())
+            self.children = [((), i, child) for i, (_, child) in enumerate(ordered)]
+            for _, child in ordered:
+                child.finish()
+        else:
+            heapq.heapify(self.nodes)
+
+    def best(self, group: _Group) -> tuple[Any, ...] | None:
+        """The key of the node the next task would go to, or None when no node fits."""
+        if self.children is None:
+            nodes = self.nodes
+            while nodes:
+                if _fits(group, nodes[0][3]):
+                    return nodes[0][:3]
+                heapq.heappop(nodes)  # a refusal lasts: this call only adds load
+            return None
+        children = self.children
+        while children:
+            stored, seq, child = children[0]
+            inner = child.best(group)
+            if inner is None:
+                heapq.heappop(children)
+                continue
+            key = (child.tasks, inner)
+            if key == stored:
+                return key
+            heapq.heapreplace(children, (key, seq, child))
+        return None
+
+    def place(self, group: _Group) -> _NodeState:
+        """Place one task on the node ``best`` just chose."""
+        branch = self
+        while branch.children is not None:
+            branch = branch.children[0][2]
+            branch.tasks += 1
+        node = branch.nodes[0][3]
+        node.occupy(group.service_id, group.cpu, group.memory, group.ports)
+        count = node.by_service[group.service_id]
+        heapq.heapreplace(branch.nodes, (count, node.total, node.id, node))
+        return node
+
+
+# --- the entry point --------------------------------------------------------------------------
+
+
+def schedule(pending: Sequence[Task], nodes: Sequence[Node], tasks: Sequence[Task]) -> Decisions:
+    """Choose a node for each pending task, or say why none fits.
+
+    ``tasks`` is every task in the store; those assigned to a node, desired running and not
+    ended occupy it (resources, host ports, spread counts). Tasks placed by this call occupy
+    their node for the tasks placed after them.
+    """
+    states: dict[str, _NodeState] = {}
+    for node in nodes:
+        states.setdefault(node.id, _NodeState(node))
+    for task in tasks:
+        state = states.get(task.node_id)
+        if state is not None and _occupies(task):
+            cpu, memory = _reservation(task.spec)
+            state.occupy(task.service_id, cpu, memory, _host_ports(task.endpoint))
+    candidates = list(states.values())
+    assigned: dict[str, str] = {}
+    unplaced: dict[str, str] = {}
+    for group in _groups(pending):
+        if group.error:
+            unplaced.update(dict.fromkeys((t.id for t in group.tasks), group.error))
+            continue
+        spread = _Spread.build(group, candidates)
+        for i, task in enumerate(group.tasks):
+            if spread.best(group) is None:
+                why = _explain(group, candidates)
+                unplaced.update(dict.fromkeys((t.id for t in group.tasks[i:]), why))
+                break
+            assigned[task.id] = spread.place(group).id
+    return Decisions(assigned, unplaced)

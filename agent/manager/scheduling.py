@@ -1,0 +1,104 @@
+"""The scheduler's shell: on the leader, pending tasks get a node as soon as one fits.
+
+After every commit that touches tasks or nodes, every pending task goes through the pure
+:func:`agent.manager.scheduler.schedule`; placed tasks are written as assigned to their node,
+and tasks that fit nowhere keep pending with the scheduler's explanation as their message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+
+from agent.manager.raft import RaftError
+from agent.manager.scheduler import schedule
+from agent.manager.stamps import stamp_of
+from agent.manager.store import Commit, Event, Node, Store, StoreError, Task, Tx
+
+__all__ = ["SchedulerLoop"]
+
+log = logging.getLogger("shoal.scheduler")
+
+
+class SchedulerLoop:
+    def __init__(
+        self, store: Store, *, clock: Callable[[], float] = time.time, chunk: int = 2000
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.chunk = chunk
+        self.placed = 0
+        self._wake = asyncio.Event()
+
+    async def run(self) -> None:
+        async with self.store.watch("task", "node") as q:
+            self._wake.set()
+            waiter = asyncio.ensure_future(self._events(q))
+            try:
+                while True:
+                    await self._wake.wait()
+                    self._wake.clear()
+                    if not await self._pass():
+                        await asyncio.sleep(0.5)
+                        self._wake.set()
+            finally:
+                waiter.cancel()
+
+    async def _events(self, q: asyncio.Queue[Event | Commit]) -> None:
+        while True:
+            if isinstance(await q.get(), Commit):
+                self._wake.set()
+
+    async def _pass(self) -> bool:
+        view = self.store.view()
+        tasks = view.list(Task)
+        pending = [
+            t
+            for t in tasks
+            if not t.node_id
+            and t.desired_state == "running"
+            and t.status.get("state", "pending") in ("new", "pending")
+        ]
+        if not pending:
+            return True
+        decisions = schedule(pending, view.list(Node), tasks)
+        now = self.clock()
+        by_id = {t.id: t for t in pending}
+        changes: list[tuple[str, str, str]] = []  # task id, node id, message
+        for task_id, node_id in decisions.assigned.items():
+            changes.append((task_id, node_id, "assigned"))
+        for task_id, why in decisions.unplaced.items():
+            if by_id[task_id].status.get("message") != why:
+                changes.append((task_id, "", why))
+        for i in range(0, len(changes), self.chunk):
+            part = changes[i : i + self.chunk]
+
+            def write(tx: Tx, part: list[tuple[str, str, str]] = part) -> None:
+                _write(tx, part, now)
+
+            try:
+                await self.store.update(write)
+            except (StoreError, RaftError, TimeoutError) as exc:
+                log.warning("could not record placements (will retry): %s", exc)
+                return False
+        placed = len(decisions.assigned)
+        self.placed += placed
+        if placed:
+            log.debug("placed %d tasks", placed)
+        return True
+
+
+def _write(tx: Tx, changes: list[tuple[str, str, str]], now: float) -> None:
+    stamp = stamp_of(now)
+    for task_id, node_id, message in changes:
+        t = tx.get(Task, task_id)
+        if t is None or t.node_id or t.desired_state != "running":
+            continue
+        if node_id:
+            status = {"state": "assigned", "message": message, "timestamp": now}
+        else:
+            status = {"state": "pending", "message": message, "timestamp": now}
+        tx.put(dataclasses.replace(t, node_id=node_id, status=status, updated=stamp))

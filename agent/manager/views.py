@@ -1,0 +1,133 @@
+"""What managers show of services, tasks and nodes: plain dicts for the CLI (`--format json`)
+and for the retained JSON monitoring topics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from agent.manager.orchestrator import live, observed
+from agent.manager.stamps import parse_stamp
+from agent.manager.store import Node, Service, Task
+from agent.worker.model import TaskState
+
+__all__ = ["node_row", "service_row", "task_row"]
+
+
+def _mode(spec: Mapping[str, Any]) -> tuple[str, int]:
+    mode = spec.get("mode") or {}
+    return str(mode.get("kind", "replicated")), int(mode.get("replicas", 1))
+
+
+def _image(spec: Mapping[str, Any]) -> str:
+    return str(((spec.get("task_template") or {}).get("container") or {}).get("image", ""))
+
+
+def _ports(spec: Mapping[str, Any]) -> str:
+    ports = (spec.get("endpoint_spec") or {}).get("ports") or []
+    return ", ".join(
+        f"*:{p.get('published', 0)}->{p.get('target')}/{p.get('protocol', 'tcp')}" for p in ports
+    )
+
+
+def service_row(
+    service: Service, tasks: Iterable[Task], nodes: Mapping[str, Node]
+) -> dict[str, Any]:
+    kind, replicas = _mode(service.spec)
+    mine = [t for t in tasks if t.service_id == service.id]
+    running = sum(1 for t in mine if live(t) and observed(t) is TaskState.RUNNING)
+    if kind == "global":
+        desired = sum(
+            1 for t in mine if live(t) and (n := nodes.get(t.node_id)) and n.status == "ready"
+        )
+    elif kind == "global-job":
+        desired = sum(1 for t in mine if live(t))
+    else:
+        desired = replicas
+    done = sum(
+        1
+        for t in mine
+        if observed(t) is TaskState.COMPLETE and t.spec_version == service.spec_version
+    )
+    text = f"{running}/{desired}"
+    if kind.endswith("job"):
+        text += f" ({done}/{desired} completed)"
+    return {
+        "id": service.id,
+        "name": service.name,
+        "mode": kind,
+        "replicas": text,
+        "running": running,
+        "desired": desired,
+        "completed": done,
+        "image": _image(service.spec),
+        "ports": _ports(service.spec),
+        "spec_version": service.spec_version,
+        "update_status": dict(service.update_status),
+        "created": service.created,
+        "updated": service.updated,
+    }
+
+
+def task_row(
+    task: Task, service: Service | None, nodes: Mapping[str, Node], now: float
+) -> dict[str, Any]:
+    name = service.name if service is not None else task.service_id
+    node = nodes.get(task.node_id)
+    state = observed(task)
+    since = float(task.status.get("timestamp") or 0.0) or parse_stamp(task.updated, now)
+    slot = str(task.slot) if task.slot else task.node_id
+    return {
+        "id": task.id,
+        "name": f"{name}.{slot}",
+        "service_id": task.service_id,
+        "service": name,
+        "slot": task.slot,
+        "image": str((task.spec.get("container") or {}).get("image", "")),
+        "node_id": task.node_id,
+        "node": node.hostname if node is not None else task.node_id,
+        "desired_state": task.desired_state,
+        "state": state.value,
+        "current_state": f"{state.value.capitalize()} {_ago(now - since)}",
+        "message": str(task.status.get("message", "")),
+        "error": str(task.status.get("err", "")),
+        "exit_code": task.status.get("exit_code"),
+        "container_id": str(task.status.get("container_id", "")),
+        "health": task.status.get("health"),
+        "spec_version": task.spec_version,
+        "created": task.created,
+        "updated": task.updated,
+    }
+
+
+def node_row(node: Node, tasks: Iterable[Task]) -> dict[str, Any]:
+    desc = node.description
+    return {
+        "id": node.id,
+        "hostname": node.hostname,
+        "role": node.role,
+        "status": node.status,
+        "availability": node.availability,
+        "labels": dict(node.labels),
+        "platform": dict(desc.get("platform") or {}),
+        "resources": dict(desc.get("resources") or {}),
+        "engine": dict(desc.get("engine") or {}),
+        "tasks": sum(1 for t in tasks if t.node_id == node.id and live(t)),
+        "created": node.created,
+        "updated": node.updated,
+    }
+
+
+def _ago(seconds: float) -> str:
+    s = max(int(seconds), 0)
+    if s < 1:
+        return "less than a second ago"
+    if s < 60:
+        return f"{s} second{'s' if s != 1 else ''} ago"
+    m = s // 60
+    if m < 60:
+        return f"{m} minute{'s' if m != 1 else ''} ago"
+    h = m // 60
+    if h < 48:
+        return f"{h} hour{'s' if h != 1 else ''} ago"
+    return f"{h // 24} days ago"
