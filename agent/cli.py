@@ -529,6 +529,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", "-f", action="store_true")
     sp.add_argument("nodes", nargs="+", metavar="NODE")
 
+    from agent.cli_services import register
+
+    register(sub, cmd, node)
+
     cert = sub.add_parser("cert", help="certificates for people and tools").add_subparsers(
         dest="sub", metavar="COMMAND", required=True
     )

@@ -42,6 +42,7 @@ class UpdatePlan:
     put: list[Task] = field(default_factory=list)
     status: dict[str, Any] | None = None  # the service's new update status, if it changes
     rollback: bool = False  # roll back now (failure_action rollback)
+    reason: str = ""
     batch_started: bool = False
     wake_at: float | None = None
 
@@ -138,6 +139,10 @@ def plan_update(
         action = cfg.failure_action
         if action == "rollback" and not rollback and service.previous_spec:
             plan.rollback = True
+            plan.reason = (
+                "update rolled back due to failure or early termination of task"
+                f" {sorted(failures)[0]}"
+            )
             return plan
         if action == "pause" or (action == "rollback" and rollback):
             what = "rollback" if rollback else "update"
@@ -259,7 +264,8 @@ class Updater:
                     back,
                     update_status={
                         **back.update_status,
-                        "message": "update rolled back due to failure or early termination",
+                        "message": plan.reason,
+                        "reason": plan.reason,
                     },
                 )
                 tx.put(back)

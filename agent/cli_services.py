@@ -1,0 +1,343 @@
+"""`shoal service ...`, `shoal node inspect|ps|update`: Docker's verbs, flags and output."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from agent import control
+from agent.errors import ShoalError
+from agent.output import format_inspect, inspect_json, render
+from agent.paths import DataDir
+from agent.progress import follow
+from agent.serviceflags import add_create_flags, add_update_flags, apply_update, spec_from_create
+from agent.spec import ServiceSpec, SpecError
+
+__all__ = ["register"]
+
+_SERVICE_COLUMNS = [
+    ("ID", "short_id"),
+    ("NAME", "name"),
+    ("MODE", "mode"),
+    ("REPLICAS", "replicas"),
+    ("IMAGE", "image"),
+    ("PORTS", "ports"),
+]
+_TASK_COLUMNS = [
+    ("ID", "short_id"),
+    ("NAME", "name"),
+    ("IMAGE", "image"),
+    ("NODE", "node"),
+    ("DESIRED STATE", "desired"),
+    ("CURRENT STATE", "current_state"),
+    ("ERROR", "error_text"),
+    ("PORTS", "ports"),
+]
+
+
+def _call(data: DataDir, cmd: str, args: dict[str, Any] | None = None) -> Any:
+    return control.call(data.socket, cmd, args or {})
+
+
+def _fetch(data: DataDir, ref: str) -> Callable[[], tuple[dict[str, Any], list[dict[str, Any]]]]:
+    def fetch() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        return _call(data, "service-inspect", {"service": ref}), _call(
+            data, "service-ps", {"service": ref}
+        )
+
+    return fetch
+
+
+def _task_rows(tasks: list[dict[str, Any]], *, no_trunc: bool) -> list[dict[str, Any]]:
+    rows = []
+    previous = None
+    for t in tasks:
+        name = t["name"] if t["name"] != previous else f" \\_ {t['name']}"
+        previous = t["name"]
+        error = t["error"]
+        if error and not no_trunc and len(error) > 30:
+            error = error[:29] + "…"
+        rows.append(
+            {
+                **t,
+                "short_id": t["id"] if no_trunc else t["id"][:12],
+                "name": name,
+                "desired": t["desired_state"].capitalize(),
+                "error_text": f'"{error}"' if error else "",
+                "ports": "",
+            }
+        )
+    return rows
+
+
+# service -------------------------------------------------------------------------------------
+def cmd_service_create(a: argparse.Namespace, data: DataDir) -> int:
+    spec = spec_from_create(a)
+    created = _call(data, "service-create", {"spec": spec.to_dict()})
+    print(created["id"])
+    if a.detach or a.quiet:
+        return 0
+    return follow(_fetch(data, created["id"]))
+
+
+def cmd_service_update(a: argparse.Namespace, data: DataDir) -> int:
+    info = _call(data, "service-inspect", {"service": a.service})
+    if getattr(a, "rollback", False):
+        _call(data, "service-rollback", {"service": info["id"]})
+        print(info["name"])
+        if a.detach or a.quiet:
+            return 0
+        return follow(_fetch(data, info["id"]), expect="rollback")
+    try:
+        spec = ServiceSpec.from_dict(info["spec"])
+    except SpecError as exc:
+        raise ShoalError(f"the service's spec is malformed: {exc}") from None
+    new = apply_update(spec, a)
+    result = _call(
+        data,
+        "service-update",
+        {"service": info["id"], "spec": new.to_dict(), "version": info["spec_version"]},
+    )
+    print(info["name"])
+    if a.detach or a.quiet:
+        return 0
+    after = _call(data, "service-inspect", {"service": info["id"]})
+    updating = (after.get("update_status") or {}).get("state") == "updating" and result["changed"]
+    return follow(_fetch(data, info["id"]), expect="update" if updating else "")
+
+
+def cmd_service_rollback(a: argparse.Namespace, data: DataDir) -> int:
+    info = _call(data, "service-inspect", {"service": a.service})
+    _call(data, "service-rollback", {"service": info["id"]})
+    print(info["name"])
+    if a.detach or a.quiet:
+        return 0
+    return follow(_fetch(data, info["id"]), expect="rollback")
+
+
+def cmd_service_scale(a: argparse.Namespace, data: DataDir) -> int:
+    failed = 0
+    targets = []
+    for item in a.pairs:
+        name, sep, count = item.partition("=")
+        if not sep or not count.isdigit():
+            print(
+                f"Error: invalid scale specifier {item!r}: expected SERVICE=REPLICAS",
+                file=sys.stderr,
+            )
+            failed += 1
+            continue
+        try:
+            result = _call(data, "service-scale", {"service": name, "replicas": int(count)})
+        except ShoalError as exc:
+            print(f"Error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{name} scaled to {count}")
+        targets.append(result["id"])
+    if not a.detach:
+        for ident in targets:
+            failed += follow(_fetch(data, ident)) != 0
+    return 1 if failed else 0
+
+
+def cmd_service_ls(a: argparse.Namespace, data: DataDir) -> int:
+    rows = _call(data, "service-ls")
+    for r in rows:
+        r["short_id"] = r["id"][:12]
+    for f in a.filter or []:
+        key, _, value = f.partition("=")
+        if key not in ("name", "id", "mode"):
+            raise ShoalError(f"invalid filter {key!r}: use name, id or mode")
+        rows = [r for r in rows if str(r[key]).startswith(value)]
+    print(render(rows, _SERVICE_COLUMNS, a.format, quiet_key="id", quiet=a.quiet))
+    return 0
+
+
+def cmd_service_ps(a: argparse.Namespace, data: DataDir) -> int:
+    out: list[dict[str, Any]] = []
+    for ref in a.services:
+        tasks = _call(data, "service-ps", {"service": ref})
+        for f in a.filter or []:
+            key, _, value = f.partition("=")
+            if key != "desired-state":
+                raise ShoalError(f"invalid filter {key!r}: use desired-state")
+            tasks = [t for t in tasks if t["desired_state"] == value]
+        out += _task_rows(tasks, no_trunc=a.no_trunc)
+    print(render(out, _TASK_COLUMNS, a.format, quiet_key="id", quiet=a.quiet))
+    return 0
+
+
+def cmd_service_inspect(a: argparse.Namespace, data: DataDir) -> int:
+    objs = [_call(data, "service-inspect", {"service": ref}) for ref in a.services]
+    if a.pretty:
+        for o in objs:
+            print(_pretty(o))
+        return 0
+    print(format_inspect(objs, a.format) if a.format else inspect_json(objs))
+    return 0
+
+
+def _pretty(o: dict[str, Any]) -> str:
+    spec = o["spec"]
+    tt = spec["task_template"]
+    c = tt["container"]
+    mode = spec["mode"]
+    lines = [
+        f"ID:\t\t{o['id']}",
+        f"Name:\t\t{o['name']}",
+        f"Service Mode:\t{mode['kind'].capitalize()}",
+    ]
+    if mode["kind"] in ("replicated", "replicated-job"):
+        lines.append(f" Replicas:\t{mode['replicas']}")
+    status = o.get("update_status") or {}
+    if status:
+        lines.append(f"UpdateStatus:\n State:\t\t{status.get('state')}")
+        lines.append(f" Message:\t{status.get('message', '')}")
+    constraints = tt["placement"]["constraints"]
+    if constraints:
+        lines.append("Placement:\n Constraints:\t" + ", ".join(constraints))
+    lines.append("ContainerSpec:")
+    lines.append(f" Image:\t\t{c['image']}")
+    if c.get("args"):
+        lines.append(" Args:\t\t" + " ".join(c["args"]))
+    ports = spec["endpoint_spec"]["ports"]
+    if ports:
+        lines.append("Ports:")
+        for p in ports:
+            lines.append(
+                f" PublishedPort = {p['published']}\n  Protocol = {p['protocol']}\n"
+                f"  TargetPort = {p['target']}\n  PublishMode = {p['publish_mode']}"
+            )
+    return "\n".join(lines)
+
+
+def cmd_service_rm(a: argparse.Namespace, data: DataDir) -> int:
+    failed = 0
+    for ref in a.services:
+        try:
+            _call(data, "service-rm", {"service": ref})
+            print(ref)
+        except ShoalError as exc:
+            print(f"Error: {exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+# node ------------------------------------------------------------------------------------------
+def cmd_node_inspect(a: argparse.Namespace, data: DataDir) -> int:
+    objs = [_call(data, "node-inspect", {"node": ref}) for ref in a.nodes]
+    if a.pretty:
+        for o in objs:
+            print(_pretty_node(o))
+        return 0
+    print(format_inspect(objs, a.format) if a.format else inspect_json(objs))
+    return 0
+
+
+def _pretty_node(o: dict[str, Any]) -> str:
+    platform = o.get("platform") or {}
+    res = o.get("resources") or {}
+    engine = o.get("engine") or {}
+    lines = [
+        f"ID:\t\t\t{o['id']}",
+        f"Hostname:\t\t{o['hostname']}",
+        f"Status:\n State:\t\t\t{o['status'].capitalize()}",
+        f" Availability:\t\t{o['availability'].capitalize()}",
+        f"Role:\t\t\t{o['role']}",
+        f"Platform:\n Operating System:\t{platform.get('os', '')}",
+        f" Architecture:\t\t{platform.get('arch', '')}",
+        f"Resources:\n CPUs:\t\t\t{res.get('nano_cpus', 0) / 1e9:g}",
+        f" Memory:\t\t{res.get('memory_bytes', 0) / 2**20:.0f}MiB",
+        f"Engine:\t\t\t{engine.get('name', engine.get('driver', ''))}"
+        f" {engine.get('version', '')}".rstrip(),
+    ]
+    if o.get("labels"):
+        lines.append("Labels:")
+        lines += [f" - {k}={v}" for k, v in sorted(o["labels"].items())]
+    return "\n".join(lines)
+
+
+def cmd_node_ps(a: argparse.Namespace, data: DataDir) -> int:
+    out: list[dict[str, Any]] = []
+    for ref in a.nodes or ["self"]:
+        if ref == "self":
+            ref = _call(data, "info")["node_id"]
+        out += _task_rows(_call(data, "node-ps", {"node": ref}), no_trunc=a.no_trunc)
+    print(render(out, _TASK_COLUMNS, a.format, quiet_key="id", quiet=a.quiet))
+    return 0
+
+
+def cmd_node_update(a: argparse.Namespace, data: DataDir) -> int:
+    add: dict[str, str] = {}
+    for item in a.label_add or []:
+        key, _, value = item.partition("=")
+        if not key:
+            raise ShoalError(f'invalid argument "{item}" for "--label-add" flag: expected KEY=VAL')
+        add[key] = value
+    args = {
+        "node": a.node,
+        "availability": a.availability,
+        "label_add": add,
+        "label_rm": list(a.label_rm or []),
+    }
+    _call(data, "node-update", args)
+    print(a.node)
+    return 0
+
+
+def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser], node: Any) -> None:
+    """Adds `service ...` to the top-level subparsers and inspect/ps/update to `node`."""
+    service = sub.add_parser("service", help="manage services").add_subparsers(
+        dest="sub", metavar="COMMAND", required=True
+    )
+    sp = cmd(service, "create", cmd_service_create, "create a new service")
+    add_create_flags(sp)
+    sp = cmd(service, "update", cmd_service_update, "update a service")
+    add_update_flags(sp)
+    sp = cmd(service, "rollback", cmd_service_rollback, "revert a service to its previous spec")
+    _detach(sp)
+    sp.add_argument("service", metavar="SERVICE")
+    sp = cmd(service, "scale", cmd_service_scale, "scale replicated services")
+    sp.add_argument("-d", "--detach", action="store_true", help="exit immediately")
+    sp.add_argument("pairs", nargs="+", metavar="SERVICE=REPLICAS")
+    sp = cmd(service, "ls", cmd_service_ls, "list services")
+    _listing(sp)
+    sp.add_argument("-f", "--filter", action="append", help="name=, id= or mode=")
+    sp = cmd(service, "ps", cmd_service_ps, "list the tasks of services")
+    _listing(sp)
+    sp.add_argument("--no-trunc", action="store_true", help="do not truncate output")
+    sp.add_argument("-f", "--filter", action="append", help="desired-state=running|shutdown")
+    sp.add_argument("services", nargs="+", metavar="SERVICE")
+    sp = cmd(service, "inspect", cmd_service_inspect, "show services in detail")
+    sp.add_argument("-f", "--format", help="Go-style template, e.g. '{{.spec.name}}'")
+    sp.add_argument("--pretty", action="store_true", help="human-readable")
+    sp.add_argument("services", nargs="+", metavar="SERVICE")
+    sp = cmd(service, "rm", cmd_service_rm, "remove services")
+    sp.add_argument("services", nargs="+", metavar="SERVICE")
+
+    sp = cmd(node, "inspect", cmd_node_inspect, "show nodes in detail")
+    sp.add_argument("-f", "--format", help="Go-style template")
+    sp.add_argument("--pretty", action="store_true", help="human-readable")
+    sp.add_argument("nodes", nargs="+", metavar="NODE")
+    sp = cmd(node, "ps", cmd_node_ps, "list the tasks of nodes (default: this one)")
+    _listing(sp)
+    sp.add_argument("--no-trunc", action="store_true")
+    sp.add_argument("nodes", nargs="*", metavar="NODE")
+    sp = cmd(node, "update", cmd_node_update, "update a node's availability or labels")
+    sp.add_argument("--availability", choices=["active", "pause", "drain"])
+    sp.add_argument("--label-add", action="append", metavar="KEY=VAL")
+    sp.add_argument("--label-rm", action="append", metavar="KEY")
+    sp.add_argument("node", metavar="NODE")
+
+
+def _listing(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--format", help="table (default), json, or a Go-style template")
+    sp.add_argument("-q", "--quiet", action="store_true", help="only display ids")
+
+
+def _detach(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("-d", "--detach", action="store_true", help="exit immediately")
+    sp.add_argument("-q", "--quiet", action="store_true", help="suppress progress output")
