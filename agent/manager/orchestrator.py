@@ -229,7 +229,7 @@ def _plan_replicated(ctx: _Context, tasks: Sequence[Task]) -> None:
     occupied: set[int] = set()
     for slot, group in sorted(slots.items()):
         *extra, current = group
-        starting = observed(current) < TaskState.RUNNING
+        starting = observed(current) is not TaskState.RUNNING
         for t in extra:
             # an update with order start-first: the old task runs until its successor does
             if starting and observed(t) is TaskState.RUNNING and t is extra[-1]:
@@ -287,10 +287,16 @@ def _plan_replicated_job(ctx: _Context, tasks: Sequence[Task]) -> None:
         t = group[-1]
         if observed(t) is TaskState.COMPLETE:
             done.add(slot)
-        elif ctx.tend(t):
-            (stuck if observed(t).is_terminal else running).add(slot)
+        elif observed(t).is_terminal and ctx.node_trouble(t) is None:
+            # failed: waiting out its restart delay still takes a place among max_concurrent
+            if ctx.restart_due(t) is None:
+                stuck.add(slot)
+            else:
+                running.add(slot)
+                ctx.tend(t)
         else:
-            running.add(slot)  # its replacement runs in the same slot
+            ctx.tend(t)
+            running.add(slot)  # it runs, or its replacement does in the same slot
     free = concurrent - len(running)
     for slot in range(1, total + 1):
         if free <= 0:

@@ -101,9 +101,12 @@ def plan_update(
     *,
     last_batch_at: float,
     failures: set[str],
+    passed: set[str] | None = None,
 ) -> UpdatePlan:
-    """One step of the update of ``service``; ``failures`` (new tasks that failed during the
-    update) is updated in place."""
+    """One step of the update of ``service``. ``failures`` (new tasks that failed within their
+    monitor period) and ``passed`` (new tasks seen through it) are kept by the caller from step
+    to step and updated in place: a task that fails after it passed is not an update failure."""
+    passed = set() if passed is None else passed
     plan = UpdatePlan()
     status = service.update_status
     rollback = status.get("state") == "rollback_started"
@@ -118,13 +121,13 @@ def plan_update(
     fresh = [t for t in mine if t.spec_version == service.spec_version and not dirty(t, spec)]
     monitor = cfg.monitor_ns / SECOND
     in_flight = 0
+    last_done = 0.0  # when a new task last came through its monitor period
     for t in fresh:
         state = observed(t)
-        if state.is_terminal and state is not TaskState.COMPLETE:
-            failures.add(t.id)
-            continue
-        if t.status.get("health") == "unhealthy":
-            failures.add(t.id)
+        failed = state.is_terminal and state is not TaskState.COMPLETE
+        if failed or t.status.get("health") == "unhealthy":
+            if t.id not in passed:
+                failures.add(t.id)
             continue
         if not live(t):
             continue
@@ -134,6 +137,9 @@ def plan_update(
         elif now < since + monitor:
             in_flight += 1
             plan.wake(since + monitor)
+        else:
+            passed.add(t.id)
+            last_done = max(last_done, since + monitor)
     total = max(len(old) + len([t for t in fresh if live(t)]), 1)
     if failures and len(failures) / total > cfg.max_failure_ratio:
         action = cfg.failure_action
@@ -144,7 +150,7 @@ def plan_update(
                 f" {sorted(failures)[0]}"
             )
             return plan
-        if action == "pause" or (action == "rollback" and rollback):
+        if action in ("pause", "rollback"):  # a rollback that fails, or nothing to go back to
             what = "rollback" if rollback else "update"
             plan.status = {
                 **status,
@@ -166,8 +172,10 @@ def plan_update(
     if room <= 0 or not old:
         return plan
     delay = cfg.delay_ns / SECOND
-    if in_flight == 0 and last_batch_at and now < last_batch_at + delay:
-        plan.wake(last_batch_at + delay)
+    # the delay runs after each replaced task is through (and after the last batch started)
+    ready_at = max(last_batch_at, last_done) + delay if delay else 0.0
+    if ready_at and now < ready_at:
+        plan.wake(ready_at)
         return plan
     global_mode = spec.mode.kind in ("global", "global-job")
     for t in sorted(old, key=lambda t: (t.slot, t.node_id, t.created))[:room]:
@@ -195,6 +203,7 @@ class Updater:
         self.clock = clock
         self._last_batch: dict[str, float] = {}
         self._failures: dict[tuple[str, int], set[str]] = {}
+        self._passed: dict[tuple[str, int], set[str]] = {}
         self._wake = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
 
@@ -243,6 +252,7 @@ class Updater:
                 now,
                 last_batch_at=self._last_batch.get(service.id, 0.0),
                 failures=failures,
+                passed=self._passed.setdefault(key, set()),
             )
             if plan.wake_at is not None:
                 wake = plan.wake_at if wake is None else min(wake, plan.wake_at)

@@ -42,9 +42,10 @@ def free_ports(n: int) -> list[int]:
 def shoal(
     *args: str, data: Path | None = None, check: bool = True, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "agent", *args]
-    if data is not None:
+    cmd = [sys.executable, "-m", "agent"]
+    if data is not None:  # before the command: `service create IMAGE ARG...` takes all the rest
         cmd += ["--data-dir", str(data)]
+    cmd += args
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise AssertionError(

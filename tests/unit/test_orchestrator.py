@@ -7,8 +7,6 @@ import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import pytest
-
 from agent.manager.orchestrator import Plan, live, observed, plan_service
 from agent.manager.stamps import stamp_of
 from agent.manager.store import Node, Service, Task
@@ -462,12 +460,6 @@ def test_replicated_job_never_reruns_a_completed_task() -> None:
         assert plan.wake_at is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a failed replicated-job task waiting out its restart delay is counted as 'stuck', "
-    "not running, so another slot is started meanwhile and max_concurrent is exceeded once the "
-    "delayed restart fires",
-)
 def test_replicated_job_task_waiting_for_its_restart_still_counts_against_max_concurrent() -> None:
     svc = service(
         3, mode="replicated-job", max_concurrent=1, restart=RestartPolicy(delay_ns=10 * SECOND)
@@ -587,16 +579,10 @@ def test_start_first_keeps_the_old_task_until_its_successor_runs() -> None:
     assert created(plan, tasks) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="start-first: when the successor fails before ever running, the orchestrator shuts "
-    "the old running task down anyway (it only checks that the newest task is no longer below "
-    "running), leaving the slot with nothing running; Swarm and the updater's docstring keep the "
-    "old task until a successor actually runs",
-)
 def test_start_first_keeps_the_old_task_when_its_successor_fails() -> None:
     svc = service(1, image="nginx:2", spec_version=2, restart=RestartPolicy(delay_ns=10 * SECOND))
     old = task(1, "n1", "running", svc=service(1, image="nginx:1"), created=T0 - 600)
     new = task(1, "n2", "failed", svc=svc, spec_version=2, created=T0 - 10, timestamp=T0 - 1)
     plan = plan_service(svc, [old, new], NODES, T0)
     assert old.id not in changed(plan, [old, new])
+    assert plan.wake_at == T0 + 9  # the successor's restart is still due
