@@ -121,6 +121,11 @@ _SHARED: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("--health-start-period",), "DURATION", "start-up time when failures do not count"),
     (("--health-start-interval",), "DURATION", "time between checks during the start period"),
     (("--log-driver",), "NAME", "logging driver"),
+    (
+        ("--disconnect-window",),
+        "DURATION",
+        "how long a node may be disconnected before its tasks are replaced (default 2s)",
+    ),
 )
 _UPDATE_FLAGS = (
     ("parallelism", "N", "tasks {0} at once (0: all; default 1)"),
@@ -190,6 +195,11 @@ def _add_shared(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(*names, action=argparse.BooleanOptionalAction, help=text)
     parser.add_argument(
         "--no-healthcheck", action="store_const", const=True, help="disable the image's check"
+    )
+    parser.add_argument(
+        "--rebalance",
+        action=argparse.BooleanOptionalAction,
+        help="move tasks onto nodes that join or return, to even out the spread (default off)",
     )
     for names, metavar, text in (
         (("--cap-add",), "CAP", "add a Linux capability"),
@@ -789,8 +799,13 @@ def _apply_shared(spec: ServiceSpec, ns: argparse.Namespace) -> ServiceSpec:
         log_driver=_log_driver(task.log_driver, ns),
     )
     endpoint = _given(mode=_get(ns, "endpoint_mode", _choice("vip", "dnsrr")))
+    service = _given(
+        disconnect_window_ns=_get(ns, "disconnect_window", _duration),
+        rebalance=getattr(ns, "rebalance", None),
+    )
     return replace(
         spec,
+        **service,
         task_template=task,
         update_config=_update_config(spec.update_config, ns, "update"),
         rollback_config=_update_config(spec.rollback_config, ns, "rollback"),

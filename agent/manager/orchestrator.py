@@ -243,6 +243,39 @@ def _plan_replicated(ctx: _Context, tasks: Sequence[Task]) -> None:
     for slot in range(1, wanted + 1):
         if slot not in occupied:
             ctx.plan.put.append(new_task(ctx.service, ctx.spec, ctx.now, slot=slot))
+    if ctx.spec.rebalance and not ctx.plan.put:
+        _rebalance(ctx, [group[-1] for slot, group in slots.items() if 1 <= slot <= wanted])
+
+
+def _rebalance(ctx: _Context, current: list[Task]) -> None:
+    """Move one task from the busiest node to the idlest when they differ by more than one.
+
+    Only when every task runs (one move at a time). The successor starts first; the
+    orchestrator stops the old task once the successor runs (as for a start-first update).
+    """
+    if not current or any(observed(t) is not TaskState.RUNNING for t in current):
+        return
+    spec = ctx.spec.task_template
+    per_node = spec.placement.max_replicas_per_node or 0
+    eligible = [
+        n
+        for n in ctx.nodes.values()
+        if n.status == "ready" and n.availability == "active" and node_matches(spec, n) is None
+    ]
+    if len(eligible) < 2:
+        return
+    load = {n.id: 0 for n in eligible}
+    for t in current:
+        if t.node_id in load:
+            load[t.node_id] += 1
+    busiest = max(sorted(load), key=lambda k: load[k])
+    idlest = min(sorted(load), key=lambda k: load[k])
+    if load[busiest] - load[idlest] <= 1 or (per_node and load[idlest] >= per_node):
+        return
+    mover = max((t for t in current if t.node_id == busiest), key=lambda t: t.slot)
+    ctx.plan.put.append(
+        new_task(ctx.service, ctx.spec, ctx.now, slot=mover.slot, restarts=mover.restarts)
+    )
 
 
 def _eligible(ctx: _Context, node: Node) -> bool:

@@ -586,3 +586,43 @@ def test_start_first_keeps_the_old_task_when_its_successor_fails() -> None:
     plan = plan_service(svc, [old, new], NODES, T0)
     assert old.id not in changed(plan, [old, new])
     assert plan.wake_at == T0 + 9  # the successor's restart is still due
+
+
+# --- rebalancing ------------------------------------------------------------------------------
+
+
+def rebalancing(replicas: int = 4) -> Service:
+    svc = service(replicas)
+    spec = dataclasses.replace(ServiceSpec.from_dict(svc.spec), rebalance=True)
+    return dataclasses.replace(svc, spec=spec.to_dict())
+
+
+def test_rebalance_moves_one_task_to_a_node_that_returned() -> None:
+    svc = rebalancing(4)
+    tasks = [task(s, "n1" if s <= 3 else "n2", svc=svc) for s in range(1, 5)]
+    plan = plan_service(svc, tasks, NODES, T0)
+    moved = created(plan, tasks)
+    assert len(moved) == 1 and moved[0].slot == 3 and moved[0].node_id == ""
+    assert changed(plan, tasks) == {}  # the old task runs until its successor does
+
+    # the successor runs on n3: the old one is stopped then, and nothing else moves
+    tasks = apply(tasks, plan)
+    tasks = report(tasks, "running", T0 + 1, which=[moved[0].id], node_id="n3")
+    plan = plan_service(svc, tasks, NODES, T0 + 2)
+    old = next(t for t in tasks if t.slot == 3 and t.node_id == "n1")
+    assert changed(plan, tasks) == {old.id: "shutdown"}
+    assert created(plan, tasks) == []
+
+
+def test_rebalance_is_off_by_default_and_waits_for_every_task_to_run() -> None:
+    tasks = [task(s, "n1") for s in range(1, 5)]
+    assert plan_service(service(4), tasks, NODES, T0).put == []
+    svc = rebalancing(4)
+    tasks = [task(s, "n1", svc=svc) for s in range(1, 4)] + [task(4, "n1", "starting", svc=svc)]
+    assert plan_service(svc, tasks, NODES, T0).put == []
+
+
+def test_rebalance_leaves_an_even_spread_alone() -> None:
+    svc = rebalancing(4)
+    tasks = [task(s, f"n{1 + (s - 1) % 3}", svc=svc) for s in range(1, 5)]  # 2, 1, 1
+    assert plan_service(svc, tasks, NODES, T0).put == []

@@ -743,3 +743,13 @@ def test_update_replicas_of_a_global_service_is_an_error() -> None:
 def test_update_flags_are_refused_for_jobs() -> None:
     spec = create("--mode global-job job")
     assert "do not apply to jobs" in update_error(spec, "--update-parallelism 2")
+
+
+def test_disconnect_window_and_rebalance_are_service_settings() -> None:
+    spec = create("--name web --disconnect-window 30s --rebalance shoal/busybox:latest")
+    assert spec.disconnect_window_ns == 30 * SECOND
+    assert spec.rebalance is True
+    assert create("--name web shoal/busybox:latest").rebalance is False
+    assert update(spec, "--no-rebalance").rebalance is False
+    assert update(spec, "").disconnect_window_ns == 30 * SECOND
+    assert "--disconnect-window" in create_error("--name web --disconnect-window soon img")
