@@ -289,9 +289,10 @@ def cmd_swarm_unlock_key(a: argparse.Namespace, data: DataDir) -> int:
 
 
 def cmd_swarm_update(a: argparse.Namespace, data: DataDir) -> int:
-    if a.autolock is None:
-        raise ShoalError("nothing to update: use --autolock=true|false")
-    res = control.call(data.socket, "swarm-update", {"autolock": a.autolock})
+    if a.autolock is None and a.task_history_limit is None:
+        raise ShoalError("nothing to update: use --autolock=true|false or --task-history-limit N")
+    args = {"autolock": a.autolock, "task_history_limit": a.task_history_limit}
+    res = control.call(data.socket, "swarm-update", args)
     print("Swarm updated.")
     if res["autolock"] and res["changed"]:
         _print_unlock_key(res["unlock_key"])
@@ -505,6 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = cmd(swarm, "update", cmd_swarm_update, "update the swarm's settings")
     sp.add_argument("--autolock", type=_bool, metavar="true|false", help="lock restarted managers")
+    sp.add_argument(
+        "--task-history-limit", type=int, metavar="N", help="tasks kept per slot (default 5)"
+    )
     cmd(swarm, "unlock", cmd_swarm_unlock, "unlock a locked manager (reads the key from stdin)")
     sp = cmd(swarm, "unlock-key", cmd_swarm_unlock_key, "show or rotate the unlock key")
     sp.add_argument("--rotate", action="store_true", help="rotate the unlock key")

@@ -226,6 +226,28 @@ def cmd_service_rm(a: argparse.Namespace, data: DataDir) -> int:
     return 1 if failed else 0
 
 
+def cmd_service_logs(a: argparse.Namespace, data: DataDir) -> int:
+    tail = None if a.tail in (None, "all") else a.tail
+    if tail is not None and not tail.isdigit():
+        raise ShoalError(f'invalid argument "{a.tail}" for "--tail" flag: expected a number or all')
+    rows = _call(data, "service-logs", {"service": a.service, "tail": int(tail) if tail else None})
+    failed = 0
+    for r in rows:
+        if "error" in r:
+            print(f"error from {r['node']}: {r['error']}", file=sys.stderr)
+            failed += 1
+            continue
+        task = (
+            r["task"]
+            if a.no_trunc
+            else r["task"].rsplit(".", 1)[0] + "." + r["task"].rsplit(".", 1)[1][:12]
+        )
+        prefix = "" if a.raw else f"{task}@{r['node']}    | "
+        for line in r["text"].splitlines():
+            print(prefix + line)
+    return 1 if failed and failed == len(rows) else 0
+
+
 # node ------------------------------------------------------------------------------------------
 def cmd_node_inspect(a: argparse.Namespace, data: DataDir) -> int:
     objs = [_call(data, "node-inspect", {"node": ref}) for ref in a.nodes]
@@ -315,6 +337,11 @@ def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser], node: Any) -
     sp.add_argument("-f", "--format", help="Go-style template, e.g. '{{.spec.name}}'")
     sp.add_argument("--pretty", action="store_true", help="human-readable")
     sp.add_argument("services", nargs="+", metavar="SERVICE")
+    sp = cmd(service, "logs", cmd_service_logs, "show the output of a service's tasks")
+    sp.add_argument("-n", "--tail", help="lines from the end of each task's output (default all)")
+    sp.add_argument("--raw", action="store_true", help="no task and node prefix")
+    sp.add_argument("--no-trunc", action="store_true", help="full task ids")
+    sp.add_argument("service", metavar="SERVICE")
     sp = cmd(service, "rm", cmd_service_rm, "remove services")
     sp.add_argument("services", nargs="+", metavar="SERVICE")
 

@@ -86,6 +86,7 @@ class Daemon:
         self.manager: Any = None
         self.driver: Any = None
         self._role_change: asyncio.Task[None] | None = None
+        self._side_tasks: set[asyncio.Task[None]] = set()
         self._manager_tasks: list[asyncio.Task[Any]] = []
         self._exit_code = 0
         self._unlock_key: str | None = None
@@ -143,6 +144,15 @@ class Daemon:
         return session
 
     async def _on_unsolicited(self, topic: str, env: Envelope) -> None:
+        if env.type == "logs":
+            from agent.logs import answer_logs
+
+            task = asyncio.create_task(
+                answer_logs(self.session, self.topics, self.node.node_id, self.agent.executor, env)
+            )
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
+            return
         role = env.body.get("role") if isinstance(env.body, dict) else None
         if env.type == "role" and role in ("manager", "worker"):
             if role != self.node.role and self._role_change is None:
@@ -398,6 +408,8 @@ class Daemon:
             return {"ok": True}
         if cmd == "node-demote" and self._is_self(args.get("node")):
             return await self._demote_self(args)
+        if cmd == "service-logs":
+            return await self._service_logs(args)
         if cmd in _MANAGER_COMMANDS:
             result = await self._need_manager().command(cmd, args)
             if cmd == "node-ls":
@@ -405,6 +417,46 @@ class Daemon:
                     n["self"] = n["id"] == self.node.node_id
             return result
         raise ShoalError(f"unknown command {cmd!r}")
+
+    async def _service_logs(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        from agent.logs import fetch_logs
+        from agent.manager.controlapi import find_service
+        from agent.manager.store import Node, Task
+
+        manager = self._need_manager()
+        view = manager.store.view()
+        service = find_service(view, str(args.get("service", "")))
+        tail = args.get("tail")
+        nodes = {n.id: n for n in view.list(Node)}
+        tasks = [
+            t
+            for t in view.list(Task)
+            if t.service_id == service.id and t.node_id and t.status.get("container_id")
+        ]
+
+        async def one(t: Any) -> dict[str, Any]:
+            node = nodes.get(t.node_id)
+            slot = str(t.slot) if t.slot else t.node_id
+            row = {
+                "task": f"{service.name}.{slot}.{t.id}",
+                "node": node.hostname if node else t.node_id,
+                "created": t.created,
+            }
+            try:
+                data = await fetch_logs(
+                    self.session,
+                    self.topics,
+                    t.node_id,
+                    t.id,
+                    tail=tail if type(tail) is int else None,
+                )
+                row["text"] = data.decode("utf-8", "replace")
+            except ShoalError as exc:
+                row["error"] = str(exc)
+            return row
+
+        rows = await asyncio.gather(*(one(t) for t in tasks))
+        return sorted(rows, key=lambda r: (r["created"], r["task"]))
 
     def preset_unlock_key(self, key: str) -> None:
         """For `swarm init --autolock --foreground`: the key is known at start."""

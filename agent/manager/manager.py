@@ -633,8 +633,23 @@ class Manager:
 
     async def _cmd_swarm_update(self, args: dict[str, Any]) -> dict[str, Any]:
         autolock = args.get("autolock")
+        limit = args.get("task_history_limit")
+        if autolock is None and limit is None:
+            raise ShoalError(
+                "nothing to update: use --autolock=true|false or --task-history-limit N"
+            )
+        if limit is not None:
+            if type(limit) is not int or not 1 <= limit <= 1000:
+                raise ShoalError("--task-history-limit must be a whole number from 1 to 1000")
+
+            def set_limit(tx: Tx) -> None:
+                c = tx.get(Cluster, "cluster")
+                if c is not None and c.task_history_limit != limit:
+                    tx.put(_replace(c, task_history_limit=limit))
+
+            await self.store.update(set_limit)
         if not isinstance(autolock, bool):
-            raise ShoalError("nothing to update: use --autolock=true|false")
+            return {"autolock": bool(self.cluster.unlock_key), "unlock_key": "", "changed": False}
         cluster = self.cluster
         if autolock == bool(cluster.unlock_key):
             return {"autolock": autolock, "unlock_key": cluster.unlock_key, "changed": False}
