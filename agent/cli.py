@@ -533,9 +533,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", "-f", action="store_true")
     sp.add_argument("nodes", nargs="+", metavar="NODE")
 
-    from agent.cli_services import register
+    from agent import cli_secrets, cli_services, cli_stacks
 
-    register(sub, cmd, node)
+    cli_services.register(sub, cmd, node)
+    cli_secrets.register(sub, cmd)
+    cli_stacks.register(sub, cmd)
 
     cert = sub.add_parser("cert", help="certificates for people and tools").add_subparsers(
         dest="sub", metavar="COMMAND", required=True

@@ -17,7 +17,7 @@ from agent.spec import ServiceSpec, SpecError
 
 __all__ = ["register"]
 
-_SERVICE_COLUMNS = [
+SERVICE_COLUMNS = [
     ("ID", "short_id"),
     ("NAME", "name"),
     ("MODE", "mode"),
@@ -25,7 +25,7 @@ _SERVICE_COLUMNS = [
     ("IMAGE", "image"),
     ("PORTS", "ports"),
 ]
-_TASK_COLUMNS = [
+TASK_COLUMNS = [
     ("ID", "short_id"),
     ("NAME", "name"),
     ("IMAGE", "image"),
@@ -41,7 +41,7 @@ def _call(data: DataDir, cmd: str, args: dict[str, Any] | None = None) -> Any:
     return control.call(data.socket, cmd, args or {})
 
 
-def _fetch(data: DataDir, ref: str) -> Callable[[], tuple[dict[str, Any], list[dict[str, Any]]]]:
+def fetch(data: DataDir, ref: str) -> Callable[[], tuple[dict[str, Any], list[dict[str, Any]]]]:
     def fetch() -> tuple[dict[str, Any], list[dict[str, Any]]]:
         return _call(data, "service-inspect", {"service": ref}), _call(
             data, "service-ps", {"service": ref}
@@ -50,7 +50,7 @@ def _fetch(data: DataDir, ref: str) -> Callable[[], tuple[dict[str, Any], list[d
     return fetch
 
 
-def _task_rows(tasks: list[dict[str, Any]], *, no_trunc: bool) -> list[dict[str, Any]]:
+def task_rows(tasks: list[dict[str, Any]], *, no_trunc: bool) -> list[dict[str, Any]]:
     rows = []
     previous = None
     for t in tasks:
@@ -79,7 +79,7 @@ def cmd_service_create(a: argparse.Namespace, data: DataDir) -> int:
     print(created["id"])
     if a.detach or a.quiet:
         return 0
-    return follow(_fetch(data, created["id"]))
+    return follow(fetch(data, created["id"]))
 
 
 def cmd_service_update(a: argparse.Namespace, data: DataDir) -> int:
@@ -89,7 +89,7 @@ def cmd_service_update(a: argparse.Namespace, data: DataDir) -> int:
         print(info["name"])
         if a.detach or a.quiet:
             return 0
-        return follow(_fetch(data, info["id"]), expect="rollback")
+        return follow(fetch(data, info["id"]), expect="rollback")
     try:
         spec = ServiceSpec.from_dict(info["spec"])
     except SpecError as exc:
@@ -105,7 +105,7 @@ def cmd_service_update(a: argparse.Namespace, data: DataDir) -> int:
         return 0
     after = _call(data, "service-inspect", {"service": info["id"]})
     updating = (after.get("update_status") or {}).get("state") == "updating" and result["changed"]
-    return follow(_fetch(data, info["id"]), expect="update" if updating else "")
+    return follow(fetch(data, info["id"]), expect="update" if updating else "")
 
 
 def cmd_service_rollback(a: argparse.Namespace, data: DataDir) -> int:
@@ -114,7 +114,7 @@ def cmd_service_rollback(a: argparse.Namespace, data: DataDir) -> int:
     print(info["name"])
     if a.detach or a.quiet:
         return 0
-    return follow(_fetch(data, info["id"]), expect="rollback")
+    return follow(fetch(data, info["id"]), expect="rollback")
 
 
 def cmd_service_scale(a: argparse.Namespace, data: DataDir) -> int:
@@ -139,7 +139,7 @@ def cmd_service_scale(a: argparse.Namespace, data: DataDir) -> int:
         targets.append(result["id"])
     if not a.detach:
         for ident in targets:
-            failed += follow(_fetch(data, ident)) != 0
+            failed += follow(fetch(data, ident)) != 0
     return 1 if failed else 0
 
 
@@ -152,7 +152,7 @@ def cmd_service_ls(a: argparse.Namespace, data: DataDir) -> int:
         if key not in ("name", "id", "mode"):
             raise ShoalError(f"invalid filter {key!r}: use name, id or mode")
         rows = [r for r in rows if str(r[key]).startswith(value)]
-    print(render(rows, _SERVICE_COLUMNS, a.format, quiet_key="id", quiet=a.quiet))
+    print(render(rows, SERVICE_COLUMNS, a.format, quiet_key="id", quiet=a.quiet))
     return 0
 
 
@@ -165,8 +165,8 @@ def cmd_service_ps(a: argparse.Namespace, data: DataDir) -> int:
             if key != "desired-state":
                 raise ShoalError(f"invalid filter {key!r}: use desired-state")
             tasks = [t for t in tasks if t["desired_state"] == value]
-        out += _task_rows(tasks, no_trunc=a.no_trunc)
-    print(render(out, _TASK_COLUMNS, a.format, quiet_key="id", quiet=a.quiet))
+        out += task_rows(tasks, no_trunc=a.no_trunc)
+    print(render(out, TASK_COLUMNS, a.format, quiet_key="id", quiet=a.quiet))
     return 0
 
 
@@ -287,8 +287,8 @@ def cmd_node_ps(a: argparse.Namespace, data: DataDir) -> int:
     for ref in a.nodes or ["self"]:
         if ref == "self":
             ref = _call(data, "info")["node_id"]
-        out += _task_rows(_call(data, "node-ps", {"node": ref}), no_trunc=a.no_trunc)
-    print(render(out, _TASK_COLUMNS, a.format, quiet_key="id", quiet=a.quiet))
+        out += task_rows(_call(data, "node-ps", {"node": ref}), no_trunc=a.no_trunc)
+    print(render(out, TASK_COLUMNS, a.format, quiet_key="id", quiet=a.quiet))
     return 0
 
 

@@ -73,6 +73,12 @@ _MANAGER_COMMANDS = {
     "node-ps",
     "node-update",
     "task-ls",
+    *(
+        f"{kind}-{verb}"
+        for kind in ("secret", "config")
+        for verb in ("create", "ls", "inspect", "rm")
+    ),
+    *(f"stack-{verb}" for verb in ("deploy", "ls", "services", "ps", "rm")),
 }
 
 

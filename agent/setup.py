@@ -101,6 +101,7 @@ def init_cluster(
             role="manager",
             hostname=hostname,
             serials=(str(Identity.from_cert(cert).serial),),
+            cert=cert,
             status="ready",
             created=stamp,
             updated=stamp,

@@ -100,6 +100,33 @@ class Topics:
     def ctl(self, admin_id: str, leaf: str) -> str:
         return f"{self.base}/ctl/{check_id(admin_id, 'admin id')}/{leaf}"
 
+    def stack_ctl(self, admin_id: str, stack: str, verb: str) -> str:
+        """Where an admin client publishes a stack file (``deploy``) or nothing (``rm``)."""
+        return self.ctl(admin_id, f"stack/{check_id(stack, 'stack name')}/{verb}")
+
+    def stack_result(self, admin_id: str, stack: str) -> str:
+        """Where managers answer that admin client: JSON, retained."""
+        return self.ctl(admin_id, f"stack/{check_id(stack, 'stack name')}/result")
+
+    @property
+    def stack_ctl_filter(self) -> str:
+        return f"{self.base}/ctl/+/stack/+/+"
+
+    @staticmethod
+    def parse_stack_ctl(topic: str) -> tuple[str, str, str] | None:
+        """(admin id, stack name, verb) of a stack control topic, or None."""
+        parts = topic.split("/")
+        if (
+            len(parts) == 7
+            and parts[0] == ROOT
+            and parts[2] == "ctl"
+            and parts[4] == "stack"
+            and _ID.match(parts[3])
+            and _ID.match(parts[5])
+        ):
+            return parts[3], parts[5], parts[6]
+        return None
+
     def mon(self, *levels: str) -> str:
         return "/".join(
             [self.base, "mon", *(check_id(x, "monitoring topic level") for x in levels)]

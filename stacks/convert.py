@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from stacks.errors import StackError, StackErrors, StackWarning
 from stacks.files import Files, read_dotenv, resolve_env_files
@@ -31,7 +32,7 @@ from stacks.node import Node, field_map, field_value
 from stacks.schema import check_document, check_name
 from stacks.services import Scope, build_service
 
-__all__ = ["MAX_CONFIG_BYTES", "MAX_SECRET_BYTES", "load_stack", "load_stack_text",
+__all__ = ["MAX_CONFIG_BYTES", "MAX_SECRET_BYTES", "load_stack", "load_stack_text", "merged_config",
            "validate_stack_name"]
 
 MAX_SECRET_BYTES = 500 * 1024
@@ -82,9 +83,19 @@ def load_stack_text(
     return _load([Source(name=filename, text=text)], stack_name, environ or {}, None)
 
 
-def _load(
-    sources: list[Source], stack: str, environ: Mapping[str, str], directory: Path | None
-) -> StackSpec:
+def merged_config(
+    files: Sequence[Path], *, environ: Mapping[str, str]
+) -> dict[str, Any]:
+    """The files merged in order and interpolated, as `stack config` prints them."""
+    sources = read_sources(files)
+    merged, _, _, ctx = _merge(sources, environ, sources[0].directory)
+    _raise(ctx)
+    return dict(merged.plain())
+
+
+def _merge(
+    sources: list[Source], environ: Mapping[str, str], directory: Path | None
+) -> tuple[Node, Files, dict[str, str], Ctx]:
     ctx = Ctx()
     try:
         env = {**read_dotenv(directory, environ), **environ}
@@ -106,7 +117,13 @@ def _load(
             resolve_env_files(document, files, ctx)
             documents.append(document)
     _raise(ctx)
-    merged = merge_documents(documents)
+    return merge_documents(documents), files, env, ctx
+
+
+def _load(
+    sources: list[Source], stack: str, environ: Mapping[str, str], directory: Path | None
+) -> StackSpec:
+    merged, files, env, ctx = _merge(sources, environ, directory)
     spec = _convert(merged, stack, files, env, ctx)
     _raise(ctx)
     return spec

@@ -13,6 +13,7 @@ from typing import Any
 from agent.errors import ShoalError
 from agent.manager.orchestrator import live
 from agent.manager.scheduler import parse_constraint
+from agent.manager.secretsapi import resolve_refs
 from agent.manager.stamps import now_text
 from agent.manager.store import Node, Service, Store, Task, Tx, View
 from agent.manager.updater import start_update
@@ -127,7 +128,8 @@ class ControlAPI:
         def create(tx: Tx) -> None:
             if any(s.name == spec.name for s in tx.list(Service)):
                 raise ShoalError(f"service {spec.name} already exists")
-            tx.put(service)
+            resolved = resolve_refs(tx, spec).to_dict()
+            tx.put(dataclasses.replace(service, spec=resolved))
 
         await self.store.update(create)
         return {"id": service.id, "name": service.name, "spec_version": 1}
@@ -180,10 +182,11 @@ class ControlAPI:
                 )
             if spec.name != current.name:
                 raise ShoalError("a service cannot be renamed")
-            if spec.to_dict() == current.spec:
+            wanted = resolve_refs(tx, spec).to_dict()
+            if wanted == current.spec:
                 result.update(id=current.id, changed=False, spec_version=current.spec_version)
                 return
-            new = start_update(current, spec.to_dict(), now, rollback=False)
+            new = start_update(current, wanted, now, rollback=False)
             if not _tasks_change(current.spec, new.spec):
                 new = dataclasses.replace(new, update_status=dict(current.update_status))
             tx.put(new)

@@ -23,7 +23,18 @@ from typing import Any
 
 from agent.manager.raft import RaftError
 from agent.manager.stamps import now_text
-from agent.manager.store import Commit, Event, Node, Service, Store, StoreError, Task, Tx
+from agent.manager.store import (
+    Commit,
+    Config,
+    Event,
+    Node,
+    Secret,
+    Service,
+    Store,
+    StoreError,
+    Task,
+    Tx,
+)
 from agent.worker.errors import StatusError
 from agent.worker.model import TaskStatus
 from broker.envelope import Envelope
@@ -144,6 +155,7 @@ class Dispatcher:
         self._dirty_nodes: set[str] = set()
         self._names: dict[str, str] = {}
         self._sent: dict[str, int] = {}
+        self._sealed: dict[tuple[str, str, str, bytes], bytes] = {}
 
     async def run(self) -> None:
         self.statuses.listener = self._take
@@ -264,23 +276,63 @@ class Dispatcher:
                 per_node[t.node_id].append(t)
         sends = []
         for node_id in sorted(dirty):
-            if view.get(Node, node_id) is None:
+            node = view.get(Node, node_id)
+            if node is None:
                 continue
-            tasks = [self._assignment(view, t) for t in per_node.get(node_id, [])]
-            sends.append(self._send(node_id, version, tasks))
+            mine = per_node.get(node_id, [])
+            body: dict[str, Any] = {
+                "version": version,
+                "tasks": [self._assignment(view, t) for t in mine],
+            }
+            secrets, configs = self._files(view, node, mine)
+            if secrets:
+                body["secrets"] = secrets
+            if configs:
+                body["configs"] = configs
+            sends.append(self._send(node_id, body))
         for i in range(0, len(sends), 200):
             await asyncio.gather(*sends[i : i + 200])
 
-    async def _send(self, node_id: str, version: int, tasks: list[dict[str, Any]]) -> None:
+    def _files(
+        self, view: Any, node: Node, tasks: list[Task]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The secrets (sealed to the node's key) and configs its live tasks use."""
+        secret_ids: set[str] = set()
+        config_ids: set[str] = set()
+        for t in tasks:
+            if t.desired_state != "running":
+                continue
+            container = t.spec.get("container") or {}
+            secret_ids.update(str(r.get("secret_id", "")) for r in container.get("secrets") or [])
+            config_ids.update(str(r.get("config_id", "")) for r in container.get("configs") or [])
+        secrets = []
+        for ident in sorted(secret_ids):
+            secret = view.get(Secret, ident)
+            if secret is None:
+                continue
+            key = (node.id, ident, secret.updated, node.cert)
+            sealed = self._sealed.get(key)
+            if sealed is None:
+                from cryptography import x509
+
+                from certs.seal import seal
+
+                context = b"shoal-secret:" + node.id.encode() + b":" + ident.encode()
+                recipient = x509.load_pem_x509_certificate(node.cert)
+                sealed = self._sealed[key] = seal(recipient, secret.data, context=context)
+            secrets.append({"id": ident, "name": secret.name, "sealed": sealed})
+        configs = []
+        for ident in sorted(config_ids):
+            config = view.get(Config, ident)
+            if config is not None:
+                configs.append({"id": ident, "name": config.name, "data": config.data})
+        return secrets, configs
+
+    async def _send(self, node_id: str, body: dict[str, Any]) -> None:
         try:
-            await self.session.send(
-                self.topics.node_assign(node_id),
-                "assign",
-                {"version": version, "tasks": tasks},
-                retain=True,
-            )
+            await self.session.send(self.topics.node_assign(node_id), "assign", body, retain=True)
             self.published += 1
-            self._sent[node_id] = version
+            self._sent[node_id] = int(body["version"])
         except BrokerError as exc:
             log.warning("could not send node %s its assignments: %s", node_id, exc)
             self._dirty_nodes.add(node_id)

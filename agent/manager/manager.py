@@ -24,6 +24,8 @@ from agent.manager.dispatcher import StatusLog
 from agent.manager.leader import LeaderComponents
 from agent.manager.raft import ConfChangeType, NotLeader, RaftError
 from agent.manager.raftdriver import RaftDriver
+from agent.manager.secretsapi import SecretsAPI
+from agent.manager.stackapi import StackAPI
 from agent.manager.stamps import now_text
 from agent.manager.store import Client, Cluster, Event, Node, Store, StoreError, Tx
 from broker.envelope import Envelope
@@ -101,6 +103,9 @@ class Manager:
         self.statuses = StatusLog(session)
         self.api = ControlAPI(store)
         self.commands.update(self.api.commands)
+        self.commands.update(SecretsAPI(store).commands)
+        self.stacks = StackAPI(store)
+        self.commands.update(self.stacks.commands)
         self.leader = LeaderComponents(
             store=store,
             driver=driver,
@@ -116,6 +121,7 @@ class Manager:
         session.on(topics.all_nodes("req"), self._on_node_request, spawn=True)
         session.on(topics.mgr_req(node_id), self._on_forwarded, spawn=True)
         session.on_raw(topics.mon("broker"), self._on_broker_sync)
+        session.on_raw(topics.stack_ctl_filter, self._on_stack_ctl)
         self.broker_synced = 0
         self._synced = asyncio.Event()
         self.observed: dict[str, str] = {}
@@ -126,6 +132,7 @@ class Manager:
         t = self.topics
         self._background(asyncio.get_running_loop().create_task(self.leader.stop()))
         self.session.off(
+            t.stack_ctl_filter,
             t.all_nodes("status"),
             ENROLL_REQ_FILTER,
             t.all_nodes("state"),
@@ -283,6 +290,62 @@ class Manager:
             return "Reachable"
         return "Unreachable"
 
+    # stacks by topic (leader) ------------------------------------------------------------
+    async def _on_stack_ctl(self, topic: str, payload: bytes) -> None:
+        parsed = Topics.parse_stack_ctl(topic)
+        if parsed is None:
+            self.session.rejections.reject(topic, "malformed stack control topic")
+            return
+        admin, stack, verb = parsed
+        if verb == "result" or not self.driver.is_leader:
+            return
+        if verb not in ("deploy", "rm"):
+            self.session.rejections.reject(topic, f"unknown stack verb {verb!r}")
+            return
+        client = self.store.view().get(Client, admin)
+        if client is None or client.role != "admin":
+            self.session.rejections.reject(topic, "stack control from a client that is not admin")
+            return
+        if verb == "deploy" and not payload:
+            return  # a retained file being cleared
+        self._background(
+            asyncio.get_running_loop().create_task(
+                self._stack_by_topic(admin, stack, verb, payload)
+            )
+        )
+
+    async def _stack_by_topic(self, admin: str, stack: str, verb: str, payload: bytes) -> None:
+        import hashlib
+
+        from stacks import StackError, load_stack_text
+
+        doc: dict[str, Any] = {
+            "stack": stack,
+            "verb": verb,
+            "sha256": hashlib.sha256(payload).hexdigest(),
+            "at": now_text(),
+        }
+        try:
+            if len(payload) > 1024 * 1024:
+                raise ShoalError("the stack file is larger than 1 MiB")
+            if verb == "deploy":
+                spec = load_stack_text(payload, stack_name=stack, filename=f"{stack}.yml")
+                result = await self.stacks.deploy(spec)
+                doc.update(ok=True, actions=result["actions"])
+                doc["warnings"] = [w.message for w in spec.warnings]
+            else:
+                result = await self.stacks.rm({"stack": stack})
+                doc.update(ok=True, actions=result["actions"])
+            log.info("stack %s: %s by topic from %s", stack, verb, admin)
+        except StackError as exc:
+            doc.update(ok=False, errors=[str(e) for e in exc.errors])
+        except (ShoalError, StoreError, RaftError) as exc:
+            doc.update(ok=False, errors=[str(exc)])
+        with contextlib.suppress(BrokerError):
+            await self.session.publish(
+                self.topics.stack_result(admin, stack), json.dumps(doc).encode(), retain=True
+            )
+
     # enrollment (leader) -----------------------------------------------------------------
     async def _on_enroll(self, topic: str, env: Envelope) -> None:
         if not self.driver.is_leader:
@@ -340,6 +403,7 @@ class Manager:
                     role=role,
                     hostname=hostname or node_id,
                     serials=(serial,),
+                    cert=cert,
                     created=stamp,
                     updated=stamp,
                 )
@@ -438,7 +502,7 @@ class Manager:
             n = tx.get(Node, node_id)
             if n is None:
                 raise ShoalError("this node is not part of the swarm any more")
-            tx.put(_replace(n, serials=(*n.serials, serial)))
+            tx.put(_replace(n, serials=(*n.serials, serial), cert=cert))
 
         await self.store.update(record)
         log.info("renewed the certificate of node %s", node_id)

@@ -2,7 +2,8 @@
 
 The engine is found the way the docker CLI finds it (``DOCKER_HOST``, else the usual unix
 sockets). aiodocker (and with it aiohttp) is imported on first use, so a node that never runs a
-container never pays for it.
+container never pays for it. Secrets and configs become read-only files bind-mounted from the
+node's memory filesystem (see :mod:`agent.worker.docker_files`), which needs a local engine.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import json
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent.worker.docker_config import DEFAULT_STOP_SIGNAL, container_config, host_ports
+from agent.worker.docker_files import TaskDirs, config_target, secret_target
 from agent.worker.driver import (
     LABEL_CLUSTER,
     LABEL_NODE,
@@ -28,6 +31,7 @@ from agent.worker.driver import (
 )
 from agent.worker.errors import DriverError, TaskRejected
 from agent.worker.model import Assignment, Health
+from agent.worker.taskfiles import NO_FILES, TaskFiles
 
 if TYPE_CHECKING:
     import aiodocker
@@ -54,8 +58,11 @@ class DockerDriver:
         *,
         pull_timeout: float = 300.0,
         kill_timeout: float = 30.0,
+        files_root: Path | None = None,
     ) -> None:
+        """``files_root`` holds the tasks' secrets and configs (default: see ``memory_root``)."""
         self._url = url
+        self._dirs = TaskDirs(files_root)
         self._docker: aiodocker.Docker | None = None
         self._pull_timeout = pull_timeout
         self._kill_timeout = kill_timeout
@@ -99,13 +106,8 @@ class DockerDriver:
 
     # -- prepare / start ------------------------------------------------------------------
 
-    async def prepare(self, a: Assignment) -> None:
+    async def prepare(self, a: Assignment, files: TaskFiles = NO_FILES) -> None:
         c = a.spec.container
-        if c.secrets or c.configs:
-            raise TaskRejected(
-                f"task {a.task_id} uses secrets or configs, which this node's docker driver "
-                "cannot provide yet"
-            )
         for m in c.mounts:
             if m.type == "bind":
                 if not m.source:
@@ -119,6 +121,24 @@ class DockerDriver:
             if self._local_engine and not os.path.exists(d.path_on_host):
                 raise TaskRejected(f"device {d.path_on_host} does not exist on this node")
         await self._ensure_image(c.image)
+        if c.secrets or c.configs:
+            await self._write_files(a, files)
+
+    async def _write_files(self, a: Assignment, files: TaskFiles) -> None:
+        if not self._local_engine:
+            raise TaskRejected(
+                f"task {a.task_id} uses secrets or configs, which need Docker Engine on this "
+                f"node itself (DOCKER_HOST is {self._client().docker_host})"
+            )
+        c = a.spec.container
+        targets = [m.target for m in c.mounts]
+        targets += [secret_target(r) for r in c.secrets] + [config_target(r) for r in c.configs]
+        twice = sorted({t for t in targets if targets.count(t) > 1})
+        if twice:
+            raise TaskRejected(f"task {a.task_id} mounts more than one file at {', '.join(twice)}")
+        configs = files.config_data(a)
+        secrets = await asyncio.to_thread(files.open_secrets, a) if c.secrets else []
+        self._dirs.write(a, secrets, configs)  # no await: a cancelled prepare leaves no files
 
     async def _ensure_image(self, image: str) -> None:
         import aiohttp
@@ -151,7 +171,9 @@ class DockerDriver:
         from aiodocker.exceptions import DockerError
 
         docker = self._client()
-        config = container_config(a)
+        c = a.spec.container
+        files_dir = str(self._dirs.task_dir(a.node_id, a.task_id)) if c.secrets or c.configs else None
+        config = container_config(a, files_dir)
         name = a.container_name
         container = None
         with _translate(f"create container {name}"):
@@ -314,6 +336,7 @@ class DockerDriver:
                 except DockerError as exc:
                     if exc.status not in (404, 409):  # gone, or removal already in progress
                         raise
+        self._dirs.remove(a.node_id, a.task_id)
 
     async def adopt(self) -> list[Owned]:
         docker = self._client()
@@ -328,6 +351,9 @@ class DockerDriver:
             else:
                 owned.append(item)
         return owned
+
+    async def sweep(self, node_id: str, keep: Collection[str]) -> None:
+        self._dirs.sweep(node_id, keep)
 
     async def logs(
         self, a: TaskRef, *, tail: int | None = None, follow: bool = False

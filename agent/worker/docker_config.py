@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.spec import ContainerSpec, Healthcheck, Mount, PortConfig, TaskSpec
+from agent.worker.docker_files import file_mounts
 from agent.worker.driver import labels_for
 from agent.worker.model import Assignment
 
@@ -21,7 +22,8 @@ def host_ports(a: Assignment) -> list[PortConfig]:
     return [p for p in a.ports if p.publish_mode == "host"]
 
 
-def container_config(a: Assignment) -> dict[str, Any]:
+def container_config(a: Assignment, files_dir: str | None = None) -> dict[str, Any]:
+    """The create body; ``files_dir`` is where the task's secrets and configs were written."""
     spec: TaskSpec = a.spec
     c: ContainerSpec = spec.container
     config: dict[str, Any] = {
@@ -53,18 +55,19 @@ def container_config(a: Assignment) -> dict[str, Any]:
     ports = host_ports(a)
     if ports:
         config["ExposedPorts"] = {f"{p.target}/{p.protocol}": {} for p in ports}
-    config["HostConfig"] = _host_config(a, ports)
+    config["HostConfig"] = _host_config(a, ports, files_dir)
     return config
 
 
-def _host_config(a: Assignment, ports: list[PortConfig]) -> dict[str, Any]:
+def _host_config(a: Assignment, ports: list[PortConfig], files_dir: str | None) -> dict[str, Any]:
     c = a.spec.container
     limits = a.spec.resources.limits
     reservations = a.spec.resources.reservations
     host: dict[str, Any] = {
         # shoal restarts tasks itself (by the task's restart policy), never the engine.
         "RestartPolicy": {"Name": "no"},
-        "Mounts": [_mount(m) for m in c.mounts],
+        "Mounts": [_mount(m) for m in c.mounts]
+        + (file_mounts(a, files_dir) if files_dir is not None else []),
         "Privileged": c.privileged,
         "ReadonlyRootfs": c.read_only,
     }

@@ -2,8 +2,9 @@
 
 Contract every driver keeps:
 
-- ``prepare`` makes sure the task *can* run here (image present, mount sources exist) and
-  raises :class:`TaskRejected` with a sentence a user can act on when it cannot.
+- ``prepare`` makes sure the task *can* run here (image present, mount sources exist, its
+  secrets open) and raises :class:`TaskRejected` with a sentence a user can act on when it
+  cannot. ``files`` carries what the task's secret and config references point at.
 - ``start`` creates and starts the task's runtime object and returns its id. It is idempotent:
   when the task already runs it returns the running id; a stale, stopped leftover of the same
   task is replaced. A failure to start raises :class:`DriverError` (or ``TaskRejected``).
@@ -13,17 +14,20 @@ Contract every driver keeps:
   ``inspect``/``wait`` observe ``missing``).
 - ``adopt`` lists what runs (or ran) here carrying shoal's labels — for *any* cluster and node;
   the executor decides what is its own.
+- ``sweep`` forgets what the driver keeps on the host for tasks of a node that are neither
+  assigned nor adopted any more (a restarted agent's leftovers); ``remove`` does it for one.
 - Runtime exceptions never leak: they are translated to :class:`WorkerError` subclasses.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from agent.worker.errors import DriverError, TaskRejected
 from agent.worker.model import Assignment, Health
+from agent.worker.taskfiles import NO_FILES, TaskFiles
 
 __all__ = [
     "LABEL_CLUSTER",
@@ -101,7 +105,7 @@ class TaskRef(Protocol):
 class Driver(Protocol):
     name: str
 
-    async def prepare(self, a: Assignment) -> None: ...
+    async def prepare(self, a: Assignment, files: TaskFiles = NO_FILES) -> None: ...
 
     async def start(self, a: Assignment) -> str: ...
 
@@ -118,6 +122,11 @@ class Driver(Protocol):
     async def remove(self, a: TaskRef) -> None: ...
 
     async def adopt(self) -> list[Owned]: ...
+
+    async def sweep(self, node_id: str, keep: Collection[str]) -> None:
+        """Remove what is kept on the host for tasks of ``node_id`` whose ids are not in
+        ``keep``; problems are logged, never raised."""
+        ...
 
     def logs(
         self, a: TaskRef, *, tail: int | None = None, follow: bool = False

@@ -2,9 +2,12 @@
 
 How it works:
 
-- :meth:`Executor.set_assignments` takes the node's *full* desired set, saves it to
-  ``<state dir>/assignments.msgpack`` (atomically, before acting on it) and wakes the reconciler.
-  Assignments for another node or cluster are rejected, counted and never acted upon.
+- :meth:`Executor.set_assignments` takes the node's *full* desired set, with the secrets (sealed
+  to this node's key) and configs its tasks use, saves it to ``<state dir>/assignments.msgpack``
+  (atomically, before acting on it) and wakes the reconciler. Assignments for another node or
+  cluster are rejected, counted and never acted upon.
+- A task's driver gets the blobs its references point at when the task is prepared, with
+  ``key_loader`` to open the secrets; nothing else ever opens them.
 - :meth:`Executor.run` first adopts what the driver finds running with this node's and
   cluster's labels (healthy tasks are re-attached, never recreated), then reconciles on every
   wake-up. Each task is driven by one coroutine that waits on the driver, never polls.
@@ -15,7 +18,8 @@ How it works:
   its restart policy, which keeps the node autonomous while the managers are unreachable. The
   node agent restarts locally only while it is cut off from the broker; when connected, the
   executor reports and the managers replace failed tasks with new ones, as Swarm does.
-- Cancelling :meth:`run` leaves tasks running; a new executor on the same state dir adopts them.
+- Cancelling :meth:`run` leaves tasks running; a new executor on the same state dir adopts them,
+  and has the driver sweep away what it kept on the host for tasks the node no longer has.
 """
 
 from __future__ import annotations
@@ -33,9 +37,10 @@ from typing import Literal
 from agent.spec import SECOND
 from agent.worker.driver import Driver, Observation, Owned
 from agent.worker.errors import TaskRejected, WorkerError
-from agent.worker.model import Assignment, Health, TaskState, TaskStatus
+from agent.worker.model import Assignment, ConfigBlob, Health, SecretBlob, TaskState, TaskStatus
 from agent.worker.restart import restart_delay, restarts_left, should_restart
-from agent.worker.store import load_assignments, save_assignments
+from agent.worker.store import load_saved, save_assignments
+from agent.worker.taskfiles import NO_FILES, KeyLoader, TaskFiles
 
 __all__ = ["Executor", "Report"]
 
@@ -66,6 +71,7 @@ class Executor:
         node_id: str,
         cluster_id: str,
         local_restarts: bool | Callable[[], bool] = True,
+        key_loader: KeyLoader | None = None,
         start_concurrency: int = 4,
         default_grace: float = 10.0,
         clock: Callable[[], float] = time.time,
@@ -77,6 +83,7 @@ class Executor:
         self.node_id = node_id
         self.cluster_id = cluster_id
         self.local_restarts = local_restarts
+        self.key_loader = key_loader
         self.default_grace = default_grace
         self.rejected_assignments = 0
         self._report = report
@@ -85,6 +92,8 @@ class Executor:
         self._rng = rng or random.Random()
         self._starts = asyncio.Semaphore(start_concurrency)
         self._desired: dict[str, Assignment] | None = None
+        self._secrets: dict[str, SecretBlob] = {}
+        self._configs: dict[str, ConfigBlob] = {}
         self._adopted: dict[str, Owned] = {}
         self._tasks: dict[str, _Task] = {}
         self._wake = asyncio.Event()
@@ -94,8 +103,18 @@ class Executor:
 
     # -- public ---------------------------------------------------------------------------
 
-    async def set_assignments(self, assignments: Iterable[Assignment]) -> None:
-        """Replace the desired set. Saved to disk before anything acts on it."""
+    async def set_assignments(
+        self,
+        assignments: Iterable[Assignment],
+        *,
+        secrets: Iterable[SecretBlob] = (),
+        configs: Iterable[ConfigBlob] = (),
+    ) -> None:
+        """Replace the desired set. Saved to disk before anything acts on it.
+
+        ``secrets`` and ``configs`` are those the set's running tasks refer to; only those are
+        kept (an id a task refers to that is missing here rejects the task when it starts).
+        """
         async with self._set_lock:
             accepted: dict[str, Assignment] = {}
             for a in assignments:
@@ -115,9 +134,42 @@ class Executor:
                 if known is not None and known.version > a.version:
                     a = known  # an older copy arrived late; keep the newer one
                 accepted[a.task_id] = a
-            await asyncio.to_thread(save_assignments, self.state_dir, accepted.values())
+            kept_secrets, kept_configs = self._kept(accepted.values(), secrets, configs)
+            await asyncio.to_thread(
+                save_assignments,
+                self.state_dir,
+                accepted.values(),
+                secrets=kept_secrets.values(),
+                configs=kept_configs.values(),
+            )
             self._desired = accepted
+            self._secrets, self._configs = kept_secrets, kept_configs
             self._wake.set()
+
+    def _kept(
+        self,
+        assignments: Iterable[Assignment],
+        secrets: Iterable[SecretBlob],
+        configs: Iterable[ConfigBlob],
+    ) -> tuple[dict[str, SecretBlob], dict[str, ConfigBlob]]:
+        """The blobs the running tasks refer to: new ones first, else those held before (a
+        newer copy of a task kept over a late older one may refer to what the set lacks)."""
+        new_secrets = {s.id: s for s in secrets}
+        new_configs = {c.id: c for c in configs}
+        kept_secrets: dict[str, SecretBlob] = {}
+        kept_configs: dict[str, ConfigBlob] = {}
+        for a in assignments:
+            if a.desired_state != "running":
+                continue
+            for ref in a.spec.container.secrets:
+                blob = new_secrets.get(ref.secret_id) or self._secrets.get(ref.secret_id)
+                if blob is not None:
+                    kept_secrets[blob.id] = blob
+            for cref in a.spec.container.configs:
+                config = new_configs.get(cref.config_id) or self._configs.get(cref.config_id)
+                if config is not None:
+                    kept_configs[config.id] = config
+        return kept_secrets, kept_configs
 
     def status(self) -> dict[str, TaskStatus]:
         """The current observed status of every task this executor knows, by task id."""
@@ -140,14 +192,18 @@ class Executor:
         try:
             async with self._set_lock:  # a set_assignments call meanwhile must win
                 if self._desired is None:
-                    saved = await asyncio.to_thread(load_assignments, self.state_dir)
+                    saved = await asyncio.to_thread(load_saved, self.state_dir)
                     self._desired = {
                         a.task_id: a
-                        for a in saved
+                        for a in saved.assignments
                         if a.node_id == self.node_id and a.cluster_id == self.cluster_id
                     }
+                    self._secrets, self._configs = self._kept(
+                        self._desired.values(), saved.secrets, saved.configs
+                    )
                     log.info("restored %d saved assignments", len(self._desired))
             await self._adopt()
+            await self.driver.sweep(self.node_id, {*(self._desired or {}), *self._adopted})
             while True:
                 self._wake.clear()
                 self._reconcile()
@@ -277,7 +333,7 @@ class Executor:
         """Prepare and start; the started task's observation, or None once it is rejected."""
         self._set(task, TaskState.PREPARING, message="preparing", container_id="")
         try:
-            await self.driver.prepare(a)
+            await self.driver.prepare(a, self._files(a))
             async with self._starts:
                 self._set(task, TaskState.STARTING, message="starting")
                 runtime_id = await self.driver.start(a)
@@ -293,6 +349,18 @@ class Executor:
         if obs.state == "missing":
             return Observation("exited", runtime_id, error="the task vanished right after start")
         return obs
+
+    def _files(self, a: Assignment) -> TaskFiles:
+        c = a.spec.container
+        if not c.secrets and not c.configs:
+            return NO_FILES
+        secret_ids = {r.secret_id for r in c.secrets}
+        config_ids = {r.config_id for r in c.configs}
+        return TaskFiles(
+            secrets={i: b for i, b in self._secrets.items() if i in secret_ids},
+            configs={i: b for i, b in self._configs.items() if i in config_ids},
+            key_loader=self.key_loader,
+        )
 
     async def _supervise(self, task: _Task, a: Assignment, obs: Observation) -> Observation:
         """Follow a running task until it exits; with a healthcheck, gate ``running`` on it."""

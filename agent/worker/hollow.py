@@ -7,11 +7,12 @@ Kubernetes' kubemark hollow nodes, it exercises everything above the runtime. Ne
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 
 from agent.worker.driver import Observation, Owned, TaskRef, owned_for
 from agent.worker.model import Assignment
+from agent.worker.taskfiles import NO_FILES, TaskFiles
 
 __all__ = ["HollowDriver"]
 
@@ -32,8 +33,8 @@ class HollowDriver:
         self._tasks: dict[str, _Hollow] = {}
         self._serial = 0
 
-    async def prepare(self, a: Assignment) -> None:
-        return None
+    async def prepare(self, a: Assignment, files: TaskFiles = NO_FILES) -> None:
+        return None  # secrets and configs included: a hollow task reads nothing
 
     async def start(self, a: Assignment) -> str:
         current = self._tasks.get(a.task_id)
@@ -71,6 +72,9 @@ class HollowDriver:
 
     async def adopt(self) -> list[Owned]:
         return [t.owned for t in self._tasks.values()]
+
+    async def sweep(self, node_id: str, keep: Collection[str]) -> None:
+        return None
 
     async def logs(
         self, a: TaskRef, *, tail: int | None = None, follow: bool = False

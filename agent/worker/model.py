@@ -9,9 +9,9 @@ from __future__ import annotations
 import enum
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 from agent.spec import PortConfig, SpecError, TaskSpec
 from agent.worker.errors import AssignmentError, StatusError
@@ -20,11 +20,17 @@ __all__ = [
     "DESIRED_STATES",
     "Assignment",
     "AssignmentError",
+    "ConfigBlob",
     "DesiredState",
     "Health",
+    "SecretBlob",
     "StatusError",
     "TaskState",
     "TaskStatus",
+    "check_references",
+    "is_id",
+    "parse_configs",
+    "parse_secrets",
 ]
 
 DesiredState = Literal["running", "shutdown", "remove"]
@@ -36,6 +42,11 @@ _HEALTH: tuple[Health, ...] = ("starting", "healthy", "unhealthy")
 _ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
 # A service name is a DNS label, as in Swarm.
 _SERVICE_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,62}")
+
+
+def is_id(value: object) -> bool:
+    """True for a task, node, secret or config id: safe in topics, labels and file names."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
 class TaskState(enum.Enum):
@@ -208,6 +219,97 @@ _ASSIGNMENT_REQUIRED = frozenset(
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SecretBlob:
+    """A secret as the managers send it: ``sealed`` opens only with this node's private key,
+    in the context :func:`agent.worker.taskfiles.secret_context` names."""
+
+    id: str
+    name: str
+    sealed: bytes = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "sealed": self.sealed}
+
+    @classmethod
+    def from_dict(cls, obj: object, where: str = "secret") -> SecretBlob:
+        r = _Reader(obj, AssignmentError, _BLOB_KEYS["sealed"], _BLOB_KEYS["sealed"], where)
+        return cls(id=r.id("id"), name=r.text("name"), sealed=r.data_bytes("sealed"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigBlob:
+    """A config as the managers send it: in clear, configs are not secret."""
+
+    id: str
+    name: str
+    data: bytes = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "data": self.data}
+
+    @classmethod
+    def from_dict(cls, obj: object, where: str = "config") -> ConfigBlob:
+        r = _Reader(obj, AssignmentError, _BLOB_KEYS["data"], _BLOB_KEYS["data"], where)
+        return cls(id=r.id("id"), name=r.text("name"), data=r.data_bytes("data"))
+
+
+_BLOB_KEYS = {key: frozenset({"id", "name", key}) for key in ("sealed", "data")}
+_B = TypeVar("_B", SecretBlob, ConfigBlob)
+
+
+def parse_secrets(obj: object) -> list[SecretBlob]:
+    """An assignment set's ``secrets`` list (None or absent: no secrets)."""
+    return _parse_blobs(obj, "secrets", SecretBlob.from_dict)
+
+
+def parse_configs(obj: object) -> list[ConfigBlob]:
+    """An assignment set's ``configs`` list (None or absent: no configs)."""
+    return _parse_blobs(obj, "configs", ConfigBlob.from_dict)
+
+
+def _parse_blobs(obj: object, key: str, parse: Callable[[object, str], _B]) -> list[_B]:
+    if obj is None:
+        return []
+    if not isinstance(obj, list | tuple):
+        raise AssignmentError(key, f"expected a list, found {type(obj).__name__}")
+    out: list[_B] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(obj):
+        blob = parse(entry, f"{key}[{i}]")
+        if blob.id in seen:
+            raise AssignmentError(f"{key}[{i}].id", f"id {blob.id} appears twice")
+        seen.add(blob.id)
+        out.append(blob)
+    return out
+
+
+def check_references(
+    assignments: Iterable[Assignment],
+    secrets: Iterable[SecretBlob],
+    configs: Iterable[ConfigBlob],
+) -> None:
+    """Every running task's secret and config references name an id the set carries."""
+    secret_ids = {s.id for s in secrets}
+    config_ids = {c.id for c in configs}
+    for a in assignments:
+        if a.desired_state != "running":
+            continue  # managers send files for running tasks only
+        c = a.spec.container
+        for i, ref in enumerate(c.secrets):
+            if ref.secret_id not in secret_ids:
+                raise AssignmentError(
+                    f"task {a.task_id} spec.container.secrets[{i}].secret_id",
+                    f"secret {ref.source} ({ref.secret_id!r}) is not among the set's secrets",
+                )
+        for i, cref in enumerate(c.configs):
+            if cref.config_id not in config_ids:
+                raise AssignmentError(
+                    f"task {a.task_id} spec.container.configs[{i}].config_id",
+                    f"config {cref.source} ({cref.config_id!r}) is not among the set's configs",
+                )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TaskStatus:
     """A task's observed state as this node saw it at ``timestamp`` (seconds since the epoch).
 
@@ -294,32 +396,42 @@ class _Reader:
     error: type[AssignmentError] | type[StatusError]
     keys: frozenset[str]
     required: frozenset[str]
+    where: str = ""
     data: Mapping[str, object] = field(init=False)
+
+    def _error(self, key: str, message: str) -> AssignmentError | StatusError:
+        return self.error(".".join(p for p in (self.where, key) if p), message)
 
     def __post_init__(self) -> None:
         if not isinstance(self.obj, Mapping):
-            raise self.error("", f"expected a mapping, found {type(self.obj).__name__}")
+            raise self._error("", f"expected a mapping, found {type(self.obj).__name__}")
         for key in self.obj:
             if not isinstance(key, str):
-                raise self.error("", f"expected string keys, found {type(key).__name__}")
+                raise self._error("", f"expected string keys, found {type(key).__name__}")
             if key not in self.keys:
-                raise self.error(key, "unknown key")
+                raise self._error(key, "unknown key")
         for key in sorted(self.required):
             if key not in self.obj:
-                raise self.error(key, "required key is missing")
+                raise self._error(key, "required key is missing")
         self.data = self.obj
 
     def raw(self, key: str, default: object = _MISSING) -> object:
         value = self.data.get(key, default)
         if value is _MISSING:  # pragma: no cover - required keys are checked up front
-            raise self.error(key, "required key is missing")
+            raise self._error(key, "required key is missing")
         return value
 
     def text(self, key: str, default: object = _MISSING) -> str:
         value = self.raw(key, default)
         if not isinstance(value, str):
-            raise self.error(key, f"expected a string, found {type(value).__name__}")
+            raise self._error(key, f"expected a string, found {type(value).__name__}")
         return value
+
+    def data_bytes(self, key: str) -> bytes:
+        value = self.raw(key)
+        if not isinstance(value, bytes | bytearray):
+            raise self._error(key, f"expected bytes, found {type(value).__name__}")
+        return bytes(value)
 
     def id(self, key: str) -> str:
         return self.matching(key, _ID, "an id of 1 to 64 letters, digits, '-' or '_'")
@@ -327,17 +439,17 @@ class _Reader:
     def matching(self, key: str, pattern: re.Pattern[str], what: str) -> str:
         value = self.text(key)
         if not pattern.fullmatch(value):
-            raise self.error(key, f"expected {what}, found {value[:70]!r}")
+            raise self._error(key, f"expected {what}, found {value[:70]!r}")
         return value
 
     def integer(self, key: str, default: object = _MISSING, *, minimum: int | None = None) -> int:
         value = self.raw(key, default)
         if not isinstance(value, int) or isinstance(value, bool):
-            raise self.error(key, f"expected an integer, found {type(value).__name__}")
+            raise self._error(key, f"expected an integer, found {type(value).__name__}")
         if minimum is not None and value < minimum:
-            raise self.error(key, f"expected an integer >= {minimum}, found {value}")
+            raise self._error(key, f"expected an integer >= {minimum}, found {value}")
         if not -(2**63) <= value < 2**63:
-            raise self.error(key, "integer out of range")
+            raise self._error(key, "integer out of range")
         return value
 
     def optional_int(self, key: str, *, minimum: int | None = None) -> int | None:

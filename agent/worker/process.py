@@ -22,7 +22,7 @@ import pwd
 import shutil
 import signal
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from agent.worker.driver import Observation, Owned, TaskRef, owned_for
 from agent.worker.errors import DriverError, TaskRejected
 from agent.worker.model import Assignment
 from agent.worker.store import write_atomic
+from agent.worker.taskfiles import NO_FILES, TaskFiles
 
 __all__ = ["ProcessDriver"]
 
@@ -90,12 +91,18 @@ class ProcessDriver:
 
     # -- prepare / start ------------------------------------------------------------------
 
-    async def prepare(self, a: Assignment) -> None:
+    async def prepare(self, a: Assignment, files: TaskFiles = NO_FILES) -> None:
         c = a.spec.container
-        if c.mounts or c.devices or c.secrets or c.configs:
+        if c.secrets or c.configs:
             raise TaskRejected(
-                f"task {a.task_id} needs mounts, devices, secrets or configs, which the process "
-                "driver cannot provide; run it on a node with a container engine"
+                f"task {a.task_id} uses secrets or configs, which the process driver cannot "
+                "give it: a process has no view of its own to mount them into; run it on a "
+                "node with a container engine"
+            )
+        if c.mounts or c.devices:
+            raise TaskRejected(
+                f"task {a.task_id} needs mounts or devices, which the process driver cannot "
+                "provide; run it on a node with a container engine"
             )
         argv = _argv(a)
         env = _env(a)
@@ -207,6 +214,9 @@ class ProcessDriver:
             if record is not None and record.owned.get("task_id") == directory.name:
                 owned.append(Owned(**record.owned))
         return owned
+
+    async def sweep(self, node_id: str, keep: Collection[str]) -> None:
+        return None  # a process task's directory goes with the task (``remove``)
 
     async def logs(
         self, a: TaskRef, *, tail: int | None = None, follow: bool = False

@@ -1,24 +1,46 @@
-"""The node's copy of its assignments on disk, so it can bring its tasks back while offline."""
+"""The node's copy of its assignments on disk, so it can bring its tasks back while offline.
+
+Secrets are kept as they arrived, sealed to this node's key; configs are kept in clear.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import msgpack
 
 from agent.worker.errors import AssignmentError, WorkerError
-from agent.worker.model import Assignment
+from agent.worker.model import Assignment, ConfigBlob, SecretBlob
 
-__all__ = ["ASSIGNMENTS_FILE", "load_assignments", "save_assignments", "write_atomic"]
+__all__ = [
+    "ASSIGNMENTS_FILE",
+    "Saved",
+    "load_assignments",
+    "load_saved",
+    "save_assignments",
+    "write_atomic",
+]
 
 log = logging.getLogger("shoal.worker.store")
 
 ASSIGNMENTS_FILE = "assignments.msgpack"
 _FORMAT = 1
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    """What :func:`load_saved` found: the assignments with the secrets and configs they use."""
+
+    assignments: list[Assignment]
+    secrets: list[SecretBlob]
+    configs: list[ConfigBlob]
 
 
 def write_atomic(path: Path, data: bytes, *, fsync: bool = True) -> None:
@@ -45,8 +67,19 @@ def write_atomic(path: Path, data: bytes, *, fsync: bool = True) -> None:
         ) from exc
 
 
-def save_assignments(state_dir: Path, assignments: Iterable[Assignment]) -> None:
-    body = {"format": _FORMAT, "assignments": [a.to_dict() for a in assignments]}
+def save_assignments(
+    state_dir: Path,
+    assignments: Iterable[Assignment],
+    *,
+    secrets: Iterable[SecretBlob] = (),
+    configs: Iterable[ConfigBlob] = (),
+) -> None:
+    body = {
+        "format": _FORMAT,
+        "assignments": [a.to_dict() for a in assignments],
+        "secrets": [s.to_dict() for s in secrets],
+        "configs": [c.to_dict() for c in configs],
+    }
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -55,31 +88,47 @@ def save_assignments(state_dir: Path, assignments: Iterable[Assignment]) -> None
 
 
 def load_assignments(state_dir: Path) -> list[Assignment]:
+    return load_saved(state_dir).assignments
+
+
+def load_saved(state_dir: Path) -> Saved:
     """The last saved set; a damaged file or entry is logged and skipped, never fatal."""
+    nothing = Saved([], [], [])
     path = state_dir / ASSIGNMENTS_FILE
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        return []
+        return nothing
     except OSError as exc:
         log.error("cannot read %s: %s; starting with no assignments", path, exc)
-        return []
+        return nothing
     try:
         body = msgpack.unpackb(raw, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises several unrelated types on bad bytes
         log.error("%s is damaged (%s); starting with no assignments", path, exc)
-        return []
+        return nothing
     if not isinstance(body, dict) or body.get("format") != _FORMAT:
         log.error("%s has an unknown format; starting with no assignments", path)
-        return []
-    entries = body.get("assignments")
-    if not isinstance(entries, list):
+        return nothing
+    if not isinstance(body.get("assignments"), list):
         log.error("%s holds no assignment list; starting with no assignments", path)
+        return nothing
+    return Saved(
+        _entries(path, body, "assignments", Assignment.from_dict),
+        _entries(path, body, "secrets", SecretBlob.from_dict),
+        _entries(path, body, "configs", ConfigBlob.from_dict),
+    )
+
+
+def _entries(path: Path, body: dict[object, object], key: str, parse: Callable[[object], _T]) -> list[_T]:
+    entries = body.get(key) or []
+    if not isinstance(entries, list):
+        log.error("%s: %s is not a list; ignoring it", path, key)
         return []
-    out: list[Assignment] = []
+    out: list[_T] = []
     for i, entry in enumerate(entries):
         try:
-            out.append(Assignment.from_dict(entry))
+            out.append(parse(entry))
         except AssignmentError as exc:
-            log.error("%s: entry %d skipped: %s", path, i, exc)
+            log.error("%s: %s entry %d skipped: %s", path, key, i, exc)
     return out

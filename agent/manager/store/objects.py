@@ -105,6 +105,7 @@ class Node(StoreObject):
     role: str = "worker"  # manager | worker
     hostname: str = ""
     serials: tuple[str, ...] = ()  # certificate serials, decimal (they exceed 64 bits)
+    cert: bytes = b""  # the node's latest certificate (PEM): secrets are sealed to its key
     status: str = "unknown"  # ready | down | unknown
     availability: str = "active"  # active | pause | drain
     labels: dict[str, str] = field(default_factory=dict)
@@ -169,6 +170,7 @@ class Secret(StoreObject):
     data: bytes = b""
     labels: dict[str, str] = field(default_factory=dict)
     created: str = ""
+    updated: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +180,7 @@ class Config(StoreObject):
     data: bytes = b""
     labels: dict[str, str] = field(default_factory=dict)
     created: str = ""
+    updated: str = ""
 
 
 @dataclass(frozen=True, slots=True)

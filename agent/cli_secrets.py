@@ -1,0 +1,110 @@
+"""`shoal secret|config create|ls|inspect|rm`, as in Docker."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from agent import control
+from agent.errors import ShoalError
+from agent.output import format_inspect, inspect_json, render
+from agent.paths import DataDir
+
+__all__ = ["register"]
+
+_MAX = 500 * 1024
+_COLUMNS = [("ID", "short_id"), ("NAME", "name"), ("CREATED", "created"), ("UPDATED", "updated")]
+
+
+def _read(source: str) -> bytes:
+    if source == "-":
+        data = sys.stdin.buffer.read(_MAX + 1)
+    else:
+        try:
+            with open(source, "rb") as f:
+                data = f.read(_MAX + 1)
+        except OSError as exc:
+            raise ShoalError(f"cannot read {source}: {exc.strerror}") from None
+    if len(data) > _MAX:
+        raise ShoalError(f"{source} is larger than 500 KB, the most a secret or config may hold")
+    return data
+
+
+def _labels(items: list[str] | None) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        key, _, value = item.partition("=")
+        if not key:
+            raise ShoalError(f'invalid argument "{item}" for "--label" flag: expected KEY=VALUE')
+        out[key] = value
+    return out
+
+
+def _commands(kind: str) -> dict[str, Callable[[argparse.Namespace, DataDir], int]]:
+    def create(a: argparse.Namespace, data: DataDir) -> int:
+        payload = _read(a.file)
+        args = {
+            "name": a.name,
+            "data": base64.b64encode(payload).decode(),
+            "labels": _labels(a.label),
+        }
+        print(control.call(data.socket, f"{kind}-create", args)["id"])
+        return 0
+
+    def ls(a: argparse.Namespace, data: DataDir) -> int:
+        rows: list[dict[str, Any]] = control.call(data.socket, f"{kind}-ls", {})
+        for r in rows:
+            r["short_id"] = r["id"][:25]
+        print(render(rows, _COLUMNS, a.format, quiet_key="id", quiet=a.quiet))
+        return 0
+
+    def inspect(a: argparse.Namespace, data: DataDir) -> int:
+        objs = [control.call(data.socket, f"{kind}-inspect", {"ref": r}) for r in a.refs]
+        if a.pretty:
+            for o in objs:
+                print(f"ID:              {o['id']}\nName:            {o['name']}")
+                if o["labels"]:
+                    print("Labels:\n" + "\n".join(f" - {k}={v}" for k, v in o["labels"].items()))
+                print(f"Created at:      {o['created']}\nUpdated at:      {o['updated']}")
+                if kind == "config":
+                    print("Data:\n" + base64.b64decode(o["data"]).decode("utf-8", "replace"))
+            return 0
+        print(format_inspect(objs, a.format) if a.format else inspect_json(objs))
+        return 0
+
+    def rm(a: argparse.Namespace, data: DataDir) -> int:
+        failed = 0
+        for ref in a.refs:
+            try:
+                control.call(data.socket, f"{kind}-rm", {"ref": ref})
+                print(ref)
+            except ShoalError as exc:
+                print(f"Error: {exc}", file=sys.stderr)
+                failed += 1
+        return 1 if failed else 0
+
+    return {"create": create, "ls": ls, "inspect": inspect, "rm": rm}
+
+
+def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
+    for kind in ("secret", "config"):
+        fns = _commands(kind)
+        group = sub.add_parser(kind, help=f"manage {kind}s").add_subparsers(
+            dest="sub", metavar="COMMAND", required=True
+        )
+        sp = cmd(group, "create", fns["create"], f"create a {kind} from a file or stdin (-)")
+        sp.add_argument("-l", "--label", action="append", metavar="KEY=VALUE")
+        sp.add_argument("name", metavar=kind.upper())
+        sp.add_argument("file", metavar="FILE|-")
+        sp = cmd(group, "ls", fns["ls"], f"list {kind}s")
+        sp.add_argument("--format", help="table (default), json, or a Go-style template")
+        sp.add_argument("-q", "--quiet", action="store_true", help="only display ids")
+        sp = cmd(group, "inspect", fns["inspect"], f"show {kind}s in detail")
+        sp.add_argument("-f", "--format", help="Go-style template")
+        sp.add_argument("--pretty", action="store_true", help="human-readable")
+        sp.add_argument("refs", nargs="+", metavar=kind.upper())
+        sp = cmd(group, "rm", fns["rm"], f"remove {kind}s (refused while a service uses one)")
+        sp.add_argument("refs", nargs="+", metavar=kind.upper())

@@ -1,0 +1,186 @@
+"""Secrets and configs: `shoal secret|config create|ls|inspect|rm`, and how services refer to
+them. Data travels through the control socket as base64; a secret's data never comes back out
+(Docker's rule), a config's does."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from agent.errors import ShoalError
+from agent.manager.stamps import now_text
+from agent.manager.store import Config, Secret, Service, Store, Tx, View
+from agent.spec import ServiceSpec
+from certs.identity import new_node_id
+
+__all__ = ["MAX_SIZE", "SecretsAPI", "resolve_refs", "users_of"]
+
+MAX_SIZE = 500 * 1024
+_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,63}")
+
+Obj = Secret | Config
+
+
+def _kind(cls: type[Obj]) -> str:
+    return "secret" if cls is Secret else "config"
+
+
+def find(view: View, cls: type[Obj], ref: str) -> Obj:
+    items = view.list(cls)
+    for o in items:
+        if o.id == ref or o.name == ref:
+            return o
+    matches = [o for o in items if o.id.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    raise ShoalError(f"{_kind(cls)} {ref} not found")
+
+
+def users_of(view: View, cls: type[Obj], obj: Obj) -> list[str]:
+    """The names of the services that use ``obj``."""
+    key = "secrets" if cls is Secret else "configs"
+    ident = "secret_id" if cls is Secret else "config_id"
+    out = []
+    for s in view.list(Service):
+        refs = (s.spec.get("task_template") or {}).get("container", {}).get(key) or []
+        if any(r.get(ident) == obj.id or r.get("source") == obj.name for r in refs):
+            out.append(s.name)
+    return sorted(out)
+
+
+def resolve_refs(view: View, spec: ServiceSpec) -> ServiceSpec:
+    """The spec with every secret and config reference pointing at an existing object by id."""
+    c = spec.task_template.container
+    secrets = [
+        dataclasses.replace(ref, secret_id=_lookup(view, Secret, ref.source).id)
+        for ref in c.secrets
+    ]
+    configs = [
+        dataclasses.replace(cref, config_id=_lookup(view, Config, cref.source).id)
+        for cref in c.configs
+    ]
+    container = dataclasses.replace(c, secrets=tuple(secrets), configs=tuple(configs))
+    return dataclasses.replace(
+        spec, task_template=dataclasses.replace(spec.task_template, container=container)
+    )
+
+
+def _lookup(view: View, cls: type[Obj], name: str) -> Obj:
+    for o in view.list(cls):
+        if o.name == name:
+            return o
+    raise ShoalError(f"{_kind(cls)} not found: {name}")
+
+
+def _data(args: dict[str, Any]) -> bytes:
+    raw = args.get("data")
+    if not isinstance(raw, str):
+        raise ShoalError("data is required (base64)")
+    try:
+        data = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise ShoalError("data is not valid base64") from None
+    if len(data) > MAX_SIZE:
+        raise ShoalError(f"the data is {len(data)} bytes; at most {MAX_SIZE} (500 KB) are allowed")
+    if not data:
+        raise ShoalError("the data is empty")
+    return data
+
+
+class SecretsAPI:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.commands: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {}
+        for cls in (Secret, Config):
+            kind = _kind(cls)
+            self.commands[f"{kind}-create"] = self._create(cls)
+            self.commands[f"{kind}-ls"] = self._ls(cls)
+            self.commands[f"{kind}-inspect"] = self._inspect(cls)
+            self.commands[f"{kind}-rm"] = self._rm(cls)
+
+    def _create(self, cls: type[Obj]) -> Callable[[dict[str, Any]], Awaitable[Any]]:
+        async def create(args: dict[str, Any]) -> dict[str, Any]:
+            name = args.get("name")
+            if not isinstance(name, str) or not _NAME.fullmatch(name):
+                raise ShoalError(
+                    f"invalid {_kind(cls)} name {name!r}: use letters, digits, '-', '_' and '.'"
+                    " (at most 64, starting with a letter or digit)"
+                )
+            labels = args.get("labels") or {}
+            if not isinstance(labels, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+            ):
+                raise ShoalError("labels must map text to text")
+            data = _data(args)
+            stamp = now_text()
+            obj = cls(
+                id=new_node_id(), name=name, data=data, labels=labels, created=stamp, updated=stamp
+            )
+
+            def put(tx: Tx) -> None:
+                if any(o.name == name for o in tx.list(cls)):
+                    raise ShoalError(f"{_kind(cls)} {name} already exists")
+                tx.put(obj)
+
+            await self.store.update(put)
+            return {"id": obj.id, "name": name}
+
+        return create
+
+    def _ls(self, cls: type[Obj]) -> Callable[[dict[str, Any]], Awaitable[Any]]:
+        async def ls(args: dict[str, Any]) -> list[dict[str, Any]]:
+            view = self.store.view()
+            return [self._row(view, cls, o) for o in view.list(cls)]
+
+        return ls
+
+    def _row(self, view: View, cls: type[Obj], o: Obj) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "id": o.id,
+            "name": o.name,
+            "labels": dict(o.labels),
+            "size": len(o.data),
+            "created": o.created,
+            "updated": o.updated,
+            "services": users_of(view, cls, o),
+        }
+        if cls is Config:
+            row["data"] = base64.b64encode(o.data).decode()
+        return row
+
+    def _inspect(self, cls: type[Obj]) -> Callable[[dict[str, Any]], Awaitable[Any]]:
+        async def inspect(args: dict[str, Any]) -> dict[str, Any]:
+            view = self.store.view()
+            ref = args.get("ref")
+            if not isinstance(ref, str) or not ref:
+                raise ShoalError(f"which {_kind(cls)}?")
+            return self._row(view, cls, find(view, cls, ref))
+
+        return inspect
+
+    def _rm(self, cls: type[Obj]) -> Callable[[dict[str, Any]], Awaitable[Any]]:
+        async def rm(args: dict[str, Any]) -> dict[str, Any]:
+            ref = args.get("ref")
+            if not isinstance(ref, str) or not ref:
+                raise ShoalError(f"which {_kind(cls)}?")
+            result: dict[str, Any] = {}
+
+            def remove(tx: Tx) -> None:
+                o = find(tx, cls, ref)
+                users = users_of(tx, cls, o)
+                if users:
+                    raise ShoalError(
+                        f"{_kind(cls)} {o.name} is in use by the following service(s):"
+                        f" {', '.join(users)}"
+                    )
+                tx.delete(cls, o.id)
+                result.update(id=o.id, name=o.name)
+
+            await self.store.update(remove)
+            return result
+
+        return rm
