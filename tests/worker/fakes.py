@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 
 from agent.worker import Assignment, Observation, Owned, TaskRef, TaskRejected
 from agent.worker.driver import owned_for
+from agent.worker.taskfiles import NO_FILES, TaskFiles
 
 
 @dataclass
@@ -21,7 +22,8 @@ class FakeDriver:
     """``exits[task_id]`` lists the exit codes of successive runs; once empty, runs last forever.
 
     ``reject[task_id]`` makes ``prepare`` reject; ``gate`` (when set) holds every ``start``
-    until the test opens it. Calls are counted so tests can assert what happened.
+    until the test opens it. Calls are counted so tests can assert what happened. ``prepare``
+    opens the task's secrets as a real driver does and keeps them in ``files[task_id]``.
     """
 
     name = "fake"
@@ -34,13 +36,18 @@ class FakeDriver:
         self.starts: dict[str, int] = {}
         self.stops: list[str] = []
         self.removes: list[str] = []
+        self.files: dict[str, tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]] = {}
+        self.sweeps: list[tuple[str, set[str]]] = []
         self.starting = 0
         self.max_starting = 0
         self._serial = 0
 
-    async def prepare(self, a: Assignment) -> None:
+    async def prepare(self, a: Assignment, files: TaskFiles = NO_FILES) -> None:
         if a.task_id in self.reject:
             raise TaskRejected(self.reject[a.task_id])
+        configs = [(ref.target, data) for ref, data in files.config_data(a)]
+        secrets = [(ref.target, data) for ref, data in files.open_secrets(a)]
+        self.files[a.task_id] = (secrets, configs)
 
     async def start(self, a: Assignment) -> str:
         self.starting += 1
@@ -93,6 +100,9 @@ class FakeDriver:
 
     async def adopt(self) -> list[Owned]:
         return [r.owned for r in self.runs.values()]
+
+    async def sweep(self, node_id: str, keep: Collection[str]) -> None:
+        self.sweeps.append((node_id, set(keep)))
 
     async def logs(
         self, a: TaskRef, *, tail: int | None = None, follow: bool = False
