@@ -329,26 +329,32 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def cmd_node_ls(a: argparse.Namespace, data: DataDir) -> int:
+    from agent.output import render
+
     nodes = control.call(data.socket, "node-ls")
+    for n in nodes:
+        n["id_mark"] = n["id"] + (" *" if n["self"] else "")
+        n["status_text"] = n["status"].capitalize()
+        n["availability_text"] = n["availability"].capitalize()
+    columns = [
+        ("ID", "id_mark"),
+        ("HOSTNAME", "hostname"),
+        ("STATUS", "status_text"),
+        ("AVAILABILITY", "availability_text"),
+        ("MANAGER STATUS", "manager_status"),
+    ]
     if a.format == "json":
         for n in nodes:
-            print(json.dumps(n))
-        return 0
-    if a.quiet:
-        for n in nodes:
-            print(n["id"])
-        return 0
-    rows = [
-        [
-            n["id"] + (" *" if n["self"] else ""),
-            n["hostname"],
-            n["status"].capitalize(),
-            n["availability"].capitalize(),
-            n["manager_status"],
-        ]
-        for n in nodes
-    ]
-    print(_table(rows, ["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS"]))
+            for key in ("id_mark", "status_text", "availability_text"):
+                del n[key]
+    print(render(nodes, columns, a.format, quiet_key="id", quiet=a.quiet))
+    return 0
+
+
+def cmd_swarm_ca(a: argparse.Namespace, data: DataDir) -> int:
+    """The swarm's root CA certificate, as `docker swarm ca` prints it."""
+    data.load_node()
+    print(data.ca_cert.read_text().rstrip())
     return 0
 
 
@@ -514,6 +520,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--rotate", action="store_true", help="rotate the unlock key")
     sp.add_argument("--quiet", "-q", action="store_true", help="print the key only")
 
+    cmd(swarm, "ca", cmd_swarm_ca, "print the swarm's root CA certificate")
+
     sp = cmd(swarm, "join-token", cmd_swarm_join_token, "manage join tokens")
     sp.add_argument("--rotate", action="store_true", help="rotate the token")
     sp.add_argument("--quiet", "-q", action="store_true", help="print the token only")
@@ -523,7 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="sub", metavar="COMMAND", required=True
     )
     sp = cmd(node, "ls", cmd_node_ls, "list nodes")
-    sp.add_argument("--format", choices=["table", "json"], default="table")
+    sp.add_argument("--format", help="table (default), json, or a Go-style template")
     sp.add_argument("--quiet", "-q", action="store_true", help="only display ids")
     sp = cmd(node, "promote", cmd_node_promote, "promote nodes to managers")
     sp.add_argument("nodes", nargs="+", metavar="NODE")

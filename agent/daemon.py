@@ -106,6 +106,7 @@ class Daemon:
 
     def _make_agent(self) -> Any:
         from agent.node_agent import NodeAgent, make_driver
+        from agent.worker.taskfiles import load_node_key
 
         state = self.data.root / "worker"
         return NodeAgent(
@@ -117,6 +118,7 @@ class Daemon:
             state_dir=state,
             driver=make_driver(self.node.driver, state),
             heartbeat=self.node.heartbeat,
+            key_loader=lambda: load_node_key(self.data.node_key, self._unlock_key),
         )
 
     def _state_payload(self, status: str) -> bytes:

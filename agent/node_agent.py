@@ -1,15 +1,22 @@
 """The worker side of every node: tasks assigned over MQTT run through the executor, and the
 node tells managers (msgpack) and people (retained JSON) what it is and what it runs.
 
-    node/<id>/assign   (retained)  "assign" {"version": int, "tasks": [assignment, ...]}:
-                                   the node's full desired set; replaces the previous one
+    node/<id>/assign   (retained)  "assign" {"version": int, "tasks": [assignment, ...],
+                                   "secrets": [{"id", "name", "sealed": bytes}, ...],
+                                   "configs": [{"id", "name", "data": bytes}, ...]}:
+                                   the node's full desired set; replaces the previous one.
+                                   Secrets are sealed to this node's key (certs.seal, context
+                                   "shoal-secret:<node id>:<secret id>"); both lists are
+                                   optional and hold what the running tasks refer to
     node/<id>/status               "status" {"tasks": [task status, ...]}: changes, batched;
                                    "describe" {...}: the node's description, on connect;
                                    "heartbeat" {"load": [...], "mem_used": int, ...}
     mon/node/<id>/description      retained JSON: hostname, platform, resources, engine, labels
     mon/node/<id>/tasks            retained JSON: every task's current status
 
-Bad assignment messages are rejected and counted; they never disturb what runs.
+Bad assignment messages (a malformed entry, a running task referring to a secret or config the
+set lacks) are rejected and counted; they never disturb what runs. Secrets are opened only when
+a task using them is prepared, with the key ``key_loader`` returns.
 """
 
 from __future__ import annotations
@@ -28,7 +35,14 @@ from typing import Any
 from agent.worker.driver import Driver
 from agent.worker.errors import AssignmentError
 from agent.worker.executor import Executor
-from agent.worker.model import Assignment, TaskStatus
+from agent.worker.model import (
+    Assignment,
+    TaskStatus,
+    check_references,
+    parse_configs,
+    parse_secrets,
+)
+from agent.worker.taskfiles import KeyLoader
 from broker.envelope import Envelope
 from broker.errors import BrokerError
 from broker.session import Session
@@ -72,7 +86,9 @@ class NodeAgent:
         driver: Driver,
         heartbeat: float = 60.0,
         batch_window: float = 0.05,
+        key_loader: KeyLoader | None = None,
     ) -> None:
+        """``key_loader`` returns the node's private key, to open the secrets sent to it."""
         self.node_id = node_id
         self.hostname = hostname
         self.role = role
@@ -89,6 +105,7 @@ class NodeAgent:
             node_id=node_id,
             cluster_id=cluster_id,
             local_restarts=lambda: not session.connected,
+            key_loader=key_loader,
         )
         self._outbox: dict[str, TaskStatus] = {}
         self._flush_soon: asyncio.TimerHandle | None = None
@@ -117,8 +134,15 @@ class NodeAgent:
         if len(good) != len(tasks):
             # a set with broken members is not the managers' intent: keep what runs
             return
+        try:
+            secrets = parse_secrets(body.get("secrets"))
+            configs = parse_configs(body.get("configs"))
+            check_references(good, secrets, configs)
+        except AssignmentError as exc:
+            self.session.rejections.reject(topic, f"bad assignment set: {exc}")
+            return
         self.assign_version = version
-        await self.executor.set_assignments(good)
+        await self.executor.set_assignments(good, secrets=secrets, configs=configs)
 
     # status out --------------------------------------------------------------------------
     def _report(self, status: TaskStatus) -> None:

@@ -172,7 +172,9 @@ class DockerDriver:
 
         docker = self._client()
         c = a.spec.container
-        files_dir = str(self._dirs.task_dir(a.node_id, a.task_id)) if c.secrets or c.configs else None
+        files_dir = (
+            str(self._dirs.task_dir(a.node_id, a.task_id)) if c.secrets or c.configs else None
+        )
         config = container_config(a, files_dir)
         name = a.container_name
         container = None

@@ -149,7 +149,11 @@ class TaskDirs:
         keeps reading what it read.
         """
         plan: list[tuple[str, int, bytes, int, int, int]] = []
-        for kind, items in ((_SECRETS, secrets), (_CONFIGS, configs)):
+        kinds: list[tuple[str, Sequence[tuple[SecretRef | ConfigRef, bytes]]]] = [
+            (_SECRETS, secrets),
+            (_CONFIGS, configs),
+        ]
+        for kind, items in kinds:
             for i, (ref, data) in enumerate(items):
                 name = f"{kind[:-1]} {ref.source}"
                 uid = _numeric_id(ref.uid, "uid", name)

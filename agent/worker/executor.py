@@ -203,7 +203,10 @@ class Executor:
                     )
                     log.info("restored %d saved assignments", len(self._desired))
             await self._adopt()
-            await self.driver.sweep(self.node_id, {*(self._desired or {}), *self._adopted})
+            try:
+                await self.driver.sweep(self.node_id, {*(self._desired or {}), *self._adopted})
+            except Exception:  # leftovers stay until the next start; the tasks matter more
+                log.exception("cannot sweep the files of tasks this node no longer has")
             while True:
                 self._wake.clear()
                 self._reconcile()

@@ -120,7 +120,9 @@ def load_saved(state_dir: Path) -> Saved:
     )
 
 
-def _entries(path: Path, body: dict[object, object], key: str, parse: Callable[[object], _T]) -> list[_T]:
+def _entries(
+    path: Path, body: dict[object, object], key: str, parse: Callable[[object], _T]
+) -> list[_T]:
     entries = body.get(key) or []
     if not isinstance(entries, list):
         log.error("%s: %s is not a list; ignoring it", path, key)
