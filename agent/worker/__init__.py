@@ -16,21 +16,26 @@ from agent.worker.errors import (
 )
 from agent.worker.executor import Executor, Report
 from agent.worker.hollow import HollowDriver
-from agent.worker.model import Assignment, TaskState, TaskStatus
+from agent.worker.model import Assignment, ConfigBlob, SecretBlob, TaskState, TaskStatus
 from agent.worker.process import ProcessDriver
+from agent.worker.taskfiles import KeyLoader, TaskFiles
 
 __all__ = [
     "Assignment",
     "AssignmentError",
+    "ConfigBlob",
     "Driver",
     "DriverError",
     "Executor",
     "HollowDriver",
+    "KeyLoader",
     "Observation",
     "Owned",
     "ProcessDriver",
     "Report",
+    "SecretBlob",
     "StatusError",
+    "TaskFiles",
     "TaskRef",
     "TaskRejected",
     "TaskState",

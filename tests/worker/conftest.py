@@ -46,6 +46,7 @@ class DockerCluster:
     cluster_id: str = field(default_factory=lambda: f"test{secrets.token_hex(5)}")
     clusters: list[str] = field(default_factory=list)
     drivers: list[DockerDriver] = field(default_factory=list)
+    files_root: Path | None = None  # where drivers keep secrets and configs (None: default)
 
     def __post_init__(self) -> None:
         self.clusters.append(self.cluster_id)
@@ -56,7 +57,7 @@ class DockerCluster:
         return other
 
     def driver(self) -> DockerDriver:
-        driver = DockerDriver()
+        driver = DockerDriver(files_root=self.files_root)
         self.drivers.append(driver)
         return driver
 
