@@ -279,3 +279,76 @@ def _cn(cert: Path) -> str:
     from certs.certinfo import read_cert_info
 
     return str(read_cert_info(cert).node_id)
+
+
+def test_secrets_from_the_cli_reach_services_and_follow_their_updates(
+    stack_cluster: tuple[Cluster, str], tmp_path: Path
+) -> None:
+    c, cid = stack_cluster
+    created = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agent",
+            "--data-dir",
+            str(c.manager),
+            "secret",
+            "create",
+            "token",
+            "-",
+        ],
+        input=b"from-stdin",
+        capture_output=True,
+        check=True,
+    )
+    assert created.stdout.strip()
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (500 * 1024 + 1))
+    proc = shoal("secret", "create", "huge", str(big), data=c.manager, check=False)
+    assert proc.returncode == 1 and "larger than 500 KB" in proc.stderr
+    (cfg := tmp_path / "motd").write_text("hello\n")
+    shoal("config", "create", "motd", str(cfg), data=c.manager)
+    shoal(
+        "service",
+        "create",
+        "--name",
+        "svc",
+        "--secret",
+        "token",
+        "--config",
+        "source=motd,target=/etc/motd",
+        "--init",
+        "--stop-grace-period",
+        "500ms",
+        "shoal/busybox:latest",
+        "sleep",
+        "3600",
+        data=c.manager,
+    )
+    (container,) = _containers(cid, "svc")
+    assert _docker("exec", container, "cat", "/run/secrets/token") == "from-stdin"
+    assert _docker("exec", container, "cat", "/etc/motd") == "hello\n"
+    assert [r["name"] for r in _rows(c, "secret", "ls")] == ["token"]
+    inspect = json.loads(shoal("secret", "inspect", "token", data=c.manager).stdout)[0]
+    assert "data" not in inspect and inspect["services"] == ["svc"]  # a secret never comes back
+    # the service drops the secret: its new task has no such file, and the secret can go
+    shoal("service", "update", "--secret-rm", "token", "svc", data=c.manager)
+    wait_for(
+        lambda: len(_containers(cid, "svc")) == 1 and _containers(cid, "svc")[0] != container,
+        30,
+        "the updated task",
+    )
+    (updated,) = _containers(cid, "svc")
+    assert (
+        "No such file"
+        in subprocess.run(
+            ["docker", "exec", updated, "cat", "/run/secrets/token"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stderr
+    )
+    shoal("secret", "rm", "token", data=c.manager)
+    assert _rows(c, "secret", "ls") == []
+    proc = shoal("config", "rm", "motd", data=c.manager, check=False)
+    assert proc.returncode == 1 and "in use by the following service(s): svc" in proc.stderr
