@@ -97,7 +97,8 @@ def _stop_daemon(data: DataDir, timeout: float = 20.0) -> None:
     if pid is None:
         return
     try:
-        control.call(data.socket, "leave", timeout=5)
+        # the daemon stops its tasks first, each within its stop grace period
+        control.call(data.socket, "leave", timeout=45)
     except ShoalError:
         os.kill(pid, 15)
     deadline = time.monotonic() + timeout

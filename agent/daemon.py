@@ -533,7 +533,9 @@ class Daemon:
         pending.cancel()
 
     async def _remove_tasks(self, timeout: float = 30.0) -> None:
-        """Leaving the swarm: stop and remove this node's tasks first, like Docker does."""
+        """Leaving the swarm: stop and remove this node's tasks first, like Docker does.
+        Assignment sets that arrive meanwhile are ignored: nothing starts again."""
+        self.agent.leaving = True
         await self.agent.executor.set_assignments([])
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

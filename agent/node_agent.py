@@ -98,6 +98,7 @@ class NodeAgent:
         self.heartbeat = heartbeat
         self.batch_window = batch_window
         self.assign_version = -1
+        self.leaving = False
         self.executor = Executor(
             driver,
             state_dir,
@@ -114,6 +115,8 @@ class NodeAgent:
 
     # assignments in ----------------------------------------------------------------------
     async def _on_assign(self, topic: str, env: Envelope) -> None:
+        if self.leaving:
+            return  # the node is leaving the swarm: its tasks are being removed
         body = env.body
         if env.type != "assign" or not isinstance(body, dict):
             self.session.rejections.reject(topic, "not an assignment set")

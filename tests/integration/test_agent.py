@@ -277,6 +277,28 @@ async def test_leaving_the_swarm_removes_the_nodes_containers(fleet: dict[str, A
     c, w, _, node, cid = _parts(fleet)
     task = await _run_sleeper(fleet)
     assert _container(cid, task)
+    # a task slow to stop (sleep as PID 1 ignores SIGTERM: the whole grace period passes)
+    await asyncio.to_thread(
+        shoal,
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "slow",
+        "--constraint",
+        "node.hostname==w1",
+        "--no-init",
+        "--stop-grace-period",
+        "7s",
+        "shoal/busybox:latest",
+        "sleep",
+        "3600",
+        data=c.manager,
+    )
+    slow = await asyncio.to_thread(
+        wait_for, lambda: _running_on_worker(c, w, "slow"), 30, "the slow task running"
+    )
+    assert _container(cid, slow)
     out = await asyncio.to_thread(shoal, "swarm", "leave", data=w)
     assert "Node left the swarm." in out.stdout
     c.nodes.remove(w)
