@@ -1,0 +1,99 @@
+"""How `service create|update|scale` without --detach judges convergence."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from agent.progress import assess
+
+
+def svc(replicas: int = 2, kind: str = "replicated", state: str = "", **status: Any) -> dict:  # type: ignore[type-arg]
+    return {
+        "spec": {"mode": {"kind": kind, "replicas": replicas}},
+        "update_status": {"state": state, **status} if state else {},
+    }
+
+
+def task(slot: int, state: str, desired: str = "running", **kw: Any) -> dict:  # type: ignore[type-arg]
+    return {
+        "id": kw.get("id", f"t{slot}{state}"),
+        "slot": slot,
+        "node_id": kw.get("node_id", "n1"),
+        "node": kw.get("node", "n1"),
+        "state": state,
+        "desired_state": desired,
+        "message": kw.get("message", state),
+        "error": kw.get("error", ""),
+        "updated": kw.get("updated", "2026-11-25T17:00:00.000+00:00"),
+    }
+
+
+def test_converges_when_every_slot_runs() -> None:
+    p = assess(svc(2), [task(1, "running"), task(2, "starting")], since=0, failures={})
+    assert not p.converged and not p.error
+    assert p.lines[0] == "overall progress: 1 out of 2 tasks"
+    p = assess(svc(2), [task(1, "running"), task(2, "running")], since=0, failures={})
+    assert p.converged and p.lines[0] == "overall progress: 2 out of 2 tasks"
+
+
+def test_an_update_converges_only_once_completed() -> None:
+    tasks = [task(1, "running"), task(2, "running")]
+    assert not assess(svc(state="updating"), tasks, since=0, failures={}, expect="update").converged
+    p = assess(svc(state="completed"), tasks, since=0, failures={}, expect="update")
+    assert p.converged
+
+
+def test_an_automatic_rollback_is_an_error_once_it_completes() -> None:
+    tasks = [task(1, "running"), task(2, "running")]
+    started = svc(state="rollback_started", reason="update rolled back due to failure of task x")
+    p = assess(started, tasks, since=0, failures={}, expect="update")
+    assert not p.error and p.lines[0].startswith("rollback: ")
+    done = svc(state="rollback_completed", reason="update rolled back due to failure of task x")
+    p = assess(done, tasks, since=0, failures={}, expect="update")
+    assert p.error == "rollback: update rolled back due to failure of task x"
+
+
+def test_a_paused_update_is_an_error() -> None:
+    p = assess(
+        svc(state="paused", message="update paused due to failure of task y"),
+        [],
+        since=0,
+        failures={},
+        expect="update",
+    )
+    assert p.error == "update paused due to failure of task y"
+
+
+def test_repeated_failures_of_one_slot_give_up_with_the_reason() -> None:
+    failures: dict[str, set[str]] = {}
+    now = "2026-11-25T17:00:10.000+00:00"
+    for n in range(3):
+        tasks = [
+            task(
+                1,
+                "failed",
+                desired="shutdown",
+                id=f"f{i}",
+                error="task: non-zero exit (1)",
+                updated=now,
+            )
+            for i in range(n + 1)
+        ] + [task(1, "starting")]
+        p = assess(svc(1), tasks, since=0, failures=failures)
+    assert p.error == "3 tasks of slot 1 failed: task: non-zero exit (1)"
+
+
+def test_a_task_that_fits_nowhere_is_an_error_after_a_while() -> None:
+    pending = [task(1, "pending", message="no suitable node (1 node has insufficient memory)")]
+    assert not assess(svc(1), pending, since=time.time(), failures={}).error
+    p = assess(svc(1), pending, since=time.time() - 10, failures={})
+    assert p.error == "no suitable node (1 node has insufficient memory)"
+
+
+def test_jobs_converge_on_completion_and_global_services_count_their_nodes() -> None:
+    done = [task(1, "complete"), task(2, "complete")]
+    assert assess(svc(2, "replicated-job"), done, since=0, failures={}).converged
+    tasks = [task(0, "running", node_id="a", node="a"), task(0, "running", node_id="b", node="b")]
+    p = assess(svc(0, "global"), tasks, since=0, failures={})
+    assert p.converged and p.lines[0] == "overall progress: 2 out of 2 tasks"
