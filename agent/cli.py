@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -134,6 +133,8 @@ def _run_foreground(data: DataDir, unlock_key: str = "") -> int:
     daemon = Daemon(data)
     if unlock_key:
         daemon.preset_unlock_key(unlock_key)
+    import asyncio
+
     return asyncio.run(daemon.run())
 
 
@@ -213,6 +214,8 @@ def cmd_swarm_join(a: argparse.Namespace, data: DataDir) -> int:
     enroll_port = a.enroll_port or port + 1
     hostname = a.hostname or socket.gethostname()
     key = new_private_key()
+    import asyncio
+
     enrolled = asyncio.run(
         enroll(host, enroll_port, a.token, key, hostname=hostname, role=a.role, timeout=a.timeout)
     )

@@ -7,7 +7,6 @@ mode 0600 in the node's data dir, so only its owner can drive the daemon.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -15,9 +14,12 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.errors import ShoalError
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["ControlServer", "call"]
 
@@ -38,6 +40,8 @@ class ControlServer:
             self.path.unlink()
         old = os.umask(0o177)
         try:
+            import asyncio
+
             self._server = await asyncio.start_unix_server(
                 self._serve, path=str(self.path), limit=_MAX_LINE
             )
@@ -73,7 +77,7 @@ class ControlServer:
                 resp = {"ok": False, "error": f"internal error: {exc}"}
             writer.write(json.dumps(resp, default=str).encode() + b"\n")
             await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        except (ConnectionError, EOFError, ValueError):  # incomplete or overlong request
             pass
         finally:
             writer.close()

@@ -85,7 +85,7 @@ class NodeAgent:
         state_dir: Path,
         driver: Driver,
         heartbeat: float = 60.0,
-        batch_window: float = 0.05,
+        batch_window: float = 0.02,
         key_loader: KeyLoader | None = None,
     ) -> None:
         """``key_loader`` returns the node's private key, to open the secrets sent to it."""

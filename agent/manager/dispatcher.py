@@ -137,7 +137,7 @@ class Dispatcher:
         statuses: StatusLog,
         *,
         cluster_id: str,
-        batch_window: float = 0.05,
+        batch_window: float = 0.02,
         max_batch: int = 2000,
     ) -> None:
         self.store = store

@@ -3,9 +3,10 @@
 A service update (or rollback) sets the service's update status to "updating" (or
 "rollback_started"). From then on, :func:`plan_update` replaces the service's *dirty* tasks —
 live tasks whose spec or ports differ from the service's — ``parallelism`` at a time (0: all at
-once), waiting ``delay`` between batches. A new task counts as done once it has run (and, with
-a healthcheck, been healthy) for the ``monitor`` period; one that fails before counts as a
-failure. When the failures exceed ``max_failure_ratio`` of the tasks to update, the
+once), as Swarm does: the next task is replaced as soon as a new one runs (and, with a
+healthcheck, is healthy) and ``delay`` has passed since. Each new task is watched for the
+``monitor`` period after it came up; one that fails within it counts as a failure, and the
+update completes once the last one is through its period. When the failures exceed ``max_failure_ratio`` of the tasks to update, the
 ``failure_action`` applies: pause (the update stops where it is), continue, or rollback (the
 previous spec comes back, rolled out by the rollback config). Order stop-first stops the old
 task as its successor is created; start-first lets the old one run until the new one runs (the
@@ -120,8 +121,9 @@ def plan_update(
     old = [t for t in mine if live(t) and dirty(t, spec)]
     fresh = [t for t in mine if t.spec_version == service.spec_version and not dirty(t, spec)]
     monitor = cfg.monitor_ns / SECOND
-    in_flight = 0
-    last_done = 0.0  # when a new task last came through its monitor period
+    in_flight = 0  # new tasks not up yet: they hold their place in the batch
+    watched = 0  # new tasks up, still within their monitor period
+    last_up = 0.0  # when a new task last came up
     for t in fresh:
         state = observed(t)
         failed = state.is_terminal and state is not TaskState.COMPLETE
@@ -134,12 +136,13 @@ def plan_update(
         since = _healthy_since(t)
         if since is None:
             in_flight += 1
-        elif now < since + monitor:
-            in_flight += 1
+            continue
+        last_up = max(last_up, since)
+        if now < since + monitor:
+            watched += 1
             plan.wake(since + monitor)
         else:
             passed.add(t.id)
-            last_done = max(last_done, since + monitor)
     total = max(len(old) + len([t for t in fresh if live(t)]), 1)
     if failures and len(failures) / total > cfg.max_failure_ratio:
         action = cfg.failure_action
@@ -159,7 +162,7 @@ def plan_update(
                 f" {sorted(failures)[0]}",
             }
             return plan
-    if not old and in_flight == 0:
+    if not old and in_flight == 0 and watched == 0:
         plan.status = {
             **status,
             "state": "rollback_completed" if rollback else "completed",
@@ -172,8 +175,8 @@ def plan_update(
     if room <= 0 or not old:
         return plan
     delay = cfg.delay_ns / SECOND
-    # the delay runs after each replaced task is through (and after the last batch started)
-    ready_at = max(last_batch_at, last_done) + delay if delay else 0.0
+    # the delay runs after each replaced task came up (and after the last batch started)
+    ready_at = max(last_batch_at, last_up) + delay if delay else 0.0
     if ready_at and now < ready_at:
         plan.wake(ready_at)
         return plan

@@ -72,7 +72,7 @@ class Executor:
         cluster_id: str,
         local_restarts: bool | Callable[[], bool] = True,
         key_loader: KeyLoader | None = None,
-        start_concurrency: int = 4,
+        start_concurrency: int = 8,
         default_grace: float = 10.0,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,

@@ -225,7 +225,7 @@ def test_parallelism_2_replaces_two_tasks_per_batch_stop_first() -> None:
         assert observed(t) is TaskState.PENDING
 
 
-def test_the_next_batch_waits_until_the_new_tasks_have_run_for_monitor() -> None:
+def test_the_next_batch_starts_once_the_new_tasks_run() -> None:
     new = spec(image="nginx:2", update=UpdateConfig(parallelism=2, monitor_ns=5 * SECOND))
     svc, tasks = updating(OLD, new)
     first = step(svc, tasks, T0)
@@ -236,14 +236,24 @@ def test_the_next_batch_waits_until_the_new_tasks_have_run_for_monitor() -> None
     plan = step(svc, tasks, T0 + 1, last_batch_at=T0)
     assert plan.put == [] and plan.status is None and plan.wake_at is None
 
+    # running: the next batch goes at once, as in Swarm; the monitor period runs meanwhile
     tasks = report(tasks, "running", T0 + 2, batch)
     plan = step(svc, tasks, T0 + 3, last_batch_at=T0)
-    assert plan.put == [] and plan.status is None
+    assert plan.batch_started and plan.status is None
+    assert sorted(t.slot for t in plan.put if t.desired_state == "running") == [3, 4]
     assert plan.wake_at == T0 + 7
 
-    plan = step(svc, tasks, T0 + 7, last_batch_at=T0)
-    assert plan.batch_started
-    assert sorted(t.slot for t in plan.put if t.desired_state == "running") == [3, 4]
+
+def test_the_update_completes_only_after_the_last_monitor_period() -> None:
+    new = spec(2, image="nginx:2", update=UpdateConfig(parallelism=0, monitor_ns=5 * SECOND))
+    svc, tasks = updating(OLD, new, replicas=2)
+    first = step(svc, tasks, T0)
+    tasks = apply(tasks, first)
+    tasks = report(tasks, "running", T0 + 1, [t.id for t in started(first)])
+    plan = step(svc, tasks, T0 + 3, last_batch_at=T0)
+    assert plan.status is None and plan.wake_at == T0 + 6
+    plan = step(svc, tasks, T0 + 6, last_batch_at=T0)
+    assert plan.status is not None and plan.status["state"] == "completed"
 
 
 def test_the_delay_holds_the_next_batch_back() -> None:
@@ -260,17 +270,19 @@ def test_the_delay_holds_the_next_batch_back() -> None:
     assert sorted(t.slot for t in plan.put if t.desired_state == "running") == [3, 4]
 
 
-def test_the_delay_is_counted_from_when_the_previous_batch_is_done() -> None:
+def test_the_delay_is_counted_from_when_the_previous_batch_came_up() -> None:
     cfg = UpdateConfig(parallelism=2, monitor_ns=5 * SECOND, delay_ns=10 * SECOND)
     svc, tasks = updating(OLD, spec(image="nginx:2", update=cfg))
     first = step(svc, tasks, T0)
     tasks = apply(tasks, first)
-    tasks = report(tasks, "running", T0 + 1, [t.id for t in started(first)])
-    # the batch is done at T0 + 6 (running since T0 + 1, monitor 5 s)
+    tasks = report(tasks, "running", T0 + 3, [t.id for t in started(first)])
+    # the batch came up at T0 + 3: the next one goes at T0 + 13
     plan = step(svc, tasks, T0 + 6, last_batch_at=T0)
-    assert plan.wake_at == T0 + 16
-    plan = step(svc, tasks, T0 + 10.5, last_batch_at=T0)
+    assert plan.put == [] and plan.wake_at == T0 + 8  # the end of the monitor period first
+    plan = step(svc, tasks, T0 + 12.5, last_batch_at=T0)
     assert plan.put == []
+    plan = step(svc, tasks, T0 + 13, last_batch_at=T0)
+    assert plan.batch_started
 
 
 def test_the_delay_applies_while_another_task_of_the_batch_is_still_in_flight() -> None:
@@ -279,9 +291,9 @@ def test_the_delay_applies_while_another_task_of_the_batch_is_still_in_flight() 
     first = step(svc, tasks, T0)
     tasks = apply(tasks, first)
     a, b = (t.id for t in started(first))
-    tasks = report(tasks, "running", T0 + 1, [a])  # done at T0 + 6
-    tasks = report(tasks, "running", T0 + 3, [b])  # done at T0 + 8
-    plan = step(svc, tasks, T0 + 7, last_batch_at=T0)
+    tasks = report(tasks, "running", T0 + 1, [a])  # up at T0 + 1
+    tasks = report(tasks, "running", T0 + 3, [b])  # up at T0 + 3: the next one at T0 + 13
+    plan = step(svc, tasks, T0 + 12, last_batch_at=T0)
     assert plan.put == []
 
 
@@ -439,8 +451,7 @@ def test_a_new_task_whose_health_is_starting_is_still_in_flight() -> None:
     assert plan.status is None
 
     tasks = report(tasks, "running", T0 + 601, [fresh.id], health="healthy")
-    assert step(svc, tasks, T0 + 602, last_batch_at=T0).put == []  # monitor starts now
-    plan = step(svc, tasks, T0 + 606, last_batch_at=T0)
+    plan = step(svc, tasks, T0 + 602, last_batch_at=T0)  # healthy: the next slot goes
     assert [t.slot for t in plan.put if live(t)] == [2]
 
 
