@@ -161,6 +161,9 @@ class Daemon:
             self._side_tasks.add(task)
             task.add_done_callback(self._side_tasks.discard)
             return
+        if env.type == "ack":
+            self.agent.managers_answered()
+            return
         role = env.body.get("role") if isinstance(env.body, dict) else None
         if env.type == "role" and role in ("manager", "worker"):
             if role != self.node.role and self._role_change is None:

@@ -99,19 +99,29 @@ class NodeAgent:
         self.batch_window = batch_window
         self.assign_version = -1
         self.leaving = False
+        self.managers_heard = time.monotonic()  # the last "ack" from the leader
         self.executor = Executor(
             driver,
             state_dir,
             self._report,
             node_id=node_id,
             cluster_id=cluster_id,
-            local_restarts=lambda: not session.connected,
+            local_restarts=self.autonomous,
             key_loader=key_loader,
         )
         self._outbox: dict[str, TaskStatus] = {}
         self._flush_soon: asyncio.TimerHandle | None = None
         session.on(self.topics.node_assign(node_id), self._on_assign)
         session.on_connect(self._on_connect)
+
+    def autonomous(self) -> bool:
+        """True while this node restarts its own tasks: cut off from the broker, or the managers
+        have not answered for three heartbeats (no leader, say). Otherwise managers decide."""
+        silent = time.monotonic() - self.managers_heard > 3 * self.heartbeat + 5
+        return not self.session.connected or silent
+
+    def managers_answered(self) -> None:
+        self.managers_heard = time.monotonic()
 
     # assignments in ----------------------------------------------------------------------
     async def _on_assign(self, topic: str, env: Envelope) -> None:

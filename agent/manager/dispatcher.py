@@ -1,10 +1,11 @@
 """The dispatcher: the managers' side of every node session.
 
 In: on ``node/<id>/status`` a node sends "status" (its tasks' observed states, batched),
-"describe" (what it is) and "heartbeat". Every manager remembers the latest status of each task
-(:class:`StatusLog`), so a new leader can write what the old one had not yet written. The
-leader writes observed states in batches, and only for tasks assigned to the reporting node:
-anything else is rejected and counted.
+"describe" (what it is) and "heartbeat"; the leader answers the last two with "ack" on the
+node's ``node/<id>/resp``, so a node can tell when managers stop hearing it. Every manager
+remembers the latest status of each task (:class:`StatusLog`), so a new leader can write what
+the old one had not yet written. The leader writes observed states in batches, and only for
+tasks assigned to the reporting node: anything else is rejected and counted.
 
 Out: each node's full assignment set, retained on ``node/<id>/assign`` as "assign"
 {"version": store index, "tasks": [assignment, ...]}, published after every commit that
@@ -14,6 +15,7 @@ changes what the node should run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -58,6 +60,7 @@ class StatusLog:
         self.descriptions: dict[str, dict[str, Any]] = {}
         self.listener: Callable[[str, list[tuple[str, dict[str, Any]]]], None] | None = None
         self.describe_listener: Callable[[str], None] | None = None
+        self.ack: Callable[[str], None] | None = None
 
     async def on_status(self, topic: str, env: Envelope) -> None:
         node_id = Topics.node_of(topic)
@@ -66,6 +69,8 @@ class StatusLog:
             return
         self.seen[node_id] = time.time()
         body = env.body
+        if env.type in ("heartbeat", "describe") and self.ack is not None:
+            self.ack(node_id)  # the leader answers: the node knows managers hear it
         if env.type == "heartbeat":
             return
         if env.type == "describe":
@@ -156,10 +161,12 @@ class Dispatcher:
         self._names: dict[str, str] = {}
         self._sent: dict[str, int] = {}
         self._sealed: dict[tuple[str, str, str, bytes], bytes] = {}
+        self._acks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         self.statuses.listener = self._take
         self.statuses.describe_listener = self._take_description
+        self.statuses.ack = self._ack
         # what followers heard while another manager led: write whatever differs
         for task_id, (node_id, doc) in self.statuses.latest.items():
             self._inbox[task_id] = (node_id, doc)
@@ -172,8 +179,20 @@ class Dispatcher:
         finally:
             self.statuses.listener = None
             self.statuses.describe_listener = None
+            self.statuses.ack = None
+            for t in self._acks:
+                t.cancel()
 
     # in ----------------------------------------------------------------------------------
+    def _ack(self, node_id: str) -> None:
+        async def send() -> None:
+            with contextlib.suppress(BrokerError):
+                await self.session.send(self.topics.node_resp(node_id), "ack", {}, qos=0)
+
+        task = asyncio.get_running_loop().create_task(send())
+        self._acks.add(task)
+        task.add_done_callback(self._acks.discard)
+
     def _take(self, node_id: str, items: list[tuple[str, dict[str, Any]]]) -> None:
         for task_id, doc in items:
             self._inbox[task_id] = (node_id, doc)

@@ -6,9 +6,10 @@ live tasks whose spec or ports differ from the service's — ``parallelism`` at 
 once), as Swarm does: the next task is replaced as soon as a new one runs (and, with a
 healthcheck, is healthy) and ``delay`` has passed since. Each new task is watched for the
 ``monitor`` period after it came up; one that fails within it counts as a failure, and the
-update completes once the last one is through its period. When the failures exceed ``max_failure_ratio`` of the tasks to update, the
-``failure_action`` applies: pause (the update stops where it is), continue, or rollback (the
-previous spec comes back, rolled out by the rollback config). Order stop-first stops the old
+update completes once the last one is through its period. When the failures exceed
+``max_failure_ratio`` of the tasks to update, the ``failure_action`` applies: pause (the update
+stops where it is), continue, or rollback (the previous spec comes back, rolled out by the
+rollback config). Order stop-first stops the old
 task as its successor is created; start-first lets the old one run until the new one runs (the
 orchestrator stops it then).
 

@@ -313,7 +313,7 @@ class Executor:
             ended = TaskState.COMPLETE if ok else TaskState.FAILED
             policy = a.spec.restart_policy
             now = self._clock()
-            local = self.local_restarts() if callable(self.local_restarts) else self.local_restarts
+            local = self._autonomous()
             again = local and should_restart(policy, ended, task.restarts, now)
             self._set(
                 task,
@@ -325,12 +325,23 @@ class Executor:
                 health=obs.health,
             )
             if not again:
-                return
+                if local or not should_restart(policy, ended, task.restarts, self._clock()):
+                    return
+                # the managers decide (a new task, elsewhere maybe); should they fall silent
+                # before they do, the node restarts the task itself after all
+                while not self._autonomous():
+                    await self._sleep(1.0)
+                log.info("task %s: no word from the managers; restarting it here", a.task_id)
             await self._sleep(restart_delay(policy))
             task.restarts.append(self._clock())
             left = restarts_left(policy, task.restarts, self._clock())
             log.info("task %s: restarting (%s restarts left)", a.task_id, left)
             obs = None
+
+    def _autonomous(self) -> bool:
+        if callable(self.local_restarts):
+            return self.local_restarts()
+        return self.local_restarts
 
     async def _launch(self, task: _Task, a: Assignment) -> Observation | None:
         """Prepare and start; the started task's observation, or None once it is rejected."""

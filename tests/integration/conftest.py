@@ -80,7 +80,14 @@ class Cluster:
     def token(self, role: str = "worker") -> str:
         return shoal("swarm", "join-token", "-q", role, data=self.manager).stdout.strip()
 
-    def join(self, name: str, role: str = "worker", driver: str = "auto", **kw: Any) -> Path:
+    def join(
+        self,
+        name: str,
+        role: str = "worker",
+        driver: str = "auto",
+        *extra: str,
+        **kw: Any,
+    ) -> Path:
         data = self.root / name
         shoal(
             "swarm",
@@ -93,6 +100,7 @@ class Cluster:
             str(self.enroll_port),
             "--driver",
             driver,
+            *extra,
             self.url,
             data=data,
             **kw,

@@ -254,3 +254,27 @@ def test_service_logs_come_from_the_nodes_that_run_the_tasks(cluster: Cluster) -
     assert {line.split(".")[1] for line in lines} == {"1", "2"}  # talk.<slot>.<task>@node
     raw = shoal("service", "logs", "--raw", "--tail", "1", "talk", data=c.manager).stdout
     assert raw.count("hello") == 2 and "|" not in raw, raw
+
+
+def test_a_node_restarts_its_tasks_itself_while_no_manager_answers(cluster: Cluster) -> None:
+    c = cluster
+    w = c.join("w1", "worker", "process", "--heartbeat", "1s")
+    _create(
+        c,
+        "crasher",
+        "--restart-delay",
+        "200ms",
+        "--constraint",
+        "node.hostname==w1",
+        image="/bin/false",
+    )
+    wait_for(lambda: any(t["state"] == "failed" for t in _tasks(c, "crasher")), 20, "a failure")
+    # managers replace failed tasks while they answer: the node restarts nothing itself
+    assert all(r == 0 for r in c.info(w)["restarts"].values())
+    # the manager dies; its broker lives on, so the node stays connected but hears no leader
+    broker = c.info(c.manager)["broker_pid"]
+    os.kill(int((c.manager / "shoal.pid").read_text()), signal.SIGKILL)
+    wait_for(lambda: any(r >= 2 for r in c.info(w)["restarts"].values()), 30, "local restarts")
+    info = c.info(w)
+    assert info["connected"]
+    os.kill(broker, 0)  # the broker still runs

@@ -103,6 +103,29 @@ async def test_local_restarts_can_be_left_to_the_managers(tmp_path: Path) -> Non
     assert driver.starts["task1"] == 1
 
 
+async def test_a_failed_task_restarts_locally_once_the_managers_fall_silent(
+    tmp_path: Path,
+) -> None:
+    driver, rec = FakeDriver(), Recorder()
+    driver.exits["task1"] = [1]
+    autonomous = {"now": False}
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        if seconds >= 1.0:  # the wait for the managers: they fall silent meanwhile
+            autonomous["now"] = True
+        await asyncio.sleep(0)
+
+    ex = executor(driver, tmp_path, rec, local_restarts=lambda: autonomous["now"], sleep=sleep)
+    async with running(ex):
+        await ex.set_assignments([sh("exit 1", restart=on_failure())])
+        await rec.wait_state("task1", S.FAILED)
+        await rec.wait_state("task1", S.RUNNING)  # started again, here
+    assert driver.starts["task1"] == 2
+    assert 1.0 in slept  # it waited for the managers before acting alone
+
+
 async def test_rejected_task_reports_reason_and_is_not_retried(tmp_path: Path) -> None:
     driver, rec = FakeDriver(), Recorder()
     driver.reject["task1"] = "image nope:1 is not present on this node"
@@ -135,16 +158,16 @@ async def test_every_state_change_is_reported_once(tmp_path: Path) -> None:
     assert "t0" in driver.removes
 
 
-async def test_starts_run_at_most_four_at_a_time(tmp_path: Path) -> None:
+async def test_starts_run_at_most_eight_at_a_time(tmp_path: Path) -> None:
     driver, rec = FakeDriver(), Recorder()
     driver.gate = asyncio.Event()
     async with running(executor(driver, tmp_path, rec)) as ex:
-        await ex.set_assignments([sh("true", task_id=f"t{i}", slot=i) for i in range(10)])
-        await rec.wait_for(lambda: sum(s.state is S.STARTING for s in rec.statuses) == 4)
-        assert driver.starting == 4
+        await ex.set_assignments([sh("true", task_id=f"t{i}", slot=i) for i in range(20)])
+        await rec.wait_for(lambda: sum(s.state is S.STARTING for s in rec.statuses) == 8)
+        assert driver.starting == 8
         driver.gate.set()
-        await rec.wait_for(lambda: sum(s.state is S.RUNNING for s in rec.statuses) == 10)
-    assert driver.max_starting == 4
+        await rec.wait_for(lambda: sum(s.state is S.RUNNING for s in rec.statuses) == 20)
+    assert driver.max_starting == 8
 
 
 async def test_desired_shutdown_stops_and_remove_removes(tmp_path: Path) -> None:
