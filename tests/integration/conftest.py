@@ -156,12 +156,29 @@ def new_cluster(root: Path, *init_args: str) -> Iterator[tuple[Cluster, str]]:
             shoal("swarm", "leave", "--force", data=d, check=False)
         for d in [*c.nodes, mgr]:
             kill_leftovers(d)
+        kill_processes_under(root)
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     with new_cluster(tmp_path) as (c, _):
         yield c
+
+
+def kill_processes_under(root: Path) -> None:
+    """End every process whose command line names a path under ``root`` (a broker whose
+    daemon was killed and whose data directory is gone, say)."""
+    mark = str(root)
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if mark in cmdline:
+            with contextlib.suppress(OSError):
+                os.kill(int(proc.name), signal.SIGKILL)
 
 
 def kill_leftovers(data: Path) -> None:

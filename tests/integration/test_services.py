@@ -274,7 +274,11 @@ def test_a_node_restarts_its_tasks_itself_while_no_manager_answers(cluster: Clus
     # the manager dies; its broker lives on, so the node stays connected but hears no leader
     broker = c.info(c.manager)["broker_pid"]
     os.kill(int((c.manager / "shoal.pid").read_text()), signal.SIGKILL)
-    wait_for(lambda: any(r >= 2 for r in c.info(w)["restarts"].values()), 30, "local restarts")
-    info = c.info(w)
-    assert info["connected"]
-    os.kill(broker, 0)  # the broker still runs
+    try:
+        wait_for(
+            lambda: any(r >= 2 for r in c.info(w)["restarts"].values()), 30, "local restarts"
+        )
+        assert c.info(w)["connected"]
+        os.kill(broker, 0)  # the broker still runs
+    finally:
+        os.kill(broker, signal.SIGKILL)  # no daemon is left to stop it
