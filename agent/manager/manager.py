@@ -905,5 +905,9 @@ def _replace(obj: Any, **changes: Any) -> Any:
 
 
 def _role_changed(e: Any) -> bool:
+    """Whether the broker's ACL must change: a manager came, went or changed role (workers
+    are covered by the ACL's patterns)."""
     old, new = e.old, e.new
-    return old is None or new is None or old.role != new.role
+    if old is None:
+        return bool(new is not None and new.role == "manager")
+    return new is None or old.role != new.role
