@@ -10,7 +10,8 @@ node tells managers (msgpack) and people (retained JSON) what it is and what it 
                                    optional and hold what the running tasks refer to
     node/<id>/status               "status" {"tasks": [task status, ...]}: changes, batched;
                                    "describe" {...}: the node's description, on connect;
-                                   "heartbeat" {"load": [...], "mem_used": int, ...}
+                                   "heartbeat" {"load": [...], "mem_available": int,
+                                   "tasks": int, "time": float}
     mon/node/<id>/description      retained JSON: hostname, platform, resources, engine, labels
     mon/node/<id>/tasks            retained JSON: every task's current status
 
@@ -237,7 +238,12 @@ class NodeAgent:
             if not self.session.connected:
                 continue
             load = list(os.getloadavg()) if hasattr(os, "getloadavg") else []
-            body = {"load": load, "tasks": len(self.executor.status()), "time": time.time()}
+            body = {
+                "load": load,
+                "mem_available": _mem_available(),
+                "tasks": len(self.executor.status()),
+                "time": time.time(),
+            }
             with contextlib.suppress(BrokerError):
                 await self.session.send(self.topics.node_status(self.node_id), "heartbeat", body)
 
@@ -250,6 +256,15 @@ class NodeAgent:
             with contextlib.suppress(asyncio.CancelledError):
                 await beats
             await self.driver.close()
+
+
+def _mem_available() -> int:
+    """Bytes of memory available for new work (MemAvailable), 0 where unknown."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def default_hostname() -> str:

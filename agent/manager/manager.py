@@ -274,6 +274,7 @@ class Manager:
                 "role": node.role,
                 "status": node.status,
                 "availability": node.availability,
+                "labels": dict(node.labels),
                 "manager_status": self._manager_status(node),
                 "updated": node.updated,
             }
