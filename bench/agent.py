@@ -12,7 +12,6 @@ hour. Targets: RSS < 45 MB (docker driver) / 35 MB (process driver), CPU < 0.5%,
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import subprocess
@@ -25,17 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent import control  # noqa: E402
-from agent.spec import SECOND, ContainerSpec, RestartPolicy, TaskSpec  # noqa: E402
-from agent.worker import Assignment  # noqa: E402
-from broker.envelope import Envelope, encode  # noqa: E402
-from broker.topics import Topics  # noqa: E402
 from tests.integration.conftest import free_ports  # noqa: E402
-from tests.integration.mqtt import as_client, enroll_identity  # noqa: E402
 
 
 def shoal(*args: str, data: Path) -> str:
     return subprocess.run(
-        [sys.executable, "-m", "agent", *args, "--data-dir", str(data)],
+        [sys.executable, "-m", "agent", "--data-dir", str(data), *args],
         capture_output=True,
         text=True,
         check=True,
@@ -87,41 +81,27 @@ def measure(label: str, pid: int, port: int, window: float) -> None:
     )
 
 
-async def assign(
-    mgr: Path, enroll: int, port: int, cid: str, node: str, n: int, drv: str, tmp: Path
-) -> None:
-    token = shoal("swarm", "join-token", "-q", "manager", data=mgr).strip()
-    m = await enroll_identity(tmp / "bench-admin", enroll, token)
-    tasks = []
-    for i in range(1, n + 1):
-        container = ContainerSpec(
-            image="shoal/busybox:latest" if drv == "docker" else "/bin/sleep",
-            command=("sleep", "3600") if drv == "docker" else ("/bin/sleep", "3600"),
-            stop_grace_period_ns=SECOND // 2,
-            init=True if drv == "docker" else None,
-        )
-        spec = TaskSpec(container=container, restart_policy=RestartPolicy(condition="none"))
-        tasks.append(
-            Assignment(
-                task_id=f"bench{i}",
-                service_id="bench",
-                service_name="bench",
-                slot=i,
-                node_id=node,
-                spec=spec,
-                desired_state="running",
-                version=1,
-                cluster_id=cid,
-            ).to_dict()
-        )
-    async with as_client(m, port) as c:
-        body = {"version": 1, "tasks": tasks}
-        await c.publish(
-            Topics(cid).node_assign(node),
-            encode(Envelope("assign", "b", 1, body)),
-            qos=1,
-            retain=True,
-        )
+def create_service(mgr: Path, n: int, drv: str) -> None:
+    """N long sleeping tasks, on the worker only (the manager is a worker too)."""
+    image = ["shoal/busybox:latest", "sleep", "3600"] if drv == "docker" else ["/bin/sleep", "3600"]
+    shoal(
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "bench",
+        "--replicas",
+        str(n),
+        "--constraint",
+        "node.role==worker",
+        "--restart-condition",
+        "none",
+        "--stop-grace-period",
+        "500ms",
+        *(["--init"] if drv == "docker" else []),
+        *image,
+        data=mgr,
+    )
 
 
 def main() -> None:
@@ -158,13 +138,10 @@ def main() -> None:
         data=worker,
     )
     try:
-        info = control.call(worker / "shoal.sock", "info")
         pid = int((worker / "shoal.pid").read_text())
         time.sleep(5)  # let start-up work settle before measuring idle
         measure(f"{a.driver}, 0 tasks", pid, port, a.window)
-        asyncio.run(
-            assign(mgr, enroll, port, info["cluster_id"], info["node_id"], a.tasks, a.driver, tmp)
-        )
+        create_service(mgr, a.tasks, a.driver)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             states = control.call(worker / "shoal.sock", "info")["tasks"]
@@ -184,7 +161,7 @@ def main() -> None:
             )
         if a.driver == "docker":
             ids = subprocess.run(
-                ["docker", "ps", "-aq", "--filter", "label=com.shoal.service.id=bench"],
+                ["docker", "ps", "-aq", "--filter", "label=com.shoal.service.name=bench"],
                 capture_output=True,
                 text=True,
             ).stdout.split()
