@@ -74,8 +74,15 @@ def task_rows(tasks: list[dict[str, Any]], *, no_trunc: bool) -> list[dict[str, 
 
 # service -------------------------------------------------------------------------------------
 def cmd_service_create(a: argparse.Namespace, data: DataDir) -> int:
-    spec = spec_from_create(a)
-    created = _call(data, "service-create", {"spec": spec.to_dict()})
+    for attempt in range(5):
+        spec = spec_from_create(a)
+        try:
+            created = _call(data, "service-create", {"spec": spec.to_dict()})
+            break
+        except ShoalError as exc:
+            # a generated name may be taken already: pick another (a given one is final)
+            if a.name is not None or "already exists" not in str(exc) or attempt == 4:
+                raise
     print(created["id"])
     if a.detach or a.quiet:
         return 0

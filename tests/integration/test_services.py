@@ -275,10 +275,30 @@ def test_a_node_restarts_its_tasks_itself_while_no_manager_answers(cluster: Clus
     broker = c.info(c.manager)["broker_pid"]
     os.kill(int((c.manager / "shoal.pid").read_text()), signal.SIGKILL)
     try:
-        wait_for(
-            lambda: any(r >= 2 for r in c.info(w)["restarts"].values()), 30, "local restarts"
-        )
+        wait_for(lambda: any(r >= 2 for r in c.info(w)["restarts"].values()), 30, "local restarts")
         assert c.info(w)["connected"]
         os.kill(broker, 0)  # the broker still runs
     finally:
         os.kill(broker, signal.SIGKILL)  # no daemon is left to stop it
+
+
+def test_services_without_a_name_get_distinct_generated_ones(cluster: Cluster) -> None:
+    c = cluster
+    c.join("w1", driver="hollow")
+    for _ in range(3):
+        shoal("service", "create", "--detach", "shoal/busybox:latest", data=c.manager)
+    out = shoal("service", "ls", "--format", "{{.Name}}", data=c.manager).stdout
+    names = out.split()
+    assert len(names) == 3 and len(set(names)) == 3, names
+    # a given name that is taken is an error, not a retry under another name
+    proc = shoal(
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        names[0],
+        "shoal/busybox:latest",
+        data=c.manager,
+        check=False,
+    )
+    assert proc.returncode == 1 and f"service {names[0]} already exists" in proc.stderr
