@@ -66,7 +66,6 @@ def task_rows(tasks: list[dict[str, Any]], *, no_trunc: bool) -> list[dict[str, 
                 "name": name,
                 "desired": t["desired_state"].capitalize(),
                 "error_text": f'"{error}"' if error else "",
-                "ports": "",
             }
         )
     return rows

@@ -95,6 +95,11 @@ def task_row(
         "container_id": str(task.status.get("container_id", "")),
         "health": task.status.get("health"),
         "spec_version": task.spec_version,
+        "ports": ", ".join(
+            f"*:{q.get('published', 0)}->{q.get('target')}/{q.get('protocol', 'tcp')}"
+            for q in task.endpoint.get("ports") or []
+            if q.get("publish_mode") == "host"
+        ),
         "created": task.created,
         "updated": task.updated,
     }

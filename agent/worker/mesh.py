@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import ipaddress
 import logging
 import os
@@ -136,6 +137,7 @@ def _read_buffer(loop: asyncio.AbstractEventLoop) -> memoryview:
     return view
 
 
+@functools.lru_cache(maxsize=4096)
 def _numeric(host: str, port: int) -> tuple[int, tuple[Any, ...]] | None:
     """(family, socket address) for an IP literal; None for a name that needs resolving."""
     try:
@@ -365,13 +367,18 @@ class _Flow:
         # The source ended: once everything read is sent, end this direction on the other side.
         if self.pending is not None:
             return
+        conn = self.conn
+        sibling = conn.down if self.inbound else conn.up
+        if sibling is not None and sibling.done:
+            self.done = True
+            conn.close()  # the last direction: closing sends the FIN a shutdown would
+            return
         try:
             self.dst.shutdown(socket.SHUT_WR)
         except OSError as exc:
-            self.conn.close(exc)
+            conn.close(exc)
             return
         self.done = True
-        self.conn.flow_done()
 
     def stop(self) -> None:
         if self.reading:
@@ -411,10 +418,6 @@ class _Conn:
         self.up: _Flow | None = None
         self.down: _Flow | None = None
         self.closed = False
-
-    def flow_done(self) -> None:
-        if self.up is not None and self.down is not None and self.up.done and self.down.done:
-            self.close()
 
     def stop_dialing(self) -> None:
         if self.timer is not None:

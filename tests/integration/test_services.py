@@ -302,3 +302,27 @@ def test_services_without_a_name_get_distinct_generated_ones(cluster: Cluster) -
         check=False,
     )
     assert proc.returncode == 1 and f"service {names[0]} already exists" in proc.stderr
+
+
+def test_host_mode_ports_show_on_their_tasks_and_keep_tasks_apart(cluster: Cluster) -> None:
+    c = cluster
+    c.join("w1", driver="hollow")
+    c.join("w2", driver="hollow")
+    _create(
+        c,
+        "edge",
+        "--replicas",
+        "3",
+        "--constraint",
+        "node.role==worker",
+        "-p",
+        "published=8081,target=80,mode=host",
+    )
+    wait_for(lambda: len(_running_on(c, "edge")) == 2, 15, "one task per worker")
+    tasks = _live(c, "edge")
+    assert sorted(t["ports"] for t in tasks if t["state"] == "running") == [
+        "*:8081->80/tcp",
+        "*:8081->80/tcp",
+    ]
+    (pending,) = [t for t in tasks if t["state"] == "pending"]
+    assert "host-mode port already in use" in pending["message"], pending["message"]
