@@ -303,7 +303,7 @@ def cmd_swarm_update(a: argparse.Namespace, data: DataDir) -> int:
     return 0
 
 
-def _bool(text: str) -> bool:
+def parse_bool(text: str) -> bool:
     if text.lower() in ("true", "1", "yes"):
         return True
     if text.lower() in ("false", "0", "no"):
@@ -515,7 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", "-f", action="store_true", help="leave even as the last manager")
 
     sp = cmd(swarm, "update", cmd_swarm_update, "update the swarm's settings")
-    sp.add_argument("--autolock", type=_bool, metavar="true|false", help="lock restarted managers")
+    sp.add_argument(
+        "--autolock", type=parse_bool, metavar="true|false", help="lock restarted managers"
+    )
     sp.add_argument(
         "--task-history-limit", type=int, metavar="N", help="tasks kept per slot (default 5)"
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import control
+from agent.cli import parse_bool
 from agent.cli_services import TASK_COLUMNS, fetch, task_rows
 from agent.errors import ShoalError
 from agent.output import render
@@ -116,14 +117,6 @@ def cmd_stack_config(a: argparse.Namespace, data: DataDir) -> int:
     return 0
 
 
-def _bool(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, found {text!r}")
-
-
 def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
     stack = sub.add_parser("stack", help="manage stacks").add_subparsers(
         dest="sub", metavar="COMMAND", required=True
@@ -134,7 +127,7 @@ def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
     sp.add_argument(
         "-d",
         "--detach",
-        type=_bool,
+        type=parse_bool,
         nargs="?",
         const=True,
         default=True,

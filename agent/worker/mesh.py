@@ -41,6 +41,7 @@ import logging
 import os
 import socket
 import struct
+import sys
 import time
 import weakref
 from collections.abc import Callable, Coroutine, Iterable, Mapping
@@ -69,6 +70,7 @@ Clock = Callable[[], float]
 _CHUNK = 256 * 1024  # one read; also the most a direction of a connection holds
 _BACKLOG = 1024
 _ACCEPTS = 64  # connections accepted per wake-up
+_NODELAY_INHERITED = sys.platform == "linux"  # accepted sockets keep the listener's TCP_NODELAY
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
 _UDP_QUEUE = 64  # datagrams held per client while its backend socket opens
 _UDP_BUFFER = 1024 * 1024  # datagrams are dropped, not queued, beyond this much unsent
@@ -606,6 +608,7 @@ class PortProxy:
                 )
                 address = (infos[0][0], infos[0][4])
             sock = socket.create_server(address[1], family=address[0], backlog=_BACKLOG)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setblocking(False)
         return sock
 
@@ -704,7 +707,8 @@ class PortProxy:
             sock.close()
             return
         sock.setblocking(False)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if not _NODELAY_INHERITED:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = _Conn(self, sock, peer)
         self._conns.add(conn)
         stats.active += 1
