@@ -26,6 +26,7 @@ from agent.manager.store import (
     StoreError,
     Task,
     Tx,
+    initial_snapshot,
 )
 
 
@@ -217,3 +218,21 @@ def test_watch_queue_is_released_when_the_watcher_leaves() -> None:
         return len(s._watchers)
 
     assert asyncio.run(go()) == 0
+
+
+async def test_listings_stay_sorted_by_id_as_objects_come_and_go() -> None:
+    s, _ = _store()
+    for ident in ("c", "a"):
+        await s.update(lambda tx, i=ident: tx.put(Node(id=i)))
+    assert [n.id for n in s.view().list(Node)] == ["a", "c"]
+    await s.update(lambda tx: tx.put(Node(id="b")))
+    await s.update(lambda tx: tx.put(Node(id="c", hostname="renamed")))  # an update keeps order
+    assert [(n.id, n.hostname) for n in s.view().list(Node)] == [
+        ("a", ""),
+        ("b", ""),
+        ("c", "renamed"),
+    ]
+    await s.update(lambda tx: tx.delete(Node, "a"))
+    assert [n.id for n in s.view().list(Node)] == ["b", "c"]
+    s.restore(initial_snapshot([Node(id="z"), Node(id="y")]), 100)
+    assert [n.id for n in s.view().list(Node)] == ["y", "z"]

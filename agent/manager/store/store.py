@@ -54,8 +54,9 @@ class Commit:
 class View:
     """Read access to the store as it is now."""
 
-    def __init__(self, tables: Tables) -> None:
+    def __init__(self, tables: Tables, order: dict[str, list[str]] | None = None) -> None:
         self._tables = tables
+        self._order = order  # the store's cache of each table's ids in sorted order
 
     def get(self, cls: type[Obj], ident: str) -> Obj | None:
         row = self._tables.get(cls.KIND, {}).get(ident)
@@ -70,7 +71,12 @@ class View:
 
     def list(self, cls: type[Obj]) -> list[Obj]:
         rows = self._tables.get(cls.KIND, {})
-        return [row[1] for _, row in sorted(rows.items())]  # type: ignore[misc]
+        keys = self._order.get(cls.KIND) if self._order is not None else None
+        if keys is None:
+            keys = sorted(rows)
+            if self._order is not None:
+                self._order[cls.KIND] = keys
+        return [rows[k][1] for k in keys]  # type: ignore[misc]
 
 
 class Tx(View):
@@ -130,6 +136,7 @@ Proposer = Callable[[bytes], Awaitable[int]]
 class Store:
     def __init__(self) -> None:
         self._tables: Tables = {kind: {} for kind in KINDS}
+        self._order: dict[str, list[str]] = {}  # sorted ids per kind; dropped when ids change
         self.applied = 0
         self._watchers: list[asyncio.Queue[Event | Commit]] = []
         self._outcomes: dict[str, str | None] = {}
@@ -137,7 +144,7 @@ class Store:
 
     # reads ---------------------------------------------------------------------------
     def view(self) -> View:
-        return View(self._tables)
+        return View(self._tables, self._order)
 
     @contextlib.asynccontextmanager
     async def watch(self, *kinds: str) -> AsyncIterator[asyncio.Queue[Event | Commit]]:
@@ -197,10 +204,13 @@ class Store:
                 table = self._tables[kind]
                 old = table.get(ident)
                 if op == "put" and obj is not None:
+                    if old is None:
+                        self._order.pop(kind, None)
                     table[ident] = (index, obj)
                     action = "update" if old else "create"
                     events.append(Event(kind, action, ident, old[1] if old else None, obj))
                 elif op == "del" and old is not None:
+                    self._order.pop(kind, None)
                     del table[ident]
                     events.append(Event(kind, "delete", ident, old[1], None))
         self._outcomes[tx_id] = outcome
@@ -245,6 +255,7 @@ class Store:
                 raise StoreError(f"the snapshot at {index} is malformed: {exc}") from exc
         old = self._tables
         self._tables = tables
+        self._order = {}
         self.applied = index
         events = []
         for kind in KINDS:
