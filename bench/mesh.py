@@ -1,9 +1,10 @@
 """The routing mesh's userspace proxy against docker-proxy and a direct connection.
 
     python bench/mesh.py [--connections 64] [--duration 10] [--warmup 1] [--rounds 1]
-                         [--new-connections] [--no-docker-proxy]
+                         [--new-connections] [--no-docker-proxy] [--one-backend-process]
 
-Starts three tiny HTTP/1.1 backends (one process each, keep-alive, a fixed 13-byte body), then
+Starts three tiny HTTP/1.1 backends (one process each, like three containers, or all in one
+process with ``--one-backend-process``; keep-alive, a fixed 13-byte body), then
 measures requests per second and latency percentiles of a closed-loop load (N connections,
 each sending its next request when the previous answer arrived) against:
 
@@ -29,6 +30,7 @@ import asyncio
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -83,11 +85,11 @@ class HttpBackend(asyncio.Protocol):
             self.transport.write(RESPONSE * count)
 
 
-async def serve_backend(port: int) -> None:
+async def serve_backends(ports: list[int]) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(HttpBackend, HOST, port, backlog=1024)
-    async with server:
-        await server.serve_forever()
+    for port in ports:
+        await loop.create_server(HttpBackend, HOST, port, backlog=1024)
+    await asyncio.Event().wait()
 
 
 async def serve_proxy(port: int, backends: list[int], proxy_protocol: bool) -> None:
@@ -303,13 +305,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--new-connections", action="store_true")
     parser.add_argument("--no-docker-proxy", action="store_true")
+    parser.add_argument(
+        "--one-backend-process",
+        action="store_true",
+        help="serve the three backends from one process (isolates the proxy's own cost)",
+    )
     parser.add_argument("--role", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.role:
         what, port, *rest = args.role
         if what == "backend":
-            asyncio.run(serve_backend(int(port)))
+            asyncio.run(serve_backends([int(port), *map(int, rest)]))
         else:
             pp = rest[0] == "pp"
             asyncio.run(serve_proxy(int(port), [int(p) for p in rest[1:]], pp))
@@ -319,7 +326,10 @@ def main() -> None:
     use_docker = not args.no_docker_proxy and os.access(docker_proxy, os.X_OK)
     ports = free_ports(8)
     backends, (dp_port, mesh1, mesh3, mesh3pp) = ports[:3], ports[3:7]
-    children = [role("backend", str(p)) for p in backends]
+    if args.one_backend_process:
+        children = [role("backend", *map(str, backends))]
+    else:
+        children = [role("backend", str(p)) for p in backends]
     mode = "new connection per request" if args.new_connections else "keep-alive"
     print(
         f"{args.connections} connections, {mode}, {args.duration:.0f} s after {args.warmup:.0f} s"
@@ -346,9 +356,16 @@ def main() -> None:
             wait_listening(p)
         heads = ("req/s", "p50 ms", "p99 ms", "p99.9")
         print(f"{'':<14} " + " ".join(f"{h:>8}" for h in heads) + f" {'cpu':>6} {'errors':>6}")
+        results: dict[str, list[Result]] = {name: [] for name, _, _ in servers}
         for _ in range(args.rounds):
-            for name, port, child in servers:
-                measure(name, port, child.pid if child else None, args)
+            for name, port, server in servers:
+                results[name].append(measure(name, port, server.pid if server else None, args))
+        if args.rounds > 1:
+            print(f"medians of {args.rounds} rounds:")
+            for name, runs in results.items():
+                rate = statistics.median(r.rate for r in runs)
+                p99 = statistics.median(r.percentile(0.99) for r in runs)
+                print(f"{name:<14} {rate:>8.0f} req/s  p99 {p99:.2f} ms")
     finally:
         for child in children:
             child.terminate()

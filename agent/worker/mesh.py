@@ -69,6 +69,7 @@ Clock = Callable[[], float]
 
 _CHUNK = 256 * 1024  # one read; also the most a direction of a connection holds
 _BACKLOG = 1024
+_READS = 2  # reads per wake-up: the second finds an EOF that came with the data
 _ACCEPTS = 64  # connections accepted per wake-up
 _NODELAY_INHERITED = sys.platform == "linux"  # accepted sockets keep the listener's TCP_NODELAY
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a reset
@@ -307,41 +308,43 @@ class _Flow:
     def _readable(self) -> None:
         proxy = self.conn.proxy
         view = proxy._view
-        try:
-            n = self.src.recv_into(view)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self.conn.close(exc)
-            return
-        if not n:
-            self.eof = True
-            self.reading = False
-            self.loop.remove_reader(self.src_fd)
-            self._shutdown()
-            return
         stats = proxy.stats
-        if self.inbound:
-            stats.bytes_in += n
-        else:
-            stats.bytes_out += n
-        try:
-            sent = self.dst.send(view[:n])
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError as exc:
-            self.conn.close(exc)
-            return
-        if sent < n:
-            # The destination is full: keep the rest and stop reading until it is sent.
-            self.pending = memoryview(bytes(view[sent:n]))
-            stats.read_pauses += 1
-            if n - sent > stats.peak_buffered:
-                stats.peak_buffered = n - sent
-            self.reading = False
-            self.loop.remove_reader(self.src_fd)
-            self.writing = True
-            self.loop.add_writer(self.dst_fd, self._writable)
+        for _ in range(_READS):
+            try:
+                n = self.src.recv_into(view)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self.conn.close(exc)
+                return
+            if not n:
+                self.eof = True
+                self.reading = False
+                self.loop.remove_reader(self.src_fd)
+                self._shutdown()
+                return
+            if self.inbound:
+                stats.bytes_in += n
+            else:
+                stats.bytes_out += n
+            try:
+                sent = self.dst.send(view[:n])
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self.conn.close(exc)
+                return
+            if sent < n:
+                # The destination is full: keep the rest and stop reading until it is sent.
+                self.pending = memoryview(bytes(view[sent:n]))
+                stats.read_pauses += 1
+                if n - sent > stats.peak_buffered:
+                    stats.peak_buffered = n - sent
+                self.reading = False
+                self.loop.remove_reader(self.src_fd)
+                self.writing = True
+                self.loop.add_writer(self.dst_fd, self._writable)
+                return
 
     def _writable(self) -> None:
         pending = self.pending
@@ -775,6 +778,13 @@ class PortProxy:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         err = sock.connect_ex(address)
+        if err == errno.EINPROGRESS:
+            # A local backend has usually answered by now: ask again rather than wait a turn.
+            err = sock.connect_ex(address)
+            if err in (errno.EALREADY, errno.EINPROGRESS):
+                err = errno.EINPROGRESS
+            elif err == errno.EISCONN:
+                err = 0
         if err == 0:
             self._connected(conn, backend, sock)
             return True
