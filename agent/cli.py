@@ -547,11 +547,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", "-f", action="store_true")
     sp.add_argument("nodes", nargs="+", metavar="NODE")
 
-    from agent import cli_secrets, cli_services, cli_stacks
+    from agent import cli_networks, cli_secrets, cli_services, cli_stacks
 
     cli_services.register(sub, cmd, node)
     cli_secrets.register(sub, cmd)
     cli_stacks.register(sub, cmd)
+    cli_networks.register(sub, cmd)
 
     cert = sub.add_parser("cert", help="certificates for people and tools").add_subparsers(
         dest="sub", metavar="COMMAND", required=True

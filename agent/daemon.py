@@ -79,6 +79,7 @@ _MANAGER_COMMANDS = {
         for verb in ("create", "ls", "inspect", "rm")
     ),
     *(f"stack-{verb}" for verb in ("deploy", "ls", "services", "ps", "rm")),
+    *(f"network-{verb}" for verb in ("create", "ls", "inspect", "rm")),
 }
 
 

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent.errors import ShoalError
+from agent.manager.networksapi import check_networks
 from agent.manager.orchestrator import live
 from agent.manager.scheduler import parse_constraint
 from agent.manager.secretsapi import resolve_refs
@@ -128,6 +129,7 @@ class ControlAPI:
         def create(tx: Tx) -> None:
             if any(s.name == spec.name for s in tx.list(Service)):
                 raise ShoalError(f"service {spec.name} already exists")
+            check_networks(tx, spec)
             resolved = resolve_refs(tx, spec).to_dict()
             tx.put(dataclasses.replace(service, spec=resolved))
 
@@ -182,6 +184,7 @@ class ControlAPI:
                 )
             if spec.name != current.name:
                 raise ShoalError("a service cannot be renamed")
+            check_networks(tx, spec)
             wanted = resolve_refs(tx, spec).to_dict()
             if wanted == current.spec:
                 result.update(id=current.id, changed=False, spec_version=current.spec_version)

@@ -22,6 +22,7 @@ from agent.manager.broker_host import BrokerHost
 from agent.manager.controlapi import ControlAPI
 from agent.manager.dispatcher import StatusLog
 from agent.manager.leader import LeaderComponents
+from agent.manager.networksapi import NetworksAPI
 from agent.manager.raft import ConfChangeType, NotLeader, RaftError
 from agent.manager.raftdriver import RaftDriver
 from agent.manager.secretsapi import SecretsAPI
@@ -104,6 +105,7 @@ class Manager:
         self.api = ControlAPI(store)
         self.commands.update(self.api.commands)
         self.commands.update(SecretsAPI(store).commands)
+        self.commands.update(NetworksAPI(store).commands)
         self.stacks = StackAPI(store)
         self.commands.update(self.stacks.commands)
         self.leader = LeaderComponents(

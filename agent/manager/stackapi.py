@@ -18,6 +18,7 @@ from typing import Any
 
 from agent.errors import ShoalError
 from agent.manager.controlapi import check_spec
+from agent.manager.networksapi import with_subnet
 from agent.manager.secretsapi import MAX_SIZE, resolve_refs
 from agent.manager.stamps import now_text
 from agent.manager.store import Config, Network, Node, Secret, Service, Store, Task, Tx, View
@@ -127,7 +128,8 @@ class StackAPI:
                     continue
                 if net.name not in networks:
                     subnet = net.ipam.config[0].subnet if net.ipam and net.ipam.config else ""
-                    tx.put(
+                    network = with_subnet(
+                        list(networks.values()),
                         Network(
                             id=new_node_id(),
                             name=net.name,
@@ -136,8 +138,10 @@ class StackAPI:
                             attachable=net.attachable,
                             labels=dict(net.labels),
                             created=stamp,
-                        )
+                        ),
                     )
+                    networks[network.name] = network
+                    tx.put(network)
                     actions.append(f"Creating network {net.name}")
             services = {s.name: s for s in tx.list(Service)}
             for spec in specs:

@@ -326,3 +326,50 @@ def test_host_mode_ports_show_on_their_tasks_and_keep_tasks_apart(cluster: Clust
     ]
     (pending,) = [t for t in tasks if t["state"] == "pending"]
     assert "host-mode port already in use" in pending["message"], pending["message"]
+
+
+def test_networks_get_subnets_and_cannot_go_while_services_use_them(cluster: Cluster) -> None:
+    c = cluster
+    c.join("w1", driver="hollow")
+    shoal("network", "create", "backend", data=c.manager)
+    shoal("network", "create", "--subnet", "10.20.0.0/24", "front", data=c.manager)
+    rows = {
+        r["name"]: r
+        for r in map(
+            json.loads,
+            shoal("network", "ls", "--format", "json", data=c.manager).stdout.splitlines(),
+        )
+    }
+    assert rows["backend"]["subnet"] == "10.0.1.0/24" and rows["front"]["subnet"] == "10.20.0.0/24"
+    proc = shoal(
+        "network",
+        "create",
+        "--subnet",
+        "10.20.0.128/25",
+        "overlapping",
+        data=c.manager,
+        check=False,
+    )
+    assert proc.returncode == 1 and "overlap" in proc.stderr, proc.stderr
+    proc = shoal("network", "create", "backend", data=c.manager, check=False)
+    assert proc.returncode == 1 and "already exists" in proc.stderr
+    # a service must name networks that exist
+    proc = shoal(
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "api",
+        "--network",
+        "nowhere",
+        "shoal/busybox:latest",
+        data=c.manager,
+        check=False,
+    )
+    assert proc.returncode == 1 and "network nowhere not found" in proc.stderr
+    _create(c, "api", "--network", "backend")
+    proc = shoal("network", "rm", "backend", data=c.manager, check=False)
+    assert proc.returncode == 1 and "in use by the following service(s): api" in proc.stderr
+    shoal("service", "rm", "api", data=c.manager)
+    shoal("network", "rm", "backend", "front", data=c.manager)
+    assert shoal("network", "ls", "-q", data=c.manager).stdout.strip() == ""

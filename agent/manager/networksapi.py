@@ -1,0 +1,149 @@
+"""Networks: `shoal network create|ls|inspect|rm`, and the check that services name networks
+that exist. A network gets its subnet when it is created (the one asked for, or the next free
+/24 of 10.0.0.0/8, as the allocator hands them out); a subnet that overlaps another network's
+is refused."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from agent.errors import ShoalError
+from agent.manager.allocator import INGRESS_ID, allocate
+from agent.manager.stamps import now_text
+from agent.manager.store import Network, Service, Store, Tx, View
+from agent.spec import ServiceSpec
+from certs.identity import new_node_id
+
+__all__ = ["NetworksAPI", "check_networks", "with_subnet"]
+
+_NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,63}")
+
+
+def find_network(view: View, ref: str) -> Network:
+    items = view.list(Network)
+    for n in items:
+        if n.id == ref or n.name == ref:
+            return n
+    matches = [n for n in items if n.id.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    raise ShoalError(f"network {ref} not found")
+
+
+def check_networks(view: View, spec: ServiceSpec) -> None:
+    """Refuse a spec that names a network the swarm does not have."""
+    for attachment in spec.task_template.networks:
+        if attachment.target in (INGRESS_ID, "ingress"):
+            raise ShoalError("the ingress network is for published ports; services cannot name it")
+        find_network(view, attachment.target)
+
+
+def with_subnet(existing: list[Network], network: Network) -> Network:
+    """``network`` with its subnet: as asked (if it overlaps nothing) or the next free one."""
+    result = allocate(None, [*existing, network], [], [])
+    problems = result.errors.get(network.id)
+    if problems:
+        raise ShoalError("; ".join(problems))
+    subnet = result.networks.get(network.id)
+    if subnet is None:
+        raise ShoalError(f"network {network.name}: no subnet could be given")
+    return dataclasses.replace(network, subnet=subnet.subnet)
+
+
+def users_of(view: View, network: Network) -> list[str]:
+    out = []
+    for s in view.list(Service):
+        for a in (s.spec.get("task_template") or {}).get("networks") or []:
+            if a.get("target") in (network.id, network.name):
+                out.append(s.name)
+                break
+    return sorted(out)
+
+
+class NetworksAPI:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.commands: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
+            "network-create": self.create,
+            "network-ls": self.ls,
+            "network-inspect": self.inspect,
+            "network-rm": self.rm,
+        }
+
+    async def create(self, args: dict[str, Any]) -> dict[str, Any]:
+        name = args.get("name")
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or name == "ingress":
+            raise ShoalError(
+                f"invalid network name {name!r}: use letters, digits, '-', '_' and '.' (at most"
+                " 64, starting with a letter or digit; 'ingress' is taken)"
+            )
+        driver = args.get("driver") or "overlay"
+        if driver != "overlay":
+            raise ShoalError(f"network driver {driver!r} is not supported: use overlay")
+        subnet = args.get("subnet") or ""
+        labels = args.get("labels") or {}
+        if not isinstance(subnet, str) or not isinstance(labels, dict):
+            raise ShoalError("malformed network request")
+        stamp = now_text()
+        wanted = Network(
+            id=new_node_id(),
+            name=name,
+            driver=driver,
+            subnet=subnet,
+            attachable=bool(args.get("attachable")),
+            labels={str(k): str(v) for k, v in labels.items()},
+            created=stamp,
+        )
+        result: dict[str, Any] = {}
+
+        def put(tx: Tx) -> None:
+            existing = tx.list(Network)
+            if any(n.name == name for n in existing):
+                raise ShoalError(f"network with name {name} already exists")
+            network = with_subnet(existing, wanted)
+            tx.put(network)
+            result.update(id=network.id, name=name, subnet=network.subnet)
+
+        await self.store.update(put)
+        return result
+
+    async def ls(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        view = self.store.view()
+        return [self._row(view, n) for n in view.list(Network)]
+
+    def _row(self, view: View, n: Network) -> dict[str, Any]:
+        return {
+            "id": n.id,
+            "name": n.name,
+            "driver": n.driver,
+            "scope": "swarm",
+            "subnet": n.subnet,
+            "attachable": n.attachable,
+            "labels": dict(n.labels),
+            "created": n.created,
+            "services": users_of(view, n),
+        }
+
+    async def inspect(self, args: dict[str, Any]) -> dict[str, Any]:
+        view = self.store.view()
+        return self._row(view, find_network(view, str(args.get("ref", ""))))
+
+    async def rm(self, args: dict[str, Any]) -> dict[str, Any]:
+        ref = str(args.get("ref", ""))
+        result: dict[str, Any] = {}
+
+        def remove(tx: Tx) -> None:
+            n = find_network(tx, ref)
+            users = users_of(tx, n)
+            if users:
+                raise ShoalError(
+                    f"network {n.name} is in use by the following service(s): {', '.join(users)}"
+                )
+            tx.delete(Network, n.id)
+            result.update(id=n.id, name=n.name)
+
+        await self.store.update(remove)
+        return result
