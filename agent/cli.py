@@ -303,6 +303,17 @@ def cmd_swarm_update(a: argparse.Namespace, data: DataDir) -> int:
     return 0
 
 
+def parse_labels(items: list[str] | None, flag: str = "--label") -> dict[str, str]:
+    """KEY=VALUE flags (a bare KEY is an empty value), as Docker reads labels."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, _, value = item.partition("=")
+        if not key:
+            raise ShoalError(f'invalid argument "{item}" for "{flag}" flag: expected KEY=VALUE')
+        out[key] = value
+    return out
+
+
 def parse_bool(text: str) -> bool:
     if text.lower() in ("true", "1", "yes"):
         return True

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent import control
+from agent.cli import parse_labels
 from agent.errors import ShoalError
 from agent.output import format_inspect, inspect_json, render
 from agent.paths import DataDir
@@ -24,12 +25,7 @@ _COLUMNS = [
 
 
 def cmd_network_create(a: argparse.Namespace, data: DataDir) -> int:
-    labels: dict[str, str] = {}
-    for item in a.label or []:
-        key, _, value = item.partition("=")
-        if not key:
-            raise ShoalError(f'invalid argument "{item}" for "--label" flag: expected KEY=VALUE')
-        labels[key] = value
+    labels = parse_labels(a.label)
     args = {
         "name": a.name,
         "driver": a.driver,

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent import control
+from agent.cli import parse_labels
 from agent.errors import ShoalError
 from agent.output import format_inspect, inspect_json, render
 from agent.paths import DataDir
@@ -33,23 +34,13 @@ def _read(source: str) -> bytes:
     return data
 
 
-def _labels(items: list[str] | None) -> dict[str, str]:
-    out = {}
-    for item in items or []:
-        key, _, value = item.partition("=")
-        if not key:
-            raise ShoalError(f'invalid argument "{item}" for "--label" flag: expected KEY=VALUE')
-        out[key] = value
-    return out
-
-
 def _commands(kind: str) -> dict[str, Callable[[argparse.Namespace, DataDir], int]]:
     def create(a: argparse.Namespace, data: DataDir) -> int:
         payload = _read(a.file)
         args = {
             "name": a.name,
             "data": base64.b64encode(payload).decode(),
-            "labels": _labels(a.label),
+            "labels": parse_labels(a.label),
         }
         print(control.call(data.socket, f"{kind}-create", args)["id"])
         return 0

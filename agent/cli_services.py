@@ -299,12 +299,9 @@ def cmd_node_ps(a: argparse.Namespace, data: DataDir) -> int:
 
 
 def cmd_node_update(a: argparse.Namespace, data: DataDir) -> int:
-    add: dict[str, str] = {}
-    for item in a.label_add or []:
-        key, _, value = item.partition("=")
-        if not key:
-            raise ShoalError(f'invalid argument "{item}" for "--label-add" flag: expected KEY=VAL')
-        add[key] = value
+    from agent.cli import parse_labels
+
+    add = parse_labels(a.label_add, "--label-add")
     args = {
         "node": a.node,
         "availability": a.availability,

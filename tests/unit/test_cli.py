@@ -28,3 +28,13 @@ def test_init_refuses_enroll_port_equal_to_cluster_port(
     assert rc == 1
     assert "--enroll-port 4883 is the cluster port" in capsys.readouterr().err
     assert not data.exists()  # nothing was created
+
+
+def test_labels_are_key_value_flags_and_an_empty_key_names_the_flag() -> None:
+    from agent.cli import parse_labels
+    from agent.errors import ShoalError
+
+    assert parse_labels(["zone=east", "ssd", "a=b=c"]) == {"zone": "east", "ssd": "", "a": "b=c"}
+    assert parse_labels(None) == {}
+    with pytest.raises(ShoalError, match='"=x" for "--label-add" flag'):
+        parse_labels(["=x"], "--label-add")
