@@ -146,6 +146,7 @@ def render_cluster_acl(
         f"pattern write {b}/node/%u/req",
         f"pattern read {b}/node/%u/resp",
         f"pattern read {b}/node/%u/assign",
+        f"pattern read {b}/node/%u/net",
         f"pattern write {b}/mon/node/%u/#",
         "",
     ]

@@ -126,6 +126,17 @@ class Session:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    def local_address(self) -> str | None:
+        """The address this end of the broker connection has (None while not connected)."""
+        client = self._client
+        if client is None:
+            return None
+        try:
+            sock: Any = client._client.socket()
+            return str(sock.getsockname()[0]) if sock is not None else None
+        except (AttributeError, OSError):
+            return None
+
     async def wait_connected(self, timeout: float) -> None:
         try:
             await asyncio.wait_for(self._connected.wait(), timeout)

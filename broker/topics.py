@@ -78,6 +78,10 @@ class Topics:
     def node_assign(self, node_id: str) -> str:
         return self.node(node_id, "assign")
 
+    def node_net(self, node_id: str) -> str:
+        """The node's routing table (retained), from the leader's allocator."""
+        return self.node(node_id, "net")
+
     def all_nodes(self, leaf: str) -> str:
         return f"{self.base}/node/+/{leaf}"
 

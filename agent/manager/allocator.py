@@ -49,6 +49,7 @@ __all__ = [
     "DYNAMIC_PORTS",
     "INGRESS_ID",
     "INGRESS_SUBNET",
+    "INGRESS_VNI",
     "Allocation",
     "AllocationError",
     "NetworkIndex",
@@ -63,6 +64,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 INGRESS_ID = "ingress"
 INGRESS_SUBNET = "10.255.0.0/16"
 DYNAMIC_PORTS = (30000, 32767)  # inclusive, as Swarm's
+INGRESS_VNI = 4096
+_MAX_VNI = 2**24 - 1
 _AUTO_POOL = ipaddress.IPv4Network("10.0.0.0/8")
 _AUTO_FIRST = ipaddress.IPv4Network("10.0.1.0/24")
 
@@ -73,11 +76,13 @@ class AllocationError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Subnet:
-    """A network's subnet, its gateway, and the next host offset to try (next-fit)."""
+    """A network's subnet, its gateway, the next host offset to try (next-fit), and its VXLAN
+    id (``vni``: 4096 for ingress, the lowest free one above for the others, kept for life)."""
 
     subnet: str
     gateway: str
     cursor: int = 2
+    vni: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,7 @@ class Allocation:
     networks: dict[str, Subnet] = field(default_factory=dict)  # network id ->
     vips: dict[str, dict[str, str]] = field(default_factory=dict)  # service -> network -> VIP
     addresses: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> network ->
+    nodes: dict[str, dict[str, str]] = field(default_factory=dict)  # node -> network -> address
     ports: dict[str, tuple[PortConfig, ...]] = field(default_factory=dict)  # service ->
     port_cursor: int = DYNAMIC_PORTS[0]
     errors: dict[str, tuple[str, ...]] = field(default_factory=dict)  # service/network id ->
@@ -96,6 +102,7 @@ class Allocation:
             "networks": {k: dataclasses.asdict(v) for k, v in self.networks.items()},
             "vips": {k: dict(v) for k, v in self.vips.items()},
             "addresses": {k: dict(v) for k, v in self.addresses.items()},
+            "nodes": {k: dict(v) for k, v in self.nodes.items()},
             "ports": {k: [p.to_dict() for p in v] for k, v in self.ports.items()},
             "port_cursor": self.port_cursor,
             "errors": {k: list(v) for k, v in self.errors.items()},
@@ -108,13 +115,15 @@ class Allocation:
             networks = {}
             for ident, raw in _map(data.get("networks", {}), "networks").items():
                 item = _map(raw, f"networks.{ident}")
-                cursor = item.get("cursor", 2)
-                if not isinstance(cursor, int) or isinstance(cursor, bool):
-                    raise AllocationError(f"networks.{ident}.cursor: expected an integer")
+                cursor, vni = item.get("cursor", 2), item.get("vni", 0)
+                for key, value in (("cursor", cursor), ("vni", vni)):
+                    if not isinstance(value, int) or isinstance(value, bool):
+                        raise AllocationError(f"networks.{ident}.{key}: expected an integer")
                 networks[ident] = Subnet(
                     _text(item.get("subnet"), f"networks.{ident}.subnet"),
                     _text(item.get("gateway"), f"networks.{ident}.gateway"),
                     cursor,
+                    vni,
                 )
             ports = {
                 ident: tuple(PortConfig.from_dict(p, f"ports.{ident}") for p in _list(raw))
@@ -127,6 +136,7 @@ class Allocation:
                 networks=networks,
                 vips=_nested(data.get("vips", {}), "vips"),
                 addresses=_nested(data.get("addresses", {}), "addresses"),
+                nodes=_nested(data.get("nodes", {}), "nodes"),
                 ports=ports,
                 port_cursor=cursor,
                 errors={
@@ -491,8 +501,11 @@ def allocate(
     networks: Iterable[Network],
     services: Iterable[Service],
     tasks: Iterable[Task],
+    nodes: Iterable[str] = (),
 ) -> Allocation:
-    """The next allocation; see the module's docstring for the rules."""
+    """The next allocation; see the module's docstring for the rules. ``nodes`` are the ids of
+    the nodes that get an address on ``ingress`` (the source of their routing mesh's
+    connections) while some service publishes a port in ingress mode."""
     previous = previous or Allocation()
     errors: dict[str, list[str]] = {}
     index = NetworkIndex(networks)
@@ -528,25 +541,32 @@ def allocate(
         if INGRESS_ID in subnets and any(p and p.publish_mode == "ingress" for p in svc.ports):
             svc.networks.setdefault(INGRESS_ID, ())
 
-    # Owners of addresses: VIPs first, then tasks; each kept if it had one, then new ones.
+    # Owners of addresses: VIPs first, then nodes, then tasks; each kept if it had one, then
+    # new ones. An owner is (where it goes, where it was, owner id, network, service to blame).
+    Table = dict[str, dict[str, str]]
     by_id = {svc.service.id: svc for svc in parsed}
-    owners: list[tuple[dict[str, dict[str, str]], str, str, _Service]] = []
-    vips: dict[str, dict[str, str]] = {}
-    addresses: dict[str, dict[str, str]] = {}
+    owners: list[tuple[Table, Table, str, str, _Service]] = []
+    vips: Table = {}
+    addresses: Table = {}
+    node_addresses: Table = {}
     for svc in sorted(parsed, key=lambda s: s.service.id):
         if svc.spec.endpoint_spec.mode == "vip":
-            owners += [(vips, svc.service.id, net, svc) for net in sorted(svc.networks)]
+            owners += [(vips, previous.vips, svc.service.id, n, svc) for n in sorted(svc.networks)]
+    mesh = next((svc for svc in parsed if INGRESS_ID in svc.networks), None)
+    if mesh is not None:
+        for node in sorted(set(nodes)):
+            owners.append((node_addresses, previous.nodes, node, INGRESS_ID, mesh))
     for task in sorted(tasks, key=lambda t: t.id):
         owner = by_id.get(task.service_id)
         if owner is not None and _holds_addresses(task):
             joined = [n for n in _task_networks(task, owner, index) if n in subnets]
-            owners += [(addresses, task.id, net, owner) for net in joined]
+            owners += [(addresses, previous.addresses, task.id, n, owner) for n in joined]
     pools = {ident: _Pool(net, cursor) for ident, (net, cursor) in subnets.items()}
     fresh = []
-    for table, ident, net, svc in owners:
-        before = (previous.vips if table is vips else previous.addresses).get(ident, {}).get(net)
-        if before is not None and pools[net].keep(before):
-            table.setdefault(ident, {})[net] = before
+    for table, before, ident, net, svc in owners:
+        held = before.get(ident, {}).get(net)
+        if held is not None and pools[net].keep(held):
+            table.setdefault(ident, {})[net] = held
         else:
             fresh.append((table, ident, net, svc))
     for table, ident, net, svc in fresh:
@@ -561,13 +581,15 @@ def allocate(
         if message not in errors.setdefault(svc.service.id, []):
             errors[svc.service.id].append(message)
 
+    vnis = _vnis(previous, subnets)
     return Allocation(
         networks={
-            ident: Subnet(str(net), str(net.network_address + 1), pools[ident].cursor)
+            ident: Subnet(str(net), str(net.network_address + 1), pools[ident].cursor, vnis[ident])
             for ident, (net, _) in sorted(subnets.items())
         },
         vips=_sorted(vips),
         addresses=_sorted(addresses),
+        nodes=_sorted(node_addresses),
         ports={
             svc.service.id: tuple(p for p in svc.ports if p is not None)
             for svc in sorted(parsed, key=lambda s: s.service.id)
@@ -576,6 +598,27 @@ def allocate(
         port_cursor=port_cursor,
         errors={k: tuple(v) for k, v in sorted(errors.items()) if v},
     )
+
+
+def _vnis(previous: Allocation, subnets: Mapping[str, object]) -> dict[str, int]:
+    """Network id -> VXLAN id: ingress 4096; the others keep theirs, new ones the lowest free."""
+    out: dict[str, int] = {}
+    used = {INGRESS_VNI}
+    for ident in sorted(subnets):
+        held = previous.networks.get(ident)
+        if ident == INGRESS_ID:
+            out[ident] = INGRESS_VNI
+        elif held is not None and INGRESS_VNI < held.vni <= _MAX_VNI and held.vni not in used:
+            out[ident] = held.vni
+            used.add(held.vni)
+    candidate = INGRESS_VNI + 1
+    for ident in sorted(subnets):
+        if ident not in out:
+            while candidate in used:
+                candidate += 1
+            out[ident] = candidate
+            used.add(candidate)
+    return out
 
 
 def _sorted(table: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, str]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import logging
 import time
 from collections import defaultdict
@@ -128,6 +129,16 @@ def _clean_description(body: dict[str, Any]) -> dict[str, Any]:
         out["engine"] = clean
     if isinstance(body.get("kernel"), str):
         out["kernel"] = body["kernel"][:128]
+    addresses = body.get("addresses")
+    if isinstance(addresses, list):  # where other nodes reach this one's overlay traffic
+        good = []
+        for a in addresses[:8]:
+            with contextlib.suppress(ValueError):
+                good.append(str(ipaddress.ip_address(str(a))))
+        if good:
+            out["addresses"] = good
+    if body.get("nat") is True:  # others cannot reach it: no traffic is sent its way
+        out["nat"] = True
     return out
 
 

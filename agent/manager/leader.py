@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from agent.manager.allocating import AllocatorLoop
 from agent.manager.dispatcher import Dispatcher, StatusLog
 from agent.manager.monitor import Monitor
 from agent.manager.orchestrator import Orchestrator
@@ -41,6 +42,7 @@ class LeaderComponents:
         self.driver = driver
         self.orchestrator = Orchestrator(store, clock=clock)
         self.scheduler = SchedulerLoop(store, clock=clock)
+        self.allocator = AllocatorLoop(store, session, topics)
         self.dispatcher = Dispatcher(store, session, topics, statuses, cluster_id=cluster_id)
         self.updater = Updater(store, clock=clock)
         self.monitor = Monitor(store, session, topics)
@@ -74,6 +76,7 @@ class LeaderComponents:
         log.info("leader components starting")
         parts: list[Any] = [
             self.orchestrator,
+            self.allocator,
             self.scheduler,
             self.dispatcher,
             self.updater,

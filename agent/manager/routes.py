@@ -67,6 +67,7 @@ Everything is sorted, so two managers given the same store compute byte-identica
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import json
@@ -79,7 +80,7 @@ from agent.manager.store.objects import Network, Node, Service, Task
 from agent.spec import PortConfig, ServiceSpec, SpecError
 from agent.worker.model import TaskState
 
-__all__ = ["PROXY_PROTOCOL_LABEL", "receives_traffic", "table_for"]
+__all__ = ["PROXY_PROTOCOL_LABEL", "receives_traffic", "table_for", "tables_for"]
 
 PROXY_PROTOCOL_LABEL = "shoal.proxy-protocol"
 _NOT_SERVING = ("starting", "unhealthy")
@@ -129,18 +130,16 @@ def _proxy_protocol(spec: ServiceSpec, port: PortConfig) -> bool:
 
 
 class _Cluster:
-    """The inputs of one table, indexed once."""
+    """The inputs of the tables, indexed once for every node."""
 
     def __init__(
         self,
-        node_id: str,
         allocation: Allocation,
         networks: Iterable[Network],
         services: Iterable[Service],
         tasks: Iterable[Task],
         nodes: Iterable[Node],
     ) -> None:
-        self.node_id = node_id
         self.allocation = allocation
         self.index = NetworkIndex(networks)
         self.nodes = {n.id: n for n in nodes}
@@ -154,38 +153,67 @@ class _Cluster:
             (t for t in tasks if live(t) and t.service_id in self.specs), key=lambda t: t.id
         )
         self.by_service: dict[str, list[Task]] = {}
+        self.by_node: dict[str, list[Task]] = {}
         for task in self.tasks:
             self.by_service.setdefault(task.service_id, []).append(task)
+            self.by_node.setdefault(task.node_id, []).append(task)
         self.aliases = {
             ident: attachments(spec.task_template.networks, self.index)
             for ident, spec in self.specs.items()
         }
+        self._serving: dict[tuple[str, str], list[tuple[Task, str]]] = {}
 
-    def peer(self, task: Task, address: str) -> dict[str, Any]:
-        local = task.node_id == self.node_id
-        node = self.nodes.get(task.node_id)
-        return {
-            "task": task.id,
+    def peer(self, node_id: str, task_node: str, address: str, task: str = "") -> dict[str, Any]:
+        local = task_node == node_id
+        node = self.nodes.get(task_node)
+        found = {
+            "task": task,
             "address": address,
-            "node": task.node_id,
+            "node": task_node,
             "via": [] if local else _via(node),
             "reachable": local or _reachable(node),
         }
+        if not task:
+            del found["task"]
+        return found
 
-    def backends(self, service_id: str, network: str) -> list[tuple[Task, str]]:
-        """Tasks of the service that take traffic from this node, with their addresses."""
-        found = []
-        for task in self.by_service.get(service_id, ()):
-            address = self.allocation.addresses.get(task.id, {}).get(network)
-            if address is None:
-                continue
-            if not receives_traffic(task, self.nodes):
-                continue
-            if task.node_id == self.node_id or _reachable(self.nodes.get(task.node_id)):
-                found.append((task, address))
-        return sorted(found, key=lambda item: _address_key(item[1]))
+    def serving(self, service_id: str, network: str) -> list[tuple[Task, str]]:
+        """Tasks of the service that receive traffic, with their addresses on ``network``."""
+        key = (service_id, network)
+        if key not in self._serving:
+            found = []
+            for task in self.by_service.get(service_id, ()):
+                address = self.allocation.addresses.get(task.id, {}).get(network)
+                if address is not None and receives_traffic(task, self.nodes):
+                    found.append((task, address))
+            self._serving[key] = sorted(found, key=lambda item: _address_key(item[1]))
+        return self._serving[key]
 
-    def network(self, ident: str) -> dict[str, Any]:
+    def backends(self, node_id: str, service_id: str, network: str) -> list[tuple[Task, str]]:
+        """Tasks of the service that take traffic from ``node_id``, with their addresses."""
+        return [
+            (task, address)
+            for task, address in self.serving(service_id, network)
+            if task.node_id == node_id or _reachable(self.nodes.get(task.node_id))
+        ]
+
+    def interfaces(self, task: Task) -> list[dict[str, str]]:
+        """The task's addresses, in the order its spec names its networks, ingress last."""
+        held = self.allocation.addresses.get(task.id, {})
+        order = []
+        for ref in task.spec.get("networks") or []:
+            with contextlib.suppress(LookupError, TypeError):
+                order.append(self.index.resolve(ref["target"]))
+        if not task.spec:
+            order = list(self.aliases.get(task.service_id, {}))
+        ranked = {ident: i for i, ident in enumerate(order)}
+        idents = sorted(
+            (i for i in held if i in self.allocation.networks),
+            key=lambda i: (i == INGRESS_ID, ranked.get(i, len(ranked)), i),
+        )
+        return [{"network": ident, "address": held[ident]} for ident in idents]
+
+    def network(self, node_id: str, ident: str) -> dict[str, Any]:
         subnet = self.allocation.networks[ident]
         local: dict[str, str] = {}
         remote = []
@@ -193,15 +221,15 @@ class _Cluster:
             address = self.allocation.addresses.get(task.id, {}).get(ident)
             if address is None or not task.node_id:
                 continue
-            if task.node_id == self.node_id:
+            if task.node_id == node_id:
                 local[task.id] = address
             else:
-                remote.append(self.peer(task, address))
+                remote.append(self.peer(node_id, task.node_id, address, task.id))
         remote.sort(key=lambda p: (_address_key(p["address"]), p["task"]))
         vips = []
         dns: dict[str, set[str]] = {}
         for service_id, spec in self.specs.items():
-            answers = [a for _, a in self.backends(service_id, ident)]
+            answers = [a for _, a in self.backends(node_id, service_id, ident)]
             vip = self.allocation.vips.get(service_id, {}).get(ident)
             if vip is not None:
                 vips.append({"service": spec.name, "vip": vip, "backends": answers})
@@ -216,22 +244,26 @@ class _Cluster:
             "name": self.index.name(ident),
             "subnet": subnet.subnet,
             "gateway": subnet.gateway,
+            "vni": subnet.vni,
             "local": dict(sorted(local.items())),
             "remote": remote,
             "vips": sorted(vips, key=lambda v: (_address_key(v["vip"]), v["service"])),
             "dns": {name: sorted(dns[name], key=_address_key) for name in sorted(dns)},
         }
 
-    def ingress(self) -> dict[str, Any]:
+    def ingress(self, node_id: str) -> dict[str, Any]:
         subnet = self.allocation.networks.get(INGRESS_ID)
-        here = self.nodes.get(self.node_id)
+        here = self.nodes.get(node_id)
         ports = []
         if here is not None and here.status == "ready":
             for service_id, published in self.allocation.ports.items():
                 spec = self.specs.get(service_id)
                 if spec is None:
                     continue
-                backends = [self.peer(t, a) for t, a in self.backends(service_id, INGRESS_ID)]
+                backends = [
+                    self.peer(node_id, t.node_id, a, t.id)
+                    for t, a in self.backends(node_id, service_id, INGRESS_ID)
+                ]
                 for port in published:
                     if port.publish_mode != "ingress":
                         continue
@@ -247,27 +279,38 @@ class _Cluster:
                         }
                     )
         ports.sort(key=lambda p: (p["protocol"], p["published"], p["service"]))
-        local = {
-            task.id: self.allocation.addresses[task.id][INGRESS_ID]
-            for task in self.tasks
-            if task.node_id == self.node_id
-            and INGRESS_ID in self.allocation.addresses.get(task.id, {})
-        }
+        local: dict[str, str] = {}
+        remote = []
+        for task in self.tasks:
+            address = self.allocation.addresses.get(task.id, {}).get(INGRESS_ID)
+            if address is None or not task.node_id:
+                continue
+            if task.node_id == node_id:
+                local[task.id] = address
+            else:
+                remote.append(self.peer(node_id, task.node_id, address, task.id))
+        for other, held in self.allocation.nodes.items():
+            address = held.get(INGRESS_ID)
+            if address is not None and other != node_id and other in self.nodes:
+                remote.append(self.peer(node_id, other, address))
+        remote.sort(key=lambda p: (_address_key(p["address"]), p.get("task", "")))
         return {
             "subnet": subnet.subnet if subnet else None,
             "gateway": subnet.gateway if subnet else None,
-            "local": local,
+            "vni": subnet.vni if subnet else None,
+            "node_address": self.allocation.nodes.get(node_id, {}).get(INGRESS_ID),
+            "local": dict(sorted(local.items())),
+            "remote": remote,
             "ports": ports,
         }
 
-    def host_ports(self) -> list[dict[str, Any]]:
+    def host_ports(self, node_id: str) -> list[dict[str, Any]]:
         found = []
-        for task in self.tasks:
-            if task.node_id != self.node_id:
-                continue
+        for task in self.by_node.get(node_id, ()):
             spec = self.specs[task.service_id]
             for port in self.allocation.ports.get(task.service_id, ()):
                 if port.publish_mode == "host":
+                    interfaces = self.interfaces(task)
                     found.append(
                         {
                             "task": task.id,
@@ -275,10 +318,31 @@ class _Cluster:
                             "protocol": port.protocol,
                             "published": port.published,
                             "target": port.target,
+                            "address": interfaces[0]["address"] if interfaces else None,
                             "proxy_protocol": _proxy_protocol(spec, port),
                         }
                     )
         return sorted(found, key=lambda p: (p["protocol"], p["published"], p["task"]))
+
+    def table(self, node_id: str) -> dict[str, Any]:
+        mine = self.by_node.get(node_id, []) if node_id else []
+        nets = {
+            ident
+            for task in mine
+            for ident in self.allocation.addresses.get(task.id, {})
+            if ident in self.allocation.networks and ident != INGRESS_ID
+        }
+        body: dict[str, Any] = {
+            "node": node_id,
+            "networks": {ident: self.network(node_id, ident) for ident in sorted(nets)},
+            "ingress": self.ingress(node_id),
+            "host_ports": self.host_ports(node_id),
+            "tasks": {
+                t.id: self.interfaces(t) for t in mine if self.allocation.addresses.get(t.id)
+            },
+        }
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+        return {"version": hashlib.sha256(canonical.encode()).hexdigest()[:16], **body}
 
 
 def table_for(
@@ -290,19 +354,17 @@ def table_for(
     nodes: Iterable[Node],
 ) -> dict[str, Any]:
     """The routing table of ``node_id``, in the format the module's docstring shows."""
-    cluster = _Cluster(node_id, allocation, networks, services, tasks, nodes)
-    mine = {
-        ident
-        for task in cluster.tasks
-        if task.node_id == node_id
-        for ident in allocation.addresses.get(task.id, {})
-        if ident in allocation.networks and ident != INGRESS_ID
-    }
-    body: dict[str, Any] = {
-        "node": node_id,
-        "networks": {ident: cluster.network(ident) for ident in sorted(mine)},
-        "ingress": cluster.ingress(),
-        "host_ports": cluster.host_ports(),
-    }
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    return {"version": hashlib.sha256(canonical.encode()).hexdigest()[:16], **body}
+    return _Cluster(allocation, networks, services, tasks, nodes).table(node_id)
+
+
+def tables_for(
+    node_ids: Iterable[str],
+    allocation: Allocation,
+    networks: Iterable[Network],
+    services: Iterable[Service],
+    tasks: Iterable[Task],
+    nodes: Iterable[Node],
+) -> dict[str, dict[str, Any]]:
+    """:func:`table_for` of several nodes at once, indexing the inputs once."""
+    cluster = _Cluster(allocation, networks, services, tasks, nodes)
+    return {node_id: cluster.table(node_id) for node_id in node_ids}

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from agent.manager.allocating import needs_addresses, stored_allocation
 from agent.manager.raft import RaftError
 from agent.manager.scheduler import schedule
 from agent.manager.stamps import stamp_of
@@ -34,7 +35,7 @@ class SchedulerLoop:
         self._wake = asyncio.Event()
 
     async def run(self) -> None:
-        async with self.store.watch("task", "node") as q:
+        async with self.store.watch("task", "node", "allocation") as q:
             self._wake.set()
             waiter = asyncio.ensure_future(self._events(q))
             try:
@@ -64,10 +65,26 @@ class SchedulerLoop:
         ]
         if not pending:
             return True
+        waiting: dict[str, str] = {}  # placed once the allocator gave them their addresses
+        if any(needs_addresses(t) for t in pending):
+            allocation = stored_allocation(view)
+            for t in pending:
+                if needs_addresses(t) and t.id not in allocation.addresses:
+                    problems = allocation.errors.get(t.service_id)
+                    waiting[t.id] = (
+                        "network allocation failed: " + "; ".join(problems)
+                        if problems
+                        else "waiting for network addresses"
+                    )
+            pending = [t for t in pending if t.id not in waiting]
         decisions = schedule(pending, view.list(Node), tasks)
         now = self.clock()
         by_id = {t.id: t for t in pending}
         changes: list[tuple[str, str, str]] = []  # task id, node id, message
+        for t in tasks:
+            why = waiting.get(t.id)
+            if why is not None and t.status.get("message") != why:
+                changes.append((t.id, "", why))
         for task_id, node_id in decisions.assigned.items():
             changes.append((task_id, node_id, "assigned"))
         for task_id, why in decisions.unplaced.items():

@@ -129,6 +129,21 @@ async def test_worker_reads_only_its_own_assignments(
     assert all("/node/" + a.node_id + "/" in topic for topic, _ in got), got
 
 
+async def test_worker_reads_only_its_own_routing_table(
+    cluster: Cluster, idents: dict[str, Ident]
+) -> None:
+    t = _topics(cluster)
+    a, b, m = idents["a"], idents["b"], idents["m"]
+    async with as_client(a, cluster.port) as ca:
+        await ca.subscribe(t.node_net(b.node_id), qos=1)
+        await ca.subscribe(t.node_net(a.node_id), qos=1)
+        async with as_client(m, cluster.port) as cm:
+            await cm.publish(t.node_net(b.node_id), b"table-b", qos=1, retain=True)
+            await cm.publish(t.node_net(a.node_id), b"table-a", qos=1)
+        got = await collect(ca, 1.0)
+    assert got == [(t.node_net(a.node_id), b"table-a")]
+
+
 async def test_worker_cannot_write_for_other_nodes_or_managers(
     cluster: Cluster, idents: dict[str, Ident]
 ) -> None:
@@ -140,6 +155,8 @@ async def test_worker_cannot_write_for_other_nodes_or_managers(
         t.node_req(b.node_id),
         t.node_resp(a.node_id),
         t.node_assign(a.node_id),
+        t.node_net(a.node_id),
+        t.node_net(b.node_id),
         t.mgr_raft(m.node_id),
         t.mgr_req(m.node_id),
         t.ctl("adm-x", "req"),

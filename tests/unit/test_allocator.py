@@ -574,7 +574,25 @@ def test_every_ready_node_gets_the_ingress_table() -> None:
     assert on_n3["ingress"] == {
         "subnet": "10.255.0.0/16",
         "gateway": "10.255.0.1",
+        "vni": 4096,
+        "node_address": None,  # no node was given an address on ingress in this allocation
         "local": {},
+        "remote": [
+            {
+                "task": "t1",
+                "address": "10.255.0.3",
+                "node": "n1",
+                "via": ["192.0.2.1"],
+                "reachable": True,
+            },
+            {
+                "task": "t2",
+                "address": "10.255.0.4",
+                "node": "n2",
+                "via": ["192.0.2.2", "2001:db8::2"],
+                "reachable": True,
+            },
+        ],
         "ports": expected_ports,
     }
     assert on_n3["networks"] == {}  # ingress is its own section, never under networks
@@ -598,6 +616,7 @@ def test_host_mode_ports_only_on_the_nodes_running_the_task() -> None:
             "protocol": "tcp",
             "published": 9000,
             "target": 90,
+            "address": None,
             "proxy_protocol": False,
         },
         {
@@ -606,6 +625,7 @@ def test_host_mode_ports_only_on_the_nodes_running_the_task() -> None:
             "protocol": "tcp",
             "published": dynamic,
             "target": 91,
+            "address": None,
             "proxy_protocol": False,
         },
     ]
@@ -688,3 +708,62 @@ def test_tables_are_identical_whatever_the_input_order_and_versioned_by_content(
     assert changed["version"] != version
     unrelated = table_for("n1", alloc, [*nets, network("spare")], [web, db], tasks, NODES)
     assert unrelated["version"] == version
+
+
+# --- what nodes need to apply tables ----------------------------------------------------------
+
+
+def test_networks_get_stable_distinct_vxlan_ids_and_ingress_has_4096() -> None:
+    nets = [network("a"), network("b")]
+    first = allocate(None, nets, [], [])
+    assert {k: v.vni for k, v in first.networks.items()} == {"a": 4097, "b": 4098, INGRESS_ID: 4096}
+
+    later = allocate(first, [network("b"), network("c", created="z")], [], [])
+    assert later.networks["b"].vni == 4098  # kept for life
+    assert later.networks["c"].vni == 4097  # the lowest free one
+    assert Allocation.from_dict(later.to_dict()) == later
+
+
+def test_nodes_get_an_ingress_address_only_while_a_port_is_published_in_ingress_mode() -> None:
+    web = service("web", ports=ports(PortConfig(target=80, published=8080)))
+    plain = service("plain")
+    assert allocate(None, [], [plain], [], ["n1", "n2"]).nodes == {}
+
+    alloc = allocate(None, [], [web], [task("t1", web, "n1")], ["n2", "n1"])
+    assert alloc.nodes == {"n1": {INGRESS_ID: "10.255.0.3"}, "n2": {INGRESS_ID: "10.255.0.4"}}
+    assert alloc.addresses["t1"] == {INGRESS_ID: "10.255.0.5"}
+    again = allocate(alloc, [], [web], [task("t1", web, "n1")], ["n1", "n2", "n3"])
+    assert again.nodes["n1"] == alloc.nodes["n1"] and again.nodes["n2"] == alloc.nodes["n2"]
+    assert again.nodes["n3"] == {INGRESS_ID: "10.255.0.6"}
+
+
+def test_a_table_names_its_node_address_remote_nodes_and_each_task_interfaces_in_order() -> None:
+    nets = [network("front"), network("back")]
+    web = service(
+        "web",
+        networks=("back", "front"),
+        ports=ports(PortConfig(target=80, published=8080)),
+    )
+    tasks = [task("t1", web, "n1"), task("t2", web, "n2")]
+    alloc = allocate(None, nets, [web], tasks, ["n1", "n2"])
+    on_n1 = table_for("n1", alloc, nets, [web], tasks, NODES)
+
+    back, front = alloc.addresses["t1"]["back"], alloc.addresses["t1"]["front"]
+    assert on_n1["tasks"] == {
+        "t1": [
+            {"network": "back", "address": back},
+            {"network": "front", "address": front},
+            {"network": INGRESS_ID, "address": alloc.addresses["t1"][INGRESS_ID]},
+        ]
+    }
+    assert on_n1["networks"]["back"]["vni"] == alloc.networks["back"].vni
+    ingress = on_n1["ingress"]
+    assert ingress["node_address"] == alloc.nodes["n1"][INGRESS_ID]
+    n2_address = alloc.nodes["n2"][INGRESS_ID]
+    assert {
+        "address": n2_address,
+        "node": "n2",
+        "via": ["192.0.2.2", "2001:db8::2"],
+        "reachable": True,
+    } in ingress["remote"]
+    assert all(p["node"] != "n1" for p in ingress["remote"])

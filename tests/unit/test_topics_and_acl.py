@@ -21,6 +21,7 @@ def test_topics_carry_ids_only() -> None:
     t = Topics("c1")
     assert t.node_state("n1") == "shoal/c1/node/n1/state"
     assert t.node_assign("n1") == "shoal/c1/node/n1/assign"
+    assert t.node_net("n1") == "shoal/c1/node/n1/net"
     assert t.mgr_raft("m1") == "shoal/c1/mgr/m1/raft"
     assert t.mon("node", "n1") == "shoal/c1/mon/node/n1"
     assert enroll_req("j1") == "shoal/enroll/j1/req"
@@ -42,6 +43,7 @@ def test_cluster_acl_gives_nodes_only_their_own_topics() -> None:
     lines = acl.splitlines()
     assert "pattern write shoal/c1/node/%u/state" in lines
     assert "pattern read shoal/c1/node/%u/assign" in lines
+    assert "pattern read shoal/c1/node/%u/net" in lines
     assert not any(line.startswith("pattern read shoal/c1/node/%u/state") for line in lines)
     assert not any(
         line.startswith("topic") and "#" in line and "c1/#" in line

@@ -17,6 +17,7 @@ __all__ = [
     "Cluster",
     "Config",
     "Network",
+    "NetworkAllocation",
     "Node",
     "Secret",
     "Service",
@@ -194,8 +195,18 @@ class Network(StoreObject):
     created: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class NetworkAllocation(StoreObject):
+    """What the allocator gave out (agent.manager.allocator.Allocation.to_dict()): one object,
+    id "cluster", written by the leader's allocator only, so a new leader keeps every address."""
+
+    KIND: ClassVar[str] = "allocation"
+    data: dict[str, Any] = field(default_factory=dict)
+
+
 KINDS: dict[str, type[StoreObject]] = {
-    k.KIND: k for k in (Cluster, Node, Client, Service, Task, Secret, Config, Network)
+    k.KIND: k
+    for k in (Cluster, Node, Client, Service, Task, Secret, Config, Network, NetworkAllocation)
 }
 
 

@@ -1,0 +1,199 @@
+"""The allocator's shell: on the leader, addresses, VIPs and published ports for what the store
+holds, and every node's routing table published to it.
+
+After every commit that touches what networking depends on (services, networks, nodes, tasks
+of services that have networks or publish ports), :func:`agent.manager.allocator.allocate`
+runs on the previous allocation, kept in the store as one ``NetworkAllocation`` object so that
+a new leader hands out nothing twice. Then :func:`agent.manager.routes.tables_for` computes
+each node's table, and the tables that changed are published, retained, on
+``node/<id>/net`` (each node may read only its own). A node that leaves the store has its
+retained table cleared.
+
+The scheduler places a task that needs addresses only once this allocation holds them
+(:func:`needs_addresses`), so a node always finds a task's addresses in its table by the time
+it is told to start it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from agent.manager.allocator import Allocation, AllocationError, allocate
+from agent.manager.raft import RaftError
+from agent.manager.routes import tables_for
+from agent.manager.store import (
+    Commit,
+    Event,
+    Network,
+    NetworkAllocation,
+    Node,
+    Service,
+    Store,
+    StoreError,
+    Task,
+    Tx,
+    View,
+)
+from broker.errors import BrokerError
+from broker.session import Session
+from broker.topics import Topics
+
+__all__ = ["ALLOCATION_ID", "AllocatorLoop", "needs_addresses", "stored_allocation"]
+
+log = logging.getLogger("shoal.allocator")
+
+ALLOCATION_ID = "cluster"
+
+
+def needs_addresses(task: Task) -> bool:
+    """Whether the task joins a network: its spec names one, or it publishes a port in ingress
+    mode (its service joins the routing mesh's network)."""
+    if task.spec.get("networks"):
+        return True
+    ports = task.endpoint.get("ports") or []
+    return any(
+        isinstance(p, dict) and p.get("publish_mode", "ingress") == "ingress" for p in ports
+    )
+
+
+def stored_allocation(view: View) -> Allocation:
+    record = view.get(NetworkAllocation, ALLOCATION_ID)
+    if record is None:
+        return Allocation()
+    try:
+        return Allocation.from_dict(record.data)
+    except AllocationError as exc:
+        log.error("the stored allocation is malformed (%s); allocating afresh", exc)
+        return Allocation()
+
+
+def _networked(services: Iterable[Service]) -> list[Service]:
+    out = []
+    for s in services:
+        template = s.spec.get("task_template") or {}
+        endpoint = s.spec.get("endpoint_spec") or {}
+        if template.get("networks") or endpoint.get("ports"):
+            out.append(s)
+    return out
+
+
+class AllocatorLoop:
+    def __init__(
+        self, store: Store, session: Session, topics: Topics, *, debounce: float = 0.02
+    ) -> None:
+        self.store = store
+        self.session = session
+        self.topics = topics
+        self.debounce = debounce
+        self.passes = 0
+        self.published = 0
+        self._sent: dict[str, str] = {}  # node id -> version of the table it was sent
+        self._wake = asyncio.Event()
+        self._errors: dict[str, tuple[str, ...]] = {}
+
+    async def run(self) -> None:
+        async with self.store.watch("task", "service", "network", "node", "allocation") as q:
+            self._wake.set()
+            waiter = asyncio.ensure_future(self._events(q))
+            try:
+                while True:
+                    await self._wake.wait()
+                    await asyncio.sleep(self.debounce)
+                    self._wake.clear()
+                    if not await self._pass():
+                        await asyncio.sleep(0.5)
+                        self._wake.set()
+            finally:
+                waiter.cancel()
+
+    async def _events(self, q: asyncio.Queue[Event | Commit]) -> None:
+        relevant = False
+        while True:
+            item = await q.get()
+            if isinstance(item, Commit):
+                if relevant:
+                    self._wake.set()
+                relevant = False
+            elif _relevant(item):
+                relevant = True
+
+    async def _pass(self) -> bool:
+        self.passes += 1
+        view = self.store.view()
+        allocation = self._allocate(view)
+        if allocation.to_dict() != stored_allocation(view).to_dict():
+            try:
+                await self.store.update(lambda tx: _write(tx, allocation))
+            except (StoreError, RaftError, TimeoutError) as exc:
+                log.warning("could not record the allocation (will retry): %s", exc)
+                return False
+            view = self.store.view()
+            allocation = stored_allocation(view)
+        for ident, problems in allocation.errors.items():
+            if self._errors.get(ident) != problems:
+                log.warning("allocation of %s: %s", ident, "; ".join(problems))
+        self._errors = dict(allocation.errors)
+        return await self._publish(view, allocation)
+
+    def _allocate(self, view: View) -> Allocation:
+        services = _networked(view.list(Service))
+        wanted = {s.id for s in services}
+        tasks = [t for t in view.list(Task) if t.service_id in wanted]
+        nodes = [n.id for n in view.list(Node)]
+        return allocate(stored_allocation(view), view.list(Network), services, tasks, nodes)
+
+    async def _publish(self, view: View, allocation: Allocation) -> bool:
+        services = _networked(view.list(Service))
+        wanted = {s.id for s in services}
+        tasks = [t for t in view.list(Task) if t.service_id in wanted]
+        nodes = view.list(Node)
+        tables = tables_for(
+            [n.id for n in nodes], allocation, view.list(Network), services, tasks, nodes
+        )
+        ok = True
+        for node_id, table in tables.items():
+            if self._sent.get(node_id) == table["version"]:
+                continue
+            ok = await self._send(node_id, table) and ok
+        for node_id in [n for n in self._sent if n not in tables]:
+            try:
+                await self.session.publish(self.topics.node_net(node_id), b"", retain=True)
+                del self._sent[node_id]
+            except BrokerError as exc:
+                log.warning("could not clear the routing table of node %s: %s", node_id, exc)
+                ok = False
+        return ok
+
+    async def _send(self, node_id: str, table: dict[str, Any]) -> bool:
+        try:
+            await self.session.send(self.topics.node_net(node_id), "net", table, retain=True)
+        except BrokerError as exc:
+            log.warning("could not send node %s its routing table: %s", node_id, exc)
+            return False
+        self._sent[node_id] = table["version"]
+        self.published += 1
+        return True
+
+
+def _relevant(event: Event) -> bool:
+    if event.kind in ("service", "network", "allocation"):
+        return True
+    if event.kind == "task":
+        return any(isinstance(t, Task) and (needs_addresses(t)) for t in (event.old, event.new))
+    if event.kind == "node":
+        old, new = event.old, event.new
+        if not isinstance(old, Node) or not isinstance(new, Node):
+            return True  # a node came or went
+        return (old.status, old.description, old.hostname) != (
+            new.status,
+            new.description,
+            new.hostname,
+        )
+    return False
+
+
+def _write(tx: Tx, allocation: Allocation) -> None:
+    tx.put(NetworkAllocation(id=ALLOCATION_ID, data=allocation.to_dict()))
