@@ -30,8 +30,9 @@ import os
 import platform
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.worker.driver import Driver
 from agent.worker.errors import AssignmentError
@@ -48,6 +49,9 @@ from broker.envelope import Envelope
 from broker.errors import BrokerError
 from broker.session import Session
 from broker.topics import Topics
+
+if TYPE_CHECKING:
+    from agent.worker.netagent import NetAgent
 
 __all__ = ["NodeAgent", "make_driver"]
 
@@ -88,6 +92,7 @@ class NodeAgent:
         heartbeat: float = 60.0,
         batch_window: float = 0.02,
         key_loader: KeyLoader | None = None,
+        data_path_addr: str | None = None,
     ) -> None:
         """``key_loader`` returns the node's private key, to open the secrets sent to it."""
         self.node_id = node_id
@@ -112,8 +117,27 @@ class NodeAgent:
         )
         self._outbox: dict[str, TaskStatus] = {}
         self._flush_soon: asyncio.TimerHandle | None = None
+        self.data_path_addr = data_path_addr
+        self.net: NetAgent | None = None
+        if driver.name != "hollow":
+            self.net = _net_agent(node_id, self.underlay)
+            if hasattr(driver, "network"):
+                driver.network = self.net
         session.on(self.topics.node_assign(node_id), self._on_assign)
+        session.on(self.topics.node_net(node_id), self._on_net)
         session.on_connect(self._on_connect)
+
+    def underlay(self) -> str | None:
+        """The address other nodes reach this node's overlay traffic at."""
+        return self.data_path_addr or self.session.local_address()
+
+    async def _on_net(self, topic: str, env: Envelope) -> None:
+        if self.net is None:
+            return
+        if env.type != "net" or not isinstance(env.body, dict):
+            self.session.rejections.reject(topic, "not a routing table")
+            return
+        await self.net.on_table(env.body)
 
     def autonomous(self) -> bool:
         """True while this node restarts its own tasks: cut off from the broker, or the managers
@@ -212,6 +236,7 @@ class NodeAgent:
             "resources": {"nano_cpus": (os.cpu_count() or 1) * 10**9, "memory_bytes": mem},
             "engine": {"driver": self.driver.name},
             "kernel": platform.release(),
+            **({"addresses": [a]} if (a := self.underlay()) else {}),
         }
 
     async def _on_connect(self) -> None:
@@ -255,7 +280,20 @@ class NodeAgent:
             beats.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beats
+            if self.net is not None:
+                await self.net.close(leaving=self.leaving)
             await self.driver.close()
+
+
+def _net_agent(node_id: str, underlay: Callable[[], str | None]) -> NetAgent:
+    from agent.worker.netagent import NetAgent, kernel_networking
+    from agent.worker.netlinux import LinuxNetwork
+
+    why = kernel_networking()
+    if why is not None:
+        log.info("no overlay networks on this node: %s", why)
+    kernel = LinuxNetwork(node_id) if why is None else None
+    return NetAgent(node_id, underlay=underlay, kernel=kernel)
 
 
 def _mem_available() -> int:

@@ -534,6 +534,7 @@ class PortProxy:
         protocol: Transport = "tcp",
         backends: Iterable[Backend] = (),
         proxy_protocol: bool = False,
+        source: str | None = None,
         connect_timeout: float = 1.0,
         down_for: float = 2.0,
         udp_idle: float = 60.0,
@@ -546,6 +547,7 @@ class PortProxy:
         self.host = host
         self.protocol: Transport = protocol
         self.proxy_protocol = proxy_protocol
+        self.source = source  # the address connections to backends leave from (None: any)
         self.connect_timeout = connect_timeout
         self.udp_idle = udp_idle
         self.stats = ProxyStats()
@@ -777,6 +779,13 @@ class PortProxy:
             return False
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.source is not None and (":" in self.source) == (family == socket.AF_INET6):
+            try:
+                sock.bind((self.source, 0))
+            except OSError as exc:
+                sock.close()
+                self._backend_failed(backend, exc)
+                return False
         err = sock.connect_ex(address)
         if err == errno.EINPROGRESS:
             # A local backend has usually answered by now: ask again rather than wait a turn.
@@ -874,8 +883,11 @@ class PortProxy:
         loop = asyncio.get_running_loop()
         backend = session.backend
         try:
+            local = None
+            if self.source is not None and (":" in self.source) == (":" in backend.host):
+                local = (self.source, 0)
             await loop.create_datagram_endpoint(
-                lambda: session, remote_addr=(backend.host, backend.port)
+                lambda: session, remote_addr=(backend.host, backend.port), local_addr=local
             )
         except OSError as exc:
             self._backend_failed(backend, exc)
@@ -920,6 +932,7 @@ class IngressPort:
     published: int
     backends: tuple[Backend, ...] = ()
     proxy_protocol: bool = False
+    source: str | None = None
 
 
 def parse_ingress(table: Mapping[str, Any]) -> dict[tuple[Transport, int], IngressPort]:
@@ -945,6 +958,12 @@ def parse_ingress(table: Mapping[str, Any]) -> dict[tuple[Transport, int], Ingre
             raise MeshError(f"{where}.proxy_protocol: expected true or false")
         if proxy_protocol and protocol == "udp":
             raise MeshError(f"{where}.proxy_protocol: the PROXY protocol needs tcp")
+        source = entry.get("source")
+        if source is not None:
+            try:
+                source = str(ipaddress.ip_address(source))
+            except ValueError:
+                raise MeshError(f"{where}.source: expected an IP address, got {source!r}") from None
         raw = entry.get("backends", [])
         if not isinstance(raw, list):
             raise MeshError(f"{where}.backends: expected a list, got {type(raw).__name__}")
@@ -961,7 +980,7 @@ def parse_ingress(table: Mapping[str, Any]) -> dict[tuple[Transport, int], Ingre
         key = (cast(Transport, protocol), cast(int, published))
         if key in ports:
             raise MeshError(f"{where}: {protocol}/{published} is published twice")
-        ports[key] = IngressPort(key[0], key[1], tuple(backends), proxy_protocol)
+        ports[key] = IngressPort(key[0], key[1], tuple(backends), proxy_protocol, source)
     return ports
 
 
@@ -1012,6 +1031,7 @@ class Mesh:
                         protocol=port.protocol,
                         backends=port.backends,
                         proxy_protocol=port.proxy_protocol,
+                        source=port.source,
                         **self._options,
                     )
                     try:
@@ -1022,6 +1042,7 @@ class Mesh:
                     self._proxies[key] = proxy
                     continue
                 proxy.proxy_protocol = port.proxy_protocol
+                proxy.source = port.source
                 proxy.set_backends(port.backends, cut=cut_removed)
             if failed:
                 where = self.host or "every interface"

@@ -25,7 +25,7 @@ import subprocess
 from collections.abc import AsyncIterator, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from agent.worker.driver import Observation, Owned, TaskRef, owned_for
 from agent.worker.errors import DriverError, TaskRejected
@@ -67,6 +67,10 @@ class _Record:
         return record
 
 
+class TaskNetwork(Protocol):
+    async def namespace_for(self, a: Assignment) -> str | None: ...
+
+
 class ProcessDriver:
     name = "process"
 
@@ -76,6 +80,8 @@ class ProcessDriver:
         # those kill a still-running child when collected, and tasks must outlive the agent.
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._kill_timeout = kill_timeout
+        # Set by the node agent: gives a task that joins networks its network namespace.
+        self.network: TaskNetwork | None = None
 
     def _dir(self, task_id: str) -> Path:
         return self._root / task_id
@@ -120,6 +126,14 @@ class ProcessDriver:
         argv = _argv(a)
         env = _env(a)
         uid, gid = _user(c.user)
+        netns = await self.network.namespace_for(a) if self.network is not None else None
+        if netns is not None:  # ip execs the task in place: same pid, same start time
+            drop = []
+            if uid is not None:
+                group = uid if gid is None else gid
+                drop = ["setpriv", f"--reuid={uid}", f"--regid={group}", "--clear-groups"]
+            argv = ["ip", "netns", "exec", netns, *drop, *argv]
+            uid = gid = None
         directory = self._dir(a.task_id)
         try:
             proc = await asyncio.to_thread(

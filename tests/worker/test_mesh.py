@@ -409,6 +409,32 @@ async def test_proxy_protocol_header_names_the_client(servers: Servers, proxies:
     writer.close()
 
 
+async def test_connections_to_backends_leave_from_the_source_address() -> None:
+    seen: asyncio.Queue[str] = asyncio.Queue()
+
+    async def note_peer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.put_nowait(writer.get_extra_info("peername")[0])
+        writer.close()
+
+    server = await asyncio.start_server(note_peer, LOCAL, 0)
+    backend = Backend(LOCAL, server.sockets[0].getsockname()[1])
+    proxy = PortProxy(0, host=LOCAL, backends=[backend], source="127.0.0.7")
+    await proxy.start()
+    try:
+        _, writer = await connect(proxy.port)
+        assert await asyncio.wait_for(seen.get(), 5) == "127.0.0.7"
+        writer.close()
+    finally:
+        await proxy.close()
+        server.close()
+
+
+def test_a_table_entry_with_a_bad_source_address_is_refused() -> None:
+    entry = {"protocol": "tcp", "published": 80, "source": "not-an-address"}
+    with pytest.raises(MeshError, match=r"ingress\[0\]\.source"):
+        parse_ingress({"ingress": [entry]})
+
+
 @pytest.mark.parametrize(
     ("client", "local", "header"),
     [

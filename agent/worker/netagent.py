@@ -1,0 +1,356 @@
+"""This node's side of networking: it applies the routing table the leader publishes to it.
+
+The table (see :mod:`agent.manager.routes`) arrives retained on ``node/<id>/net``. From it:
+
+- the kernel backend (:class:`agent.worker.netlinux.LinuxNetwork`) gets the overlay networks
+  this node's tasks are on (a bridge and a VXLAN device each, with every remote endpoint
+  programmed), each task's network namespace with its addresses, and each task's VIP rules;
+- the embedded DNS server (:class:`agent.worker.dns.DnsServer`) answers, on each network's
+  gateway address, the names the table gives the asking task's networks (service names and
+  aliases, ``tasks.<service>``), and forwards every other name to this node's resolvers;
+- the routing mesh (:class:`agent.worker.mesh.Mesh`) listens on every port published in
+  ingress mode, leaving towards the backends from this node's own ingress address, and on
+  host-mode ports of tasks that have a namespace of their own.
+
+A task that joins a network (process driver) waits, before it starts, until the table holds
+its addresses; :meth:`NetAgent.namespace_for` then makes its namespace. A node that cannot
+change its kernel's networking (not root, no ``ip`` command) still runs the mesh and host
+ports; a task that needs an overlay network is refused there with the reason.
+
+A malformed table is counted and ignored: what was applied stays applied.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from agent.worker.dns import DnsServer, read_resolv_conf
+from agent.worker.errors import TaskRejected
+from agent.worker.mesh import Mesh, MeshError
+from agent.worker.model import Assignment
+from agent.worker.netlinux import (
+    Interface,
+    LinuxNetwork,
+    NetworkState,
+    NodeState,
+    Peer,
+    TaskState,
+    Vip,
+)
+
+__all__ = ["NetAgent", "NetworkUnavailable", "kernel_networking"]
+
+log = logging.getLogger("shoal.net")
+
+INGRESS = "ingress"
+
+
+class NetworkUnavailable(TaskRejected):
+    """A task needs an overlay network this node cannot give it."""
+
+
+def kernel_networking() -> str | None:
+    """Why this node cannot run overlay networks (None when it can)."""
+    if os.geteuid() != 0:
+        return "overlay networks need root (or CAP_NET_ADMIN) on the node"
+    for command in ("ip", "iptables", "bridge"):
+        if shutil.which(command) is None:
+            return f"overlay networks need the {command} command on the node"
+    return None
+
+
+def needs_network(a: Assignment) -> bool:
+    return bool(a.spec.networks) or any(p.publish_mode == "ingress" for p in a.ports)
+
+
+class NetAgent:
+    def __init__(
+        self,
+        node_id: str,
+        *,
+        underlay: Callable[[], str | None],
+        kernel: LinuxNetwork | None,
+        mesh: Mesh | None = None,
+        dns_port: int = 53,
+        resolv_conf: Path = Path("/etc/resolv.conf"),
+        wait: float = 15.0,
+    ) -> None:
+        self.node_id = node_id
+        self.underlay = underlay
+        self.kernel = kernel
+        self.mesh = mesh if mesh is not None else Mesh()
+        self.wait = wait
+        self.table: dict[str, Any] = {}
+        self.rejected = 0
+        self.problems: list[str] = []
+        upstreams: list[tuple[str, int]] = []
+        with contextlib.suppress(OSError):
+            upstreams = [(a, 53) for a in read_resolv_conf(resolv_conf.read_text())]
+        self.dns = DnsServer(self.lookup, upstreams=upstreams, port=dns_port)
+        self._namespaces: dict[str, str] = {}  # task id -> "name:<netns>" or "pid:<pid>"
+        self._changed = asyncio.Condition()
+        self._dirty = asyncio.Event()
+        self._names: dict[str, dict[str, list[str]]] = {}  # task address -> name -> answers
+        self._applier: asyncio.Task[None] | None = None
+        self.applied = 0
+
+    # the table in ---------------------------------------------------------------------------
+    async def on_table(self, table: object) -> None:
+        problem = _check(table)
+        if problem is not None:
+            self.rejected += 1
+            log.warning("routing table rejected: %s", problem)
+            return
+        assert isinstance(table, dict)
+        if table.get("node") != self.node_id:
+            self.rejected += 1
+            log.warning("routing table for node %s rejected on %s", table.get("node"), self.node_id)
+            return
+        self.table = table
+        self._index_names()
+        self._kick()
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _kick(self) -> None:
+        self._dirty.set()
+        if self._applier is None or self._applier.done():
+            self._applier = asyncio.get_running_loop().create_task(self._apply_loop())
+
+    async def _apply_loop(self) -> None:
+        while self._dirty.is_set():
+            self._dirty.clear()
+            try:
+                await self.apply()
+            except Exception:  # never lose the agent over one table
+                log.exception("applying the routing table failed")
+
+    # tasks ----------------------------------------------------------------------------------
+    async def namespace_for(self, a: Assignment) -> str | None:
+        """The named network namespace a process task runs in (None: it joins no network)."""
+        if not needs_network(a):
+            return None
+        if self.kernel is None:
+            raise NetworkUnavailable(kernel_networking() or "this node runs no overlay networks")
+        try:
+            async with asyncio.timeout(self.wait), self._changed:
+                await self._changed.wait_for(lambda: a.task_id in self.tasks())
+        except TimeoutError:
+            raise NetworkUnavailable(
+                f"no network addresses for this task arrived within {self.wait:g} s"
+            ) from None
+        netns = await self.kernel.create_task_namespace(a.task_id)
+        self._namespaces[a.task_id] = netns
+        await self.apply()
+        problems = [p for p in self.problems if a.task_id in p]
+        if problems:
+            raise NetworkUnavailable("; ".join(problems))
+        return netns.removeprefix("name:")
+
+    def attach_container(self, task_id: str, pid: int) -> None:
+        """A container task's network namespace, by its first process."""
+        self._namespaces[task_id] = f"pid:{pid}"
+        self._kick()
+
+    def tasks(self) -> dict[str, list[dict[str, str]]]:
+        tasks = self.table.get("tasks") or {}
+        return tasks if isinstance(tasks, dict) else {}
+
+    # applying -------------------------------------------------------------------------------
+    async def apply(self) -> None:
+        table = self.table
+        if not table:
+            return
+        if self.kernel is not None:
+            underlay = self.underlay()
+            if underlay is None:
+                self.problems = ["this node does not know its own address yet"]
+            else:
+                self.problems = await self.kernel.apply(self._state(table, underlay))
+            for problem in self.problems:
+                log.warning("network: %s", problem)
+            gateways = [
+                str(n["gateway"]) for i, n in (table.get("networks") or {}).items() if i != INGRESS
+            ]
+            for error in await self.dns.listen(gateways):
+                log.warning("dns: %s", error)
+        try:
+            await self.mesh.apply({"ingress": self._ports(table)})
+        except MeshError as exc:
+            log.warning("routing mesh: %s", exc)
+        self.applied += 1
+
+    def _state(self, table: Mapping[str, Any], underlay: str) -> NodeState:
+        family = ":" in underlay
+        networks = []
+        overlays: dict[str, Any] = dict(table.get("networks") or {})
+        ingress = table.get("ingress") or {}
+        if ingress.get("subnet") and (ingress.get("node_address") or ingress.get("local")):
+            overlays[INGRESS] = ingress
+        for ident, net in sorted(overlays.items()):
+            peers = []
+            for p in net.get("remote") or []:
+                via = _first_ip(p.get("via") or [], family)
+                if p.get("reachable") and via is not None:
+                    peers.append(Peer(str(p["address"]), via))
+            networks.append(
+                NetworkState(
+                    ident=ident,
+                    subnet=str(net["subnet"]),
+                    gateway=str(net["gateway"]),
+                    vni=int(net["vni"]),
+                    node_address=net.get("node_address") if ident == INGRESS else None,
+                    peers=tuple(sorted(set(peers), key=lambda p: (p.address, p.via))),
+                )
+            )
+        known = {n.ident for n in networks}
+        tasks = []
+        for task_id, interfaces in sorted(self.tasks().items()):
+            netns = self._namespaces.get(task_id)
+            if netns is None:
+                continue
+            mine = [i for i in interfaces if i.get("network") in known]
+            vips = [
+                Vip(str(v["vip"]), tuple(str(b) for b in v.get("backends") or []))
+                for i in mine
+                if i["network"] != INGRESS
+                for v in overlays[i["network"]].get("vips") or []
+            ]
+            first = overlays[mine[0]["network"]] if mine else None
+            tasks.append(
+                TaskState(
+                    task_id=task_id,
+                    netns=netns,
+                    interfaces=tuple(Interface(i["network"], str(i["address"])) for i in mine),
+                    vips=tuple(vips),
+                    nameserver=str(first["gateway"]) if first else None,
+                )
+            )
+        return NodeState(underlay=underlay, networks=tuple(networks), tasks=tuple(tasks))
+
+    def _ports(self, table: Mapping[str, Any]) -> list[dict[str, Any]]:
+        ingress = table.get("ingress") or {}
+        source = ingress.get("node_address") if self.kernel is not None else None
+        ports = []
+        for port in ingress.get("ports") or []:
+            ports.append(
+                {
+                    "protocol": port["protocol"],
+                    "published": port["published"],
+                    "proxy_protocol": port.get("proxy_protocol", False),
+                    "source": source,
+                    "backends": [
+                        {"host": b["address"], "port": port["target"]}
+                        for b in port.get("backends") or []
+                        if b.get("reachable")
+                    ],
+                }
+            )
+        for port in table.get("host_ports") or []:
+            address = port.get("address")
+            if address is None or port["task"] not in self._namespaces:
+                continue  # the task listens on this node's own addresses, or its engine does
+            ports.append(
+                {
+                    "protocol": port["protocol"],
+                    "published": port["published"],
+                    "proxy_protocol": port.get("proxy_protocol", False),
+                    "backends": [{"host": address, "port": port["target"]}],
+                }
+            )
+        return ports
+
+    # DNS ------------------------------------------------------------------------------------
+    def _index_names(self) -> None:
+        networks = self.table.get("networks") or {}
+        names: dict[str, dict[str, list[str]]] = {}
+        for interfaces in self.tasks().values():
+            merged: dict[str, list[str]] = {}
+            for i in interfaces:
+                for name, answers in (networks.get(i.get("network")) or {}).get("dns", {}).items():
+                    merged.setdefault(name.lower(), [])
+                    merged[name.lower()] += [a for a in answers if a not in merged[name.lower()]]
+            for i in interfaces:
+                names[str(i.get("address"))] = merged
+        self._names = names
+
+    def lookup(self, client: str, name: str) -> list[str] | None:
+        """Addresses for ``name`` asked by the task at ``client``; None: not a cluster name."""
+        return self._names.get(client, {}).get(name.lower().rstrip("."))
+
+    # the end --------------------------------------------------------------------------------
+    async def close(self, *, leaving: bool = False) -> None:
+        if self._applier is not None:
+            self._applier.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._applier
+        await self.mesh.close()
+        await self.dns.close()
+        if leaving and self.kernel is not None:
+            await self.kernel.remove_all()
+
+
+def _first_ip(candidates: list[Any], v6: bool) -> str | None:
+    for c in candidates:
+        try:
+            ip = ipaddress.ip_address(str(c))
+        except ValueError:
+            continue
+        if (ip.version == 6) == v6:
+            return str(ip)
+    return None
+
+
+def _check(table: object) -> str | None:
+    """Why ``table`` is not a routing table this agent can apply (None when it is)."""
+    if not isinstance(table, dict):
+        return "not a mapping"
+    for key, kind in (("networks", dict), ("ingress", dict), ("host_ports", list), ("tasks", dict)):
+        if not isinstance(table.get(key, kind()), kind):
+            return f"{key}: expected a {kind.__name__}"
+    where = "table"
+    try:
+        for ident, net in (table.get("networks") or {}).items():
+            where = f"networks.{ident}"
+            _network(net)
+            for i, v in enumerate(net.get("vips") or []):
+                where = f"networks.{ident}.vips[{i}]"
+                ipaddress.ip_address(v["vip"])
+                for b in v.get("backends") or []:
+                    ipaddress.ip_address(b)
+        where = "ingress"
+        ingress = table.get("ingress") or {}
+        if ingress.get("subnet"):
+            _network(ingress)
+        for i, p in enumerate(ingress.get("ports") or []):
+            where = f"ingress.ports[{i}]"
+            int(p["published"]), int(p["target"])
+            for b in p.get("backends") or []:
+                ipaddress.ip_address(b["address"])
+        for task_id, interfaces in (table.get("tasks") or {}).items():
+            where = f"tasks.{task_id}"
+            for i in interfaces:
+                str(i["network"]), ipaddress.ip_address(i["address"])
+        for i, p in enumerate(table.get("host_ports") or []):
+            where = f"host_ports[{i}]"
+            str(p["task"]), int(p["published"]), int(p["target"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        what = f"{exc} is missing" if isinstance(exc, KeyError) else str(exc)
+        return f"{where}: {what}"
+    return None
+
+
+def _network(net: Mapping[str, Any]) -> None:
+    ipaddress.ip_network(net["subnet"])
+    ipaddress.ip_address(net["gateway"])
+    int(net["vni"])
+    for p in net.get("remote") or []:
+        ipaddress.ip_address(p["address"])
