@@ -120,7 +120,7 @@ class NodeAgent:
         self.data_path_addr = data_path_addr
         self.net: NetAgent | None = None
         if driver.name != "hollow":
-            self.net = _net_agent(node_id, self.underlay)
+            self.net = _net_agent(node_id, self.underlay, state_dir / "net")
             if hasattr(driver, "network"):
                 driver.network = self.net
         session.on(self.topics.node_assign(node_id), self._on_assign)
@@ -285,7 +285,7 @@ class NodeAgent:
             await self.driver.close()
 
 
-def _net_agent(node_id: str, underlay: Callable[[], str | None]) -> NetAgent:
+def _net_agent(node_id: str, underlay: Callable[[], str | None], state_dir: Path) -> NetAgent:
     from agent.worker.netagent import NetAgent, kernel_networking
     from agent.worker.netlinux import LinuxNetwork
 
@@ -293,7 +293,7 @@ def _net_agent(node_id: str, underlay: Callable[[], str | None]) -> NetAgent:
     if why is not None:
         log.info("no overlay networks on this node: %s", why)
     kernel = LinuxNetwork(node_id) if why is None else None
-    return NetAgent(node_id, underlay=underlay, kernel=kernel)
+    return NetAgent(node_id, underlay=underlay, kernel=kernel, state_dir=state_dir)
 
 
 def _mem_available() -> int:

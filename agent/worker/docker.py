@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Collection, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.worker.docker_config import DEFAULT_STOP_SIGNAL, container_config, host_ports
 from agent.worker.docker_files import TaskDirs, config_target, secret_target
@@ -49,6 +49,12 @@ _HEALTH: dict[str, Health] = {
 }
 
 
+class ContainerNetwork(Protocol):
+    async def container_network(self, a: Assignment) -> str | None: ...
+
+    def attach_container(self, task_id: str, pid: int) -> None: ...
+
+
 class DockerDriver:
     name = "docker"
 
@@ -66,6 +72,8 @@ class DockerDriver:
         self._docker: aiodocker.Docker | None = None
         self._pull_timeout = pull_timeout
         self._kill_timeout = kill_timeout
+        # Set by the node agent: wires containers of tasks that join networks into them.
+        self.network: ContainerNetwork | None = None
 
     def _client(self) -> aiodocker.Docker:
         if self._docker is None:
@@ -175,7 +183,8 @@ class DockerDriver:
         files_dir = (
             str(self._dirs.task_dir(a.node_id, a.task_id)) if c.secrets or c.configs else None
         )
-        config = container_config(a, files_dir)
+        resolv = await self.network.container_network(a) if self.network is not None else None
+        config = container_config(a, files_dir, resolv)
         name = a.container_name
         container = None
         with _translate(f"create container {name}"):
@@ -204,6 +213,8 @@ class DockerDriver:
                 with _translate(f"remove container {name}"):
                     await container.delete(force=True, v=True)
             raise _start_error(a, name, exc) from exc.__cause__
+        if resolv is not None:
+            await self._observe(container)  # wires the container into its networks
         return container.id
 
     async def _existing(self, name: str, a: Assignment) -> str | None:
@@ -266,6 +277,12 @@ class DockerDriver:
         state: dict[str, Any] = info.get("State") or {}
         health = _HEALTH.get(str((state.get("Health") or {}).get("Status", "")))
         status = state.get("Status", "")
+        pid = state.get("Pid")
+        if status == "running" and self.network is not None and isinstance(pid, int) and pid > 0:
+            if (info.get("HostConfig") or {}).get("NetworkMode") == "none":
+                task_id = ((info.get("Config") or {}).get("Labels") or {}).get(LABEL_TASK_ID)
+                if task_id:
+                    self.network.attach_container(str(task_id), pid)
         if status in ("running", "paused", "restarting"):
             return Observation("running", container.id, health=health)
         if status == "created":

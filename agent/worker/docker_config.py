@@ -22,8 +22,15 @@ def host_ports(a: Assignment) -> list[PortConfig]:
     return [p for p in a.ports if p.publish_mode == "host"]
 
 
-def container_config(a: Assignment, files_dir: str | None = None) -> dict[str, Any]:
-    """The create body; ``files_dir`` is where the task's secrets and configs were written."""
+def container_config(
+    a: Assignment, files_dir: str | None = None, resolv_conf: str | None = None
+) -> dict[str, Any]:
+    """The create body; ``files_dir`` is where the task's secrets and configs were written.
+
+    ``resolv_conf`` is given for a task on shoal's networks: the container then starts with no
+    network of the engine's (the node wires its interfaces in), resolves names through that
+    file (the node's embedded DNS server), and its host-mode ports are published by the node.
+    """
     spec: TaskSpec = a.spec
     c: ContainerSpec = spec.container
     config: dict[str, Any] = {
@@ -52,10 +59,15 @@ def container_config(a: Assignment, files_dir: str | None = None) -> dict[str, A
         config["StopTimeout"] = max(0, -(-c.stop_grace_period_ns // 1_000_000_000))
     if c.healthcheck is not None:
         config["Healthcheck"] = _healthcheck(c.healthcheck)
-    ports = host_ports(a)
+    ports = host_ports(a) if resolv_conf is None else []
     if ports:
         config["ExposedPorts"] = {f"{p.target}/{p.protocol}": {} for p in ports}
     config["HostConfig"] = _host_config(a, ports, files_dir)
+    if resolv_conf is not None:
+        config["HostConfig"]["NetworkMode"] = "none"
+        config["HostConfig"]["Mounts"].append(
+            {"Type": "bind", "Source": resolv_conf, "Target": "/etc/resolv.conf", "ReadOnly": True}
+        )
     return config
 
 

@@ -82,8 +82,11 @@ class NetAgent:
         dns_port: int = 53,
         resolv_conf: Path = Path("/etc/resolv.conf"),
         wait: float = 15.0,
+        state_dir: Path | None = None,
     ) -> None:
+        """``state_dir`` holds the resolv.conf files of container tasks."""
         self.node_id = node_id
+        self.state_dir = state_dir
         self.underlay = underlay
         self.kernel = kernel
         self.mesh = mesh if mesh is not None else Mesh()
@@ -134,10 +137,8 @@ class NetAgent:
                 log.exception("applying the routing table failed")
 
     # tasks ----------------------------------------------------------------------------------
-    async def namespace_for(self, a: Assignment) -> str | None:
-        """The named network namespace a process task runs in (None: it joins no network)."""
-        if not needs_network(a):
-            return None
+    async def _addresses(self, a: Assignment) -> LinuxNetwork:
+        """Wait until the table gives the task its addresses; the kernel backend to use."""
         if self.kernel is None:
             raise NetworkUnavailable(kernel_networking() or "this node runs no overlay networks")
         try:
@@ -147,7 +148,31 @@ class NetAgent:
             raise NetworkUnavailable(
                 f"no network addresses for this task arrived within {self.wait:g} s"
             ) from None
-        netns = await self.kernel.create_task_namespace(a.task_id)
+        return self.kernel
+
+    async def container_network(self, a: Assignment) -> str | None:
+        """For a container task that joins networks: the resolv.conf file it gets (it then
+        starts with no network of the engine's; :meth:`attach_container` wires it in)."""
+        if not needs_network(a):
+            return None
+        await self._addresses(a)
+        if self.state_dir is None:
+            raise NetworkUnavailable("this node keeps no network state for containers")
+        interfaces = self.tasks()[a.task_id]
+        networks = self.table.get("networks") or {}
+        first = next((networks[i["network"]] for i in interfaces if i["network"] in networks), None)
+        lines = [f"nameserver {first['gateway']}"] if first else []
+        lines.append("options ndots:0")
+        path = self.state_dir / a.task_id / "resolv.conf"
+        await asyncio.to_thread(_write_text, path, "\n".join(lines) + "\n")
+        return str(path)
+
+    async def namespace_for(self, a: Assignment) -> str | None:
+        """The named network namespace a process task runs in (None: it joins no network)."""
+        if not needs_network(a):
+            return None
+        kernel = await self._addresses(a)
+        netns = await kernel.create_task_namespace(a.task_id)
         self._namespaces[a.task_id] = netns
         await self.apply()
         problems = [p for p in self.problems if a.task_id in p]
@@ -157,8 +182,10 @@ class NetAgent:
 
     def attach_container(self, task_id: str, pid: int) -> None:
         """A container task's network namespace, by its first process."""
-        self._namespaces[task_id] = f"pid:{pid}"
-        self._kick()
+        netns = f"pid:{pid}"
+        if self._namespaces.get(task_id) != netns:
+            self._namespaces[task_id] = netns
+            self._kick()
 
     def tasks(self) -> dict[str, list[dict[str, str]]]:
         tasks = self.table.get("tasks") or {}
@@ -169,6 +196,11 @@ class NetAgent:
         table = self.table
         if not table:
             return
+        listed = self.tasks()
+        for task_id in [t for t in self._namespaces if t not in listed]:
+            del self._namespaces[task_id]  # the kernel backend removes what it made for it
+            if self.state_dir is not None:
+                await asyncio.to_thread(shutil.rmtree, self.state_dir / task_id, True)
         if self.kernel is not None:
             underlay = self.underlay()
             if underlay is None:
@@ -296,6 +328,14 @@ class NetAgent:
         await self.dns.close()
         if leaving and self.kernel is not None:
             await self.kernel.remove_all()
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o644)
+    os.replace(tmp, path)
 
 
 def _first_ip(candidates: list[Any], v6: bool) -> str | None:

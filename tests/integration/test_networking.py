@@ -131,9 +131,10 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetCluster]:
     (scripts / "server.py").write_text(SERVER)
     (scripts / "client.py").write_text(CLIENT)
     port, enroll = free_ports(2)
-    with fabric("m", "a", "b") as f:
+    names = ("m", "a", "b", "d") if _docker() else ("m", "a", "b")
+    with fabric(*names) as f:
         c = NetCluster(f, root, port, enroll, scripts)
-        c.data = {name: root / name for name in ("m", "a", "b")}
+        c.data = {name: root / name for name in names}
         try:
             c.shoal(
                 "swarm", "init", "--listen-addr", f"{f.addresses['m']}:{port}",
@@ -141,29 +142,47 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetCluster]:
                 "--hostname", "m", "--driver", "process",
             )  # fmt: skip
             token = c.shoal("swarm", "join-token", "-q", "worker").strip()
-            for name in ("a", "b"):
+            for name in names[1:]:
                 c.shoal(
                     "swarm", "join", "--token", token, "--hostname", name,
-                    "--enroll-port", str(enroll), "--driver", "process",
+                    "--enroll-port", str(enroll),
+                    "--driver", "docker" if name == "d" else "process",
                     f"mqtts://{f.addresses['m']}:{port}", node=name,
                 )  # fmt: skip
-            for name in ("m", "a", "b"):
+            for name in names:
                 c.ids[name] = json.loads(c.shoal("info", "--format", "json", node=name))["node_id"]
             c.shoal("network", "create", "back")
             yield c
         finally:
-            for name in ("a", "b", "m"):
+            for name in reversed(names):
                 if name in c.data:
                     c.shoal("swarm", "leave", "--force", node=name, check=False)
             for d in c.data.values():
                 kill_leftovers(d)
             kill_processes_under(root)
-            names = run("ip", "netns", "list", check=False)
+            listed = run("ip", "netns", "list", check=False)
             for node_id in c.ids.values():
-                for line in names.splitlines():
+                for line in listed.splitlines():
                     ns = line.split()[0] if line.strip() else ""
                     if ns.startswith(namespace_prefix(node_id)):
                         run("ip", "netns", "del", ns, check=False)
+
+
+IMAGE = "shoal/busybox:latest"
+
+
+def _docker() -> bool:
+    try:
+        run("docker", "image", "inspect", IMAGE, timeout=20)
+    except (AssertionError, OSError, subprocess.TimeoutExpired):
+        return False
+    return True
+
+
+def _container(task_id: str) -> str:
+    out = run("docker", "ps", "-q", "--filter", f"label=com.shoal.task.id={task_id}")
+    (container,) = out.split()
+    return container
 
 
 def _ready(c: NetCluster, service: str, n: int) -> list[dict[str, Any]]:
@@ -282,12 +301,12 @@ def test_the_routing_mesh_answers_on_every_node_and_host_mode_only_where_tasks_r
     _ready(c, "pub", 1)
     _ready(c, "hostly", 1)
     for node in ("m", "a", "b"):
-        address = c.f.addresses[node]
-        got = wait_for(
-            lambda address=address: "error" not in (r := c.from_node("a", address, 8080)[0]) and r,
-            15,
-            f"the mesh answers on {node}",
-        )
+
+        def answer(address: str = c.f.addresses[node]) -> str:
+            reply = str(c.from_node("a", address, 8080)[0])
+            return "" if "error" in reply else reply
+
+        got = wait_for(answer, 15, f"the mesh answers on {node}")
         assert got.split()[0].startswith("10.255."), got  # a task's ingress address
     b, a = c.f.addresses["b"], c.f.addresses["a"]
     wait_for(lambda: "error" not in c.from_node("m", b, 8090)[0], 15, "host port on b")
@@ -314,3 +333,40 @@ def test_the_proxy_protocol_option_delivers_the_clients_address(net: NetCluster)
 
 def _addresses(answer: Any) -> list[str]:
     return answer if isinstance(answer, list) else []
+
+
+def test_containers_join_the_overlay_find_each_other_and_process_tasks_by_name(
+    net: NetCluster,
+) -> None:
+    c = net
+    if "d" not in c.data:
+        pytest.skip(f"needs Docker Engine and the {IMAGE} image")
+    serve = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8000 -h /www"
+    for name, command in (("dweb", serve), ("dclient", "exec sleep 600")):
+        c.shoal(
+            "service", "create", "--detach", "--name", name, "--network", "back",
+            "--constraint", "node.hostname==d", *(("--replicas", "2") if name == "dweb" else ()),
+            IMAGE, "sh", "-c", command,
+        )  # fmt: skip
+    _ready(c, "dweb", 2)
+    (client,) = _ready(c, "dclient", 1)
+    container = _container(client["id"])
+
+    def fetch(host: str) -> str:  # the last line of the answer: the page, a hostname
+        request = f"printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {host} 8000"
+        out = run("docker", "exec", container, "sh", "-c", request, check=False).strip()
+        return out.splitlines()[-1] if out else ""
+
+    hostnames = wait_for(
+        lambda: len(seen := {fetch("dweb") for _ in range(12)} - {""}) == 2 and seen,
+        20,
+        "both dweb containers answer through the VIP",
+    )
+    assert len(hostnames) == 2
+    resolv = run("docker", "exec", container, "cat", "/etc/resolv.conf")
+    assert "nameserver 10." in resolv, resolv
+    if c.running("web"):  # a process task on node b, reached by name from a container on d
+        line = run(
+            "docker", "exec", container, "sh", "-c", "echo hello | nc -w 3 web 8000", check=False
+        )
+        assert line.split()[-1:] == ["hello"], line

@@ -34,6 +34,20 @@ def test_only_host_mode_ports_are_published_on_the_node() -> None:
     }
 
 
+def test_a_task_on_shoal_networks_gets_no_engine_network_and_the_nodes_resolver() -> None:
+    a = sh("true", ports=(PortConfig(target=80, published=8080, publish_mode="host"),))
+    config = container_config(a, resolv_conf="/var/lib/shoal/net/t1/resolv.conf")
+    host = config["HostConfig"]
+    assert host["NetworkMode"] == "none"
+    assert "PortBindings" not in host and "ExposedPorts" not in config  # the node publishes it
+    assert {
+        "Type": "bind",
+        "Source": "/var/lib/shoal/net/t1/resolv.conf",
+        "Target": "/etc/resolv.conf",
+        "ReadOnly": True,
+    } in host["Mounts"]
+
+
 def test_swarm_host_lines_become_docker_extra_hosts() -> None:
     config = container_config(sh("true", hosts=("10.0.0.2 db db.local",)))
     assert config["HostConfig"]["ExtraHosts"] == ["db:10.0.0.2", "db.local:10.0.0.2"]
