@@ -50,6 +50,8 @@ __all__ = ["NetAgent", "NetworkUnavailable", "kernel_networking"]
 
 log = logging.getLogger("shoal.net")
 
+_NO_UNDERLAY = "this node does not know its own address yet"
+
 INGRESS = "ingress"
 
 
@@ -103,6 +105,7 @@ class NetAgent:
         self._dirty = asyncio.Event()
         self._names: dict[str, dict[str, list[str]]] = {}  # task address -> name -> answers
         self._applier: asyncio.Task[None] | None = None
+        self._applying = asyncio.Lock()
         self.applied = 0
 
     # the table in ---------------------------------------------------------------------------
@@ -174,8 +177,8 @@ class NetAgent:
         kernel = await self._addresses(a)
         netns = await kernel.create_task_namespace(a.task_id)
         self._namespaces[a.task_id] = netns
-        await self.apply()
-        problems = [p for p in self.problems if a.task_id in p]
+        mine = f"task {a.task_id}:"
+        problems = [p for p in await self.apply() if p.startswith(mine) or p == _NO_UNDERLAY]
         if problems:
             raise NetworkUnavailable("; ".join(problems))
         return netns.removeprefix("name:")
@@ -192,19 +195,26 @@ class NetAgent:
         return tasks if isinstance(tasks, dict) else {}
 
     # applying -------------------------------------------------------------------------------
-    async def apply(self) -> None:
+    async def apply(self) -> list[str]:
+        """Apply the latest table; the problems the kernel backend reported (also logged)."""
+        async with self._applying:
+            return await self._apply()
+
+    async def _apply(self) -> list[str]:
         table = self.table
         if not table:
-            return
+            return []
         listed = self.tasks()
         for task_id in [t for t in self._namespaces if t not in listed]:
             del self._namespaces[task_id]  # the kernel backend removes what it made for it
-            if self.state_dir is not None:
-                await asyncio.to_thread(shutil.rmtree, self.state_dir / task_id, True)
+        if self.state_dir is not None and self.state_dir.is_dir():
+            for entry in self.state_dir.iterdir():
+                if entry.name not in listed:
+                    await asyncio.to_thread(shutil.rmtree, entry, True)
         if self.kernel is not None:
             underlay = self.underlay()
             if underlay is None:
-                self.problems = ["this node does not know its own address yet"]
+                self.problems = [_NO_UNDERLAY]
             else:
                 self.problems = await self.kernel.apply(self._state(table, underlay))
             for problem in self.problems:
@@ -219,6 +229,7 @@ class NetAgent:
         except MeshError as exc:
             log.warning("routing mesh: %s", exc)
         self.applied += 1
+        return list(self.problems)
 
     def _state(self, table: Mapping[str, Any], underlay: str) -> NodeState:
         family = ":" in underlay
@@ -256,7 +267,8 @@ class NetAgent:
                 if i["network"] != INGRESS
                 for v in overlays[i["network"]].get("vips") or []
             ]
-            first = overlays[mine[0]["network"]] if mine else None
+            named = [i for i in mine if i["network"] != INGRESS]  # ingress has no names
+            first = overlays[named[0]["network"]] if named else None
             tasks.append(
                 TaskState(
                     task_id=task_id,
@@ -361,6 +373,14 @@ def _check(table: object) -> str | None:
         for ident, net in (table.get("networks") or {}).items():
             where = f"networks.{ident}"
             _network(net)
+            if not isinstance(net.get("dns", {}), dict):
+                raise ValueError("dns: expected a mapping of names to addresses")
+            for name, answers in (net.get("dns") or {}).items():
+                where = f"networks.{ident}.dns.{name}"
+                if not isinstance(name, str) or not isinstance(answers, list):
+                    raise ValueError("expected a name and a list of addresses")
+                for answer in answers:
+                    ipaddress.ip_address(answer)
             for i, v in enumerate(net.get("vips") or []):
                 where = f"networks.{ident}.vips[{i}]"
                 ipaddress.ip_address(v["vip"])
@@ -372,6 +392,7 @@ def _check(table: object) -> str | None:
             _network(ingress)
         for i, p in enumerate(ingress.get("ports") or []):
             where = f"ingress.ports[{i}]"
+            _protocol(p)
             int(p["published"]), int(p["target"])
             for b in p.get("backends") or []:
                 ipaddress.ip_address(b["address"])
@@ -381,11 +402,17 @@ def _check(table: object) -> str | None:
                 str(i["network"]), ipaddress.ip_address(i["address"])
         for i, p in enumerate(table.get("host_ports") or []):
             where = f"host_ports[{i}]"
+            _protocol(p)
             str(p["task"]), int(p["published"]), int(p["target"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         what = f"{exc} is missing" if isinstance(exc, KeyError) else str(exc)
         return f"{where}: {what}"
     return None
+
+
+def _protocol(port: Mapping[str, Any]) -> None:
+    if port["protocol"] not in ("tcp", "udp"):
+        raise ValueError(f"protocol must be tcp or udp, not {port['protocol']!r}")
 
 
 def _network(net: Mapping[str, Any]) -> None:

@@ -704,14 +704,6 @@ async def test_every_rejected_table_is_counted(n1: Node1) -> None:
     assert n1.mesh.tables == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "NetAgent._check does not look at networks.<id>.dns; on_table stores the table and then "
-        "_index_names calls .items() on None: AttributeError out of on_table, the table "
-        "replaced and not counted as rejected"
-    ),
-)
 async def test_a_table_with_malformed_dns_records_is_rejected(n1: Node1) -> None:
     c = back_cluster()
     good = c.table()
@@ -725,14 +717,6 @@ async def test_a_table_with_malformed_dns_records_is_rejected(n1: Node1) -> None
     assert n1.agent.table == good
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "NetAgent._check does not require 'protocol' in ingress.ports[i] (nor in host_ports[i]) "
-        "while _ports reads port['protocol']: the table is accepted and every apply then fails "
-        "with KeyError (namespace_for raises KeyError instead of NetworkUnavailable)"
-    ),
-)
 async def test_an_ingress_port_without_a_protocol_is_rejected(n1: Node1) -> None:
     table = ingress_cluster().table()
     del table["ingress"]["ports"][0]["protocol"]
@@ -770,13 +754,6 @@ async def test_a_kernel_problem_of_another_task_does_not_refuse_this_one(n1: Nod
     assert await n1.agent.namespace_for(assignment("t1", networks=["back"])) == "ns-t1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "namespace_for picks the task's problems with a substring test (a.task_id in p): "
-        "a problem of task t10 ('task t10: ...') refuses task t1"
-    ),
-)
 async def test_a_kernel_problem_of_a_task_whose_id_extends_this_ones_does_not_refuse_it(
     n1: Node1,
 ) -> None:
@@ -793,14 +770,6 @@ async def test_a_kernel_problem_of_a_task_whose_id_extends_this_ones_does_not_re
     assert await n1.agent.namespace_for(assignment("t1", networks=["back"])) == "ns-t1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "while the underlay() callable returns None, apply() skips the kernel and records a "
-        "node-wide problem that does not name the task, so namespace_for returns a namespace "
-        "that was never given its interfaces: the task starts with no network"
-    ),
-)
 async def test_a_task_is_refused_while_the_node_does_not_know_its_own_address(
     make: Factory,
 ) -> None:
@@ -811,15 +780,6 @@ async def test_a_task_is_refused_while_the_node_does_not_know_its_own_address(
         await n1.agent.namespace_for(assignment("t1", networks=["back"]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "_state gives a task that is on ingress only (a process task publishing an ingress "
-        "port) the ingress gateway as its nameserver, but the DNS server listens only on the "
-        "gateways of table['networks'], which never holds ingress: the task's resolv.conf "
-        "names an address where nothing answers"
-    ),
-)
 async def test_a_task_on_ingress_only_gets_no_nameserver_that_never_answers(n1: Node1) -> None:
     api = service("api", ports=[PortConfig(target=80, published=8080)])
     c = cluster([], [api], [task("t1", api, "n1")], [node("n1", N1_UNDERLAY)])
