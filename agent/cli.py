@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
@@ -159,6 +160,8 @@ def cmd_swarm_init(a: argparse.Namespace, data: DataDir) -> int:
         autolock=a.autolock,
         driver=a.driver,
         heartbeat=a.heartbeat.total_seconds(),
+        data_path_addr=a.data_path_addr or "",
+        behind_nat=a.behind_nat,
     )
     if a.foreground:
         _print_init(node, token, unlock_key)
@@ -228,6 +231,8 @@ def cmd_swarm_join(a: argparse.Namespace, data: DataDir) -> int:
         enroll_port=enroll_port,
         driver=a.driver,
         heartbeat=a.heartbeat.total_seconds(),
+        data_path_addr=a.data_path_addr or "",
+        behind_nat=a.behind_nat,
     )
     if a.foreground:
         print(f"This node joined a swarm as a {enrolled.role}.")
@@ -459,6 +464,13 @@ def cmd_version(a: argparse.Namespace, data: DataDir) -> int:
     return 0
 
 
+def _ip_address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
+
+
 def _node_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "--driver",
@@ -472,6 +484,19 @@ def _node_options(sp: argparse.ArgumentParser) -> None:
         type=parse_duration,
         default=timedelta(seconds=60),
         help="heartbeat period (default 60s; the broker's will reports a lost node at once)",
+    )
+    sp.add_argument(
+        "--data-path-addr",
+        type=_ip_address,
+        metavar="ADDR",
+        help="address other nodes send this node's overlay (VXLAN) traffic to (default: the"
+        " address this node reaches the broker from)",
+    )
+    sp.add_argument(
+        "--behind-nat",
+        action="store_true",
+        help="other nodes cannot reach this node: the routing mesh and VIPs on other nodes"
+        " send it no traffic (its own tasks still reach everything it can reach)",
     )
 
 

@@ -119,6 +119,8 @@ class Daemon:
             state_dir=state,
             driver=make_driver(self.node.driver, state),
             heartbeat=self.node.heartbeat,
+            data_path_addr=self.node.data_path_addr or None,
+            behind_nat=self.node.behind_nat,
             key_loader=lambda: load_node_key(self.data.node_key, self._unlock_key),
         )
 

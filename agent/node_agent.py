@@ -93,6 +93,7 @@ class NodeAgent:
         batch_window: float = 0.02,
         key_loader: KeyLoader | None = None,
         data_path_addr: str | None = None,
+        behind_nat: bool = False,
     ) -> None:
         """``key_loader`` returns the node's private key, to open the secrets sent to it."""
         self.node_id = node_id
@@ -118,6 +119,7 @@ class NodeAgent:
         self._outbox: dict[str, TaskStatus] = {}
         self._flush_soon: asyncio.TimerHandle | None = None
         self.data_path_addr = data_path_addr
+        self.behind_nat = behind_nat
         self.net: NetAgent | None = None
         if driver.name != "hollow":
             self.net = _net_agent(node_id, self.underlay, state_dir / "net")
@@ -237,6 +239,7 @@ class NodeAgent:
             "engine": {"driver": self.driver.name},
             "kernel": platform.release(),
             **({"addresses": [a]} if (a := self.underlay()) else {}),
+            **({"nat": True} if self.behind_nat else {}),
         }
 
     async def _on_connect(self) -> None:

@@ -39,6 +39,8 @@ class NodeConfig:
     advertise_host: str = ""
     heartbeat: float = 60.0
     driver: str = "auto"
+    data_path_addr: str = ""  # where other nodes send this node's overlay traffic ("": found)
+    behind_nat: bool = False  # other nodes cannot reach it: no traffic is sent its way
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> NodeConfig:

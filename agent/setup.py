@@ -65,6 +65,8 @@ def init_cluster(
     autolock: bool = False,
     driver: str = "auto",
     heartbeat: float = 60.0,
+    data_path_addr: str = "",
+    behind_nat: bool = False,
 ) -> tuple[NodeConfig, str, str]:
     """Create a swarm; returns this node's config, the worker join token and the unlock key
     ("" without autolock)."""
@@ -128,6 +130,8 @@ def init_cluster(
             advertise_host=advertise_host,
             driver=driver,
             heartbeat=heartbeat,
+            data_path_addr=data_path_addr,
+            behind_nat=behind_nat,
         )
         data.save_node(node)
         return node, cluster.worker_token, unlock_key
@@ -159,6 +163,8 @@ def write_joined(
     enroll_port: int,
     driver: str = "auto",
     heartbeat: float = 60.0,
+    data_path_addr: str = "",
+    behind_nat: bool = False,
 ) -> NodeConfig:
     try:
         data.root.mkdir(parents=True, exist_ok=True)
@@ -173,6 +179,8 @@ def write_joined(
             enroll_port=enroll_port,
             driver=driver,
             heartbeat=heartbeat,
+            data_path_addr=data_path_addr,
+            behind_nat=behind_nat,
         )
         data.save_node(node)
         return node

@@ -131,7 +131,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetCluster]:
     (scripts / "server.py").write_text(SERVER)
     (scripts / "client.py").write_text(CLIENT)
     port, enroll = free_ports(2)
-    names = ("m", "a", "b", "d") if _docker() else ("m", "a", "b")
+    names = ("m", "a", "b", "n", "d") if _docker() else ("m", "a", "b", "n")
     with fabric(*names) as f:
         c = NetCluster(f, root, port, enroll, scripts)
         c.data = {name: root / name for name in names}
@@ -147,6 +147,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetCluster]:
                     "swarm", "join", "--token", token, "--hostname", name,
                     "--enroll-port", str(enroll),
                     "--driver", "docker" if name == "d" else "process",
+                    *(("--behind-nat",) if name == "n" else ()),
                     f"mqtts://{f.addresses['m']}:{port}", node=name,
                 )  # fmt: skip
             for name in names:
@@ -370,3 +371,27 @@ def test_containers_join_the_overlay_find_each_other_and_process_tasks_by_name(
             "docker", "exec", container, "sh", "-c", "echo hello | nc -w 3 web 8000", check=False
         )
         assert line.split()[-1:] == ["hello"], line
+
+
+def test_a_node_behind_nat_gets_no_traffic_from_other_nodes(net: NetCluster) -> None:
+    c = net
+    (described,) = json.loads(c.shoal("node", "inspect", "n"))
+    assert described["description"]["nat"] is True
+    assert described["description"]["addresses"] == [c.f.addresses["n"]]
+    for node in ("b", "n"):
+        c.shoal("node", "update", "--label-add", "pair=1", node)
+    c.service(
+        "split", "--replicas", "2", "--replicas-max-per-node", "1", "-p", "8082:8000",
+        "--constraint", "node.labels.pair==1",
+    )  # fmt: skip
+    tasks = {_on(t, c): t for t in _ready(c, "split", 2)}
+    assert sorted(tasks) == ["b", "n"]
+    on_b = run("ip", "-n", c.task_ns("b", tasks["b"]["id"]), "-4", "-o", "addr", "show")
+
+    def answers() -> list[str]:
+        got = [str(line) for line in c.from_node("a", c.f.addresses["m"], 8082, 20)]
+        return [] if any("error" in line for line in got) else got
+
+    got = wait_for(answers, 15, "the mesh on m answers every connection")
+    addresses = {line.split()[0] for line in got}
+    assert len(addresses) == 1 and f" {addresses.pop()}/" in on_b, (got, on_b)

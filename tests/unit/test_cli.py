@@ -38,3 +38,26 @@ def test_labels_are_key_value_flags_and_an_empty_key_names_the_flag() -> None:
     assert parse_labels(None) == {}
     with pytest.raises(ShoalError, match='"=x" for "--label-add" flag'):
         parse_labels(["=x"], "--label-add")
+
+
+def test_join_refuses_a_data_path_address_that_is_no_ip_address(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "node"
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "swarm",
+                "join",
+                "--token",
+                "SHOAL-1-x-y",
+                "--data-path-addr",
+                "edge-3.local",
+                "--data-dir",
+                str(data),
+                "mqtts://127.0.0.1:4883",
+            ]
+        )
+    assert exit_info.value.code == 2
+    assert "'edge-3.local' is not an IP address" in capsys.readouterr().err
+    assert not data.exists()
