@@ -16,7 +16,7 @@ from agent.manager.orchestrator import live
 from agent.manager.scheduler import parse_constraint
 from agent.manager.secretsapi import resolve_refs
 from agent.manager.stamps import now_text
-from agent.manager.store import Node, Service, Store, Task, Tx, View
+from agent.manager.store import Network, Node, Service, Store, Task, Tx, View
 from agent.manager.updater import start_update
 from agent.manager.views import node_row, service_row, task_row
 from agent.spec import ServiceSpec, SpecError
@@ -149,6 +149,7 @@ class ControlAPI:
         out = s.to_dict()
         out["version"] = view.version("service", s.id)
         out["status"] = service_row(s, [t for t in view.list(Task) if t.service_id == s.id], nodes)
+        out["endpoint"] = _endpoint(view, s)
         return out
 
     async def service_ps(self, args: dict[str, Any]) -> list[dict[str, Any]]:
@@ -316,6 +317,30 @@ def _tasks_change(old: dict[str, Any], new: dict[str, Any]) -> bool:
     return old.get("task_template") != new.get("task_template") or old.get(
         "endpoint_spec"
     ) != new.get("endpoint_spec")
+
+
+def _endpoint(view: View, s: Service) -> dict[str, Any]:
+    """What the allocator gave the service, as Docker's Endpoint: ports as published (a
+    dynamic port resolved), a virtual IP (with its subnet's prefix) per network, and what went
+    wrong, if anything."""
+    from agent.manager.allocating import stored_allocation
+
+    allocation = stored_allocation(view)
+    names = {n.id: n.name for n in view.list(Network)}
+    vips = []
+    for ident, vip in allocation.vips.get(s.id, {}).items():
+        subnet = allocation.networks.get(ident)
+        prefix = subnet.subnet.partition("/")[2] if subnet else ""
+        vips.append(
+            {"network": names.get(ident, ident), "network_id": ident, "addr": f"{vip}/{prefix}"}
+        )
+    endpoint: dict[str, Any] = {
+        "ports": [p.to_dict() for p in allocation.ports.get(s.id, ())],
+        "virtual_ips": vips,
+    }
+    if s.id in allocation.errors:
+        endpoint["errors"] = list(allocation.errors[s.id])
+    return endpoint
 
 
 def _neg(stamp: str) -> str:

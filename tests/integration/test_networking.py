@@ -215,6 +215,11 @@ def test_a_task_reaches_a_service_on_another_node_by_name_and_the_vip_spreads(
         "tasks.web resolves to both tasks",
     )
     assert vip not in task_addresses
+    (inspected,) = json.loads(c.shoal("service", "inspect", "web"))
+    assert inspected["endpoint"]["virtual_ips"] == [
+        {"network": "back", "network_id": inspected["endpoint"]["virtual_ips"][0]["network_id"],
+         "addr": f"{vip}/24"}
+    ]  # fmt: skip
 
     answers = wait_for(
         lambda: (
