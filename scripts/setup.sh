@@ -23,6 +23,8 @@ ensure_apt() {
   [ -x /bin/busybox ] || missing+=(busybox-static)
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+  command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
+  command -v wrk >/dev/null 2>&1 || missing+=(wrk)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
   if [ "${#missing[@]}" -gt 0 ]; then

@@ -22,6 +22,11 @@ def can_make_namespaces() -> str | None:
     for command in ("ip", "nsenter", "iptables"):
         if shutil.which(command) is None:
             return f"needs the {command} command"
+    probe = f"shprobe{os.getpid()}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    if made.returncode != 0:
+        return f"cannot create network namespaces here: {made.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False)
     return None
 
 

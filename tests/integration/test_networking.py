@@ -23,10 +23,8 @@ from agent.worker.netplan import namespace_name, namespace_prefix
 from tests.integration.conftest import free_ports, kill_leftovers, kill_processes_under, wait_for
 from tests.integration.netns import Fabric, can_make_namespaces, fabric, run
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(can_make_namespaces() is not None, reason=str(can_make_namespaces())),
-]
+_CANNOT = can_make_namespaces()
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(_CANNOT is not None, reason=str(_CANNOT))]
 
 SERVER = """
 import socket, sys
