@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -292,11 +293,35 @@ def _net_agent(node_id: str, underlay: Callable[[], str | None], state_dir: Path
     from agent.worker.netagent import NetAgent, kernel_networking
     from agent.worker.netlinux import LinuxNetwork
 
-    why = kernel_networking()
+    why = kernel_networking() or _claim_kernel_networking()
     if why is not None:
         log.info("no overlay networks on this node: %s", why)
     kernel = LinuxNetwork(node_id) if why is None else None
     return NetAgent(node_id, underlay=underlay, kernel=kernel, state_dir=state_dir)
+
+
+_claims: list[int] = []  # lock files held for the life of the process
+
+
+def _claim_kernel_networking() -> str | None:
+    """One node per network namespace sets up overlay networking (several nodes on one
+    machine, as in tests, would fight over the same devices); None when this one may."""
+    if _claims:
+        return None  # this process holds it already
+    try:
+        ino = os.stat("/proc/self/ns/net").st_ino
+        directory = Path("/run/shoal")
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / f"net-{ino}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        return f"cannot claim this host's overlay networking: {exc}"
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return "another shoal node on this host runs its overlay networking"
+    _claims.append(fd)
+    return None
 
 
 def _mem_available() -> int:

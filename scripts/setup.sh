@@ -25,6 +25,7 @@ ensure_apt() {
   command -v iptables >/dev/null 2>&1 || missing+=(iptables)
   command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
   command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+  command -v dig >/dev/null 2>&1 || missing+=(bind9-dnsutils)
   command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
   if [ "${#missing[@]}" -gt 0 ]; then
