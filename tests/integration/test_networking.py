@@ -398,3 +398,41 @@ def test_a_node_behind_nat_gets_no_traffic_from_other_nodes(net: NetCluster) -> 
     got = wait_for(answers, 15, "the mesh on m answers every connection")
     addresses = {line.split()[0] for line in got}
     assert len(addresses) == 1 and f" {addresses.pop()}/" in on_b, (got, on_b)
+
+
+def _devices(c: NetCluster, node: str) -> list[str]:
+    out = run("ip", "-n", c.f.nodes[node], "-o", "link", "show")
+    return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
+
+
+def _task_namespaces(c: NetCluster, node: str) -> list[str]:
+    listed = run("ip", "netns", "list").split("\n")
+    prefix = namespace_prefix(c.ids[node])
+    return [line.split()[0] for line in listed if line.startswith(prefix)]
+
+
+def test_what_a_network_and_its_tasks_leave_behind_is_removed(net: NetCluster) -> None:
+    c = net
+    if not c.running("apart"):
+        pytest.skip("needs the service of the network test")
+    bridges = [d for d in _devices(c, "a") if d.startswith(("shb", "shv"))]
+    assert len(bridges) >= 4  # back and other (and ingress): a bridge and a VXLAN device each
+    c.shoal("service", "rm", "apart")
+    c.shoal("network", "rm", "other")
+    wait_for(
+        lambda: (
+            len([d for d in _devices(c, "a") if d.startswith(("shb", "shv"))]) == len(bridges) - 2
+        ),
+        15,
+        "the other network's bridge and VXLAN device gone from node a",
+    )
+
+
+def test_a_node_that_leaves_removes_everything_it_set_up(net: NetCluster) -> None:
+    c = net
+    assert _task_namespaces(c, "a"), "node a runs tasks in namespaces of their own"
+    c.shoal("swarm", "leave", node="a")
+    assert [d for d in _devices(c, "a") if d.startswith(("sh",))] == []
+    assert _task_namespaces(c, "a") == []
+    rules = run("ip", "netns", "exec", c.f.nodes["a"], "iptables-save")
+    assert "SHOAL" not in rules, rules
