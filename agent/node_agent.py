@@ -276,12 +276,19 @@ class NodeAgent:
             with contextlib.suppress(BrokerError):
                 await self.session.send(self.topics.node_status(self.node_id), "heartbeat", body)
 
+    async def _net_after_adoption(self) -> None:
+        await self.executor.adopted.wait()
+        if self.net is not None:
+            self.net.known()
+
     async def run(self) -> None:
         beats = asyncio.create_task(self._heartbeats())
+        net_ready = asyncio.create_task(self._net_after_adoption())
         try:
             await self.executor.run()
         finally:
             beats.cancel()
+            net_ready.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beats
             if self.net is not None:

@@ -5,7 +5,7 @@ networks, services and tasks, and returns the next one:
 
 - every network gets a subnet and a gateway (its first host address): the network's own
   ``subnet`` when it names one, else the lowest free /24 of 10.0.0.0/8 from 10.0.1.0/24 on.
-  The ``ingress`` network (id and name "ingress", 10.255.0.0/16 unless the store holds a
+  The ``ingress`` network (id and name "ingress", 10.254.0.0/16 unless the store holds a
   network with that id and another subnet) always exists. No two subnets overlap.
 - a service joins the networks its task template names (by id or by name), and ``ingress``
   when it publishes ports in ingress mode (only then: naming ``ingress`` is an error, as in
@@ -62,7 +62,7 @@ __all__ = [
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 INGRESS_ID = "ingress"
-INGRESS_SUBNET = "10.255.0.0/16"
+INGRESS_SUBNET = "10.254.0.0/16"
 DYNAMIC_PORTS = (30000, 32767)  # inclusive, as Swarm's
 INGRESS_VNI = 4096
 _MAX_VNI = 2**24 - 1

@@ -27,13 +27,13 @@ into one node's table, a JSON-friendly dict that the leader publishes to that no
             },
         },
         "ingress": {                      # the routing mesh; "ports" is empty unless ready
-            "subnet": "10.255.0.0/16",
-            "gateway": "10.255.0.1",
-            "local": {"t1": "10.255.0.3"},  # this node's tasks' ingress addresses
+            "subnet": "10.254.0.0/16",
+            "gateway": "10.254.0.1",
+            "local": {"t1": "10.254.0.3"},  # this node's tasks' ingress addresses
             "ports": [
                 {"protocol": "tcp", "published": 8080, "target": 80, "service": "api",
-                 "vip": "10.255.0.2", "proxy_protocol": False,
-                 "backends": [{"task": "t2", "address": "10.255.0.4", "node": "n2",
+                 "vip": "10.254.0.2", "proxy_protocol": False,
+                 "backends": [{"task": "t2", "address": "10.254.0.4", "node": "n2",
                                "via": ["192.0.2.7"], "reachable": True}]},
             ],
         },

@@ -367,8 +367,12 @@ class DockerDriver:
             item = owned_from_labels(container["Labels"] or {}, container.id)
             if item is None:
                 log.warning("container %s has malformed shoal labels; ignoring it", container.id)
-            else:
-                owned.append(item)
+                continue
+            owned.append(item)
+            on_networks = (container["HostConfig"] or {}).get("NetworkMode") == "none"
+            if self.network is not None and on_networks and container["State"] == "running":
+                with contextlib.suppress(DriverError):
+                    await self._observe(container)  # gives the network its namespace (pid)
         return owned
 
     async def sweep(self, node_id: str, keep: Collection[str]) -> None:

@@ -95,6 +95,7 @@ class Executor:
         self._secrets: dict[str, SecretBlob] = {}
         self._configs: dict[str, ConfigBlob] = {}
         self._adopted: dict[str, Owned] = {}
+        self.adopted = asyncio.Event()  # set once what already runs here has been adopted
         self._tasks: dict[str, _Task] = {}
         self._wake = asyncio.Event()
         self._set_lock = asyncio.Lock()
@@ -203,6 +204,7 @@ class Executor:
                     )
                     log.info("restored %d saved assignments", len(self._desired))
             await self._adopt()
+            self.adopted.set()
             try:
                 await self.driver.sweep(self.node_id, {*(self._desired or {}), *self._adopted})
             except Exception:  # leftovers stay until the next start; the tasks matter more

@@ -25,10 +25,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +46,15 @@ from agent.worker.netlinux import (
     TaskState,
     Vip,
 )
+from agent.worker.netplan import namespace_name
 
 __all__ = ["NetAgent", "NetworkUnavailable", "kernel_networking"]
 
 log = logging.getLogger("shoal.net")
 
 _NO_UNDERLAY = "this node does not know its own address yet"
+_OURS = ("shb", "shv", "she")  # device names of shoal's own (agent.worker.netplan)
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 INGRESS = "ingress"
 
@@ -106,6 +110,9 @@ class NetAgent:
         self._names: dict[str, dict[str, list[str]]] = {}  # task address -> name -> answers
         self._applier: asyncio.Task[None] | None = None
         self._applying = asyncio.Lock()
+        # The kernel is left alone until the tasks already running here are known (after a
+        # restart): applying before that would take their interfaces away.
+        self.tasks_known = asyncio.Event()
         self.applied = 0
 
     # the table in ---------------------------------------------------------------------------
@@ -145,8 +152,10 @@ class NetAgent:
         if self.kernel is None:
             raise NetworkUnavailable(kernel_networking() or "this node runs no overlay networks")
         try:
-            async with asyncio.timeout(self.wait), self._changed:
-                await self._changed.wait_for(lambda: a.task_id in self.tasks())
+            async with asyncio.timeout(self.wait):
+                await self.tasks_known.wait()
+                async with self._changed:
+                    await self._changed.wait_for(lambda: a.task_id in self.tasks())
         except TimeoutError:
             raise NetworkUnavailable(
                 f"no network addresses for this task arrived within {self.wait:g} s"
@@ -183,6 +192,11 @@ class NetAgent:
             raise NetworkUnavailable("; ".join(problems))
         return netns.removeprefix("name:")
 
+    def known(self) -> None:
+        """The tasks already running on this node are known: the kernel may be changed."""
+        self.tasks_known.set()
+        self._kick()
+
     def attach_container(self, task_id: str, pid: int) -> None:
         """A container task's network namespace, by its first process."""
         netns = f"pid:{pid}"
@@ -202,9 +216,14 @@ class NetAgent:
 
     async def _apply(self) -> list[str]:
         table = self.table
-        if not table:
+        if not table or not self.tasks_known.is_set():
             return []
         listed = self.tasks()
+        for task_id in listed:
+            if task_id not in self._namespaces and self.kernel is not None:
+                name = namespace_name(self.node_id, task_id)  # a process task's, kept running
+                if os.path.exists(f"/run/netns/{name}"):
+                    self._namespaces[task_id] = f"name:{name}"
         for task_id in [t for t in self._namespaces if t not in listed]:
             del self._namespaces[task_id]  # the kernel backend removes what it made for it
         if self.state_dir is not None and self.state_dir.is_dir():
@@ -216,7 +235,8 @@ class NetAgent:
             if underlay is None:
                 self.problems = [_NO_UNDERLAY]
             else:
-                self.problems = await self.kernel.apply(self._state(table, underlay))
+                state, refused = self._state(table, underlay, await self._taken())
+                self.problems = refused + await self.kernel.apply(state)
             for problem in self.problems:
                 log.warning("network: %s", problem)
             gateways = [
@@ -231,14 +251,35 @@ class NetAgent:
         self.applied += 1
         return list(self.problems)
 
-    def _state(self, table: Mapping[str, Any], underlay: str) -> NodeState:
+    def _state(
+        self, table: Mapping[str, Any], underlay: str, taken: Sequence[tuple[IPNetwork, str]] = ()
+    ) -> tuple[NodeState, list[str]]:
+        """The kernel's desired state, and the networks this node must refuse: those whose
+        subnet overlaps ``taken`` (this node's own routes and resolvers, with what they are),
+        which shoal would otherwise take over, cutting the node off from them."""
         family = ":" in underlay
         networks = []
+        refused: list[str] = []
         overlays: dict[str, Any] = dict(table.get("networks") or {})
         ingress = table.get("ingress") or {}
         if ingress.get("subnet") and (ingress.get("node_address") or ingress.get("local")):
             overlays[INGRESS] = ingress
         for ident, net in sorted(overlays.items()):
+            subnet = ipaddress.ip_network(str(net["subnet"]))
+            clash = next((what for other, what in taken if other.overlaps(subnet)), None)
+            if clash is not None:
+                name = net.get("name") or ident
+                why = (
+                    f"network {name} ({subnet}) overlaps {clash} on this node: its tasks cannot"
+                    " join it here without cutting the node off; give the network another subnet"
+                )
+                refused.append(why)
+                for task_id, interfaces in self.tasks().items():
+                    if task_id in self._namespaces and any(
+                        i.get("network") == ident for i in interfaces
+                    ):
+                        refused.append(f"task {task_id}: {why}")
+                continue
             peers = []
             for p in net.get("remote") or []:
                 via = _first_ip(p.get("via") or [], family)
@@ -278,7 +319,34 @@ class NetAgent:
                     nameserver=str(first["gateway"]) if first else None,
                 )
             )
-        return NodeState(underlay=underlay, networks=tuple(networks), tasks=tuple(tasks))
+        state = NodeState(underlay=underlay, networks=tuple(networks), tasks=tuple(tasks))
+        return state, refused
+
+    async def _taken(self) -> list[tuple[IPNetwork, str]]:
+        """This node's own routes (not shoal's, not the default) and resolvers."""
+        taken: list[tuple[IPNetwork, str]] = []
+        for host, _ in self.dns.upstreams:
+            with contextlib.suppress(ValueError):
+                ip = ipaddress.ip_address(host)
+                if not ip.is_loopback:
+                    taken.append((ipaddress.ip_network(ip), f"its resolver {ip}"))
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "ip", "-j", "route", "show", "table", "main",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            out, _ = await asyncio.wait_for(proc.communicate(), 10)
+            routes = json.loads(out or b"[]")
+        except (OSError, TimeoutError, ValueError) as exc:
+            log.warning("cannot read this node's routes: %s", exc)
+            return taken
+        for route in routes if isinstance(routes, list) else []:
+            dst, dev = str(route.get("dst", "")), str(route.get("dev", ""))
+            if dst in ("", "default") or dev.startswith(_OURS):
+                continue
+            with contextlib.suppress(ValueError):
+                taken.append((ipaddress.ip_network(dst, strict=False), f"its route {dst} ({dev})"))
+        return taken
 
     def _ports(self, table: Mapping[str, Any]) -> list[dict[str, Any]]:
         ingress = table.get("ingress") or {}

@@ -311,7 +311,7 @@ def test_the_routing_mesh_answers_on_every_node_and_host_mode_only_where_tasks_r
             return "" if "error" in reply else reply
 
         got = wait_for(answer, 15, f"the mesh answers on {node}")
-        assert got.split()[0].startswith("10.255."), got  # a task's ingress address
+        assert got.split()[0].startswith("10.254."), got  # a task's ingress address
     b, a = c.f.addresses["b"], c.f.addresses["a"]
     wait_for(lambda: "error" not in c.from_node("m", b, 8090)[0], 15, "host port on b")
     assert c.from_node("m", a, 8090)[0].startswith("error")  # no task on a: nothing there

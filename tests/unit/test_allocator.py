@@ -104,7 +104,7 @@ def test_networks_get_distinct_24s_from_10_0_1_0_in_creation_order() -> None:
         "a": ("10.0.1.0/24", "10.0.1.1"),
         "b": ("10.0.2.0/24", "10.0.2.1"),
         "c": ("10.0.3.0/24", "10.0.3.1"),
-        INGRESS_ID: ("10.255.0.0/16", "10.255.0.1"),
+        INGRESS_ID: ("10.254.0.0/16", "10.254.0.1"),
     }
     assert alloc.errors == {}
 
@@ -128,7 +128,7 @@ def test_a_subnet_overlapping_an_earlier_network_is_an_error_on_the_later_one() 
     nets = [
         network("first", subnet="10.9.0.0/16", created="1"),
         network("second", subnet="10.9.3.0/24", created="2"),
-        network("mesh", subnet="10.255.1.0/24", created="3"),
+        network("mesh", subnet="10.254.1.0/24", created="3"),
     ]
 
     alloc = allocate(None, nets, [], [])
@@ -368,8 +368,8 @@ def test_ingress_ports_put_the_service_on_the_ingress_network() -> None:
 
     alloc = allocate(None, [], [web, edge], [task("t1", web), task("t2", edge)])
 
-    assert alloc.vips == {"web": {INGRESS_ID: "10.255.0.2"}}
-    assert alloc.addresses == {"t1": {INGRESS_ID: "10.255.0.3"}}
+    assert alloc.vips == {"web": {INGRESS_ID: "10.254.0.2"}}
+    assert alloc.addresses == {"t1": {INGRESS_ID: "10.254.0.3"}}
 
 
 def test_a_service_cannot_name_the_ingress_network() -> None:
@@ -557,12 +557,12 @@ def test_every_ready_node_gets_the_ingress_table() -> None:
             "published": 8080,
             "target": 80,
             "service": "web",
-            "vip": "10.255.0.2",
+            "vip": "10.254.0.2",
             "proxy_protocol": False,
             "backends": [
                 {
                     "task": "t1",
-                    "address": "10.255.0.3",
+                    "address": "10.254.0.3",
                     "node": "n1",
                     "via": ["192.0.2.1"],
                     "reachable": True,
@@ -572,22 +572,22 @@ def test_every_ready_node_gets_the_ingress_table() -> None:
     ]
     on_n3 = table("n3", world, nodes)
     assert on_n3["ingress"] == {
-        "subnet": "10.255.0.0/16",
-        "gateway": "10.255.0.1",
+        "subnet": "10.254.0.0/16",
+        "gateway": "10.254.0.1",
         "vni": 4096,
         "node_address": None,  # no node was given an address on ingress in this allocation
         "local": {},
         "remote": [
             {
                 "task": "t1",
-                "address": "10.255.0.3",
+                "address": "10.254.0.3",
                 "node": "n1",
                 "via": ["192.0.2.1"],
                 "reachable": True,
             },
             {
                 "task": "t2",
-                "address": "10.255.0.4",
+                "address": "10.254.0.4",
                 "node": "n2",
                 "via": ["192.0.2.2", "2001:db8::2"],
                 "reachable": True,
@@ -599,7 +599,7 @@ def test_every_ready_node_gets_the_ingress_table() -> None:
     assert table("n2", world, nodes)["ingress"]["ports"] == expected_ports
     assert table("n4", world, nodes)["ingress"]["ports"] == []
     on_n1 = table("n1", world, nodes)["ingress"]
-    assert on_n1["local"] == {"t1": "10.255.0.3"}
+    assert on_n1["local"] == {"t1": "10.254.0.3"}
     assert on_n1["ports"][0]["backends"][0]["via"] == []
 
 
@@ -730,11 +730,11 @@ def test_nodes_get_an_ingress_address_only_while_a_port_is_published_in_ingress_
     assert allocate(None, [], [plain], [], ["n1", "n2"]).nodes == {}
 
     alloc = allocate(None, [], [web], [task("t1", web, "n1")], ["n2", "n1"])
-    assert alloc.nodes == {"n1": {INGRESS_ID: "10.255.0.3"}, "n2": {INGRESS_ID: "10.255.0.4"}}
-    assert alloc.addresses["t1"] == {INGRESS_ID: "10.255.0.5"}
+    assert alloc.nodes == {"n1": {INGRESS_ID: "10.254.0.3"}, "n2": {INGRESS_ID: "10.254.0.4"}}
+    assert alloc.addresses["t1"] == {INGRESS_ID: "10.254.0.5"}
     again = allocate(alloc, [], [web], [task("t1", web, "n1")], ["n1", "n2", "n3"])
     assert again.nodes["n1"] == alloc.nodes["n1"] and again.nodes["n2"] == alloc.nodes["n2"]
-    assert again.nodes["n3"] == {INGRESS_ID: "10.255.0.6"}
+    assert again.nodes["n3"] == {INGRESS_ID: "10.254.0.6"}
 
 
 def test_a_table_names_its_node_address_remote_nodes_and_each_task_interfaces_in_order() -> None:

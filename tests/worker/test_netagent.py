@@ -247,19 +247,21 @@ Factory = Callable[..., Node1]
 async def make(dns_port: int, tmp_path: Path) -> AsyncIterator[Factory]:
     made: list[NetAgent] = []
 
-    def factory(*, with_kernel: bool = True, **kwargs: Any) -> Node1:
+    def factory(*, with_kernel: bool = True, known: bool = True, **kwargs: Any) -> Node1:
         kernel, mesh = FakeKernel(), FakeMesh()
         kwargs.setdefault("underlay", lambda: N1_UNDERLAY)
         kwargs.setdefault("wait", 0.2)
+        kwargs.setdefault("resolv_conf", tmp_path / "no-resolv.conf")
         agent = NetAgent(
             "n1",
             kernel=cast(LinuxNetwork, kernel) if with_kernel else None,
             mesh=cast(Mesh, mesh),
             dns_port=dns_port,
-            resolv_conf=tmp_path / "no-resolv.conf",
             **kwargs,
         )
         made.append(agent)
+        if known:  # what already ran on the node has been adopted
+            agent.tasks_known.set()
         return Node1(agent, kernel, mesh)
 
     yield factory
@@ -870,3 +872,26 @@ async def test_closing_without_leaving_keeps_the_kernels_state(n1: Node1) -> Non
     assert n1.kernel.removed == 0
     assert n1.mesh.closed == 1
     assert n1.agent.dns.addresses == []
+
+
+async def test_the_kernel_is_left_alone_until_the_tasks_already_running_are_known(
+    make: Factory,
+) -> None:
+    node = make(known=False)
+    await node.agent.on_table(back_cluster().table())
+    assert await node.agent.apply() == []
+    assert node.kernel.states == []  # a restarted agent must not take interfaces away
+    node.agent.known()
+    await node.kernel.until(lambda: node.kernel.states, "the kernel to be given a state")
+
+
+async def test_a_network_overlapping_the_nodes_resolver_is_refused_not_taken_over(
+    make: Factory, tmp_path: Path
+) -> None:
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 10.0.1.53\n")  # inside back's subnet, 10.0.1.0/24
+    node = make(resolv_conf=resolv)
+    await node.deliver(back_cluster().table())
+    with pytest.raises(NetworkUnavailable, match=r"back \(10\.0\.1\.0/24\) overlaps its resolver"):
+        await node.agent.namespace_for(assignment("t1", networks=["back"]))
+    assert all(n.ident != "back" for n in node.kernel.last.networks)  # no bridge for it here
