@@ -31,6 +31,7 @@ def cmd_network_create(a: argparse.Namespace, data: DataDir) -> int:
         "driver": a.driver,
         "subnet": a.subnet or "",
         "attachable": a.attachable,
+        "ingress": a.ingress,
         "labels": labels,
     }
     print(control.call(data.socket, "network-create", args)["id"])
@@ -71,6 +72,12 @@ def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
     sp.add_argument("-d", "--driver", default="overlay", help="overlay (the only driver)")
     sp.add_argument("--subnet", help="e.g. 10.10.0.0/24 (default: the next free /24 of 10/8)")
     sp.add_argument("--attachable", action="store_true", help="standalone containers may join")
+    sp.add_argument(
+        "--ingress",
+        action="store_true",
+        help="the routing mesh's network, replacing the default (10.254.0.0/16); only while no"
+        " service publishes a port in ingress mode",
+    )
     sp.add_argument("--label", action="append", metavar="KEY=VALUE")
     sp.add_argument("name", metavar="NETWORK")
     sp = cmd(group, "ls", cmd_network_ls, "list networks")

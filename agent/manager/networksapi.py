@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent.errors import ShoalError
-from agent.manager.allocator import INGRESS_ID, allocate
+from agent.manager.allocator import INGRESS_ID, INGRESS_SUBNET, allocate
 from agent.manager.stamps import now_text
 from agent.manager.store import Network, Service, Store, Tx, View
 from agent.spec import ServiceSpec
@@ -36,9 +36,10 @@ def find_network(view: View, ref: str) -> Network:
 def check_networks(view: View, spec: ServiceSpec) -> None:
     """Refuse a spec that names a network the swarm does not have."""
     for attachment in spec.task_template.networks:
-        if attachment.target in (INGRESS_ID, "ingress"):
+        if attachment.target in (INGRESS_ID, "ingress") or (
+            find_network(view, attachment.target).id == INGRESS_ID
+        ):
             raise ShoalError("the ingress network is for published ports; services cannot name it")
-        find_network(view, attachment.target)
 
 
 def with_subnet(existing: list[Network], network: Network) -> Network:
@@ -63,6 +64,21 @@ def users_of(view: View, network: Network) -> list[str]:
     return sorted(out)
 
 
+def _publishing(view: View) -> list[str]:
+    """Services that publish a port in ingress mode (they hold the ingress network)."""
+    out = []
+    for s in view.list(Service):
+        ports = (s.spec.get("endpoint_spec") or {}).get("ports") or []
+        if any(p.get("publish_mode", "ingress") == "ingress" for p in ports):
+            out.append(s.name)
+    return sorted(out)
+
+
+def _ingress_name(view: View) -> str | None:
+    held = view.get(Network, INGRESS_ID)
+    return held.name if held is not None else None
+
+
 class NetworksAPI:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -75,7 +91,10 @@ class NetworksAPI:
 
     async def create(self, args: dict[str, Any]) -> dict[str, Any]:
         name = args.get("name")
-        if not isinstance(name, str) or not _NAME.fullmatch(name) or name == "ingress":
+        ingress = bool(args.get("ingress"))
+        if not isinstance(name, str) or not _NAME.fullmatch(name) or (
+            name == "ingress" and not ingress
+        ):
             raise ShoalError(
                 f"invalid network name {name!r}: use letters, digits, '-', '_' and '.' (at most"
                 " 64, starting with a letter or digit; 'ingress' is taken)"
@@ -89,7 +108,7 @@ class NetworksAPI:
             raise ShoalError("malformed network request")
         stamp = now_text()
         wanted = Network(
-            id=new_node_id(),
+            id=INGRESS_ID if ingress else new_node_id(),
             name=name,
             driver=driver,
             subnet=subnet,
@@ -103,6 +122,17 @@ class NetworksAPI:
             existing = tx.list(Network)
             if any(n.name == name for n in existing):
                 raise ShoalError(f"network with name {name} already exists")
+            if ingress:
+                if any(n.id == INGRESS_ID for n in existing):
+                    raise ShoalError(
+                        "an ingress network exists already: remove it first (network rm ingress)"
+                    )
+                publishing = _publishing(tx)
+                if publishing:
+                    raise ShoalError(
+                        "the ingress network cannot change while services publish ports in"
+                        f" ingress mode: {', '.join(publishing)}"
+                    )
             network = with_subnet(existing, wanted)
             tx.put(network)
             result.update(id=network.id, name=name, subnet=network.subnet)
@@ -112,7 +142,11 @@ class NetworksAPI:
 
     async def ls(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         view = self.store.view()
-        return [self._row(view, n) for n in view.list(Network)]
+        rows = [self._row(view, n) for n in view.list(Network)]
+        if view.get(Network, INGRESS_ID) is None:  # the default routing mesh network
+            default = Network(id=INGRESS_ID, name=INGRESS_ID, subnet=INGRESS_SUBNET)
+            rows.insert(0, self._row(view, default))
+        return rows
 
     def _row(self, view: View, n: Network) -> dict[str, Any]:
         return {
@@ -124,18 +158,35 @@ class NetworksAPI:
             "attachable": n.attachable,
             "labels": dict(n.labels),
             "created": n.created,
-            "services": users_of(view, n),
+            "ingress": n.id == INGRESS_ID,
+            "services": _publishing(view) if n.id == INGRESS_ID else users_of(view, n),
         }
 
     async def inspect(self, args: dict[str, Any]) -> dict[str, Any]:
         view = self.store.view()
-        return self._row(view, find_network(view, str(args.get("ref", ""))))
+        ref = str(args.get("ref", ""))
+        if ref == INGRESS_ID and view.get(Network, INGRESS_ID) is None:
+            default = Network(id=INGRESS_ID, name=INGRESS_ID, subnet=INGRESS_SUBNET)
+            return self._row(view, default)
+        return self._row(view, find_network(view, ref))
 
     async def rm(self, args: dict[str, Any]) -> dict[str, Any]:
         ref = str(args.get("ref", ""))
         result: dict[str, Any] = {}
 
         def remove(tx: Tx) -> None:
+            if ref == INGRESS_ID or ref == (_ingress_name(tx)):
+                publishing = _publishing(tx)
+                if publishing:
+                    raise ShoalError(
+                        "network ingress is in use by the following service(s): "
+                        + ", ".join(publishing)
+                    )
+                if tx.get(Network, INGRESS_ID) is None:
+                    raise ShoalError("the ingress network is the default one: nothing to remove")
+                tx.delete(Network, INGRESS_ID)
+                result.update(id=INGRESS_ID, name=ref)
+                return
             n = find_network(tx, ref)
             users = users_of(tx, n)
             if users:

@@ -372,4 +372,29 @@ def test_networks_get_subnets_and_cannot_go_while_services_use_them(cluster: Clu
     assert proc.returncode == 1 and "in use by the following service(s): api" in proc.stderr
     shoal("service", "rm", "api", data=c.manager)
     shoal("network", "rm", "backend", "front", data=c.manager)
-    assert shoal("network", "ls", "-q", data=c.manager).stdout.strip() == ""
+    assert shoal("network", "ls", "-q", data=c.manager).stdout.strip() == "ingress"
+
+
+def test_the_ingress_network_can_be_replaced_while_no_service_publishes(cluster: Cluster) -> None:
+    c = cluster
+    c.join("w1", driver="hollow")
+    shoal("network", "create", "--ingress", "--subnet", "10.77.0.0/16", "edge-mesh", data=c.manager)
+    (row,) = json.loads(shoal("network", "inspect", "edge-mesh", data=c.manager).stdout)
+    assert row["id"] == "ingress" and row["ingress"] is True and row["subnet"] == "10.77.0.0/16"
+    _create(c, "web", "-p", "8088:80", "--constraint", "node.role==worker")
+    wait_for(lambda: _running_on(c, "web") == ["w1"], 15, "web running")
+    (inspected,) = json.loads(shoal("service", "inspect", "web", data=c.manager).stdout)
+    (vip,) = inspected["endpoint"]["virtual_ips"]
+    assert vip["network"] == "edge-mesh" and vip["addr"].startswith("10.77.0."), vip
+    for args, why in (
+        (("network", "rm", "edge-mesh"), "in use by the following service(s): web"),
+        (("network", "create", "--ingress", "again"), "an ingress network exists already"),
+        (("service", "create", "--name", "x", "--network", "edge-mesh", "shoal/busybox:latest"),
+         "services cannot name it"),
+    ):  # fmt: skip
+        proc = shoal(*args, data=c.manager, check=False)
+        assert proc.returncode == 1 and why in proc.stderr, proc.stderr
+    shoal("service", "rm", "web", data=c.manager)
+    shoal("network", "rm", "edge-mesh", data=c.manager)
+    (back,) = json.loads(shoal("network", "inspect", "ingress", data=c.manager).stdout)
+    assert back["subnet"] == "10.254.0.0/16"  # the default again
