@@ -162,6 +162,7 @@ class _Cluster:
             for ident, spec in self.specs.items()
         }
         self._serving: dict[tuple[str, str], list[tuple[Task, str]]] = {}
+        self._on_network: dict[str, list[tuple[Task, str]]] | None = None
 
     def peer(self, node_id: str, task_node: str, address: str, task: str = "") -> dict[str, Any]:
         local = task_node == node_id
@@ -197,6 +198,25 @@ class _Cluster:
             if task.node_id == node_id or _reachable(self.nodes.get(task.node_id))
         ]
 
+    def endpoints(self, node_id: str, ident: str) -> tuple[dict[str, str], list[dict[str, Any]]]:
+        """The network's task addresses on ``node_id`` (task id -> address), and the others
+        as peers, sorted by address."""
+        if self._on_network is None:
+            self._on_network = {}
+            for task in self.tasks:
+                if task.node_id:
+                    for net, address in self.allocation.addresses.get(task.id, {}).items():
+                        self._on_network.setdefault(net, []).append((task, address))
+        local: dict[str, str] = {}
+        remote = []
+        for task, address in self._on_network.get(ident, ()):
+            if task.node_id == node_id:
+                local[task.id] = address
+            else:
+                remote.append(self.peer(node_id, task.node_id, address, task.id))
+        remote.sort(key=lambda p: (_address_key(p["address"]), p["task"]))
+        return dict(sorted(local.items())), remote
+
     def interfaces(self, task: Task) -> list[dict[str, str]]:
         """The task's addresses, in the order its spec names its networks, ingress last."""
         held = self.allocation.addresses.get(task.id, {})
@@ -215,17 +235,7 @@ class _Cluster:
 
     def network(self, node_id: str, ident: str) -> dict[str, Any]:
         subnet = self.allocation.networks[ident]
-        local: dict[str, str] = {}
-        remote = []
-        for task in self.tasks:
-            address = self.allocation.addresses.get(task.id, {}).get(ident)
-            if address is None or not task.node_id:
-                continue
-            if task.node_id == node_id:
-                local[task.id] = address
-            else:
-                remote.append(self.peer(node_id, task.node_id, address, task.id))
-        remote.sort(key=lambda p: (_address_key(p["address"]), p["task"]))
+        local, remote = self.endpoints(node_id, ident)
         vips = []
         dns: dict[str, set[str]] = {}
         for service_id, spec in self.specs.items():
@@ -279,16 +289,7 @@ class _Cluster:
                         }
                     )
         ports.sort(key=lambda p: (p["protocol"], p["published"], p["service"]))
-        local: dict[str, str] = {}
-        remote = []
-        for task in self.tasks:
-            address = self.allocation.addresses.get(task.id, {}).get(INGRESS_ID)
-            if address is None or not task.node_id:
-                continue
-            if task.node_id == node_id:
-                local[task.id] = address
-            else:
-                remote.append(self.peer(node_id, task.node_id, address, task.id))
+        local, remote = self.endpoints(node_id, INGRESS_ID)
         for other, held in self.allocation.nodes.items():
             address = held.get(INGRESS_ID)
             if address is not None and other != node_id and other in self.nodes:
