@@ -610,12 +610,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _runs_the_daemon(a: argparse.Namespace) -> bool:
+    return a.fn is cmd_daemon or bool(getattr(a, "foreground", False))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import signal
 
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `shoal ... | head` ends quietly
     parser = build_parser()
     a = parser.parse_args(argv)
+    if not _runs_the_daemon(a):
+        # `shoal ... | head` ends quietly. Never in the daemon: a peer closing a connection
+        # (of the routing mesh, say) must be an error on that socket, not the end of the node.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     data = DataDir(a.data_dir or default_data_dir())
     try:
         return int(a.fn(a, data))

@@ -50,3 +50,14 @@ def test_embedded_broker_is_restarted_when_it_dies(cluster: Cluster) -> None:
     wait_for(lambda: cluster.info(cluster.manager)["connected"], 10, "the manager to reconnect")
     wait_for(lambda: cluster.info(w)["connected"], 20, "the worker to reconnect")
     assert cluster.info(w)["connects"] >= 2
+
+
+def test_the_daemon_ignores_sigpipe_so_a_closed_peer_cannot_end_it(cluster: Cluster) -> None:
+    # A write to a connection its peer closed (the routing mesh does many) must fail on that
+    # socket with EPIPE, not kill the node: SIGPIPE stays ignored, as Python sets it.
+    pid = int((cluster.manager / "shoal.pid").read_text())
+    status = Path(f"/proc/{pid}/status").read_text()
+    ignored = int(
+        next(line for line in status.splitlines() if line.startswith("SigIgn:")).split()[1], 16
+    )
+    assert ignored & (1 << (signal.SIGPIPE - 1)), status
