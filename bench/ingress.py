@@ -9,7 +9,8 @@ Every row serves the same backend on the same Docker Engine: busybox httpd in
     sh -c 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8000 -h /www'
 
 so each answer (13 bytes) names the container that gave it. The client connects to
-127.0.0.1:PORT, the published port, and goes through whatever the mechanism puts there:
+127.0.0.1:PORT, the published port (picked free, below the ephemeral range, so that the clients'
+own ports never hold it), and goes through whatever the mechanism puts there:
 
   shoal mesh      a one-node shoal swarm (its own broker on loopback, the docker driver;
                   bench/swarm_compare.py's `Shoal`), `service create --replicas 3 -p PORT:8000`.
@@ -37,6 +38,11 @@ connection: this measures the proxies' accept-and-dial path as much as their for
 httpd forks per connection, so the backends' CPU counts as well. Client, proxies and backends
 share the machine's cores: compare rows of one run, not figures across machines.
 
+busybox httpd listens with a short queue: at 64 connections every row loses SYNs at the
+backends and its p99 is the kernel's 1 s SYN retransmission, whatever the proxy does (the p99
+comparison is then a coin toss between ~1.0 and ~1.1 s). `--connections 8` stays below that and
+measures the proxies' own latency.
+
 Target: shoal mesh >= each other row in requests/s, and its p99 no worse. The table gives the
 ratio of shoal's requests/s to each row's and whether the target is met against it.
 
@@ -49,6 +55,14 @@ own startup counts on both sides. Also shown: command to container start, and re
 failed while scaling up and back down. Repeated `--rounds` times (scaled back to 3, the removed
 task's container gone, between rounds), for shoal and for Swarm's ingress if it answered.
 
+The shoal daemon is watched: this process makes itself a child subreaper, so the daemon becomes
+its child once `shoal swarm init` exits, and a thread waits for it. Should it die, its row says
+how (exit code or signal) instead of giving the figures of a dead port, with the daemon's
+SIGPIPE disposition (read from /proc at start; it must be ignored, or the first write to a
+connection its peer closed ends the daemon), `service ps`, the containers and the end of
+shoal.log. A dead daemon's kernel devices and chains are removed with shoal's own teardown
+(what `swarm leave` runs), unless another shoal daemon shares this network namespace.
+
 `--quick` runs 3 s with 32 connections. The phases run one after the other (shoal, docker,
 Swarm), each torn down before the next; every container, service, swarm and shoal daemon made
 here is removed or stopped at the end, on failure and on Ctrl-C too. The engine must not be in a
@@ -58,10 +72,13 @@ swarm already (then the Swarm rows are skipped).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import calendar
 import contextlib
+import ctypes
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -92,8 +109,6 @@ from swarm_compare import (
     wait_until,
 )
 
-from tests.integration.conftest import free_ports
-
 HOST = "127.0.0.1"
 SERVE = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8000 -h /www"
 COMMAND = ("sh", "-c", SERVE)
@@ -106,6 +121,38 @@ CONVERGE = 120.0  # seconds allowed for a service to reach its replicas
 FIRST_ANSWER = 30.0  # seconds a new task has to receive traffic
 HAMMER_THREADS = 4
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}  # wrk's units, to ms
+
+
+T0 = time.monotonic()
+
+
+def say(text: str) -> None:
+    print(f"  [{time.monotonic() - T0:6.1f} s] {text}", flush=True)
+
+
+def wait_for(pred: Callable[[], bool], timeout: float, what: str) -> None:
+    """wait_until, failing with what was waited for."""
+    try:
+        wait_until(pred, timeout)
+    except Timeout:
+        raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}") from None
+
+
+def published_port() -> int:
+    """A port free on every address, below the ephemeral range: the clients' own ports (tens of
+    thousands per wrk run, lingering in TIME_WAIT) never take it before it is published."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for port in random.sample(range(max(1024, low - 12000), low), 500):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 # --- the client side ---------------------------------------------------------------------------
@@ -268,7 +315,7 @@ def wrk(port: int, args: argparse.Namespace, pids: Callable[[], list[int]]) -> L
 class Row:
     name: str
     loads: list[Load] = field(default_factory=list)
-    note: str = ""  # why there is no figure
+    note: str = ""  # why there is no figure, or what happened after the figures
 
     @property
     def ok(self) -> bool:
@@ -310,10 +357,17 @@ class Trace:
     note: str = ""
 
 
-def measure(row: Row, port: int, args: argparse.Namespace, pids: Callable[[], list[int]]) -> None:
+def measure(
+    row: Row,
+    port: int,
+    args: argparse.Namespace,
+    pids: Callable[[], list[int]],
+    check: Callable[[], None] = lambda: None,
+) -> None:
     for _ in range(args.rounds):
         row.loads.append(wrk(port, args, pids))
-    print(f"  {row.name}: {cells(row)}", flush=True)
+        check()
+    say(f"{row.name}: {cells(row)}")
 
 
 def rfc3339_ns(text: str) -> int:
@@ -336,14 +390,17 @@ def rfc3339_ns(text: str) -> int:
     return (seconds - offset) * 1_000_000_000 + nanos
 
 
-def start_to_traffic(side: Side, port: int, rounds: int) -> list[Trace]:
+def start_to_traffic(
+    label: str, side: Side, port: int, rounds: int, check: Callable[[], None] = lambda: None
+) -> list[Trace]:
     """Scale SERVICE 3->4 under load, `rounds` times; see the module's docstring."""
-    traces = []
+    traces: list[Trace] = []
     with Hammer(port, HAMMER_THREADS) as hammer:
-        wait_until(lambda: hammer.counts()[0] > 0, PROBE)
+        wait_for(lambda: hammer.counts()[0] > 0, PROBE, "a first answer to the client loop")
         for _ in range(rounds):
+            check()
             traces.append(scale_round(side, hammer))
-            print(f"  {type(side).__name__.lower()} scale 3->4: {trace_cells(traces[-1])}")
+            say(f"{label} scale 3->4: {trace_cells(traces[-1])}")
     return traces
 
 
@@ -383,7 +440,7 @@ def scale_round(side: Side, hammer: Hammer) -> Trace:
         )
 
     side.scale(SERVICE, REPLICAS)
-    wait_until(back, CONVERGE)
+    wait_for(back, CONVERGE, f"{SERVICE} back at {REPLICAS} running containers")
     time.sleep(0.5)  # the removed task's last connections end
     _, failed2 = hammer.counts()
     trace.failed_down = failed2 - failed1
@@ -393,45 +450,247 @@ def scale_round(side: Side, hammer: Hammer) -> Trace:
 # --- the three orchestrations ------------------------------------------------------------------
 
 
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants (Linux): the shoal daemon, once `swarm init` exits."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def sigpipe_of(pid: int) -> str:
+    """SIGPIPE's disposition in a process: ignored, blocked, handled or default (kills)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return "unknown"
+    masks = {}
+    for line in status.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("SigBlk", "SigIgn", "SigCgt"):
+            masks[key] = int(value.strip(), 16)
+    bit = 1 << (signal.SIGPIPE - 1)
+    for key, name in (("SigIgn", "ignored"), ("SigBlk", "blocked"), ("SigCgt", "handled")):
+        if masks.get(key, 0) & bit:
+            return name
+    return "default (a write to a closed connection kills the process)"
+
+
+def owned(pid: int, data: Path) -> bool:
+    """Whether `pid` is a live process started for this data directory."""
+    try:
+        return str(data) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+
+
+def shoal_daemons_here(but: int) -> list[int]:
+    """Other shoal daemons in this process's network namespace."""
+    mine = os.readlink("/proc/self/ns/net")
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == but:
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            if b"agent" in argv and b"daemon" in argv and os.readlink(entry / "ns/net") == mine:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+class WatchedShoal(Shoal):
+    """swarm_compare's one-node shoal swarm, its daemon watched.
+
+    This process is a child subreaper, so the daemon becomes its child when `swarm init` (which
+    starts it) exits, and a thread waits for it: if it dies, how (exit code or signal) is known.
+    If the daemon died,
+    stop() ends the broker by its recorded pid and removes the kernel devices and chains the
+    daemon made, with shoal's own teardown (what `swarm leave` runs), unless another shoal daemon
+    shares this network namespace (that teardown removes every shoal device in it).
+    """
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, "cli", "5s")
+        self.pid = 0
+        self.broker = 0
+        self.node_id = ""
+        self.sigpipe = ""
+        self.ended: str | None = None  # how the daemon ended, once it has
+        self.leaving = False
+
+    def start(self) -> None:
+        super().start()
+        info = self.call("info")
+        self.node_id = str(info["node_id"])
+        self.broker = int(info.get("broker_pid") or 0)
+        self.pid = int((self.data / "shoal.pid").read_text().strip())
+        self.sigpipe = sigpipe_of(self.pid)
+        threading.Thread(target=self.wait_daemon, daemon=True).start()
+
+    def wait_daemon(self) -> None:
+        try:
+            res = os.waitid(os.P_PID, self.pid, os.WEXITED)
+        except ChildProcessError:  # not adopted: only that it is gone can be known
+            while owned(self.pid, self.data):
+                time.sleep(0.2)
+            self.ended = "ended (exit status unknown)"
+            return
+        if res is None:
+            self.ended = "ended"
+        elif res.si_code == os.CLD_EXITED:
+            self.ended = f"exited with code {res.si_status}"
+        else:
+            name = signal.Signals(res.si_status).name
+            core = ", core dumped" if res.si_code == os.CLD_DUMPED else ""
+            self.ended = f"was killed by {name} ({res.si_status}{core})"
+
+    @property
+    def died(self) -> str | None:
+        """How the daemon ended, if it did before being asked to."""
+        return None if self.leaving else self.ended
+
+    def check(self) -> None:
+        if self.died:
+            raise RuntimeError(f"the shoal daemon (pid {self.pid}) {self.died}")
+
+    def stop(self) -> None:
+        crashed = self.died is not None
+        self.leaving = True
+        if crashed:
+            self.services.clear()  # nothing would remove them: their containers go below
+        super().stop()
+        for pid in (self.pid, self.broker):
+            if pid and owned(pid, self.data):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + 5
+                while owned(pid, self.data) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                if owned(pid, self.data):
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+        if crashed and self.node_id:
+            others = shoal_daemons_here(but=self.pid)
+            if others:
+                say(
+                    f"shoal: other shoal daemons ({others}) share this network namespace:"
+                    " the dead daemon's devices are left"
+                )
+            else:
+                from agent.worker.netlinux import LinuxNetwork
+
+                asyncio.run(LinuxNetwork(self.node_id).remove_all())
+        self.node_id = ""
+
+
+def shoal_running(shoal: WatchedShoal, n: int) -> bool:
+    """Whether n tasks run; fails at once on a rejected or failed task (it says why)."""
+    shoal.check()
+    live = shoal.live(SERVICE)
+    for task in live:
+        if task["state"] in ("rejected", "failed"):
+            why = task.get("error") or task.get("message") or "no reason given"
+            raise RuntimeError(f"task {task['name']} {task['state']}: {why}")
+    return len(live) == n and all(t["state"] == "running" for t in live)
+
+
 def shoal_phase(
-    shoal: Shoal, port: int, args: argparse.Namespace
+    shoal: WatchedShoal, port: int, args: argparse.Namespace
 ) -> tuple[Row, list[Trace] | None]:
     row = Row("shoal mesh")
-    shoal.start()
-    shoal.services.add(SERVICE)
-    shoal.cli(
-        "service",
-        "create",
-        "--detach",
-        "--name",
-        SERVICE,
-        "--replicas",
-        str(REPLICAS),
-        "-p",
-        f"{port}:8000",
-        IMAGE,
-        *COMMAND,
-    )
-    wait_until(lambda: shoal.converged(SERVICE, REPLICAS), CONVERGE)
-    if not answers(port, PROBE):
-        row.note = "did not answer"
-        print(f"  shoal: {HOST}:{port} did not answer within {PROBE:.0f} s of its tasks running")
-        print(shoal.cli("service", "ps", SERVICE, check=False), end="")
-        log = shoal.data / "shoal.log"
-        if log.exists():
-            print(f"  last lines of {log}:")
-            for line in log.read_text(errors="replace").splitlines()[-40:]:
-                print(f"    {line}")
+    try:
+        try:
+            shoal.start()
+        except Timeout:
+            raise RuntimeError("timed out after 60 s waiting for the node to be ready") from None
+        say(
+            f"shoal: swarm up, cluster {shoal.cluster}; daemon pid {shoal.pid}, "
+            f"SIGPIPE {shoal.sigpipe}"
+        )
+        shoal.services.add(SERVICE)
+        shoal.cli(
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            SERVICE,
+            "--replicas",
+            str(REPLICAS),
+            "-p",
+            f"{port}:8000",
+            IMAGE,
+            *COMMAND,
+        )
+        wait_for(lambda: shoal_running(shoal, REPLICAS), CONVERGE, "3 running tasks")
+        say(f"shoal: {REPLICAS} tasks running, port {port}")
+        if not answers(port, PROBE):
+            shoal.check()
+            row.note = "did not answer"
+            say(f"shoal: {HOST}:{port} did not answer within {PROBE:.0f} s of its tasks running")
+            shoal_diagnostics(shoal)
+            return row, None
+        measure(row, port, args, lambda: [shoal.pid], shoal.check)
+    except RuntimeError as exc:
+        say(f"shoal: {exc}")
+        if not shoal.died:
+            shoal_diagnostics(shoal)
+            raise
+        row.note = f"the daemon {shoal.died}"
+        got = ", ".join(f"{x.rate:.0f} req/s, {x.errors} errors" for x in row.loads)
+        if got:
+            row.note += f" (wrk saw {got})"
+        row.loads.clear()
+        shoal_diagnostics(shoal)
         return row, None
-    pidfile = shoal.data / "shoal.pid"
+    try:
+        return row, start_to_traffic("shoal mesh", shoal, port, args.rounds, shoal.check)
+    except (RuntimeError, Timeout, subprocess.SubprocessError) as exc:
+        say(f"shoal: {failure(exc)}")
+        shoal_diagnostics(shoal)
+        if shoal.died:
+            row.note = f"the daemon {shoal.died} after the wrk run(s), which it served"
+        return row, [Trace(note=f"the daemon {shoal.died}" if shoal.died else failure(exc))]
 
-    def daemon() -> list[int]:
-        with contextlib.suppress(OSError, ValueError):
-            return [int(pidfile.read_text().strip())]
-        return []
 
-    measure(row, port, args, daemon)
-    return row, start_to_traffic(shoal, port, args.rounds)
+def shoal_diagnostics(shoal: WatchedShoal) -> None:
+    """What shoal and the engine say about the service, and the end of the daemon's log."""
+    if shoal.died:
+        print(f"  shoal daemon pid {shoal.pid} {shoal.died}; its SIGPIPE was {shoal.sigpipe}")
+    print(f"  $ shoal service ps {SERVICE}")
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent", "--data-dir", str(shoal.data), "service", "ps", SERVICE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    for line in (proc.stdout + proc.stderr).splitlines():
+        print(f"    {line}")
+    if shoal.cluster:
+        print(f"  $ docker ps -a --filter label=com.shoal.cluster={shoal.cluster}")
+        fmt = "{{.Names}}  {{.Status}}"
+        ps = docker(
+            "ps",
+            "-a",
+            "--format",
+            fmt,
+            "--filter",
+            f"label=com.shoal.cluster={shoal.cluster}",
+            check=False,
+        )
+        for line in ps.splitlines():
+            print(f"    {line}")
+    log = shoal.data / "shoal.log"
+    if log.exists():
+        print(f"  last lines of {log}:")
+        for line in log.read_text(errors="replace").splitlines()[-20:]:
+            print(f"    {line}")
 
 
 def docker_phase(name: str, port: int, args: argparse.Namespace) -> Row:
@@ -460,32 +719,31 @@ def swarm_create(swarm: Swarm, name: str, replicas: int, publish: str) -> None:
         swarm.image,
         *COMMAND,
     )
-    wait_until(lambda: swarm.converged(name, replicas), CONVERGE)
+    wait_for(lambda: swarm.converged(name, replicas), CONVERGE, f"{replicas} running tasks")
+    say(f"swarm: {name}: {replicas} task(s) running, --publish {publish}")
 
 
-def swarm_phase(
-    swarm: Swarm, ports: tuple[int, int], args: argparse.Namespace
-) -> tuple[Row, Row, list[Trace] | None]:
+def swarm_phase(swarm: Swarm, args: argparse.Namespace) -> tuple[Row, Row, list[Trace] | None]:
     ingress, host = Row("swarm ingress"), Row("swarm host")
     traces = None
     swarm.start()
-    port = ports[0]
+    port = published_port()
     swarm_create(swarm, SERVICE, REPLICAS, f"{port}:8000")
     if answers(port, PROBE):
         measure(ingress, port, args, lambda: docker_proxies(port))
-        traces = start_to_traffic(swarm, port, args.rounds)
+        traces = start_to_traffic("swarm ingress", swarm, port, args.rounds)
     else:
         ingress.note = "did not answer"
-        print(f"  swarm ingress: {HOST}:{port} did not answer within {PROBE:.0f} s", flush=True)
+        say(f"swarm ingress: {HOST}:{port} did not answer within {PROBE:.0f} s")
     swarm.remove(SERVICE)
 
-    port = ports[1]
+    port = published_port()
     swarm_create(swarm, HOST_SERVICE, 1, f"mode=host,published={port},target=8000")
     if answers(port, PROBE):
         measure(host, port, args, lambda: docker_proxies(port))
     else:
         host.note = "did not answer"
-        print(f"  swarm host: {HOST}:{port} did not answer within {PROBE:.0f} s", flush=True)
+        say(f"swarm host: {HOST}:{port} did not answer within {PROBE:.0f} s")
     swarm.remove(HOST_SERVICE)
     return ingress, host, traces
 
@@ -540,6 +798,9 @@ def report(
         if target not in ("", "n/a"):
             compared += 1
         print(f"{row.name:<14} {cells(row)}  {ratio:>9}  {target}")
+    for row in rows:
+        if row.ok and row.note:
+            print(f"  note: {row.name}: {row.note}")
     others = [r.name for r in rows if r is not shoal]
     if others:
         print(
@@ -565,9 +826,10 @@ def report(
 
 def machine_lines() -> str:
     wrk_version = run(["wrk", "-v"], check=False).splitlines()[:1]
+    ipvs = "IPVS" if Path("/proc/net/ip_vs").exists() else "no IPVS (/proc/net/ip_vs missing)"
     return (
         f"{machine()}\n"
-        f"kernel {platform.release()}, {os.cpu_count()} cores; "
+        f"kernel {platform.release()}, {os.cpu_count()} cores, {ipvs}; "
         f"{wrk_version[0].split(' Copyright')[0] if wrk_version else 'wrk'}"
     )
 
@@ -607,43 +869,43 @@ def main() -> int:
             print(f"this engine is already in a swarm ({state}): no Swarm rows", file=sys.stderr)
             use_swarm = False
 
+    swarm = Swarm(image_ref("id"), "5s") if use_swarm else None
+    networks = set(docker("network", "ls", "--format", "{{.Name}}").split())
+    container = f"shoal-bench-ingress-{os.getpid()}"
+    adopted = become_subreaper()
     signal.signal(signal.SIGTERM, interrupted)
     tmp = Path(tempfile.mkdtemp(prefix="shoal-ingress-"))
-    shoal = Shoal(tmp, "cli", "5s")
-    swarm = Swarm(image_ref("id"), "5s") if use_swarm else None
-    container = f"shoal-bench-ingress-{os.getpid()}"
-    networks = set(docker("network", "ls", "--format", "{{.Name}}").split())
-    shoal_port, docker_port, ingress_port, host_port = free_ports(4)
+    shoal = WatchedShoal(tmp)
     rows: list[Row] = []
     traces: dict[str, list[Trace] | None] = {}
     try:
         print(machine_lines())
         print(f"backend: {IMAGE} sh -c '{SERVE}'")
-        print(f"shoal data dir: {shoal.data}\n", flush=True)
+        print(f"shoal data dir: {shoal.data}", end="")
+        print("" if adopted else " (not a subreaper: a dead daemon's exit status stays unknown)")
+        print(flush=True)
 
         try:
-            shoal_row, traces["shoal mesh"] = shoal_phase(shoal, shoal_port, a)
+            shoal_row, traces["shoal mesh"] = shoal_phase(shoal, published_port(), a)
         except (Timeout, RuntimeError, subprocess.SubprocessError) as exc:
             shoal_row, traces["shoal mesh"] = Row("shoal mesh", note=failure(exc)), None
-            print(f"  shoal: {failure(exc)}", flush=True)
+            say(f"shoal: {failure(exc)}")
         rows.append(shoal_row)
         shoal.stop()
 
         if not a.no_docker:
             try:
-                rows.append(docker_phase(container, docker_port, a))
+                rows.append(docker_phase(container, published_port(), a))
             except (Timeout, RuntimeError, subprocess.SubprocessError) as exc:
                 rows.append(Row("docker -p", note=failure(exc)))
-                print(f"  docker -p: {failure(exc)}", flush=True)
+                say(f"docker -p: {failure(exc)}")
             docker("rm", "-f", container, check=False)
 
         if swarm is not None:
             try:
-                ingress, host, traces["swarm ingress"] = swarm_phase(
-                    swarm, (ingress_port, host_port), a
-                )
+                ingress, host, traces["swarm ingress"] = swarm_phase(swarm, a)
             except (Timeout, RuntimeError, subprocess.SubprocessError) as exc:
-                print(f"  swarm: {failure(exc)}", flush=True)
+                say(f"swarm: {failure(exc)}")
                 ingress = Row("swarm ingress", note=failure(exc))
                 host = Row("swarm host", note=failure(exc))
                 traces["swarm ingress"] = None
@@ -657,17 +919,24 @@ def main() -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         cleanup(shoal, swarm, container, networks, tmp)
+        reap()
     return 0
 
 
 def failure(exc: BaseException) -> str:
     if isinstance(exc, Timeout):
         return "failed: timed out"
-    return f"failed: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}"
+    if isinstance(exc, subprocess.TimeoutExpired):
+        return f"failed: {' '.join(map(str, exc.cmd))[:80]} did not end"
+    text = str(exc) or type(exc).__name__
+    ran = re.fullmatch(r"(\S+ \S+).*? failed \((-?\d+)\): (.*)", text, re.S)
+    if ran:  # swarm_compare.run's message: the command, its exit status, its stderr
+        text = f"`{ran.group(1)} ...` exited with {ran.group(2)}: {ran.group(3).strip()}"
+    return "failed: " + " ".join(text.split())
 
 
 def cleanup(
-    shoal: Shoal, swarm: Swarm | None, container: str, networks: set[str], tmp: Path
+    shoal: WatchedShoal, swarm: Swarm | None, container: str, networks: set[str], tmp: Path
 ) -> None:
     """Undo everything main did, each step on its own so that one failing skips none."""
     steps: list[Callable[[], object]] = [
@@ -683,6 +952,13 @@ def cleanup(
             step()
         except (Timeout, RuntimeError, OSError, subprocess.SubprocessError) as exc:
             print(f"cleanup: {exc}", file=sys.stderr)
+
+
+def reap() -> None:
+    """Collect adopted processes that ended (the shoal daemon's broker, when it outlived it)."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
 
 
 def drop_networks(before: set[str]) -> None:

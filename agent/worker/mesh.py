@@ -991,7 +991,7 @@ class Mesh:
         self,
         host: str | None = None,
         *,
-        connect_timeout: float = 1.0,
+        connect_timeout: float = 2.5,
         down_for: float = 2.0,
         udp_idle: float = 60.0,
         clock: Clock = time.monotonic,
