@@ -5,9 +5,9 @@ After every commit that touches what networking depends on (services, networks, 
 of services that have networks or publish ports), :func:`agent.manager.allocator.allocate`
 runs on the previous allocation, kept in the store as one ``NetworkAllocation`` object so that
 a new leader hands out nothing twice. Then :func:`agent.manager.routes.tables_for` computes
-each node's table, and the tables that changed are published, retained, on
-``node/<id>/net`` (each node may read only its own). A node that leaves the store has its
-retained table cleared.
+each ready node's table, and the tables that changed are published, retained, on
+``node/<id>/net`` (each node may read only its own). A node that is not ready gets its table
+when it is again; a node that leaves the store has its retained table cleared.
 
 The scheduler places a task that needs addresses only once this allocation holds them
 (:func:`needs_addresses`), so a node always finds a task's addresses in its table by the time
@@ -150,15 +150,15 @@ class AllocatorLoop:
         wanted = {s.id for s in services}
         tasks = [t for t in view.list(Task) if t.service_id in wanted]
         nodes = view.list(Node)
-        tables = tables_for(
-            [n.id for n in nodes], allocation, view.list(Network), services, tasks, nodes
-        )
+        ready = [n.id for n in nodes if n.status == "ready"]  # the others get theirs when back
+        tables = tables_for(ready, allocation, view.list(Network), services, tasks, nodes)
         ok = True
         for node_id, table in tables.items():
             if self._sent.get(node_id) == table["version"]:
                 continue
             ok = await self._send(node_id, table) and ok
-        for node_id in [n for n in self._sent if n not in tables]:
+        present = {n.id for n in nodes}
+        for node_id in [n for n in self._sent if n not in present]:
             try:
                 await self.session.publish(self.topics.node_net(node_id), b"", retain=True)
                 del self._sent[node_id]
