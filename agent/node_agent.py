@@ -116,6 +116,7 @@ class NodeAgent:
             cluster_id=cluster_id,
             local_restarts=self.autonomous,
             key_loader=key_loader,
+            before_stop=self._drain,
         )
         self._outbox: dict[str, TaskStatus] = {}
         self._flush_soon: asyncio.TimerHandle | None = None
@@ -129,6 +130,10 @@ class NodeAgent:
         session.on(self.topics.node_assign(node_id), self._on_assign)
         session.on(self.topics.node_net(node_id), self._on_net)
         session.on_connect(self._on_connect)
+
+    async def _drain(self, task_id: str) -> None:
+        if self.net is not None and self.session.connected:
+            await self.net.drained(task_id)
 
     def underlay(self) -> str | None:
         """The address other nodes reach this node's overlay traffic at."""

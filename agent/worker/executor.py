@@ -74,6 +74,7 @@ class Executor:
         key_loader: KeyLoader | None = None,
         start_concurrency: int = 8,
         default_grace: float = 10.0,
+        before_stop: Callable[[str], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
@@ -85,6 +86,9 @@ class Executor:
         self.local_restarts = local_restarts
         self.key_loader = key_loader
         self.default_grace = default_grace
+        # Awaited with a task's id before it is stopped for good (the node takes it out of
+        # its networks' rotation first, so no new connection reaches a stopping task).
+        self.before_stop = before_stop
         self.rejected_assignments = 0
         self._report = report
         self._clock = clock
@@ -449,6 +453,11 @@ class Executor:
             )
 
     async def _shutdown(self, task: _Task, *, remove: bool) -> None:
+        if self.before_stop is not None:
+            try:
+                await self.before_stop(task.ref.task_id)
+            except Exception:  # stopping matters more than draining
+                log.exception("task %s: draining before the stop failed", task.ref.task_id)
         attempt = 0
         while True:
             try:

@@ -192,6 +192,15 @@ class NetAgent:
             raise NetworkUnavailable("; ".join(problems))
         return netns.removeprefix("name:")
 
+    async def drained(self, task_id: str, timeout: float = 1.0) -> None:
+        """Return once the table no longer lists the task (the managers took it out of every
+        rotation: VIPs, names, the routing mesh), or after ``timeout`` seconds."""
+        if task_id not in self.tasks():
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(lambda: task_id not in self.tasks())
+
     def known(self) -> None:
         """The tasks already running on this node are known: the kernel may be changed."""
         self.tasks_known.set()
@@ -335,7 +344,13 @@ class NetAgent:
                 "ip", "-j", "route", "show", "table", "main",
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
             )  # fmt: skip
-            out, _ = await asyncio.wait_for(proc.communicate(), 10)
+            try:
+                out, _ = await asyncio.wait_for(proc.communicate(), 10)
+            finally:
+                if proc.returncode is None:  # timed out or cancelled: leave nothing behind
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+                    await proc.wait()
             routes = json.loads(out or b"[]")
         except (OSError, TimeoutError, ValueError) as exc:
             log.warning("cannot read this node's routes: %s", exc)

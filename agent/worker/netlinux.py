@@ -158,9 +158,12 @@ class LinuxNetwork:
             async with asyncio.timeout(self._timeout):
                 out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
         except TimeoutError:
-            proc.kill()
-            await proc.wait()
             raise NetError(f"{shown}: no answer in {self._timeout:g} s") from None
+        finally:
+            if proc.returncode is None:  # timed out or cancelled: leave nothing behind
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
         if check and proc.returncode != 0:
             message = err.decode(errors="replace").strip() or f"exit status {proc.returncode}"
             raise NetError(f"{shown}: {message}")

@@ -184,6 +184,26 @@ async def test_desired_shutdown_stops_and_remove_removes(tmp_path: Path) -> None
     assert rec.states("task1").count(S.SHUTDOWN) == 1
 
 
+async def test_a_task_is_drained_before_it_is_stopped(tmp_path: Path) -> None:
+    driver, rec = FakeDriver(), Recorder()
+    drained = asyncio.Event()
+    seen: list[tuple[str, list[str]]] = []
+
+    async def drain(task_id: str) -> None:
+        seen.append((task_id, list(driver.stops)))  # what had been stopped when asked
+        await drained.wait()
+
+    async with running(executor(driver, tmp_path, rec, before_stop=drain)) as ex:
+        await ex.set_assignments([sh("sleep 9")])
+        await rec.wait_state("task1", S.RUNNING)
+        await ex.set_assignments([sh("sleep 9", desired_state="shutdown", version=2)])
+        await until(lambda: seen, what="the drain asked for")
+        assert driver.stops == []  # held until drained
+        drained.set()
+        await rec.wait_state("task1", S.SHUTDOWN)
+    assert seen == [("task1", [])] and driver.stops == ["task1"]
+
+
 async def test_assignments_for_another_node_or_cluster_are_rejected_and_counted(
     tmp_path: Path,
 ) -> None:

@@ -895,3 +895,28 @@ async def test_a_network_overlapping_the_nodes_resolver_is_refused_not_taken_ove
     with pytest.raises(NetworkUnavailable, match=r"back \(10\.0\.1\.0/24\) overlaps its resolver"):
         await node.agent.namespace_for(assignment("t1", networks=["back"]))
     assert all(n.ident != "back" for n in node.kernel.last.networks)  # no bridge for it here
+
+
+async def test_a_stopping_task_is_drained_once_the_table_drops_it(n1: Node1) -> None:
+    await n1.deliver(back_cluster().table())
+    await asyncio.wait_for(n1.agent.drained("not-here"), TIMEOUT)  # not listed: at once
+
+    waiter = asyncio.create_task(n1.agent.drained("t1", timeout=TIMEOUT))
+    await asyncio.sleep(0)  # let it look at the table, which still lists t1
+    assert not waiter.done()
+    web = service("web", networks=["back"])
+    without_t1 = cluster(
+        [network("back")],
+        [web],
+        [task("t2", web, "n2"), task("t3", web, "n2")],
+        [node("n1", N1_UNDERLAY), node("n2", N2_UNDERLAY)],
+    )
+    await n1.agent.on_table(without_t1.table())
+    await asyncio.wait_for(waiter, TIMEOUT)
+
+
+async def test_draining_gives_up_after_its_timeout(n1: Node1) -> None:
+    await n1.deliver(back_cluster().table())
+    started = asyncio.get_running_loop().time()
+    await n1.agent.drained("t1", timeout=0.2)  # the table never drops it
+    assert asyncio.get_running_loop().time() - started >= 0.2
