@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
 from typing import Any
 
 from agent.manager.allocator import Allocation, AllocationError, allocate
@@ -54,9 +53,7 @@ def needs_addresses(task: Task) -> bool:
     if task.spec.get("networks"):
         return True
     ports = task.endpoint.get("ports") or []
-    return any(
-        isinstance(p, dict) and p.get("publish_mode", "ingress") == "ingress" for p in ports
-    )
+    return any(isinstance(p, dict) and p.get("publish_mode", "ingress") == "ingress" for p in ports)
 
 
 def stored_allocation(view: View) -> Allocation:
@@ -70,14 +67,17 @@ def stored_allocation(view: View) -> Allocation:
         return Allocation()
 
 
-def _networked(services: Iterable[Service]) -> list[Service]:
-    out = []
-    for s in services:
+def _networked(view: View) -> tuple[list[Service], list[Task]]:
+    """The services that join a network or publish a port, and their tasks: all that
+    networking depends on (the others, often nearly all of a fleet's, are left out)."""
+    services = []
+    for s in view.list(Service):
         template = s.spec.get("task_template") or {}
         endpoint = s.spec.get("endpoint_spec") or {}
         if template.get("networks") or endpoint.get("ports"):
-            out.append(s)
-    return out
+            services.append(s)
+    wanted = {s.id for s in services}
+    return services, [t for t in view.list(Task) if t.service_id in wanted]
 
 
 class AllocatorLoop:
@@ -139,16 +139,12 @@ class AllocatorLoop:
         return await self._publish(view, allocation)
 
     def _allocate(self, view: View) -> Allocation:
-        services = _networked(view.list(Service))
-        wanted = {s.id for s in services}
-        tasks = [t for t in view.list(Task) if t.service_id in wanted]
+        services, tasks = _networked(view)
         nodes = [n.id for n in view.list(Node)]
         return allocate(stored_allocation(view), view.list(Network), services, tasks, nodes)
 
     async def _publish(self, view: View, allocation: Allocation) -> bool:
-        services = _networked(view.list(Service))
-        wanted = {s.id for s in services}
-        tasks = [t for t in view.list(Task) if t.service_id in wanted]
+        services, tasks = _networked(view)
         nodes = view.list(Node)
         ready = [n.id for n in nodes if n.status == "ready"]  # the others get theirs when back
         tables = tables_for(ready, allocation, view.list(Network), services, tasks, nodes)

@@ -46,14 +46,13 @@ from agent.worker.netlinux import (
     TaskState,
     Vip,
 )
-from agent.worker.netplan import namespace_name
+from agent.worker.netplan import DEVICE_PREFIXES, namespace_name
 
 __all__ = ["NetAgent", "NetworkUnavailable", "kernel_networking"]
 
 log = logging.getLogger("shoal.net")
 
 _NO_UNDERLAY = "this node does not know its own address yet"
-_OURS = ("shb", "shv", "she")  # device names of shoal's own (agent.worker.netplan)
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 INGRESS = "ingress"
@@ -357,7 +356,7 @@ class NetAgent:
             return taken
         for route in routes if isinstance(routes, list) else []:
             dst, dev = str(route.get("dst", "")), str(route.get("dev", ""))
-            if dst in ("", "default") or dev.startswith(_OURS):
+            if dst in ("", "default") or dev.startswith(DEVICE_PREFIXES):
                 continue
             with contextlib.suppress(ValueError):
                 taken.append((ipaddress.ip_network(dst, strict=False), f"its route {dst} ({dev})"))
