@@ -10,8 +10,6 @@ import pytest
 from tests.chaos.report import ChaosReport
 from tests.integration.conftest import _need_mosquitto, cluster  # noqa: F401  (fixtures)
 
-pytestmark = pytest.mark.integration
-
 _REPORT = ChaosReport()
 
 
