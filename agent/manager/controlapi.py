@@ -132,9 +132,11 @@ class ControlAPI:
             check_networks(tx, spec)
             resolved = resolve_refs(tx, spec).to_dict()
             tx.put(dataclasses.replace(service, spec=resolved))
+            tx.answer(answer)
 
+        answer = {"id": service.id, "name": service.name, "spec_version": 1}
         await self.store.update(create)
-        return {"id": service.id, "name": service.name, "spec_version": 1}
+        return answer
 
     async def service_ls(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         view = self.store.view()

@@ -65,10 +65,11 @@ class LeaderComponents:
                 await task
 
     async def _run(self) -> None:
-        # act only on everything committed so far: an earlier leader's last writes included
+        # act only once serving: an entry of this term committed and everything before it
+        # (an earlier leader's last writes included) applied
         while True:
             try:
-                await self.driver.read_barrier(timeout=5.0)
+                await self.driver.wait_serving(timeout=5.0)
                 break
             except Exception as exc:  # not leader yet, a slow quorum: try again until cancelled
                 log.debug("leader components wait for the store: %s", exc)

@@ -19,6 +19,7 @@ from typing import Any
 
 from agent.errors import ShoalError
 from agent.manager.broker_host import BrokerHost
+from agent.manager.commands import CommandRunner, new_request_id, result_of
 from agent.manager.controlapi import ControlAPI
 from agent.manager.dispatcher import StatusLog
 from agent.manager.leader import LeaderComponents
@@ -102,6 +103,7 @@ class Manager:
         }
         self._tasks: set[asyncio.Task[None]] = set()
         self.statuses = StatusLog(session)
+        self.runner = CommandRunner(store, driver)
         self.api = ControlAPI(store)
         self.commands.update(self.api.commands)
         self.commands.update(SecretsAPI(store).commands)
@@ -249,6 +251,15 @@ class Manager:
         else:
             self._background(loop.create_task(self.leader.stop()))
 
+    async def _serving(self) -> bool:
+        """Whether this manager may act as the leader: it is the leader and has applied
+        everything committed (a new leader is waited for a little while it catches up)."""
+        try:
+            await self.driver.wait_serving(5.0)
+            return True
+        except RaftError:
+            return False
+
     def _background(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -257,6 +268,8 @@ class Manager:
         """A new leader records what it saw while it was a follower (e.g. the old leader's
         will), then republishes the monitoring view."""
         self.observed[self.node_id] = "ready"
+        if not await self._serving():
+            return
         for node in self.store.view().list(Node):
             seen = self.observed.get(node.id)
             if seen is not None and seen != node.status:
@@ -322,6 +335,8 @@ class Manager:
 
         from stacks import StackError, load_stack_text
 
+        if not await self._serving():
+            return
         doc: dict[str, Any] = {
             "stack": stack,
             "verb": verb,
@@ -351,7 +366,7 @@ class Manager:
 
     # enrollment (leader) -----------------------------------------------------------------
     async def _on_enroll(self, topic: str, env: Envelope) -> None:
-        if not self.driver.is_leader:
+        if not await self._serving():
             return
         client = topic.split("/")[2]
         try:
@@ -436,7 +451,7 @@ class Manager:
         if node_id == self.node_id:
             status = "ready"  # a will left by this manager's previous life
         self.observed[node_id] = status
-        if not self.driver.is_leader:
+        if not self.driver.is_leader or not await self._serving():
             return
         node = self.store.view().get(Node, node_id)
         if node is None:
@@ -478,7 +493,7 @@ class Manager:
 
     async def _on_node_request(self, topic: str, env: Envelope) -> None:
         node_id = Topics.node_of(topic)
-        if node_id is None or not self.driver.is_leader:
+        if node_id is None or not await self._serving():
             return
         if env.type != "renew":
             self.session.rejections.reject(topic, f"unknown request type {env.type!r}")
@@ -512,15 +527,25 @@ class Manager:
         return cert
 
     # control commands --------------------------------------------------------------------
-    async def command(self, cmd: str, args: dict[str, Any], *, timeout: float = 15.0) -> Any:
+    async def command(
+        self,
+        cmd: str,
+        args: dict[str, Any],
+        *,
+        timeout: float = 15.0,
+        request_id: str | None = None,
+    ) -> Any:
         """Run a control command here if this is the leader, else on the leader.
 
-        While there is no leader the command waits for one; when the leader changes while a
-        forwarded command is in flight, it is sent again to the new leader.
+        The command enters the cluster here: it gets its request id (see
+        agent/manager/commands.py). While there is no leader the command waits for one; when
+        the leader changes while a forwarded command is in flight, it is sent again, with the
+        same request id, to the new leader, which runs it only if nobody has.
         """
         handler = self.commands.get(cmd)
         if handler is None:
             raise ShoalError(f"unknown command {cmd!r}")
+        request_id = request_id or new_request_id()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -531,26 +556,28 @@ class Manager:
                 )
             if self.driver.is_leader:
                 try:
-                    return await handler(args)
+                    reply = await self.runner.serve(request_id, handler, args, timeout=left)
                 except NotLeader:
-                    continue  # lost leadership midway: the new leader runs it
-                except RaftError as exc:
-                    raise ShoalError(str(exc)) from None
+                    continue  # lost leadership midway: the new leader runs it (or knows it ran)
+                return result_of(reply)
             leader = self.driver.leader_id
             if leader is None:
                 await self.driver.leader_changed(min(left, 1.0))
                 continue
-            result = await self._forward(leader, cmd, args, left)
+            result = await self._forward(leader, cmd, args, request_id, left)
             if result is not _RESEND:
                 return result
 
-    async def _forward(self, leader: str, cmd: str, args: dict[str, Any], timeout: float) -> Any:
-        """Send a command to the leader; _RESEND when another leader took over meanwhile."""
+    async def _forward(
+        self, leader: str, cmd: str, args: dict[str, Any], request_id: str, timeout: float
+    ) -> Any:
+        """Send a command to the leader; _RESEND when another leader took over meanwhile (or
+        the leader said it no longer is one)."""
         request = asyncio.ensure_future(
             self.session.request(
                 self.topics.mgr_req(leader),
                 "control",
-                {"cmd": cmd, "args": args},
+                {"cmd": cmd, "args": args, "request": request_id},
                 timeout=timeout,
             )
         )
@@ -563,6 +590,11 @@ class Manager:
                 if not request.done() and now is not None and now != leader:
                     log.info("leader changed while %r was forwarded to %s; resending", cmd, leader)
                     return _RESEND
+            body = request.result().body
+            if isinstance(body, dict) and body.get("retry") is True:
+                if self.driver.leader_id == leader:
+                    await self.driver.leader_changed(min(timeout, 1.0))
+                return _RESEND
             return raise_for_reply(request.result()).get("result")
         except BrokerError as exc:
             raise ShoalError(str(exc)) from None
@@ -572,18 +604,26 @@ class Manager:
     async def _on_forwarded(self, topic: str, env: Envelope) -> None:
         body = env.body if isinstance(env.body, dict) else {}
         cmd, args = body.get("cmd"), body.get("args")
-        if env.type != "control" or not isinstance(cmd, str) or not isinstance(args, dict):
+        request_id = body.get("request")
+        if (
+            env.type != "control"
+            or not isinstance(cmd, str)
+            or not isinstance(args, dict)
+            or not isinstance(request_id, str | None)
+        ):
             self.session.rejections.reject(topic, "malformed forwarded command")
             return
-        try:
-            if not self.driver.is_leader:
-                raise ShoalError("this manager is no longer the leader; try again")
-            handler = self.commands.get(cmd)
-            if handler is None:
-                raise ShoalError(f"unknown command {cmd!r}")
-            reply: dict[str, Any] = {"ok": True, "result": await handler(args)}
-        except (ShoalError, CertError, RaftError, StoreError) as exc:
-            reply = {"ok": False, "error": str(exc)}
+        handler = self.commands.get(cmd)
+        reply: dict[str, Any]
+        if handler is None:
+            reply = {"ok": False, "error": f"unknown command {cmd!r}"}
+        else:
+            try:
+                if not self.driver.is_leader:
+                    raise NotLeader(self.driver.leader_id)
+                reply = await self.runner.serve(request_id or new_request_id(), handler, args)
+            except NotLeader:
+                reply = {"ok": False, "error": _NOT_LEADER, "retry": True}
         with contextlib.suppress(BrokerError):
             await self.session.send(
                 self.topics.mgr_req(env.sender), "control-reply", reply, re=env.seq
@@ -899,6 +939,7 @@ class Manager:
 
 
 _RESEND = object()
+_NOT_LEADER = "this manager is no longer the leader; try again"
 
 
 def _replace(obj: Any, **changes: Any) -> Any:

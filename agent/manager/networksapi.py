@@ -136,6 +136,7 @@ class NetworksAPI:
             network = with_subnet(existing, wanted)
             tx.put(network)
             result.update(id=network.id, name=name, subnet=network.subnet)
+            tx.answer(dict(result))
 
         await self.store.update(put)
         return result

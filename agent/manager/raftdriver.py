@@ -118,6 +118,34 @@ class RaftDriver:
         return self.core.leader_id
 
     @property
+    def serving(self) -> bool:
+        """Leader, with an entry of its own term committed and everything up to it applied:
+        its store holds every write any earlier leader acknowledged, so it may answer."""
+        if not self.is_leader or self.store.applied <= 0:
+            return False
+        return self.core.log.term(self.store.applied) == self.core.term
+
+    async def wait_serving(self, timeout: float = 5.0) -> None:
+        """Wait until this manager is `serving`; NotLeader when it is not (or stops being)
+        the leader, RaftError when it has not caught up within the timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.serving:
+            if not self.is_leader:
+                raise NotLeader(self.core.leader_id)
+            left = deadline - loop.time()
+            if left <= 0:
+                raise RaftError(
+                    f"this manager became the leader but has not applied the log within"
+                    f" {timeout:g} s; try again"
+                )
+            self._applied_event.clear()
+            if self.serving:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._applied_event.wait(), min(left, 0.2))
+
+    @property
     def voters(self) -> tuple[str, ...]:
         return self.core.voters
 

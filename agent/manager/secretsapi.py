@@ -125,9 +125,11 @@ class SecretsAPI:
                 if any(o.name == name for o in tx.list(cls)):
                     raise ShoalError(f"{_kind(cls)} {name} already exists")
                 tx.put(obj)
+                tx.answer(answer)
 
+            answer = {"id": obj.id, "name": name}
             await self.store.update(put)
-            return {"id": obj.id, "name": name}
+            return answer
 
         return create
 

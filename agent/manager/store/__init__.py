@@ -14,10 +14,24 @@ from agent.manager.store.objects import (
     StoreObject,
     Task,
 )
-from agent.manager.store.store import Commit, Conflict, Event, Store, Tx, View, initial_snapshot
+from agent.manager.store.requests import REQUEST_LIMIT, RequestRecord, Requests, current_request
+from agent.manager.store.store import (
+    NAMED_KINDS,
+    AlreadyApplied,
+    Commit,
+    Conflict,
+    Event,
+    Store,
+    Tx,
+    View,
+    initial_snapshot,
+)
 
 __all__ = [
     "KINDS",
+    "NAMED_KINDS",
+    "REQUEST_LIMIT",
+    "AlreadyApplied",
     "Client",
     "Cluster",
     "Commit",
@@ -27,6 +41,8 @@ __all__ = [
     "Network",
     "NetworkAllocation",
     "Node",
+    "RequestRecord",
+    "Requests",
     "Secret",
     "Service",
     "Store",
@@ -35,5 +51,6 @@ __all__ = [
     "Task",
     "Tx",
     "View",
+    "current_request",
     "initial_snapshot",
 ]

@@ -7,6 +7,11 @@ transaction whose objects changed since it was built fails on every manager alik
 retried by its author. Reads go through :meth:`Store.view` (consistent as long as the caller
 does not await while holding it); :meth:`Store.watch` yields typed change events, each batch
 ending with a `Commit`.
+
+Two rules hold at apply, whatever the transactions read: no create or rename takes a name
+that another service, network, secret or config of its kind holds (the losing transaction is
+retried and its author sees the ordinary "already exists"), and a control request's writes
+apply for one attempt only (see `agent.manager.store.requests`).
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ from typing import Any, TypeVar
 import msgpack
 
 from agent.manager.store.objects import KINDS, StoreError, StoreObject, kind_of
+from agent.manager.store.requests import Requests, current_request
 
-__all__ = ["Commit", "Conflict", "Event", "Store", "Tx", "View"]
+__all__ = ["NAMED_KINDS", "AlreadyApplied", "Commit", "Conflict", "Event", "Store", "Tx", "View"]
 
 log = logging.getLogger("shoal.store")
 
@@ -33,8 +39,20 @@ Obj = TypeVar("Obj", bound=StoreObject)
 Tables = dict[str, dict[str, tuple[int, StoreObject]]]
 
 
+# kinds whose objects' names are unique within the kind
+NAMED_KINDS = ("service", "network", "secret", "config")
+
+_DUPLICATE = "the request's writes were applied already, by another attempt"
+_NAME_TAKEN = "name taken: "
+
+
 class Conflict(StoreError):
     """The objects a transaction read changed before it was applied."""
+
+
+class AlreadyApplied(StoreError):
+    """A write of a control request that another attempt of the same request has written
+    already (a resend after a leader change): it was not applied again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +100,18 @@ class View:
 class Tx(View):
     """A write transaction: reads see its own writes."""
 
-    def __init__(self, tables: Tables) -> None:
+    def __init__(self, tables: Tables, request: tuple[str, str] | None = None) -> None:
         super().__init__(tables)
         self.checks: dict[tuple[str, str], int] = {}
         self.ops: list[tuple[str, str, str, dict[str, Any] | None]] = []
         self._written: dict[tuple[str, str], StoreObject | None] = {}
+        self.request = request
+        self.reply: dict[str, Any] | None = None
+
+    def answer(self, result: Any) -> None:
+        """The control request's answer, recorded with this transaction's writes: call it in
+        the request's last write only (a resend then gets `result` without running again)."""
+        self.reply = {"ok": True, "result": result}
 
     def get(self, cls: type[Obj], ident: str) -> Obj | None:
         key = (cls.KIND, ident)
@@ -120,14 +145,16 @@ class Tx(View):
         self.ops.append(("del", key[0], key[1], None))
 
     def encode(self) -> bytes:
-        return msgpack.packb(
-            {
-                "tx": secrets.token_hex(8),
-                "checks": [[k, i, v] for (k, i), v in sorted(self.checks.items())],
-                "ops": [list(op) for op in self.ops],
-            },
-            use_bin_type=True,
-        )
+        entry: dict[str, Any] = {
+            "tx": secrets.token_hex(8),
+            "checks": [[k, i, v] for (k, i), v in sorted(self.checks.items())],
+            "ops": [list(op) for op in self.ops],
+        }
+        if self.request is not None:
+            entry["req"] = list(self.request)
+            if self.reply is not None:
+                entry["reply"] = self.reply
+        return msgpack.packb(entry, use_bin_type=True)
 
 
 Proposer = Callable[[bytes], Awaitable[int]]
@@ -140,6 +167,7 @@ class Store:
         self.applied = 0
         self._watchers: list[asyncio.Queue[Event | Commit]] = []
         self._outcomes: dict[str, str | None] = {}
+        self.requests = Requests()
         self.proposer: Proposer | None = None
 
     # reads ---------------------------------------------------------------------------
@@ -159,22 +187,49 @@ class Store:
 
     # writes --------------------------------------------------------------------------
     async def update(self, fn: Callable[[Tx], T], *, attempts: int = 5) -> T:
-        """Run `fn` in a transaction and commit it through Raft (retrying conflicts)."""
+        """Run `fn` in a transaction and commit it through Raft (retrying conflicts).
+
+        Inside a control request (`current_request`) the transaction is tagged with it, and
+        `AlreadyApplied` says another attempt of the request wrote already."""
         if self.proposer is None:
             raise StoreError("this store has no Raft group to write through")
+        request = current_request.get()
+        outcome: str | None = None
         for _ in range(attempts):
-            tx = Tx(self._tables)
+            tx = Tx(self._tables, request)
             result = fn(tx)
             if not tx.ops:
                 return result
-            data = tx.encode()
-            tx_id = msgpack.unpackb(data)["tx"]
-            await self.proposer(data)
-            outcome = self._outcomes.pop(tx_id, "lost")
+            outcome = await self._commit(tx.encode())
             if outcome is None:
                 return result
             log.debug("transaction retried: %s", outcome)
+        if outcome is not None and outcome.startswith(_NAME_TAKEN):
+            raise StoreError(f"{outcome[len(_NAME_TAKEN) :]} already exists")
         raise Conflict(f"the change conflicted with concurrent changes {attempts} times")
+
+    async def answer(self, request: tuple[str, str], reply: dict[str, Any]) -> None:
+        """Record a control request's reply (after its writes) in an entry of its own."""
+        if self.proposer is None:
+            raise StoreError("this store has no Raft group to write through")
+        entry: dict[str, Any] = {"tx": secrets.token_hex(8), "checks": [], "ops": []}
+        entry.update(req=list(request), reply=reply)
+        outcome = await self._commit(msgpack.packb(entry, use_bin_type=True))
+        if outcome is not None:
+            raise StoreError(f"the reply was not recorded: {outcome}")
+
+    async def _commit(self, data: bytes) -> str | None:
+        """Propose an encoded transaction; its outcome at apply (None: applied)."""
+        assert self.proposer is not None
+        tx_id = msgpack.unpackb(data)["tx"]
+        await self.proposer(data)
+        outcome = self._outcomes.pop(tx_id, "lost")
+        if outcome == _DUPLICATE:
+            raise AlreadyApplied(
+                "this request was applied already by an earlier attempt (a resend after a"
+                " leader change); it was not applied again"
+            )
+        return outcome
 
     # applying (every manager, in log order) ------------------------------------------
     def apply(self, index: int, data: bytes) -> None:
@@ -182,12 +237,15 @@ class Store:
         try:
             tx = msgpack.unpackb(data, raw=False)
             checks, ops, tx_id = tx["checks"], tx["ops"], tx["tx"]
-        except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
+            request = _request_of(tx.get("req"))
+        except (ValueError, TypeError, KeyError, AttributeError, msgpack.UnpackException) as exc:
             log.error("skipping a malformed entry at %d: %s", index, exc)
             self.applied = index
             return
         outcome: str | None = None
-        for kind, ident, version in checks:
+        if request is not None and not self.requests.admits(request):
+            outcome = _DUPLICATE
+        for kind, ident, version in [] if outcome else checks:
             if self.view().version(kind, ident) != version:
                 outcome = f"{kind} {ident} changed"
                 break
@@ -200,24 +258,60 @@ class Store:
                 ]
             except (StoreError, KeyError) as exc:
                 staged, outcome = [], f"malformed object: {exc}"
-            for op, kind, ident, obj in staged:
-                table = self._tables[kind]
-                old = table.get(ident)
-                if op == "put" and obj is not None:
-                    if old is None:
-                        self._order.pop(kind, None)
-                    table[ident] = (index, obj)
-                    action = "update" if old else "create"
-                    events.append(Event(kind, action, ident, old[1] if old else None, obj))
-                elif op == "del" and old is not None:
-                    self._order.pop(kind, None)
-                    del table[ident]
-                    events.append(Event(kind, "delete", ident, old[1], None))
+            outcome = outcome or self._name_taken(staged)
+            if outcome is None:
+                events = self._write(index, staged)
+                if request is not None:
+                    self.requests.record(request, index, tx.get("reply"))
         self._outcomes[tx_id] = outcome
         if len(self._outcomes) > 10000:
             self._outcomes.pop(next(iter(self._outcomes)))
         self.applied = index
         self._publish(events, index)
+
+    def _write(self, index: int, staged: list[tuple[str, str, str, Any]]) -> list[Event]:
+        events: list[Event] = []
+        for op, kind, ident, obj in staged:
+            table = self._tables[kind]
+            old = table.get(ident)
+            if op == "put" and obj is not None:
+                if old is None:
+                    self._order.pop(kind, None)
+                table[ident] = (index, obj)
+                action = "update" if old else "create"
+                events.append(Event(kind, action, ident, old[1] if old else None, obj))
+            elif op == "del" and old is not None:
+                self._order.pop(kind, None)
+                del table[ident]
+                events.append(Event(kind, "delete", ident, old[1], None))
+        return events
+
+    def _name_taken(self, staged: list[tuple[str, str, str, Any]]) -> str | None:
+        """Why these writes would give two objects of a named kind one name, or None.
+
+        Only creates and renames are checked (an object keeps the name it has), so objects
+        that share a name from before this rule can still be updated and removed."""
+        final: dict[tuple[str, str], StoreObject | None] = {}
+        for op, kind, ident, obj in staged:
+            if kind in NAMED_KINDS:
+                final[(kind, ident)] = obj if op == "put" else None
+        claimed: dict[tuple[str, str], str] = {}
+        for (kind, ident), obj in final.items():
+            name = getattr(obj, "name", "")
+            if not name:
+                continue
+            if claimed.setdefault((kind, name), ident) != ident:
+                return f"{_NAME_TAKEN}{kind} {name}"
+            old = self._tables[kind].get(ident)
+            if old is not None and getattr(old[1], "name", "") == name:
+                continue
+            for other, (_, held) in self._tables[kind].items():
+                if other == ident or getattr(held, "name", "") != name:
+                    continue
+                after = final.get((kind, other), held)
+                if after is not None and getattr(after, "name", "") == name:
+                    return f"{_NAME_TAKEN}{kind} {name}"
+        return None
 
     def _publish(self, events: Iterable[Event], index: int) -> None:
         events = list(events)
@@ -234,6 +328,7 @@ class Store:
         return msgpack.packb(
             {
                 "applied": self.applied,
+                "requests": self.requests.to_wire(),
                 "tables": {
                     kind: {i: [v, o.to_dict()] for i, (v, o) in rows.items()}
                     for kind, rows in self._tables.items()
@@ -245,16 +340,19 @@ class Store:
     def restore(self, data: bytes, index: int) -> None:
         """Replace the whole state with a snapshot's (empty data: an empty store)."""
         tables: Tables = {kind: {} for kind in KINDS}
+        requests = Requests(self.requests.limit)
         if data:
             try:
                 obj = msgpack.unpackb(data, raw=False)
                 for kind, rows in obj["tables"].items():
                     cls = KINDS[kind]
                     tables[kind] = {i: (int(v), cls.from_dict(o)) for i, (v, o) in rows.items()}
+                requests = Requests.from_wire(obj.get("requests", []), self.requests.limit)
             except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
                 raise StoreError(f"the snapshot at {index} is malformed: {exc}") from exc
         old = self._tables
         self._tables = tables
+        self.requests = requests
         self._order = {}
         self.applied = index
         events = []
@@ -275,6 +373,14 @@ class Store:
                         )
                     )
         self._publish(events, index)
+
+
+def _request_of(raw: Any) -> tuple[str, str] | None:
+    if raw is None:
+        return None
+    if isinstance(raw, list) and len(raw) == 2 and all(isinstance(x, str) for x in raw):
+        return (raw[0], raw[1])
+    raise ValueError("malformed request tag")
 
 
 def initial_snapshot(objects: Iterable[StoreObject]) -> bytes:
