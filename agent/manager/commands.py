@@ -68,11 +68,11 @@ class CommandRunner:
             raise
         except RaftError as exc:
             return {"ok": False, "error": str(exc)}
-        row = self.store.requests.get(request_id)
-        if row is not None:
-            return _replay(row)
-        run = self._running.get(request_id)
+        run = self._running.get(request_id)  # running here: wait for it, even once it wrote
         if run is None:
+            row = self.store.requests.get(request_id)
+            if row is not None:
+                return _replay(row)
             run = asyncio.get_running_loop().create_task(self._run(request_id, handler, args))
             self._running[request_id] = run
             run.add_done_callback(lambda _: self._running.pop(request_id, None))

@@ -185,6 +185,28 @@ async def test_a_duplicate_arriving_while_the_first_runs_waits_for_it() -> None:
     assert runs == [1]
 
 
+async def test_a_duplicate_arriving_after_the_first_wrote_waits_for_its_answer() -> None:
+    (s,), _ = _replicas(1)
+    release, wrote = asyncio.Event(), asyncio.Event()
+
+    async def handler(args: dict[str, Any]) -> str:
+        await s.update(_create("web", "s1"))
+        wrote.set()
+        await release.wait()
+        await s.update(_create("api", "s2"))
+        return "both"
+
+    runner = _runner(s)
+    first = asyncio.ensure_future(runner.serve("r1", handler, {}))
+    await wrote.wait()
+    row = s.requests.get("r1")
+    assert row is not None and row.reply is None  # its first write is applied, no answer yet
+    second = asyncio.ensure_future(runner.serve("r1", handler, {}))
+    await asyncio.sleep(0)
+    release.set()
+    assert await first == await second == {"ok": True, "result": "both"}
+
+
 async def test_requests_that_write_nothing_are_not_remembered() -> None:
     (s,), _ = _replicas(1)
 
