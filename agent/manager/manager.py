@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ from agent.errors import ShoalError
 from agent.manager.broker_host import BrokerHost
 from agent.manager.controlapi import ControlAPI
 from agent.manager.dispatcher import StatusLog
+from agent.manager.enrollment import EnrollLimiter, RateLimited, parse_request
 from agent.manager.leader import LeaderComponents
 from agent.manager.networksapi import NetworksAPI
 from agent.manager.raft import ConfChangeType, NotLeader, RaftError
@@ -117,6 +119,7 @@ class Manager:
             cluster_id=topics.cluster_id,
         )
         self.on_unlock_key: Callable[[str], None] | None = None
+        self.enroll_limiter = EnrollLimiter(time.monotonic)
         session.on(topics.all_nodes("status"), self.statuses.on_status)
         session.on(ENROLL_REQ_FILTER, self._on_enroll, spawn=True)
         session.on(topics.all_nodes("state"), self._on_node_state, spawn=True)
@@ -355,22 +358,28 @@ class Manager:
             return
         client = topic.split("/")[2]
         try:
-            reply: dict[str, Any] = {"ok": True, **await self._enroll(env.body)}
+            self.enroll_limiter.admit(client)
+        except RateLimited as exc:
+            self.session.rejections.reject(topic, "enrollment rate limited")
+            reply: dict[str, Any] = {"ok": False, "error": str(exc), "retry_after": exc.retry_after}
+            with contextlib.suppress(BrokerError):
+                await self.session.send(enroll_resp(client), "enrolled", reply, re=env.seq)
+            return
+        self.enroll_limiter.in_flight += 1
+        try:
+            reply = {"ok": True, **await self._enroll(env.body)}
         except (ShoalError, CertError, RaftError, StoreError) as exc:
+            self.session.rejections.reject(topic, "enrollment refused")
             log.warning("enrollment from %s refused: %s", client, exc)
             reply = {"ok": False, "error": str(exc)}
+        finally:
+            self.enroll_limiter.in_flight -= 1
         with contextlib.suppress(BrokerError):
             await self.session.send(enroll_resp(client), "enrolled", reply, re=env.seq)
 
     async def _enroll(self, body: Any) -> dict[str, Any]:
-        if not isinstance(body, dict):
-            raise ShoalError("malformed enrollment request")
-        token_text, csr = body.get("token"), body.get("csr")
-        hostname, asked = body.get("hostname", ""), body.get("role")
-        if not isinstance(token_text, str) or not isinstance(csr, bytes):
-            raise ShoalError("malformed enrollment request: token and csr are required")
-        if not isinstance(hostname, str) or len(hostname) > 253:
-            raise ShoalError("malformed enrollment request: bad hostname")
+        req = parse_request(body)
+        token_text, csr, hostname, asked = req.token, req.csr, req.hostname, req.role
         try:
             token = JoinToken.parse(token_text)
         except TokenError as exc:
