@@ -437,7 +437,12 @@ class Manager:
         node_id = Topics.node_of(topic)
         body = env.body
         status = body.get("status") if isinstance(body, dict) else None
-        if node_id is None or status not in ("ready", "down"):
+        if (
+            node_id is None
+            or status not in ("ready", "down")
+            or not isinstance(body.get("hostname", ""), str)
+            or body.get("role", "worker") not in ("manager", "worker")
+        ):
             self.session.rejections.reject(topic, "malformed node state")
             return
         if status == "down" and node_id == self.driver.leader_id and node_id != self.node_id:
