@@ -125,3 +125,30 @@ def test_the_broker_bounds_enrollment_connections_and_every_message_size() -> No
     assert f"message_size_limit {MAX_MESSAGE_BYTES}" in lines
     packet = next(int(x.split()[1]) for x in lines if x.startswith("max_packet_size "))
     assert MAX_MESSAGE_BYTES < packet <= MAX_MESSAGE_BYTES + 64 * 1024
+
+
+async def test_a_joiner_that_finds_the_listener_closing_at_once_retries_then_says_it_is_full() -> (
+    None
+):
+    import asyncio
+    import time
+
+    from agent.join import enroll
+    from certs import JoinToken, new_private_key
+
+    accepted = 0
+
+    async def close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        writer.close()
+
+    server = await asyncio.start_server(close_at_once, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    token = str(JoinToken.new("0" * 64))
+    start = time.monotonic()
+    async with server:
+        with pytest.raises(ShoalError, match="full") as info:
+            await enroll("127.0.0.1", port, token, new_private_key(), hostname="h", timeout=3)
+    assert accepted >= 2 and 2 < time.monotonic() - start < 6  # it retried until its timeout
+    assert "try again later" in str(info.value)
