@@ -20,8 +20,10 @@ from agent.errors import ShoalError
 
 __all__ = [
     "MAX_CSR_BYTES",
+    "RENEW_LIMITS",
     "EnrollLimiter",
     "EnrollRequest",
+    "Limits",
     "RateLimited",
     "TokenBucket",
     "parse_request",
@@ -77,9 +79,22 @@ class Limits:
     clients: int = 4096  # client ids remembered (the least recent are forgotten)
 
 
+RENEW_LIMITS = Limits(per_client_rate=0.2, per_client_burst=5, global_rate=20, global_burst=40)
+
+
 class EnrollLimiter:
-    def __init__(self, clock: Callable[[], float], limits: Limits | None = None) -> None:
+    """Admission of enrollments (by client id), or of renewals (by node id) with
+    ``RENEW_LIMITS`` and ``what="certificate renewal"``."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        limits: Limits | None = None,
+        *,
+        what: str = "enrollment",
+    ) -> None:
         self.clock = clock
+        self.what = what
         self.limits = limits or Limits()
         self.all = TokenBucket(self.limits.global_rate, self.limits.global_burst, stamp=clock())
         self._clients: OrderedDict[str, TokenBucket] = OrderedDict()
@@ -108,7 +123,7 @@ class EnrollLimiter:
     def _refuse(self, why: str, wait: float) -> None:
         self.refused += 1
         wait = max(1.0, math.ceil(wait))
-        raise RateLimited(f"enrollment is rate limited: {why}; try again in {wait:g} s", wait)
+        raise RateLimited(f"{self.what} is rate limited: {why}; try again in {wait:g} s", wait)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from agent.errors import ShoalError
 from agent.manager.broker_host import BrokerHost
 from agent.manager.controlapi import ControlAPI
 from agent.manager.dispatcher import StatusLog
-from agent.manager.enrollment import EnrollLimiter, RateLimited, parse_request
+from agent.manager.enrollment import RENEW_LIMITS, EnrollLimiter, RateLimited, parse_request
 from agent.manager.leader import LeaderComponents
 from agent.manager.networksapi import NetworksAPI
 from agent.manager.raft import ConfChangeType, NotLeader, RaftError
@@ -120,6 +120,7 @@ class Manager:
         )
         self.on_unlock_key: Callable[[str], None] | None = None
         self.enroll_limiter = EnrollLimiter(time.monotonic)
+        self.renew_limiter = EnrollLimiter(time.monotonic, RENEW_LIMITS, what="certificate renewal")
         session.on(topics.all_nodes("status"), self.statuses.on_status)
         session.on(ENROLL_REQ_FILTER, self._on_enroll, spawn=True)
         session.on(topics.all_nodes("state"), self._on_node_state, spawn=True)
@@ -197,7 +198,7 @@ class Manager:
             doc = json.loads(payload)
             index = int(doc["synced_index"])
             self.broker_host_id = str(doc["host"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError):
             return
         self.broker_synced = max(self.broker_synced, index)
         self._synced.set()
@@ -498,7 +499,11 @@ class Manager:
             self.session.rejections.reject(topic, f"unknown request type {env.type!r}")
             return
         try:
+            self.renew_limiter.admit(node_id)  # each renewal signs and commits: bound them
             reply: dict[str, Any] = {"ok": True, "cert": await self._renew(node_id, env.body)}
+        except RateLimited as exc:
+            self.session.rejections.reject(topic, "renewal rate limited")
+            reply = {"ok": False, "error": str(exc), "retry_after": exc.retry_after}
         except (ShoalError, CertError, RaftError, StoreError) as exc:
             reply = {"ok": False, "error": str(exc)}
         with contextlib.suppress(BrokerError):

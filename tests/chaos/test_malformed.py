@@ -12,8 +12,9 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from broker.envelope import MAX_MESSAGE_BYTES
+from broker.envelope import MAX_MESSAGE_BYTES, Envelope, encode
 from broker.topics import Topics, enroll_req
+from certs import make_csr, new_private_key
 from tests.chaos.malformed_support import (
     confused_envelopes,
     converge,
@@ -74,6 +75,11 @@ async def test_garbage_on_every_writable_topic_is_rejected_and_changes_nothing(
             expected += sum(
                 1 for p in payloads if len(p) <= MAX_MESSAGE_BYTES and not is_envelope(p)
             )
+        renewals = [
+            encode(Envelope("renew", bad.node_id, 10_000 + i, {"csr": make_csr(new_private_key())}))
+            for i in range(20)
+        ]  # valid ones: each would be signed and committed, so they are rate limited
+        sent += await _flood(w, t.node_req(bad.node_id), renewals)
         for leaf in ("description", "tasks", "x"):
             sent += await _flood(w, f"{t.base}/mon/node/{bad.node_id}/{leaf}", garbage("w", rng))
     async with as_client(adm, c.port) as a:
@@ -113,6 +119,7 @@ async def test_garbage_on_every_writable_topic_is_rejected_and_changes_nothing(
     info = c.info(c.manager)
     rejected = info["rejected"] - rejected_before
     assert rejected >= expected, info["rejected_reasons"]
+    assert info["rejected_reasons"].get("renewal rate limited", 0) >= 10, info["rejected_reasons"]
     assert c.info(worker)["connected"] is True
     for data in (c.manager, worker):  # no handler failed: every refusal was a clean one
         assert "Traceback" not in (data / "shoal.log").read_text()

@@ -152,3 +152,16 @@ async def test_a_joiner_that_finds_the_listener_closing_at_once_retries_then_say
             await enroll("127.0.0.1", port, token, new_private_key(), hostname="h", timeout=3)
     assert accepted >= 2 and 2 < time.monotonic() - start < 6  # it retried until its timeout
     assert "try again later" in str(info.value)
+
+
+def test_renewals_of_one_node_are_bounded_and_say_so() -> None:
+    from agent.manager.enrollment import RENEW_LIMITS
+
+    clock = Clock()
+    limiter = EnrollLimiter(clock, RENEW_LIMITS, what="certificate renewal")
+    for _ in range(5):
+        limiter.admit("node1")
+    with pytest.raises(RateLimited, match="certificate renewal is rate limited"):
+        limiter.admit("node1")
+    clock.now += 5
+    limiter.admit("node1")
