@@ -57,9 +57,11 @@ async def test_an_enrollment_flood_leaves_the_cluster_responsive_and_lets_a_node
     held = await hold_connections(c.enroll_port, c.ca_file, 300)
     held_n = len(held.writers)
     assert held_n + held.refused == 300
+    join_started = time.monotonic()
     joined = asyncio.create_task(asyncio.to_thread(_join, c, "w1", 40))
     answers = await bad_enrollments(c.enroll_port, c.ca_file, digest, 200)
     code, said = await joined
+    join_s = time.monotonic() - join_started
     during = probe.stop()
     usage_after, elapsed = Usage.of(pid), time.monotonic() - started
     await held.release(len(held.writers))
@@ -86,6 +88,7 @@ async def test_an_enrollment_flood_leaves_the_cluster_responsive_and_lets_a_node
         f" manager CPU {cpu:.1f} s in {elapsed:.1f} s, RSS {usage_before.rss_mb:.0f}->"
         f"{usage_after.rss_mb:.0f} MB; the join was"
         f" {'rate limited, then let in' if 'rate limited' in said else 'let in at once'}"
+        f" ({join_s:.1f} s)"
     )
     print(json.dumps({"figures": figures}))
     assert p50_d <= 5 * p50_b + 0.05, figures
@@ -94,6 +97,6 @@ async def test_an_enrollment_flood_leaves_the_cluster_responsive_and_lets_a_node
     chaos_report.record(
         "enrollment flood: 300 held connections, 200 bad tokens",
         injected=500,
-        converge_s=p99_d,
+        converge_s=join_s,
         note=figures,
     )

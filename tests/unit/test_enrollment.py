@@ -165,3 +165,24 @@ def test_renewals_of_one_node_are_bounded_and_say_so() -> None:
         limiter.admit("node1")
     clock.now += 5
     limiter.admit("node1")
+
+
+@pytest.mark.parametrize(
+    ("body", "wait"),
+    [
+        ({"ok": False, "error": "enrollment is rate limited: ...", "retry_after": 5}, 5.0),
+        ({"ok": False, "error": "x", "retry_after": 0.5}, 0.5),
+        ({"ok": False, "error": "bad token"}, None),
+        ({"ok": True, "retry_after": 5}, None),
+        ({"ok": False, "retry_after": True}, None),
+        ({"ok": False, "retry_after": 10_000}, None),
+        ({"ok": False, "retry_after": -1}, None),
+        ("x", None),
+    ],
+)
+def test_a_joiner_waits_only_as_long_as_a_sane_rate_limited_answer_says(
+    body: object, wait: float | None
+) -> None:
+    from agent.join import _retry_after
+
+    assert _retry_after(body) == wait
