@@ -22,6 +22,7 @@ from agent.worker.mesh import MeshError, parse_ingress, proxy_header
 from agent.worker.model import Assignment, parse_configs, parse_secrets
 from agent.worker.netagent import NetAgent
 from agent.worker.nettable import check_table as _check
+from broker.errors import EnvelopeError
 from tests.unit.test_decoders import _maybe, mutate, values
 from tests.worker.helpers import assignment
 
@@ -320,3 +321,31 @@ def test_a_proxy_header_from_any_peer_names_is_one_ascii_line(client: Any, local
     if not line.startswith(b"PROXY UNKNOWN"):
         fields = line[:-2].split(b" ")
         assert len(fields) == 6 and all(0 <= int(p) <= 65535 for p in fields[4:])
+
+
+# --- the live assignment handler ------------------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+async def test_the_assignment_handler_applies_or_counts_a_rejection_and_keeps_going(
+    data: st.DataObject,
+) -> None:
+    import tempfile
+
+    from tests.worker.test_secrets import node_agent
+
+    good = {"version": 5, "tasks": [GOOD_ASSIGNMENT], "secrets": [], "configs": []}
+    with tempfile.TemporaryDirectory(prefix="fix-fuzz-") as tmp:
+        agent, session = node_agent(Path(tmp))
+        body = deep_mutate(good, data) if data.draw(st.booleans()) else data.draw(values)
+        try:
+            await session.deliver(body if isinstance(body, dict) else {"version": body})
+        except EnvelopeError:
+            return  # not even an envelope (int map keys): the session rejects it first
+        applied = session.rejections.total == 0
+        assert not applied or agent.assign_version == body["version"]  # type: ignore[index]
+        assert applied or agent.assign_version == -1  # a refused set changes nothing
+        before = session.rejections.total
+        await session.deliver({**good, "version": 2**62})  # a good set still applies afterwards
+        assert agent.assign_version == 2**62 and session.rejections.total == before
