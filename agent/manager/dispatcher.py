@@ -93,8 +93,13 @@ class StatusLog:
         if not isinstance(raw, list):
             self.session.rejections.reject(topic, "status without a task list")
             return
+        if len(raw) > self.MAX_TASKS_PER_NODE:
+            self.session.rejections.reject(topic, "status of more tasks than a node may have")
+            return
         good: list[tuple[str, dict[str, Any]]] = []
-        for item in raw:
+        for i, item in enumerate(raw):
+            if i % 500 == 499:
+                await asyncio.sleep(0)  # a long report does not hold up the Raft driver
             try:
                 st = TaskStatus.from_dict(item)
             except StatusError as exc:

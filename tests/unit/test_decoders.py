@@ -5,6 +5,7 @@ carry on."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -293,3 +294,26 @@ def test_hostile_stack_files_are_stack_errors_in_bounded_time(text: bytes) -> No
 
 def test_msgpack_helpers_used_above_produce_what_they_say() -> None:
     assert msgpack.unpackb(encode(Envelope("t", "s", 1, GOOD_STATUS)))[5] == GOOD_STATUS
+
+
+async def test_a_huge_status_report_is_refused_at_once_and_a_long_one_lets_others_run() -> None:
+    session = FakeSession()
+    log = StatusLog(session)  # type: ignore[arg-type]
+    huge = [dict(GOOD_STATUS, task_id=f"t{i}") for i in range(StatusLog.MAX_TASKS_PER_NODE + 1)]
+    start = time.monotonic()
+    await log.on_status("shoal/c1/node/n1/status", env("status", {"tasks": huge}))
+    assert time.monotonic() - start < 0.05 and not log.latest
+    assert session.rejections.counts["status of more tasks than a node may have"] == 1
+
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(ticker())
+    await log.on_status("shoal/c1/node/n1/status", env("status", {"tasks": huge[:5000]}))
+    other.cancel()
+    assert len(log.latest) == 5000 and ticks >= 5  # the loop ran other work meanwhile
