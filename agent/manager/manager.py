@@ -336,7 +336,9 @@ class Manager:
             if len(payload) > 1024 * 1024:
                 raise ShoalError("the stack file is larger than 1 MiB")
             if verb == "deploy":
-                spec = load_stack_text(payload, stack_name=stack, filename=f"{stack}.yml")
+                spec = await asyncio.to_thread(  # a large file takes seconds: not on the loop
+                    load_stack_text, payload, stack_name=stack, filename=f"{stack}.yml"
+                )
                 result = await self.stacks.deploy(spec)
                 doc.update(ok=True, actions=result["actions"])
                 doc["warnings"] = [w.message for w in spec.warnings]

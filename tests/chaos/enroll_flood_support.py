@@ -109,10 +109,11 @@ async def bad_enrollments(
 
 class Latency:
     """Times commands through a manager's control socket in a thread: `node-ls`, and every
-    fifth one a `service-create` (no replicas), a write through Raft."""
+    fifth one a `service-create` (no replicas), a write through Raft (unless not ``writes``)."""
 
-    def __init__(self, manager: Path) -> None:
+    def __init__(self, manager: Path, *, writes: bool = True) -> None:
         self.socket = manager / "shoal.sock"
+        self.writes = writes
         self.samples: list[float] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -128,7 +129,7 @@ class Latency:
         i = 0
         while not self._stop.is_set():
             i += 1
-            args = {"spec": self._spec()} if i % 5 == 0 else {}
+            args = {"spec": self._spec()} if self.writes and i % 5 == 0 else {}
             start = time.monotonic()
             control.call(self.socket, "service-create" if args else "node-ls", args, timeout=30)
             self.samples.append(time.monotonic() - start)

@@ -6,6 +6,7 @@ had, and the cluster still converges a service quickly afterwards."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from broker.envelope import MAX_MESSAGE_BYTES, Envelope, encode
 from broker.topics import Topics, enroll_req
 from certs import make_csr, new_private_key
+from tests.chaos.enroll_flood_support import Latency
 from tests.chaos.malformed_support import (
     confused_envelopes,
     converge,
@@ -26,7 +28,7 @@ from tests.chaos.malformed_support import (
 )
 from tests.chaos.report import ChaosReport
 from tests.integration.conftest import Cluster, shoal
-from tests.integration.mqtt import Ident, as_client, enroll_identity, mqtt
+from tests.integration.mqtt import Ident, as_client, enroll_identity, first, mqtt
 
 pytestmark = [pytest.mark.integration]
 
@@ -51,6 +53,31 @@ async def _too_big(port: int, ca: Path, topic: str, **kw: object) -> bool:
     except aiomqtt.MqttError:
         return True
     return False
+
+
+def heavy_stack_file() -> bytes:
+    """Just under 1 MiB that takes seconds to parse and is refused only at its last line."""
+    head = "version: '3.8'\nservices:\n  web:\n    image: x\n    labels:\n"
+    lines, size = [head], len(head)
+    i = 0
+    while size < 1024 * 1024 - 64:
+        line = f"      l{i}: v{i}\n"
+        lines.append(line)
+        size += len(line)
+        i += 1
+    return ("".join(lines) + "    imagee: y\n").encode()
+
+
+async def _heavy_stack(c: Cluster, a: aiomqtt.Client, t: Topics, admin: str) -> float:
+    """The longest the manager took to answer `node-ls` while it parsed a heavy stack file."""
+    await a.subscribe(t.stack_result(admin, "heavy"), qos=1)
+    probe = Latency(c.manager, writes=False)
+    probe.start()
+    await a.publish(t.stack_ctl(admin, "heavy", "deploy"), heavy_stack_file(), qos=1, timeout=30)
+    result = json.loads(await first(a, t.stack_result(admin, "heavy"), timeout=60))
+    samples = probe.stop()
+    assert result["ok"] is False and "imagee" in " ".join(result["errors"]), result
+    return max(samples)
 
 
 async def test_garbage_on_every_writable_topic_is_rejected_and_changes_nothing(
@@ -94,6 +121,8 @@ async def test_garbage_on_every_writable_topic_is_rejected_and_changes_nothing(
         sent += await _flood(a, t.stack_ctl(adm.node_id, "junk", "rm"), garbage("a", rng)[:5])
         sent += await _flood(a, t.ctl(adm.node_id, "stack/junk/other"), [b"x"])
         sent += await _flood(a, t.ctl(adm.node_id, "x"), garbage("a", rng)[:10])
+        stall = await _heavy_stack(c, a, t, adm.node_id)
+        sent += 1
     async with mqtt(c.enroll_port, ca=c.ca_file, client_id="jfuzz") as anon:
         payloads = garbage("jfuzz", rng) + confused_envelopes("jfuzz")
         sent += await _flood(anon, enroll_req("jfuzz"), payloads)
@@ -113,6 +142,8 @@ async def test_garbage_on_every_writable_topic_is_rejected_and_changes_nothing(
     ]
     sent += len(cut)
     assert cut == [True, True]
+
+    assert stall < 1.5, f"the manager stalled {stall:.2f} s while parsing a stack file"
 
     # every daemon is alive, answers, and counted what it refused
     assert daemon_alive(c.manager) and daemon_alive(worker)
@@ -147,6 +178,7 @@ async def test_garbage_on_every_writable_topic_is_rejected_and_changes_nothing(
         "malformed messages from a worker, an admin and anonymous clients",
         injected=sent,
         converge_s=created + scaled,
-        note=f"rejected {rejected} (>= {expected} undecodable); create {created:.2f} s,"
+        note=f"rejected {rejected} (>= {expected} undecodable); longest answer while parsing"
+        f" a 1 MiB stack {stall:.2f} s; create {created:.2f} s,"
         f" scale {scaled:.2f} s",
     )
