@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import ssl
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from certs import (
 )
 
 __all__ = ["Enrolled", "enroll", "parse_broker_url"]
+
+log = logging.getLogger("shoal.join")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,16 +74,8 @@ async def enroll(
     except TokenError as exc:
         raise ShoalError(str(exc)) from None
     # 1. Pin the CA: nothing is sent before the broker proves it holds the token's CA.
-    try:
-        chain = await fetch_server_chain(host, enroll_port, timeout=timeout)
-    except ssl.SSLError as exc:
-        raise ShoalError(f"TLS with {host}:{enroll_port} failed: {exc}") from None
-    except (OSError, TimeoutError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "no answer"
-        raise ShoalError(
-            f"cannot reach the swarm's enrollment listener at {host}:{enroll_port}: {why}"
-            " (is the address right? is the manager running?)"
-        ) from None
+    deadline = asyncio.get_running_loop().time() + timeout
+    chain = await _server_chain(host, enroll_port, deadline, timeout)
     ca_pem = None
     for der in chain:
         pem = x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
@@ -107,14 +102,19 @@ async def enroll(
     )
     session.on(enroll_resp(client), _ignore)
     session.start()
+    request = {"token": str(token), "csr": make_csr(key), "hostname": hostname, "role": role}
     try:
         await session.wait_connected(timeout)
-        reply = await session.request(
-            enroll_req(client),
-            "enroll",
-            {"token": str(token), "csr": make_csr(key), "hostname": hostname, "role": role},
-            timeout=timeout,
-        )
+        while True:
+            reply = await session.request(enroll_req(client), "enroll", request, timeout=timeout)
+            wait = _retry_after(reply.body)
+            if wait is None:
+                break
+            why = str(reply.body.get("error") or "enrollment is rate limited")
+            if asyncio.get_running_loop().time() + wait > deadline:
+                raise ShoalError(f"the swarm did not let this node in within {timeout:g} s: {why}")
+            log.warning("%s; retrying in %g s", why, wait)
+            await asyncio.sleep(wait * (1 + 0.5 * secrets.randbelow(1000) / 1000))
         body = raise_for_reply(reply)
     except RequestTimeout:
         raise ShoalError(
@@ -128,6 +128,42 @@ async def enroll(
     finally:
         await session.close()
     return _check(body, key, ca_pem)
+
+
+async def _server_chain(host: str, port: int, deadline: float, timeout: float) -> list[bytes]:
+    """The broker's chain. A listener that closes at once may be full: retry until the
+    deadline, then say so."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return await fetch_server_chain(host, port, timeout=max(1.0, deadline - loop.time()))
+        except (ssl.SSLEOFError, ConnectionResetError, BrokenPipeError):
+            if loop.time() + 1 < deadline:
+                await asyncio.sleep(0.5 + secrets.randbelow(1000) / 1000)
+                continue
+            raise ShoalError(
+                f"the swarm's enrollment listener at {host}:{port} kept closing the connection"
+                f" at once for {timeout:g} s: it takes a bounded number of connections at a"
+                " time and is full (many clients are connected to it); try again later"
+            ) from None
+        except ssl.SSLError as exc:
+            raise ShoalError(f"TLS with {host}:{port} failed: {exc}") from None
+        except (OSError, TimeoutError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "no answer"
+            raise ShoalError(
+                f"cannot reach the swarm's enrollment listener at {host}:{port}: {why}"
+                " (is the address right? is the manager running?)"
+            ) from None
+
+
+def _retry_after(body: object) -> float | None:
+    """Seconds to wait when the answer says enrollment is rate limited (None otherwise)."""
+    if not isinstance(body, dict) or body.get("ok") is True:
+        return None
+    wait = body.get("retry_after")
+    if isinstance(wait, int | float) and not isinstance(wait, bool) and 0 < wait <= 60:
+        return float(wait)
+    return None
 
 
 async def _ignore(topic: str, env: object) -> None:

@@ -13,9 +13,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from broker.envelope import MAX_MESSAGE_BYTES
 from broker.topics import ENROLL_REQ_FILTER, ROOT, Topics, check_id
 
 __all__ = ["BrokerFiles", "ListenSpec", "render_cluster_acl", "render_config", "render_enroll_acl"]
+
+
+MAX_PACKET_BYTES = MAX_MESSAGE_BYTES + 64 * 1024  # the payload limit plus room for a topic
+ENROLL_MAX_CONNECTIONS = 256  # anonymous clients connected to the enrollment listener at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +109,7 @@ def render_config(files: BrokerFiles, listen: ListenSpec, *, user: str) -> str:
         "set_tcp_nodelay true",
         "max_inflight_messages 100",
         "max_queued_messages 10000",
-        "max_packet_size 5242880",
+        *_limits(),
         "",
         "# cluster traffic: mutual TLS, identity = certificate CN",
         f"listener {listen.cluster_port} {listen.host}",
@@ -121,11 +126,21 @@ def render_config(files: BrokerFiles, listen: ListenSpec, *, user: str) -> str:
         *tls,
         "require_certificate false",
         "allow_anonymous true",
-        "max_connections 256",
+        f"max_connections {ENROLL_MAX_CONNECTIONS}",
         f"acl_file {_q(files.enroll_acl)}",
         "",
     ]
     return "\n".join(lines)
+
+
+def _limits() -> list[str]:
+    """Size limits for every client: a publish whose payload is over the envelope's limit is
+    dropped by the broker (receivers would reject it anyway); a packet a little larger than
+    that (a long topic, an oversized anything) ends the sender's connection."""
+    return [
+        f"message_size_limit {MAX_MESSAGE_BYTES}",
+        f"max_packet_size {MAX_PACKET_BYTES}",
+    ]
 
 
 def render_cluster_acl(

@@ -19,6 +19,7 @@ import aiomqtt
 from broker.envelope import Envelope, Rejections, decode, encode
 from broker.errors import BrokerError, EnvelopeError, NotConnected, RequestTimeout
 from broker.tls import diagnose
+from broker.topics import answers
 
 __all__ = ["Handler", "Session", "SessionConfig", "Will"]
 
@@ -71,6 +72,7 @@ class Session:
         self._seq = itertools.count(1)
         self._subs: list[tuple[str, int, RawHandler]] = []
         self._pending: dict[int, asyncio.Future[Envelope]] = {}
+        self._asked_on: dict[int, str] = {}  # where each pending request was sent
         self._on_connect: list[Callable[[], Awaitable[None]]] = []
         self._task: asyncio.Task[None] | None = None
         self._spawned: set[asyncio.Task[None]] = set()
@@ -90,6 +92,9 @@ class Session:
                 self.rejections.reject(topic, str(exc))
                 return
             if env.re and env.re in self._pending:
+                if not answers(self._asked_on.get(env.re, ""), topic):
+                    self.rejections.reject(topic, "an answer on a topic that cannot carry it")
+                    return
                 fut = self._pending.pop(env.re)
                 if not fut.done():
                     fut.set_result(env)
@@ -328,6 +333,7 @@ class Session:
         seq = self.next_seq()
         fut: asyncio.Future[Envelope] = asyncio.get_running_loop().create_future()
         self._pending[seq] = fut
+        self._asked_on[seq] = topic
         try:
             env = Envelope(type=type, sender=self.config.sender, seq=seq, body=body)
             await self.publish(topic, encode(env), timeout=timeout)
@@ -336,6 +342,7 @@ class Session:
             raise RequestTimeout(f"no answer to {type!r} within {timeout:g} s") from None
         finally:
             self._pending.pop(seq, None)
+            self._asked_on.pop(seq, None)
 
 
 def raise_for_reply(env: Envelope) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from broker.errors import BrokerError
 
-__all__ = ["ROOT", "Topics", "check_id", "enroll_req", "enroll_resp"]
+__all__ = ["ROOT", "Topics", "answers", "check_id", "enroll_req", "enroll_resp"]
 
 ROOT = "shoal"
 _ID = re.compile(r"^[0-9a-z][0-9a-z-]{0,63}$")
@@ -44,6 +44,18 @@ def enroll_resp(client: str) -> str:
 
 
 ENROLL_REQ_FILTER = f"{ROOT}/enroll/+/req"
+
+
+def answers(request_topic: str, reply_topic: str) -> bool:
+    """Whether a reply that arrived on ``reply_topic`` may answer a request sent on
+    ``request_topic``: on a node's or a joiner's topics only the other half of the same
+    ``req``/``resp`` pair; on managers' request topics (which only managers may write), any."""
+    rq, rp = request_topic.split("/"), reply_topic.split("/")
+    if len(rq) < 3 or len(rp) < 3 or rp[-1] not in ("req", "resp"):
+        return False
+    if rq[-3] == "mgr" and rp[-3] == "mgr" and rq[:-3] == rp[:-3]:
+        return rp[-1] == "req"
+    return rq[:-1] == rp[:-1] and {rq[-1], rp[-1]} == {"req", "resp"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,9 +54,13 @@ class StatusLog:
     """Runs on every manager: the latest status each node reported per task, and when each
     node was last heard from."""
 
+    MAX_TASKS_PER_NODE = 10_000  # statuses remembered per node; the oldest make room
+    MAX_TEXT = 2048  # characters kept of a status's message and error
+
     def __init__(self, session: Session) -> None:
         self.session = session
         self.latest: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._by_node: dict[str, dict[str, None]] = defaultdict(dict)  # in arrival order
         self.seen: dict[str, float] = {}
         self.descriptions: dict[str, dict[str, Any]] = {}
         self.listener: Callable[[str, list[tuple[str, dict[str, Any]]]], None] | None = None
@@ -89,18 +93,42 @@ class StatusLog:
         if not isinstance(raw, list):
             self.session.rejections.reject(topic, "status without a task list")
             return
+        if len(raw) > self.MAX_TASKS_PER_NODE:
+            self.session.rejections.reject(topic, "status of more tasks than a node may have")
+            return
         good: list[tuple[str, dict[str, Any]]] = []
-        for item in raw:
+        for i, item in enumerate(raw):
+            if i % 500 == 499:
+                await asyncio.sleep(0)  # a long report does not hold up the Raft driver
             try:
                 st = TaskStatus.from_dict(item)
             except StatusError as exc:
                 self.session.rejections.reject(topic, f"bad task status: {exc}")
                 continue
             doc = st.to_dict()
-            self.latest[st.task_id] = (node_id, doc)
+            doc["message"] = doc["message"][: self.MAX_TEXT]
+            doc["err"] = doc["err"][: self.MAX_TEXT]
+            doc["container_id"] = doc["container_id"][:128]
+            self._remember(node_id, st.task_id, doc)
             good.append((st.task_id, doc))
         if good and self.listener is not None:
             self.listener(node_id, good)
+
+    def _remember(self, node_id: str, task_id: str, doc: dict[str, Any]) -> None:
+        """Keep the latest status of a task, at most MAX_TASKS_PER_NODE per node: a node
+        cannot make managers remember more by reporting made-up tasks."""
+        previous = self.latest.get(task_id)
+        if previous is not None and previous[0] != node_id:
+            self._by_node[previous[0]].pop(task_id, None)
+        mine = self._by_node[node_id]
+        mine.pop(task_id, None)
+        while len(mine) >= self.MAX_TASKS_PER_NODE:
+            oldest = next(iter(mine))
+            del mine[oldest]
+            if self.latest.get(oldest, ("",))[0] == node_id:
+                del self.latest[oldest]
+        mine[task_id] = None
+        self.latest[task_id] = (node_id, doc)
 
 
 def _clean_description(body: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,6 +23,7 @@ from agent.manager.broker_host import BrokerHost
 from agent.manager.commands import CommandRunner, new_request_id, result_of
 from agent.manager.controlapi import ControlAPI
 from agent.manager.dispatcher import StatusLog
+from agent.manager.enrollment import RENEW_LIMITS, EnrollLimiter, RateLimited, parse_request
 from agent.manager.leader import LeaderComponents
 from agent.manager.networksapi import NetworksAPI
 from agent.manager.raft import ConfChangeType, NotLeader, RaftError
@@ -119,6 +121,8 @@ class Manager:
             cluster_id=topics.cluster_id,
         )
         self.on_unlock_key: Callable[[str], None] | None = None
+        self.enroll_limiter = EnrollLimiter(time.monotonic)
+        self.renew_limiter = EnrollLimiter(time.monotonic, RENEW_LIMITS, what="certificate renewal")
         session.on(topics.all_nodes("status"), self.statuses.on_status)
         session.on(ENROLL_REQ_FILTER, self._on_enroll, spawn=True)
         session.on(topics.all_nodes("state"), self._on_node_state, spawn=True)
@@ -196,7 +200,7 @@ class Manager:
             doc = json.loads(payload)
             index = int(doc["synced_index"])
             self.broker_host_id = str(doc["host"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError):
             return
         self.broker_synced = max(self.broker_synced, index)
         self._synced.set()
@@ -347,7 +351,9 @@ class Manager:
             if len(payload) > 1024 * 1024:
                 raise ShoalError("the stack file is larger than 1 MiB")
             if verb == "deploy":
-                spec = load_stack_text(payload, stack_name=stack, filename=f"{stack}.yml")
+                spec = await asyncio.to_thread(  # a large file takes seconds: not on the loop
+                    load_stack_text, payload, stack_name=stack, filename=f"{stack}.yml"
+                )
                 result = await self.stacks.deploy(spec)
                 doc.update(ok=True, actions=result["actions"])
                 doc["warnings"] = [w.message for w in spec.warnings]
@@ -370,22 +376,28 @@ class Manager:
             return
         client = topic.split("/")[2]
         try:
-            reply: dict[str, Any] = {"ok": True, **await self._enroll(env.body)}
+            self.enroll_limiter.admit(client)
+        except RateLimited as exc:
+            self.session.rejections.reject(topic, "enrollment rate limited")
+            reply: dict[str, Any] = {"ok": False, "error": str(exc), "retry_after": exc.retry_after}
+            with contextlib.suppress(BrokerError):
+                await self.session.send(enroll_resp(client), "enrolled", reply, re=env.seq)
+            return
+        self.enroll_limiter.in_flight += 1
+        try:
+            reply = {"ok": True, **await self._enroll(env.body)}
         except (ShoalError, CertError, RaftError, StoreError) as exc:
+            self.session.rejections.reject(topic, "enrollment refused")
             log.warning("enrollment from %s refused: %s", client, exc)
             reply = {"ok": False, "error": str(exc)}
+        finally:
+            self.enroll_limiter.in_flight -= 1
         with contextlib.suppress(BrokerError):
             await self.session.send(enroll_resp(client), "enrolled", reply, re=env.seq)
 
     async def _enroll(self, body: Any) -> dict[str, Any]:
-        if not isinstance(body, dict):
-            raise ShoalError("malformed enrollment request")
-        token_text, csr = body.get("token"), body.get("csr")
-        hostname, asked = body.get("hostname", ""), body.get("role")
-        if not isinstance(token_text, str) or not isinstance(csr, bytes):
-            raise ShoalError("malformed enrollment request: token and csr are required")
-        if not isinstance(hostname, str) or len(hostname) > 253:
-            raise ShoalError("malformed enrollment request: bad hostname")
+        req = parse_request(body)
+        token_text, csr, hostname, asked = req.token, req.csr, req.hostname, req.role
         try:
             token = JoinToken.parse(token_text)
         except TokenError as exc:
@@ -443,7 +455,12 @@ class Manager:
         node_id = Topics.node_of(topic)
         body = env.body
         status = body.get("status") if isinstance(body, dict) else None
-        if node_id is None or status not in ("ready", "down"):
+        if (
+            node_id is None
+            or status not in ("ready", "down")
+            or not isinstance(body.get("hostname", ""), str)
+            or body.get("role", "worker") not in ("manager", "worker")
+        ):
             self.session.rejections.reject(topic, "malformed node state")
             return
         if status == "down" and node_id == self.driver.leader_id and node_id != self.node_id:
@@ -499,7 +516,11 @@ class Manager:
             self.session.rejections.reject(topic, f"unknown request type {env.type!r}")
             return
         try:
+            self.renew_limiter.admit(node_id)  # each renewal signs and commits: bound them
             reply: dict[str, Any] = {"ok": True, "cert": await self._renew(node_id, env.body)}
+        except RateLimited as exc:
+            self.session.rejections.reject(topic, "renewal rate limited")
+            reply = {"ok": False, "error": str(exc), "retry_after": exc.retry_after}
         except (ShoalError, CertError, RaftError, StoreError) as exc:
             reply = {"ok": False, "error": str(exc)}
         with contextlib.suppress(BrokerError):

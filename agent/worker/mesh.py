@@ -169,7 +169,7 @@ def proxy_header(client: tuple[Any, ...] | None, local: tuple[Any, ...] | None) 
         src = src.ipv4_mapped
     if isinstance(dst, ipaddress.IPv6Address) and dst.ipv4_mapped is not None:
         dst = dst.ipv4_mapped
-    if src.version != dst.version:
+    if src.version != dst.version or not (0 <= sport <= 65535 and 0 <= dport <= 65535):
         return b"PROXY UNKNOWN\r\n"
     family = "TCP4" if src.version == 4 else "TCP6"
     return f"PROXY {family} {src} {dst} {sport} {dport}\r\n".encode("ascii")

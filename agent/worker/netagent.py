@@ -47,6 +47,7 @@ from agent.worker.netlinux import (
     Vip,
 )
 from agent.worker.netplan import DEVICE_PREFIXES, namespace_name
+from agent.worker.nettable import check_table as _check
 
 __all__ = ["NetAgent", "NetworkUnavailable", "kernel_networking"]
 
@@ -441,65 +442,3 @@ def _first_ip(candidates: list[Any], v6: bool) -> str | None:
         if (ip.version == 6) == v6:
             return str(ip)
     return None
-
-
-def _check(table: object) -> str | None:
-    """Why ``table`` is not a routing table this agent can apply (None when it is)."""
-    if not isinstance(table, dict):
-        return "not a mapping"
-    for key, kind in (("networks", dict), ("ingress", dict), ("host_ports", list), ("tasks", dict)):
-        if not isinstance(table.get(key, kind()), kind):
-            return f"{key}: expected a {kind.__name__}"
-    where = "table"
-    try:
-        for ident, net in (table.get("networks") or {}).items():
-            where = f"networks.{ident}"
-            _network(net)
-            if not isinstance(net.get("dns", {}), dict):
-                raise ValueError("dns: expected a mapping of names to addresses")
-            for name, answers in (net.get("dns") or {}).items():
-                where = f"networks.{ident}.dns.{name}"
-                if not isinstance(name, str) or not isinstance(answers, list):
-                    raise ValueError("expected a name and a list of addresses")
-                for answer in answers:
-                    ipaddress.ip_address(answer)
-            for i, v in enumerate(net.get("vips") or []):
-                where = f"networks.{ident}.vips[{i}]"
-                ipaddress.ip_address(v["vip"])
-                for b in v.get("backends") or []:
-                    ipaddress.ip_address(b)
-        where = "ingress"
-        ingress = table.get("ingress") or {}
-        if ingress.get("subnet"):
-            _network(ingress)
-        for i, p in enumerate(ingress.get("ports") or []):
-            where = f"ingress.ports[{i}]"
-            _protocol(p)
-            int(p["published"]), int(p["target"])
-            for b in p.get("backends") or []:
-                ipaddress.ip_address(b["address"])
-        for task_id, interfaces in (table.get("tasks") or {}).items():
-            where = f"tasks.{task_id}"
-            for i in interfaces:
-                str(i["network"]), ipaddress.ip_address(i["address"])
-        for i, p in enumerate(table.get("host_ports") or []):
-            where = f"host_ports[{i}]"
-            _protocol(p)
-            str(p["task"]), int(p["published"]), int(p["target"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        what = f"{exc} is missing" if isinstance(exc, KeyError) else str(exc)
-        return f"{where}: {what}"
-    return None
-
-
-def _protocol(port: Mapping[str, Any]) -> None:
-    if port["protocol"] not in ("tcp", "udp"):
-        raise ValueError(f"protocol must be tcp or udp, not {port['protocol']!r}")
-
-
-def _network(net: Mapping[str, Any]) -> None:
-    ipaddress.ip_network(net["subnet"])
-    ipaddress.ip_address(net["gateway"])
-    int(net["vni"])
-    for p in net.get("remote") or []:
-        ipaddress.ip_address(p["address"])
