@@ -22,7 +22,7 @@ from typing import Any
 
 from agent.worker.netplan import namespace_prefix
 from tests.integration.conftest import free_ports, kill_leftovers, kill_processes_under, wait_for
-from tests.integration.netns import Fabric, run
+from tests.integration.netns import Fabric, fabric, run
 
 __all__ = ["PartitionSwarm", "partition_swarm"]
 
@@ -110,56 +110,51 @@ class PartitionSwarm:
         return bool(self.info(node).get("connected"))
 
 
-def _fabric_add(f: Fabric, names: tuple[str, ...]) -> None:
-    run("ip", "netns", "add", f.underlay)
-    run("ip", "-n", f.underlay, "link", "add", "br0", "type", "bridge")
-    run("ip", "-n", f.underlay, "link", "set", "br0", "up")
-    for name in names:
-        f.add(name)
-
-
 @contextlib.contextmanager
 def partition_swarm(root: Path) -> Iterator[PartitionSwarm]:
     """The swarm, made the way users make one (`swarm init`, `swarm join`), in namespaces;
     every node leaves, and every namespace goes, afterwards."""
-    tag = f"orph{random.randrange(16**3):03x}"
-    f = Fabric(tag, f"10.{random.randrange(100, 200)}.{random.randrange(256)}", f"shu{tag}")
-    (port,) = free_ports(1)
-    (enroll,) = free_ports(1)
-    s = PartitionSwarm(f, root, port)
-    s.data = {name: root / name for name in NAMES}
-    try:
-        _fabric_add(f, NAMES)
-        m1 = f.addresses[BROKER_HOST]
+    port, enroll = free_ports(2)
+    with fabric(*NAMES, tag=f"orph{random.randrange(16**3):03x}") as f:
+        s = PartitionSwarm(f, root, port)
+        s.data = {name: root / name for name in NAMES}
+        try:
+            _start(s, enroll)
+            yield s
+        finally:
+            _stop(s)
+
+
+def _start(s: PartitionSwarm, enroll: int) -> None:
+    m1 = s.f.addresses[BROKER_HOST]
+    s.shoal(
+        "swarm", "init", "--listen-addr", f"{m1}:{s.port}", "--advertise-addr", m1,
+        "--enroll-port", str(enroll), "--hostname", "m1", "--driver", "process",
+    )  # fmt: skip
+    for name in NAMES[1:]:
+        role = "worker" if name.startswith("w") else "manager"
+        token = s.shoal("swarm", "join-token", "-q", role).stdout.strip()
         s.shoal(
-            "swarm", "init", "--listen-addr", f"{m1}:{port}", "--advertise-addr", m1,
-            "--enroll-port", str(enroll), "--hostname", "m1", "--driver", "process",
+            "swarm", "join", "--token", token, "--hostname", name,
+            "--enroll-port", str(enroll), "--driver", "process",
+            f"mqtts://{m1}:{s.port}", node=name,
         )  # fmt: skip
-        for name in NAMES[1:]:
-            role = "worker" if name.startswith("w") else "manager"
-            token = s.shoal("swarm", "join-token", "-q", role).stdout.strip()
-            s.shoal(
-                "swarm", "join", "--token", token, "--hostname", name,
-                "--enroll-port", str(enroll), "--driver", "process",
-                f"mqtts://{m1}:{port}", node=name,
-            )  # fmt: skip
-        for name in NAMES:
-            s.ids[name] = s.info(name)["node_id"]
-        wait_for(lambda: s.leader() == "m1", 30, "every manager to follow m1")
-        wait_for(lambda: len(set(s.applied().values())) == 1, 30, "the managers in step")
-        yield s
-    finally:
-        for name in NAMES:
-            s.heal(name)
-        for name in reversed(NAMES):
-            if (s.data[name] / "node.json").exists():
-                s.shoal("swarm", "leave", "--force", node=name, check=False)
-        for d in s.data.values():
-            kill_leftovers(d)
-        kill_processes_under(root)
-        for ns in [*f.nodes.values(), f.underlay]:
+    for name in NAMES:
+        s.ids[name] = s.info(name)["node_id"]
+    wait_for(lambda: s.leader() == "m1", 30, "every manager to follow m1")
+    wait_for(lambda: len(set(s.applied().values())) == 1, 30, "the managers in step")
+
+
+def _stop(s: PartitionSwarm) -> None:
+    for name in NAMES:
+        s.heal(name)
+    for name in reversed(NAMES):
+        if (s.data[name] / "node.json").exists():
+            s.shoal("swarm", "leave", "--force", node=name, check=False)
+    for d in s.data.values():
+        kill_leftovers(d)
+    kill_processes_under(s.root)
+    for line in run("ip", "netns", "list", check=False).splitlines():
+        ns = line.split()[0] if line.strip() else ""
+        if any(ns.startswith(namespace_prefix(node_id)) for node_id in s.ids.values()):
             run("ip", "netns", "del", ns, check=False)
-        for line in run("ip", "netns", "list", check=False).splitlines():
-            ns = line.split()[0] if line.strip() else ""
-            if any(ns.startswith(namespace_prefix(node_id)) for node_id in s.ids.values()):
-                run("ip", "netns", "del", ns, check=False)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -17,9 +18,19 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Cluster, shoal, wait_for
+from agent.worker.netplan import namespace_prefix
+from tests.integration.conftest import (
+    Cluster,
+    free_ports,
+    kill_leftovers,
+    kill_processes_under,
+    shoal,
+    wait_for,
+)
+from tests.integration.netns import Fabric, can_make_namespaces, fabric, run
 
 pytestmark = pytest.mark.integration
+_CANNOT = can_make_namespaces()
 
 IMAGE = "shoal/busybox:latest"
 
@@ -45,8 +56,8 @@ def nodes(cluster: Cluster) -> Iterator[dict[str, Any]]:
         "--constraint", "node.hostname==orphd", IMAGE, "sleep", "3600", data=cluster.manager,
     )  # fmt: skip
     ids = {d: cluster.info(d)["node_id"] for d in (proc, dock)}
-    wait_for(lambda: len(_running(cluster, proc)) == 2, 30, "two process tasks running")
-    wait_for(lambda: len(_running(cluster, dock)) == 1, 60, "the container running")
+    wait_for(lambda: len(_running(proc)) == 2, 30, "two process tasks running")
+    wait_for(lambda: len(_running(dock)) == 1, 60, "the container running")
     yield {"cluster": cluster, "proc": proc, "dock": dock, "ids": ids}
     for d in (proc, dock):
         found = _containers(ids[d])
@@ -68,7 +79,7 @@ def _info(data: Path) -> dict[str, Any]:
     return dict(json.loads(proc.stdout)) if proc.returncode == 0 else {}
 
 
-def _running(c: Cluster, data: Path) -> list[str]:
+def _running(data: Path) -> list[str]:
     return [t for t, state in _info(data).get("tasks", {}).items() if state == "running"]
 
 
@@ -171,4 +182,70 @@ def test_a_node_cut_off_from_the_broker_keeps_its_tasks(nodes: dict[str, Any]) -
     while time.monotonic() < deadline:  # the whole window: nothing may stop meanwhile
         assert all(map(_alive, pids)) and _info(proc).get("removed") is None
         time.sleep(0.5)
-    assert len(_running(c, proc)) == 2
+    assert len(_running(proc)) == 2
+
+
+def _ns_cli(f: Fabric, node: str, data: Path, *args: str) -> str:
+    cmd = [*f.prefix_of(node), sys.executable, "-m", "agent", "--data-dir", str(data), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+def _node_devices(f: Fabric, node: str) -> list[str]:
+    out = run("ip", "-n", f.nodes[node], "-o", "link", "show")
+    names = [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
+    return [n for n in names if n.startswith("sh")]
+
+
+def _task_namespaces(node_id: str) -> list[str]:
+    prefix = namespace_prefix(node_id)
+    listed = run("ip", "netns", "list").splitlines()
+    return [line.split()[0] for line in listed if line.startswith(prefix)]
+
+
+@pytest.mark.skipif(_CANNOT is not None, reason=str(_CANNOT))
+def test_a_removed_node_removes_its_overlay_networking(tmp_path: Path) -> None:
+    """In network namespaces, so that the removed node runs overlay networking of its own."""
+    port, enroll = free_ports(2)
+    data = {"m": tmp_path / "m", "w": tmp_path / "w"}
+    with fabric("m", "w", tag=f"orph{random.randrange(16**3):03x}") as f:
+        try:
+            m = f.addresses["m"]
+            _ns_cli(
+                f, "m", data["m"], "swarm", "init", "--listen-addr", f"{m}:{port}",
+                "--advertise-addr", m, "--enroll-port", str(enroll), "--hostname", "m",
+                "--driver", "process",
+            )  # fmt: skip
+            token = _ns_cli(f, "m", data["m"], "swarm", "join-token", "-q", "worker").strip()
+            _ns_cli(
+                f, "w", data["w"], "swarm", "join", "--token", token, "--hostname", "orphw",
+                "--enroll-port", str(enroll), "--driver", "process", f"mqtts://{m}:{port}",
+            )  # fmt: skip
+            node_id = _info(data["w"])["node_id"]
+            _ns_cli(f, "m", data["m"], "network", "create", "orphnet")
+            _ns_cli(
+                f, "m", data["m"], "service", "create", "--detach", "--name", "orphn",
+                "--network", "orphnet", "--stop-grace-period", "1s",
+                "--constraint", "node.hostname==orphw", "/bin/sleep", "3600",
+            )  # fmt: skip
+            wait_for(lambda: _running(data["w"]), 30, "the task running on its network")
+            assert _node_devices(f, "w") and _task_namespaces(node_id)
+            pids = _pids(data["w"])
+            _ns_cli(f, "m", data["m"], "node", "rm", "--force", "orphw")
+            wait_for(lambda: _info(data["w"]).get("removed"), 15, "the removal done")
+            assert not any(map(_alive, pids))
+            assert _node_devices(f, "w") == []
+            assert _task_namespaces(node_id) == []
+            rules = run("ip", "netns", "exec", f.nodes["w"], "iptables-save")
+            assert "SHOAL" not in rules, rules
+        finally:
+            for d in data.values():
+                subprocess.run(
+                    [*f.prefix_of("m"), sys.executable, "-m", "agent", "--data-dir", str(d),
+                     "swarm", "leave", "--force"],
+                    capture_output=True, timeout=60, check=False,
+                )  # fmt: skip
+                kill_leftovers(d)
+            kill_processes_under(tmp_path)
