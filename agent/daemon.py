@@ -308,6 +308,8 @@ class Daemon:
             wait = (at - datetime.now(UTC)).total_seconds()
             if wait > 0:
                 await asyncio.sleep(wait)
+            if self.removed is not None:
+                return  # the swarm removed this node: it renews nothing any more
             try:
                 await self.renew()
             except (BrokerError, ShoalError) as exc:
