@@ -565,13 +565,7 @@ class Daemon:
     async def _leave_after_removal(self) -> None:
         """The swarm removed this node: its tasks go, then its networking (the agent's end,
         as when leaving), and the session stops trying a broker that refuses it for good."""
-        before = self.removed
-        removal = await remove_tasks(self.agent, "its certificate is revoked")
-        if before is not None:  # a start after the removal: keep the first record's facts
-            stopped = tuple(sorted({*before.stopped, *removal.stopped}))
-            removal = dataclasses.replace(
-                before, stopped=stopped, left_running=removal.left_running
-            )
+        removal = await remove_tasks(self.agent, "its certificate is revoked", self.removed)
         agent_task, self._agent_task = self._agent_task, None
         if agent_task is not None:
             agent_task.cancel()

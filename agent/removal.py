@@ -84,25 +84,28 @@ def save_removal(path: Path, removal: Removal) -> None:
     write_atomic(path, json.dumps(asdict(removal)).encode())
 
 
-async def remove_tasks(agent: NodeAgent, reason: str, timeout: float = 60.0) -> Removal:
+async def remove_tasks(
+    agent: NodeAgent, reason: str, before: Removal | None = None, timeout: float = 60.0
+) -> Removal:
     """Stop and remove every task of this node (adopted ones too) and clear its saved
     assignments; assignment sets that arrive meanwhile are ignored. The agent must be
-    running (its executor adopts what runs here, then stops it)."""
+    running (its executor adopts what runs here, then stops it). ``before`` is the record of
+    an earlier start's removal, whose facts the new record keeps."""
     agent.leaving = True
     started = time.monotonic()
     executor = agent.executor
-    before = executor.known()
+    held = executor.known()
     await executor.set_assignments([])  # before a starting executor restores the saved set
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(executor.adopted.wait(), timeout)
-    before |= executor.known()
+    held |= executor.known()
     await executor.wait_empty(max(0.0, timeout - (time.monotonic() - started)))
     left = executor.known()
-    stopped = before - left
+    stopped = held - left
     removal = Removal(
-        at=datetime.now(UTC).isoformat(timespec="seconds"),
-        reason=reason,
-        stopped=tuple(sorted(stopped)),
+        at=before.at if before else datetime.now(UTC).isoformat(timespec="seconds"),
+        reason=before.reason if before else reason,
+        stopped=tuple(sorted(stopped | set(before.stopped if before else ()))),
         left_running=tuple(sorted(left)),
     )
     log.warning("%s (in %.1f s)", removal.describe(), time.monotonic() - started)
