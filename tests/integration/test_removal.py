@@ -148,6 +148,9 @@ def test_a_removed_live_node_stops_and_removes_its_tasks(nodes: dict[str, Any]) 
     assert "stopped and removed 1 task," in _info(dock)["removed"]
     # the daemons stay up to say so, and no longer knock at the broker
     assert _info(proc)["connected"] is False
+    # leaving afterwards clears the data dir, as the record advises
+    assert "Node left the swarm." in shoal("swarm", "leave", data=proc, timeout=30).stdout
+    assert not (proc / "node.json").exists()
 
 
 def test_a_node_removed_while_down_cleans_up_when_it_starts_again(nodes: dict[str, Any]) -> None:
