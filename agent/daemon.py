@@ -19,6 +19,7 @@ from typing import Any
 from agent.control import ControlServer
 from agent.errors import ShoalError
 from agent.paths import DataDir, NodeConfig
+from agent.removal import REMOVED_FILE, Removal, load_removal, remove_tasks, save_removal
 from broker.envelope import Envelope, encode
 from broker.errors import BrokerError
 from broker.mosquitto_conf import ListenSpec
@@ -104,6 +105,10 @@ class Daemon:
         self.control = ControlServer(data.socket, self.dispatch)
         self._stop = asyncio.Event()
         self._leaving = False
+        self.removed: Removal | None = load_removal(data.root / REMOVED_FILE)
+        self._removal: asyncio.Task[None] | None = None
+        self._agent_task: asyncio.Task[None] | None = None
+        self.session.on_revoked(self._on_revoked)
 
     def _make_agent(self) -> Any:
         from agent.node_agent import NodeAgent, make_driver
@@ -303,6 +308,8 @@ class Daemon:
             wait = (at - datetime.now(UTC)).total_seconds()
             if wait > 0:
                 await asyncio.sleep(wait)
+            if self.removed is not None:
+                return  # the swarm removed this node: it renews nothing any more
             try:
                 await self.renew()
             except (BrokerError, ShoalError) as exc:
@@ -376,6 +383,7 @@ class Daemon:
                 "cert_not_after": ident.not_after.isoformat(),
                 "broker_pid": self.broker.pid if self.broker else None,
                 "manager": self.manager is not None,
+                "removed": self.removed.describe() if self.removed else None,
                 "leader": self.driver.leader_id if self.driver else None,
                 "is_leader": bool(self.driver and self.driver.is_leader),
                 "raft_term": self.driver.core.term if self.driver else None,
@@ -413,7 +421,8 @@ class Daemon:
                     return {"ok": False, "warning": str(exc)}
             return {"ok": True}
         if cmd == "leave":
-            await self._remove_tasks()
+            if self.removed is None:  # a removed node has removed its tasks already
+                await self._remove_tasks()
             self._leaving = True
             self._stop.set()
             return {"node_id": self.node.node_id}
@@ -548,6 +557,24 @@ class Daemon:
         while self.agent.executor.status() and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.1)  # the executor has no "all gone" event; poll it briefly
 
+    # removal from the swarm (see agent.removal) ---------------------------------------
+    def _on_revoked(self) -> None:
+        if self.removed is None and self._removal is None:
+            self._removal = asyncio.create_task(self._leave_after_removal())
+
+    async def _leave_after_removal(self) -> None:
+        """The swarm removed this node: its tasks go, then its networking (the agent's end,
+        as when leaving), and the session stops trying a broker that refuses it for good."""
+        removal = await remove_tasks(self.agent, "its certificate is revoked", self.removed)
+        agent_task, self._agent_task = self._agent_task, None
+        if agent_task is not None:
+            agent_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await agent_task
+        await self.session.close()
+        save_removal(self.data.root / REMOVED_FILE, removal)
+        self.removed = removal
+
     def _is_self(self, ref: object) -> bool:
         if self.manager is None or not isinstance(ref, str):
             return False
@@ -598,8 +625,12 @@ class Daemon:
                     return self._exit_code
             if self.node.role == "manager":
                 await self._start_manager()
-            self.session.start()
-            agent_task = asyncio.create_task(self.agent.run())
+            if self.removed is None:
+                self.session.start()
+            else:  # removed before this start: stop what still runs here, offline
+                log.warning("%s", self.removed.describe())
+                self._removal = asyncio.create_task(self._leave_after_removal())
+            self._agent_task = agent_task = asyncio.create_task(self.agent.run())
             agent_task.add_done_callback(self._critical_done)
             background.append(agent_task)
             background.append(asyncio.create_task(self._renew_forever()))
@@ -615,6 +646,8 @@ class Daemon:
 
     async def _shutdown(self, background: list[asyncio.Task[Any]]) -> None:
         background = background + self._manager_tasks
+        if self._removal is not None:
+            background.append(self._removal)
         if self.session.connected:
             status = "down"
             with contextlib.suppress(BrokerError, TimeoutError):

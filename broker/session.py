@@ -18,7 +18,7 @@ import aiomqtt
 
 from broker.envelope import Envelope, Rejections, decode, encode
 from broker.errors import BrokerError, EnvelopeError, NotConnected, RequestTimeout
-from broker.tls import diagnose
+from broker.tls import REVOKED, diagnose
 from broker.topics import answers
 
 __all__ = ["Handler", "Session", "SessionConfig", "Will"]
@@ -65,6 +65,7 @@ class Session:
         self.config = config
         self.rejections = Rejections()
         self.last_error: str | None = None
+        self.revoked = False  # the broker refused this identity's certificate as revoked
         self.connects = 0
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
@@ -74,6 +75,7 @@ class Session:
         self._pending: dict[int, asyncio.Future[Envelope]] = {}
         self._asked_on: dict[int, str] = {}  # where each pending request was sent
         self._on_connect: list[Callable[[], Awaitable[None]]] = []
+        self._on_revoked: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._spawned: set[asyncio.Task[None]] = set()
         self._inner: asyncio.Task[None] | None = None
@@ -125,6 +127,10 @@ class Session:
 
     def on_connect(self, callback: Callable[[], Awaitable[None]]) -> None:
         self._on_connect.append(callback)
+
+    def on_revoked(self, callback: Callable[[], None]) -> None:
+        """Called (once per refusal) when the broker refuses the certificate as revoked."""
+        self._on_revoked.append(callback)
 
     # state -----------------------------------------------------------------------------
     @property
@@ -247,6 +253,10 @@ class Session:
         if reason != self.last_error:
             log.warning("broker connection lost or refused: %s", reason)
         self.last_error = reason
+        if why == REVOKED:
+            self.revoked = True
+            for callback in self._on_revoked:
+                callback()
 
     async def _dispatch(self, message: aiomqtt.Message) -> None:
         topic = message.topic.value

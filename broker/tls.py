@@ -13,7 +13,11 @@ import socket
 import ssl
 from pathlib import Path
 
-__all__ = ["client_context", "diagnose", "fetch_server_chain"]
+__all__ = ["REVOKED", "client_context", "diagnose", "fetch_server_chain"]
+
+# What :func:`diagnose` says when the broker refuses a certificate it has revoked: the
+# swarm has removed the node (its certificates are revoked only then), a definite verdict.
+REVOKED = "this node's certificate has been revoked (the node was removed from the swarm)"
 
 
 def client_context(
@@ -63,7 +67,7 @@ _CONNACK = {
 def explain_ssl_error(exc: BaseException) -> str:
     text = str(exc).lower()
     if "revoked" in text:
-        return "this node's certificate has been revoked (the node was removed from the swarm)"
+        return REVOKED
     if "expired" in text:
         return "the certificate has expired"
     if "certificate required" in text or "peer did not return a certificate" in text:

@@ -25,6 +25,7 @@ How it works:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import random
@@ -101,6 +102,7 @@ class Executor:
         self._adopted: dict[str, Owned] = {}
         self.adopted = asyncio.Event()  # set once what already runs here has been adopted
         self._tasks: dict[str, _Task] = {}
+        self._forgotten = asyncio.Event()  # set whenever a task is adopted or forgotten
         self._wake = asyncio.Event()
         self._set_lock = asyncio.Lock()
         self._reports: asyncio.Queue[TaskStatus] = asyncio.Queue()
@@ -180,6 +182,25 @@ class Executor:
         """The current observed status of every task this executor knows, by task id."""
         return {tid: t.status for tid, t in self._tasks.items() if t.status is not None}
 
+    def known(self) -> set[str]:
+        """The ids of every task this executor holds, adopted ones included."""
+        return {*self._tasks, *self._adopted}
+
+    async def wait_empty(self, timeout: float) -> bool:
+        """Wait until what ran here has been adopted and no task is left (after
+        ``set_assignments([])``: every task stopped and removed). False if some remain after
+        ``timeout`` seconds (a task the runtime cannot stop, say: it is retried)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.adopted.is_set() or self._tasks or self._adopted:
+            self._forgotten.clear()
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._forgotten.wait(), left)
+        return True
+
     def logs(
         self, task_id: str, *, tail: int | None = None, follow: bool = False
     ) -> AsyncIterator[bytes]:
@@ -209,6 +230,7 @@ class Executor:
                     log.info("restored %d saved assignments", len(self._desired))
             await self._adopt()
             self.adopted.set()
+            self._forgotten.set()
             try:
                 await self.driver.sweep(self.node_id, {*(self._desired or {}), *self._adopted})
             except Exception:  # leftovers stay until the next start; the tasks matter more
@@ -290,6 +312,7 @@ class Executor:
                 await self._shutdown(task, remove=goal != "shutdown")
                 if goal == "forget" and self._tasks.get(task.ref.task_id) is task:
                     del self._tasks[task.ref.task_id]
+                    self._forgotten.set()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug must not silently stop a task's supervision

@@ -83,8 +83,9 @@ class Fabric:
 
 
 @contextlib.contextmanager
-def fabric(*names: str) -> Iterator[Fabric]:
-    tag = f"{random.randrange(16**4):04x}"
+def fabric(*names: str, tag: str | None = None) -> Iterator[Fabric]:
+    """The fabric, its namespaces and devices named with ``tag`` (random unless given)."""
+    tag = tag or f"{random.randrange(16**4):04x}"
     f = Fabric(tag, f"10.{random.randrange(100, 200)}.{random.randrange(256)}", f"shu{tag}")
     try:
         run("ip", "netns", "add", f.underlay)

@@ -322,3 +322,19 @@ async def test_assignments_set_while_starting_win_over_the_saved_ones(tmp_path: 
         # The saved task may have started before the new set arrived; it must not stay.
         await until(lambda: set(ex.status()) == {"fresh"}, what="only the fresh task")
     assert "task1" not in driver.runs
+
+
+async def test_an_empty_set_waits_until_adopted_tasks_are_gone_too(tmp_path: Path) -> None:
+    driver, rec = FakeDriver(), Recorder()
+    async with running(executor(driver, tmp_path, rec)) as ex:
+        await ex.set_assignments([sh("sleep 9"), sh("sleep 9", task_id="t2", slot=2)])
+        await rec.wait_for(lambda: len(rec.states("t2")) == 3 and len(rec.states("task1")) == 3)
+    # a new executor (a restarted node told to run nothing): what it adopts must go as well,
+    # though it never reported a status for those tasks
+    ex2 = executor(driver, tmp_path, Recorder())
+    await ex2.set_assignments([])
+    assert not await ex2.wait_empty(0.05)  # not running: nothing adopted yet
+    async with running(ex2):
+        assert await ex2.wait_empty(5)
+        assert ex2.known() == set() and ex2.status() == {}
+    assert sorted(driver.removes) == ["t2", "task1"]
