@@ -22,7 +22,7 @@ from agent.paths import DataDir, NodeConfig
 from broker.envelope import Envelope, encode
 from broker.errors import BrokerError
 from broker.mosquitto_conf import ListenSpec
-from broker.session import Session, SessionConfig, Will, raise_for_reply
+from broker.session import Session, SessionConfig, Will, keepalive_for, raise_for_reply
 from broker.supervisor import Mosquitto
 from broker.tls import client_context
 from broker.topics import Topics
@@ -141,6 +141,7 @@ class Daemon:
                 ),
                 will=Will(self.topics.node_state(self.node.node_id), self._state_payload("down")),
                 clean_session=True,
+                keepalive=keepalive_for(self.node.heartbeat),
                 rng=self.rng,
             )
         )

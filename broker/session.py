@@ -20,12 +20,19 @@ from broker.envelope import Envelope, Rejections, decode, encode
 from broker.errors import BrokerError, EnvelopeError, NotConnected, RequestTimeout
 from broker.tls import diagnose
 
-__all__ = ["Handler", "Session", "SessionConfig", "Will"]
+__all__ = ["Handler", "Session", "SessionConfig", "Will", "keepalive_for"]
 
 log = logging.getLogger("shoal.session")
 
 Handler = Callable[[str, Envelope], Awaitable[None]]
 RawHandler = Callable[[str, bytes], Awaitable[None]]
+
+
+def keepalive_for(heartbeat: float) -> int:
+    """The MQTT keepalive (whole seconds) for a node's heartbeat period: the heartbeat itself,
+    at least 1 s and at most 30 s. Both ends then notice a broker or a node that has stopped
+    answering (TCP still open, nothing arriving) within one to two keepalives."""
+    return max(1, min(30, int(heartbeat)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +79,7 @@ class Session:
         self._subs: list[tuple[str, int, RawHandler]] = []
         self._pending: dict[int, asyncio.Future[Envelope]] = {}
         self._on_connect: list[Callable[[], Awaitable[None]]] = []
+        self._on_disconnect: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._spawned: set[asyncio.Task[None]] = set()
         self._inner: asyncio.Task[None] | None = None
@@ -120,6 +128,11 @@ class Session:
 
     def on_connect(self, callback: Callable[[], Awaitable[None]]) -> None:
         self._on_connect.append(callback)
+
+    def on_disconnect(self, callback: Callable[[], None]) -> None:
+        """Called when a connection that was up ends (dropped, or the keepalive found the
+        broker silent), before any reconnect."""
+        self._on_disconnect.append(callback)
 
     # state -----------------------------------------------------------------------------
     @property
@@ -186,7 +199,10 @@ class Session:
             finally:
                 self._inner = None
                 self._client = None
-                self._connected.clear()
+                if self._connected.is_set():
+                    self._connected.clear()
+                    for callback in self._on_disconnect:
+                        callback()
             if self._closing:
                 break
             if self._reconnect_now:
