@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from agent.manager.controlapi import ControlAPI
 from agent.manager.dispatcher import StatusLog
 from agent.manager.leader import LeaderComponents
 from agent.manager.networksapi import NetworksAPI
+from agent.manager.outage import FleetWatch
 from agent.manager.raft import ConfChangeType, NotLeader, RaftError
 from agent.manager.raftdriver import RaftDriver
 from agent.manager.secretsapi import SecretsAPI
@@ -108,6 +110,7 @@ class Manager:
         self.commands.update(NetworksAPI(store).commands)
         self.stacks = StackAPI(store)
         self.commands.update(self.stacks.commands)
+        self.fleet = FleetWatch()
         self.leader = LeaderComponents(
             store=store,
             driver=driver,
@@ -115,6 +118,7 @@ class Manager:
             topics=topics,
             statuses=self.statuses,
             cluster_id=topics.cluster_id,
+            fleet=self.fleet,
         )
         self.on_unlock_key: Callable[[str], None] | None = None
         session.on(topics.all_nodes("status"), self.statuses.on_status)
@@ -124,6 +128,8 @@ class Manager:
         session.on(topics.mgr_req(node_id), self._on_forwarded, spawn=True)
         session.on_raw(topics.mon("broker"), self._on_broker_sync)
         session.on_raw(topics.stack_ctl_filter, self._on_stack_ctl)
+        session.on_connect(self._session_back)
+        session.on_disconnect(lambda: self.fleet.lost(time.time()))
         self.broker_synced = 0
         self._synced = asyncio.Event()
         self.observed: dict[str, str] = {}
@@ -252,6 +258,10 @@ class Manager:
     def _background(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _session_back(self) -> None:
+        """This manager sees the broker again: the nodes it saw go get time to report back."""
+        self.fleet.back(time.time())
 
     async def _take_over(self) -> None:
         """A new leader records what it saw while it was a follower (e.g. the old leader's
@@ -701,10 +711,12 @@ class Manager:
     async def _cmd_swarm_update(self, args: dict[str, Any]) -> dict[str, Any]:
         autolock = args.get("autolock")
         limit = args.get("task_history_limit")
-        if autolock is None and limit is None:
+        if autolock is None and limit is None and args.get("node_grace") is None:
             raise ShoalError(
-                "nothing to update: use --autolock=true|false or --task-history-limit N"
+                "nothing to update: use --autolock=true|false, --task-history-limit N"
+                " or --node-grace DURATION"
             )
+        await self._set_node_grace(args.get("node_grace"))
         if limit is not None:
             if type(limit) is not int or not 1 <= limit <= 1000:
                 raise ShoalError("--task-history-limit must be a whole number from 1 to 1000")
@@ -723,6 +735,20 @@ class Manager:
         key = new_unlock_key() if autolock else ""
         await self._set_unlock_key(key)
         return {"autolock": autolock, "unlock_key": key, "changed": True}
+
+    async def _set_node_grace(self, grace: Any) -> None:
+        if grace is None:
+            return
+        if not isinstance(grace, int | float) or isinstance(grace, bool) or not 1 <= grace <= 3600:
+            raise ShoalError("--node-grace must be from 1s to 1h, e.g. --node-grace 30s")
+        seconds = round(grace)
+
+        def change(tx: Tx) -> None:
+            c = tx.get(Cluster, "cluster")
+            if c is not None and c.node_grace_s != seconds:
+                tx.put(_replace(c, node_grace_s=seconds))
+
+        await self.store.update(change)
 
     async def _cmd_unlock_key(self, args: dict[str, Any]) -> dict[str, Any]:
         cluster = self.cluster
