@@ -142,6 +142,9 @@ class Daemon:
                 will=Will(self.topics.node_state(self.node.node_id), self._state_payload("down")),
                 clean_session=True,
                 keepalive=keepalive_for(self.node.heartbeat),
+                # an attempt made while the broker hung may never complete: give up on it
+                # soon enough to try again within a couple of keepalives (10 s at most)
+                connect_timeout=min(10.0, max(5.0, 2.0 * keepalive_for(self.node.heartbeat))),
                 rng=self.rng,
             )
         )
