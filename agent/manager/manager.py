@@ -716,10 +716,12 @@ class Manager:
                 "nothing to update: use --autolock=true|false, --task-history-limit N"
                 " or --node-grace DURATION"
             )
-        await self._set_node_grace(args.get("node_grace"))
+        grace = _node_grace(args.get("node_grace"))
+        if limit is not None and (type(limit) is not int or not 1 <= limit <= 1000):
+            raise ShoalError("--task-history-limit must be a whole number from 1 to 1000")
+        if grace is not None:
+            await self._set_node_grace(grace)
         if limit is not None:
-            if type(limit) is not int or not 1 <= limit <= 1000:
-                raise ShoalError("--task-history-limit must be a whole number from 1 to 1000")
 
             def set_limit(tx: Tx) -> None:
                 c = tx.get(Cluster, "cluster")
@@ -736,13 +738,7 @@ class Manager:
         await self._set_unlock_key(key)
         return {"autolock": autolock, "unlock_key": key, "changed": True}
 
-    async def _set_node_grace(self, grace: Any) -> None:
-        if grace is None:
-            return
-        if not isinstance(grace, int | float) or isinstance(grace, bool) or not 1 <= grace <= 3600:
-            raise ShoalError("--node-grace must be from 1s to 1h, e.g. --node-grace 30s")
-        seconds = round(grace)
-
+    async def _set_node_grace(self, seconds: int) -> None:
         def change(tx: Tx) -> None:
             c = tx.get(Cluster, "cluster")
             if c is not None and c.node_grace_s != seconds:
@@ -925,6 +921,15 @@ class Manager:
 
 
 _RESEND = object()
+
+
+def _node_grace(value: Any) -> int | None:
+    """Whole seconds of ``swarm update --node-grace``; None when not given."""
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 1 <= value <= 3600:
+        raise ShoalError("--node-grace must be from 1s to 1h, e.g. --node-grace 30s")
+    return round(value)
 
 
 def _replace(obj: Any, **changes: Any) -> Any:
