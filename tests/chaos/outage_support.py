@@ -201,3 +201,45 @@ def outage(
     again = {d: c.info(d)["connects"] for d in [c.manager, *c.nodes]}
     assert all(again[d] > connects[d] for d in connects), (connects, again)
     assert after == before, f"tasks replaced: before {sorted(before)}, after {sorted(after)}"
+
+
+def node_gone_past_grace(c: Cluster, report: Any, *, grace: float, fault: str) -> None:
+    """The broker freezes and one node never reports back: once the broker has returned and
+    the grace period is over (not before), that node's tasks move to the node that is left."""
+    before = start_steady(c)
+    shoal("swarm", "update", "--node-grace", f"{grace:g}s", data=c.manager)
+    bad = shoal("swarm", "update", "--node-grace", "0s", data=c.manager, check=False)
+    assert bad.returncode != 0 and "--node-grace must be from 1s to 1h" in bad.stderr, bad
+    gone = int((c.nodes[1] / "shoal.pid").read_text())
+    kept = {t for t in before if t.node == "w1"}
+    os.kill(gone, signal.SIGSTOP)
+    try:
+        os.kill(broker_pid(c), signal.SIGSTOP)
+        time.sleep(8)  # the outage lasts this long: nothing is waited for
+        os.kill(broker_pid(c), signal.SIGCONT)
+        back = time.monotonic()
+
+        def moved() -> list[dict[str, Any]] | None:
+            live = live_tasks(c)
+            on_w1 = [t for t in live if t["node"] == "w1" and t["state"] == "running"]
+            return live if len(live) == 4 and len(on_w1) == 4 else None
+
+        live = wait_for(moved, grace + 60, "the lost node's tasks running on w1")
+        took = time.monotonic() - back
+        still = {Running(t["id"], t["node"], t["container_id"]) for t in live}
+        report.record(
+            fault,
+            injected=1,
+            needlessly_replaced=len(kept - still),
+            converge_s=took,
+            note=f"grace {grace:g} s",
+        )
+        assert kept <= still, "the tasks of the node that stayed were replaced"
+        assert took >= grace, f"the lost node's tasks moved {took:.1f} s after the broker returned"
+    finally:
+        os.kill(gone, signal.SIGCONT)
+    wait_for(
+        lambda: {n["hostname"]: n["status"].lower() for n in c.node_ls()}["w2"] == "ready",
+        60,
+        "w2 ready again",
+    )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.outage_support import HEARTBEAT, outage
+from tests.chaos.outage_support import HEARTBEAT, node_gone_past_grace, outage
 from tests.chaos.report import ChaosReport
 from tests.integration.conftest import Cluster, new_cluster
 
@@ -30,6 +30,14 @@ def test_a_frozen_broker_replaces_no_task(cluster: Cluster, chaos_report: ChaosR
 
 def test_a_killed_broker_replaces_no_task(cluster: Cluster, chaos_report: ChaosReport) -> None:
     outage(cluster, chaos_report, seconds=8, kill=True, fault="broker SIGSTOP 8 s, SIGKILL")
+
+
+def test_a_node_that_does_not_report_back_in_the_grace_period_loses_its_tasks(
+    cluster: Cluster, chaos_report: ChaosReport
+) -> None:
+    node_gone_past_grace(
+        cluster, chaos_report, grace=15, fault="broker SIGSTOP 8 s, a node never back"
+    )
 
 
 @pytest.mark.slow
