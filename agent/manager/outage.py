@@ -8,8 +8,10 @@ replacements onto whichever came back first. So a down node's tasks are held whe
 - while the leader's own session to the broker is down (dropped, or stalled until the
   keepalive noticed): the leader cannot see the fleet, so nothing it saw counts;
 - for ``grace`` seconds after the leader's session came back, and after a manager became
-  leader: every node gets that long to report back (Swarm likewise gives nodes time to
-  re-register after a leader change);
+  leader: every node found down then (down already, or reported down within ``burst``
+  seconds, as the wills of an outage are) gets that long to report back (Swarm likewise
+  gives nodes time to re-register after a leader change). A node seen going down later,
+  while the leader watches, is an ordinary loss;
 - when most nodes dropped at about the same moment (a *mass drop*): at least two nodes, and
   either more than half of the nodes other than the leader or every worker, went down within
   ``burst`` seconds of each other; they get ``grace`` seconds from the last of those drops,
@@ -44,11 +46,12 @@ class OutageRule:
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """What the orchestrator needs to know at one moment: who leads, and until when no node
-    counts as down (see :meth:`FleetWatch.hold`)."""
+    """What the orchestrator needs to know at one moment: who leads, whether its session is
+    up and since when it has watched the fleet (see :class:`FleetWatch`)."""
 
     leader_id: str = ""
-    end: float = -math.inf
+    since: float = -math.inf
+    connected: bool = True
     rule: OutageRule = OutageRule()
 
 
@@ -74,12 +77,8 @@ class FleetWatch:
         self.since = max(self.since, now)
         self._tell()
 
-    def hold_end(self, grace: float) -> float:
-        """Until when no node counts as down (infinity while the leader's session is down)."""
-        return self.since + grace if self.connected else math.inf
-
     def hold(self, leader_id: str, rule: OutageRule) -> Hold:
-        return Hold(leader_id, self.hold_end(rule.grace), rule)
+        return Hold(leader_id, self.since, self.connected, rule)
 
     def _tell(self) -> None:
         if self.listener is not None:
@@ -109,18 +108,17 @@ def mass_drop_end(
     return -math.inf
 
 
-def held_until(
-    node: Node,
-    nodes: Mapping[str, Node],
-    *,
-    leader_id: str,
-    hold_end: float,
-    rule: OutageRule,
-    now: float,
-) -> float:
-    """Until when a down node's tasks stay where they are whatever its disconnect window."""
-    burst_end = mass_drop_end(node, nodes, leader_id=leader_id, burst=rule.burst, now=now)
-    return max(hold_end, burst_end + rule.grace)
+def held_until(node: Node, nodes: Mapping[str, Node], *, hold: Hold, now: float) -> float:
+    """Until when a down node's tasks stay where they are whatever its disconnect window
+    (infinity while the leader's session is down)."""
+    if not hold.connected:
+        return math.inf
+    rule = hold.rule
+    until = -math.inf
+    if _down_at(node, now) <= hold.since + rule.burst:  # found down when the leader looked
+        until = hold.since + rule.grace
+    burst_end = mass_drop_end(node, nodes, leader_id=hold.leader_id, burst=rule.burst, now=now)
+    return max(until, burst_end + rule.grace)
 
 
 def replace_after(
@@ -128,7 +126,4 @@ def replace_after(
 ) -> float:
     """When the tasks of a down node are due to move: its disconnect window after it went
     down, and not before any hold on it ends (infinity: not while the hold lasts)."""
-    until = held_until(
-        node, nodes, leader_id=hold.leader_id, hold_end=hold.end, rule=hold.rule, now=now
-    )
-    return max(_down_at(node, now) + window, until)
+    return max(_down_at(node, now) + window, held_until(node, nodes, hold=hold, now=now))

@@ -50,6 +50,15 @@ def test_after_the_session_returns_nodes_get_the_grace_period_then_count_as_down
     assert len(created(due, [running])) == 1
 
 
+def test_a_node_seen_going_down_while_the_leader_watches_moves_after_its_window() -> None:
+    watch = FleetWatch()
+    watch.leading(T0)
+    ns = cluster(node("n1", "down", updated=T0 + 5), node("n2"), node("n3"))
+    running = task(1, "n1")
+    plan = plan_service(service(1), [running], ns, T0 + 7, hold=hold_of(watch))
+    assert changed(plan, [running]) == {running.id: "shutdown"}
+
+
 def test_a_node_that_reports_back_within_the_grace_period_keeps_its_tasks() -> None:
     watch = FleetWatch()
     watch.leading(T0 - 3600)
@@ -130,9 +139,9 @@ def test_the_leader_does_not_count_among_the_nodes_that_dropped() -> None:
 
 def test_the_watch_tells_its_listener_when_the_view_changes() -> None:
     watch = FleetWatch()
-    told: list[float] = []
-    watch.listener = lambda: told.append(watch.hold_end(10.0))
+    told: list[Hold] = []
+    watch.listener = lambda: told.append(watch.hold(LEADER, RULE))
     watch.leading(T0)
     watch.lost(T0 + 1)
     watch.back(T0 + 5)
-    assert told == [T0 + 10, math.inf, T0 + 15]
+    assert [(h.since, h.connected) for h in told] == [(T0, True), (T0, False), (T0 + 5, True)]
