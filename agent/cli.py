@@ -298,9 +298,13 @@ def cmd_swarm_unlock_key(a: argparse.Namespace, data: DataDir) -> int:
 
 
 def cmd_swarm_update(a: argparse.Namespace, data: DataDir) -> int:
-    if a.autolock is None and a.task_history_limit is None:
-        raise ShoalError("nothing to update: use --autolock=true|false or --task-history-limit N")
-    args = {"autolock": a.autolock, "task_history_limit": a.task_history_limit}
+    if a.autolock is None and a.task_history_limit is None and a.node_grace is None:
+        raise ShoalError(
+            "nothing to update: use --autolock=true|false, --task-history-limit N"
+            " or --node-grace DURATION"
+        )
+    grace = None if a.node_grace is None else a.node_grace.total_seconds()
+    args = {"autolock": a.autolock, "task_history_limit": a.task_history_limit, "node_grace": grace}
     res = control.call(data.socket, "swarm-update", args)
     print("Swarm updated.")
     if res["autolock"] and res["changed"]:
@@ -556,6 +560,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument(
         "--task-history-limit", type=int, metavar="N", help="tasks kept per slot (default 5)"
+    )
+    sp.add_argument(
+        "--node-grace",
+        type=parse_duration,
+        metavar="DURATION",
+        help="time nodes get to report back after a broker outage or a new leader (default 30s)",
     )
     cmd(swarm, "unlock", cmd_swarm_unlock, "unlock a locked manager (reads the key from stdin)")
     sp = cmd(swarm, "unlock-key", cmd_swarm_unlock_key, "show or rotate the unlock key")

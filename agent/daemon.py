@@ -23,7 +23,7 @@ from agent.removal import REMOVED_FILE, Removal, load_removal, remove_tasks, sav
 from broker.envelope import Envelope, encode
 from broker.errors import BrokerError
 from broker.mosquitto_conf import ListenSpec
-from broker.session import Session, SessionConfig, Will, raise_for_reply
+from broker.session import Session, SessionConfig, Will, keepalive_for, raise_for_reply
 from broker.supervisor import Mosquitto
 from broker.tls import client_context
 from broker.topics import Topics
@@ -146,6 +146,10 @@ class Daemon:
                 ),
                 will=Will(self.topics.node_state(self.node.node_id), self._state_payload("down")),
                 clean_session=True,
+                keepalive=keepalive_for(self.node.heartbeat),
+                # an attempt made while the broker hung may never complete: give up on it
+                # soon enough to try again within a couple of keepalives (10 s at most)
+                connect_timeout=min(10.0, max(5.0, 2.0 * keepalive_for(self.node.heartbeat))),
                 rng=self.rng,
             )
         )

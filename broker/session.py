@@ -21,12 +21,19 @@ from broker.errors import BrokerError, EnvelopeError, NotConnected, RequestTimeo
 from broker.tls import REVOKED, diagnose
 from broker.topics import answers
 
-__all__ = ["Handler", "Session", "SessionConfig", "Will"]
+__all__ = ["Handler", "Session", "SessionConfig", "Will", "keepalive_for"]
 
 log = logging.getLogger("shoal.session")
 
 Handler = Callable[[str, Envelope], Awaitable[None]]
 RawHandler = Callable[[str, bytes], Awaitable[None]]
+
+
+def keepalive_for(heartbeat: float) -> int:
+    """The MQTT keepalive (whole seconds) for a node's heartbeat period: the heartbeat itself,
+    at least 1 s and at most 30 s. Both ends then notice a broker or a node that has stopped
+    answering (TCP still open, nothing arriving) within one to two keepalives."""
+    return max(1, min(30, int(heartbeat)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +83,7 @@ class Session:
         self._asked_on: dict[int, str] = {}  # where each pending request was sent
         self._on_connect: list[Callable[[], Awaitable[None]]] = []
         self._on_revoked: list[Callable[[], None]] = []
+        self._on_disconnect: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._spawned: set[asyncio.Task[None]] = set()
         self._inner: asyncio.Task[None] | None = None
@@ -131,6 +139,11 @@ class Session:
     def on_revoked(self, callback: Callable[[], None]) -> None:
         """Called (once per refusal) when the broker refuses the certificate as revoked."""
         self._on_revoked.append(callback)
+
+    def on_disconnect(self, callback: Callable[[], None]) -> None:
+        """Called when a connection that was up ends (dropped, or the keepalive found the
+        broker silent), before any reconnect."""
+        self._on_disconnect.append(callback)
 
     # state -----------------------------------------------------------------------------
     @property
@@ -197,7 +210,10 @@ class Session:
             finally:
                 self._inner = None
                 self._client = None
-                self._connected.clear()
+                if self._connected.is_set():
+                    self._connected.clear()
+                    for callback in self._on_disconnect:
+                        callback()
             if self._closing:
                 break
             if self._reconnect_now:

@@ -14,6 +14,7 @@ from agent.manager.allocating import AllocatorLoop
 from agent.manager.dispatcher import Dispatcher, StatusLog
 from agent.manager.monitor import Monitor
 from agent.manager.orchestrator import Orchestrator
+from agent.manager.outage import FleetWatch
 from agent.manager.raftdriver import RaftDriver
 from agent.manager.scheduling import SchedulerLoop
 from agent.manager.store import Store
@@ -36,11 +37,14 @@ class LeaderComponents:
         topics: Topics,
         statuses: StatusLog,
         cluster_id: str,
+        fleet: FleetWatch | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.driver = driver
-        self.orchestrator = Orchestrator(store, clock=clock)
+        self.clock = clock
+        self.fleet = fleet or FleetWatch()
+        self.orchestrator = Orchestrator(store, clock=clock, fleet=self.fleet, leader_id=driver.id)
         self.scheduler = SchedulerLoop(store, clock=clock)
         self.allocator = AllocatorLoop(store, session, topics)
         self.dispatcher = Dispatcher(store, session, topics, statuses, cluster_id=cluster_id)
@@ -75,6 +79,7 @@ class LeaderComponents:
                 log.debug("leader components wait for the store: %s", exc)
                 await asyncio.sleep(0.2)
         log.info("leader components starting")
+        self.fleet.leading(self.clock())  # every node gets the grace period to report back
         parts: list[Any] = [
             self.orchestrator,
             self.allocator,

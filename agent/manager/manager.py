@@ -26,6 +26,7 @@ from agent.manager.dispatcher import StatusLog
 from agent.manager.enrollment import RENEW_LIMITS, EnrollLimiter, RateLimited, parse_request
 from agent.manager.leader import LeaderComponents
 from agent.manager.networksapi import NetworksAPI
+from agent.manager.outage import FleetWatch
 from agent.manager.raft import ConfChangeType, NotLeader, RaftError
 from agent.manager.raftdriver import RaftDriver
 from agent.manager.secretsapi import SecretsAPI
@@ -112,6 +113,7 @@ class Manager:
         self.commands.update(NetworksAPI(store).commands)
         self.stacks = StackAPI(store)
         self.commands.update(self.stacks.commands)
+        self.fleet = FleetWatch()
         self.leader = LeaderComponents(
             store=store,
             driver=driver,
@@ -119,6 +121,7 @@ class Manager:
             topics=topics,
             statuses=self.statuses,
             cluster_id=topics.cluster_id,
+            fleet=self.fleet,
         )
         self.on_unlock_key: Callable[[str], None] | None = None
         self.enroll_limiter = EnrollLimiter(time.monotonic)
@@ -130,6 +133,8 @@ class Manager:
         session.on(topics.mgr_req(node_id), self._on_forwarded, spawn=True)
         session.on_raw(topics.mon("broker"), self._on_broker_sync)
         session.on_raw(topics.stack_ctl_filter, self._on_stack_ctl)
+        session.on_connect(self._session_back)
+        session.on_disconnect(lambda: self.fleet.lost(time.time()))
         self.broker_synced = 0
         self._synced = asyncio.Event()
         self.observed: dict[str, str] = {}
@@ -267,6 +272,10 @@ class Manager:
     def _background(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _session_back(self) -> None:
+        """This manager sees the broker again: the nodes it saw go get time to report back."""
+        self.fleet.back(time.time())
 
     async def _take_over(self) -> None:
         """A new leader records what it saw while it was a follower (e.g. the old leader's
@@ -762,13 +771,17 @@ class Manager:
     async def _cmd_swarm_update(self, args: dict[str, Any]) -> dict[str, Any]:
         autolock = args.get("autolock")
         limit = args.get("task_history_limit")
-        if autolock is None and limit is None:
+        if autolock is None and limit is None and args.get("node_grace") is None:
             raise ShoalError(
-                "nothing to update: use --autolock=true|false or --task-history-limit N"
+                "nothing to update: use --autolock=true|false, --task-history-limit N"
+                " or --node-grace DURATION"
             )
+        grace = _node_grace(args.get("node_grace"))
+        if limit is not None and (type(limit) is not int or not 1 <= limit <= 1000):
+            raise ShoalError("--task-history-limit must be a whole number from 1 to 1000")
+        if grace is not None:
+            await self._set_node_grace(grace)
         if limit is not None:
-            if type(limit) is not int or not 1 <= limit <= 1000:
-                raise ShoalError("--task-history-limit must be a whole number from 1 to 1000")
 
             def set_limit(tx: Tx) -> None:
                 c = tx.get(Cluster, "cluster")
@@ -784,6 +797,14 @@ class Manager:
         key = new_unlock_key() if autolock else ""
         await self._set_unlock_key(key)
         return {"autolock": autolock, "unlock_key": key, "changed": True}
+
+    async def _set_node_grace(self, seconds: int) -> None:
+        def change(tx: Tx) -> None:
+            c = tx.get(Cluster, "cluster")
+            if c is not None and c.node_grace_s != seconds:
+                tx.put(_replace(c, node_grace_s=seconds))
+
+        await self.store.update(change)
 
     async def _cmd_unlock_key(self, args: dict[str, Any]) -> dict[str, Any]:
         cluster = self.cluster
@@ -961,6 +982,15 @@ class Manager:
 
 _RESEND = object()
 _NOT_LEADER = "this manager is no longer the leader; try again"
+
+
+def _node_grace(value: Any) -> int | None:
+    """Whole seconds of ``swarm update --node-grace``; None when not given."""
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 1 <= value <= 3600:
+        raise ShoalError("--node-grace must be from 1s to 1h, e.g. --node-grace 30s")
+    return round(value)
 
 
 def _replace(obj: Any, **changes: Any) -> Any:

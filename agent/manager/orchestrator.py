@@ -11,7 +11,8 @@ again (a restart delay or a node's disconnect window running out). It decides:
   (replicated jobs), once per node (global jobs); a completed task is never run again;
 - restarts by the restart policy (condition, delay, max attempts, window): a failed task's slot
   gets a new task once the delay has passed; a task on a drained or removed node, or on a node
-  down for longer than the service's disconnect window, is replaced at once;
+  down for longer than the service's disconnect window, is replaced at once, except while a
+  broker outage holds the nodes where they are (:mod:`agent.manager.outage`);
 - task history: stopped tasks are kept, ``history`` per slot, older ones deleted.
 
 A task is *live* while its desired state is "running". Only new tasks and desired states are
@@ -26,14 +27,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.manager.outage import FleetWatch, Hold, OutageRule, replace_after
 from agent.manager.raft import RaftError
 from agent.manager.scheduler import node_matches
-from agent.manager.stamps import parse_stamp, stamp_of
+from agent.manager.stamps import stamp_of
 from agent.manager.store import Cluster, Commit, Event, Node, Service, Store, StoreError, Task, Tx
 from agent.spec import SECOND, ServiceSpec, SpecError, TaskSpec
 from agent.worker.model import TaskState
@@ -109,6 +112,7 @@ class _Context:
     nodes: Mapping[str, Node]
     now: float
     history: int
+    hold: Hold = field(default_factory=Hold)
     plan: Plan = field(default_factory=Plan)
 
     @property
@@ -126,10 +130,11 @@ class _Context:
             return "its node is drained"
         if node.status == "down":
             window = self.spec.disconnect_window_ns / SECOND
-            since = parse_stamp(node.updated, self.now)
-            if self.now - since >= window:
+            due = replace_after(node, self.nodes, window=window, now=self.now, hold=self.hold)
+            if self.now >= due:
                 return "its node is down"
-            self.plan.wake(since + window)
+            if due != math.inf:  # else the watch wakes the orchestrator when the hold changes
+                self.plan.wake(due)
             return ""
         return None
 
@@ -192,6 +197,7 @@ def plan_service(
     now: float,
     *,
     history: int = 5,
+    hold: Hold | None = None,
 ) -> Plan:
     if service is None:
         return _plan_removed(tasks, nodes, now)
@@ -200,7 +206,7 @@ def plan_service(
     except SpecError as exc:  # written by a manager, so this is a bug; never crash on it
         log.error("service %s has a malformed spec (%s); leaving its tasks alone", service.id, exc)
         return Plan()
-    ctx = _Context(service, spec, nodes, now, history)
+    ctx = _Context(service, spec, nodes, now, history, hold or Hold())
     kind = spec.mode.kind
     if kind == "replicated":
         _plan_replicated(ctx, tasks)
@@ -389,9 +395,18 @@ class Orchestrator:
     """Runs on the leader: reconciles every service whose service, tasks or nodes changed,
     after each commit, and again when a plan asks to be woken."""
 
-    def __init__(self, store: Store, *, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], float],
+        fleet: FleetWatch | None = None,
+        leader_id: str = "",
+    ) -> None:
         self.store = store
         self.clock = clock
+        self.fleet = fleet
+        self.leader_id = leader_id
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -400,6 +415,8 @@ class Orchestrator:
         view = self.store.view()
         self._dirty.update(s.id for s in view.list(Service))
         self._dirty.update(t.service_id for t in view.list(Task))
+        if self.fleet is not None:
+            self.fleet.listener = self._everything_dirty
         async with self.store.watch("service", "task", "node") as q:
             waiter = asyncio.ensure_future(self._drain_events(q))
             try:
@@ -409,6 +426,8 @@ class Orchestrator:
                     await self._reconcile()
             finally:
                 waiter.cancel()
+                if self.fleet is not None:
+                    self.fleet.listener = None
                 for h in self._timers.values():
                     h.cancel()
 
@@ -441,6 +460,13 @@ class Orchestrator:
                 self._dirty.update(s.id for s in self.store.view().list(Service))
                 self._dirty.update(t.service_id for t in self.store.view().list(Task))
 
+    def _everything_dirty(self) -> None:
+        """The leader's view of the fleet changed (its session, its leadership): look again."""
+        view = self.store.view()
+        self._dirty.update(s.id for s in view.list(Service))
+        self._dirty.update(t.service_id for t in view.list(Task))
+        self._wake.set()
+
     def _wake_later(self, service_id: str, when: float) -> None:
         old = self._timers.pop(service_id, None)
         if old is not None:
@@ -461,6 +487,8 @@ class Orchestrator:
         cluster = view.get(Cluster, "cluster")
         history = cluster.task_history_limit if cluster is not None else 5
         nodes = {n.id: n for n in view.list(Node)}
+        rule = OutageRule(grace=float(cluster.node_grace_s if cluster is not None else 30))
+        hold = self.fleet.hold(self.leader_id, rule) if self.fleet is not None else None
         tasks: dict[str, list[Task]] = defaultdict(list)
         for t in view.list(Task):
             if t.service_id in dirty:
@@ -468,7 +496,7 @@ class Orchestrator:
         for service_id in sorted(dirty):
             service = view.get(Service, service_id)
             plan = plan_service(
-                service, tasks.get(service_id, []), nodes, self.clock(), history=history
+                service, tasks.get(service_id, []), nodes, self.clock(), history=history, hold=hold
             )
             if plan.wake_at is not None:
                 self._wake_later(service_id, plan.wake_at)

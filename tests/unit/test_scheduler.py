@@ -553,3 +553,17 @@ def test_node_matches_reports_a_malformed_constraint() -> None:
     s = spec(constraints=("node.role=worker",))
     reason = node_matches(s, node("n1"))
     assert reason is not None and reason.startswith("invalid constraint 'node.role=worker'")
+
+
+def test_replacements_for_a_lost_node_spread_over_the_nodes_left() -> None:
+    nodes = [node("a", status="down"), node("b"), node("c"), node("d")]
+    existing = [
+        task("old1", on="a", desired="shutdown"),
+        task("old2", on="a", desired="shutdown"),
+        task("b1", on="b"),
+        task("c1", on="c"),
+        task("d1", on="d"),
+        task("d2", on="d"),
+    ]
+    d = schedule(pending(2), nodes, existing)
+    assert placed_on(d) == {"b": 1, "c": 1}  # not both onto one node, none onto the down one

@@ -98,6 +98,7 @@ class Cluster(StoreObject):
     revoked: dict[str, str] = field(default_factory=dict)  # serial (decimal) -> when
     unlock_key: str = ""  # autolock: managers' local keys are wrapped with it ("" = off)
     task_history_limit: int = 5  # tasks kept per slot (or per node for global services)
+    node_grace_s: int = 30  # after a broker outage or a new leader: time nodes get to report back
 
 
 @dataclass(frozen=True, slots=True)
