@@ -323,6 +323,7 @@ class Manager:
         import hashlib
 
         from stacks import StackError, load_stack_text
+        from stacks.loader import check_size
 
         doc: dict[str, Any] = {
             "stack": stack,
@@ -331,8 +332,7 @@ class Manager:
             "at": now_text(),
         }
         try:
-            if len(payload) > 1024 * 1024:
-                raise ShoalError("the stack file is larger than 1 MiB")
+            check_size(payload, f"{stack}.yml")  # before anything else reads it
             if verb == "deploy":
                 spec = load_stack_text(payload, stack_name=stack, filename=f"{stack}.yml")
                 result = await self.stacks.deploy(spec)

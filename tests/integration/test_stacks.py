@@ -270,6 +270,14 @@ async def test_stacks_deploy_by_topic_for_admins_only(
     while (r := await result()).get("ok") is not False:
         assert asyncio.get_running_loop().time() < deadline, r
     assert any("web.yml:3:5" in e and "did you mean 'image'" in e for e in r["errors"]), r
+    # a file over the size limit: refused by name, size and limit, before it is parsed
+    big = b"services:\n" + b"# padding\n" * (110 * 1024)
+    await publish(adm, topics.stack_ctl(admin_id, "web", "deploy"), big, admin_id)
+    deadline = asyncio.get_running_loop().time() + 15
+    while not any("limit of 1 MiB" in e for e in (await result()).get("errors", [])):
+        assert asyncio.get_running_loop().time() < deadline
+    r = await result()
+    assert r["errors"][0].startswith(f"web.yml: the stack file is 1.1 MiB ({len(big)} bytes)")
     # rm by topic
     await publish(adm, topics.stack_ctl(admin_id, "web", "rm"), b"", admin_id)
     await asyncio.to_thread(wait_for, lambda: _rows(c, "service", "ls") == [], 15, "removed")
