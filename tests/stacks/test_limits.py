@@ -119,3 +119,24 @@ def test_the_cli_refuses_a_huge_stack_file_at_once(tmp_path: Path) -> None:
     assert f"Error: {big}: the stack file is 3 MiB ({size} bytes)" in proc.stderr, proc.stderr
     assert "limit of 1 MiB" in proc.stderr and "aliases" not in proc.stderr
     assert took < 10.0  # the interpreter's start, not the file
+
+
+def test_files_a_stack_names_are_read_no_further_than_the_limit(tmp_path: Path) -> None:
+    stack = tmp_path / "stack.yml"
+    stack.write_text("services:\n  web:\n    image: x\n    env_file: zero.env\n")
+    (tmp_path / "zero.env").symlink_to("/dev/zero")
+    started = time.monotonic()
+    with pytest.raises(StackError) as caught:
+        load_stack([stack], stack_name="app", environ={})
+    assert time.monotonic() - started < 1.0
+    assert "env_file 'zero.env' is larger than shoal's limit of 1 MiB" in str(caught.value)
+
+
+def test_a_huge_dot_env_is_refused_by_name_and_size(tmp_path: Path) -> None:
+    stack = tmp_path / "stack.yml"
+    stack.write_text("services:\n  web:\n    image: x\n")
+    with (tmp_path / ".env").open("wb") as f:
+        f.truncate(8 * 1024 * 1024)
+    with pytest.raises(StackError) as caught:
+        load_stack([stack], stack_name="app", environ={})
+    assert str(caught.value).startswith(f"{tmp_path / '.env'}: the .env file is 8 MiB")
