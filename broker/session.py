@@ -55,6 +55,8 @@ class SessionConfig:
     clean_session: bool = True
     keepalive: int = 30
     connect_timeout: float = 10.0
+    probe_after: float = 2.0
+    """A connect attempt pending this long is probed with raw TLS for its reason."""
     backoff_min: float = 0.2
     backoff_max: float = 15.0
     rng: random.Random = field(default_factory=random.Random)
@@ -198,6 +200,7 @@ class Session:
         delay = self.config.backoff_min
         while not self._closing:
             self._inner = asyncio.create_task(self._connect_once())
+            probe = asyncio.create_task(self._probe_pending_connect())
             try:
                 await self._inner
             except asyncio.CancelledError:
@@ -208,6 +211,7 @@ class Session:
             except (OSError, ssl.SSLError) as exc:
                 await self._note_failure(exc)
             finally:
+                probe.cancel()
                 self._inner = None
                 self._client = None
                 if self._connected.is_set():
@@ -256,6 +260,24 @@ class Session:
                 fut.set_result(None)
             await asyncio.wait({inner}, timeout=grace)
 
+    async def _probe_pending_connect(self) -> None:
+        """Name the reason of a connect attempt still pending after `probe_after` seconds.
+
+        A broker that refuses the certificate (revoked, expired, another CA) makes aiomqtt
+        wait for its whole connect timeout and then say only "timed out"; until then the
+        session would show no reason at all, e.g. right after the daemon of a removed node
+        restarts. A raw TLS probe tells at once."""
+        await asyncio.sleep(self.config.probe_after)
+        if self._connected.is_set() or self._closing:
+            return
+        c = self.config
+        try:  # TLS only: a CONNECT would take over the very session being set up
+            why = await diagnose(c.host, c.port, c.tls(), timeout=3, mqtt=False)
+        except (OSError, ssl.SSLError, ValueError):
+            return
+        if why != "ok" and not self._connected.is_set() and not self._closing:
+            self._record_failure(why)
+
     async def _note_failure(self, exc: BaseException) -> None:
         if self._closing:
             return
@@ -266,6 +288,9 @@ class Session:
             why = str(dexc)
         if why != "ok":
             reason = why
+        self._record_failure(reason)
+
+    def _record_failure(self, reason: str) -> None:
         if reason != self.last_error:
             log.warning("broker connection lost or refused: %s", reason)
         self.last_error = reason

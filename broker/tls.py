@@ -79,7 +79,7 @@ def explain_ssl_error(exc: BaseException) -> str:
     return f"TLS failed: {exc}"
 
 
-def _probe(host: str, port: int, ctx: ssl.SSLContext, timeout: float) -> str:
+def _probe(host: str, port: int, ctx: ssl.SSLContext, timeout: float, mqtt: bool) -> str:
     try:
         with socket.create_connection((host, port), timeout=timeout) as raw:
             with ctx.wrap_socket(raw, server_hostname=host) as tls:
@@ -89,6 +89,8 @@ def _probe(host: str, port: int, ctx: ssl.SSLContext, timeout: float) -> str:
                 try:
                     head = tls.recv(4)
                 except TimeoutError:
+                    if not mqtt:
+                        return "ok"
                     tls.settimeout(timeout)
                     tls.sendall(_connect_packet("shoal-probe"))
                     head = tls.recv(4)
@@ -105,9 +107,14 @@ def _probe(host: str, port: int, ctx: ssl.SSLContext, timeout: float) -> str:
     return "the broker closed the connection without answering"
 
 
-async def diagnose(host: str, port: int, ctx: ssl.SSLContext, *, timeout: float = 5.0) -> str:
-    """Say in one sentence why an MQTT connection to host:port with ctx fails (or 'ok')."""
-    return await asyncio.to_thread(_probe, host, port, ctx, timeout)
+async def diagnose(
+    host: str, port: int, ctx: ssl.SSLContext, *, timeout: float = 5.0, mqtt: bool = True
+) -> str:
+    """Say in one sentence why an MQTT connection to host:port with ctx fails (or 'ok').
+
+    With ``mqtt`` False only TLS is tried, never an MQTT CONNECT: the broker takes the client
+    id from the certificate, so a CONNECT would take over a session of the same identity."""
+    return await asyncio.to_thread(_probe, host, port, ctx, timeout, mqtt)
 
 
 async def fetch_server_chain(host: str, port: int, *, timeout: float = 10.0) -> list[bytes]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from stacks.dotenv import parse_dotenv
 from stacks.errors import StackError
 from stacks.kinds import Ctx, join
-from stacks.loader import decode_text
+from stacks.loader import MAX_FILE_BYTES, decode_text, read_bounded
 from stacks.node import Node
 
 __all__ = ["Files", "read_dotenv", "resolve_env_files"]
@@ -58,10 +58,15 @@ class Files:
             value = self.environ["HOME"] + value[1:]
         file = self.directory / value
         try:
-            return file.read_bytes()
+            with file.open("rb") as f:
+                data = f.read(MAX_FILE_BYTES + 1)
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise node.error(path, f"cannot read {what} {value!r}: {reason}") from exc
+        if len(data) > MAX_FILE_BYTES:
+            raise node.error(path, f"{what} {value!r} is larger than shoal's limit of 1 MiB "
+                                   f"({MAX_FILE_BYTES} bytes) for a file a stack names")
+        return data
 
 
 def read_dotenv(directory: Path | None, environ: Mapping[str, str]) -> dict[str, str]:
@@ -69,15 +74,9 @@ def read_dotenv(directory: Path | None, environ: Mapping[str, str]) -> dict[str,
     if directory is None:
         return {}
     file = directory / ".env"
-    try:
-        data = file.read_bytes()
-    except FileNotFoundError:
+    if not file.exists():
         return {}
-    except OSError as exc:
-        raise StackError(f"cannot read the .env file: {exc.strerror or exc}", file=str(file)) \
-            from exc
-    if file.is_dir():
-        return {}
+    data = read_bounded(file, ".env file")
     return parse_dotenv(decode_text(data, ".env"), ".env", environ)
 
 

@@ -9,6 +9,7 @@ kept on the node for the merge of several files.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,8 +23,18 @@ from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from stacks.errors import StackError
 from stacks.node import Node, describe
 
-__all__ = ["Source", "check_version", "parse_yaml", "read_sources"]
+__all__ = [
+    "MAX_FILE_BYTES",
+    "Source",
+    "check_size",
+    "check_version",
+    "parse_yaml",
+    "read_bounded",
+    "read_sources",
+]
 
+MAX_FILE_BYTES = 1024 * 1024
+"""The largest stack file (or ``.env``/``env_file``) read: real Compose files are a few KB."""
 MAX_DEPTH = 100
 MAX_VALUES = 200_000
 
@@ -58,13 +69,54 @@ def read_sources(files: Sequence[Path] | Sequence[tuple[str, str | bytes]]) -> l
             sources.append(Source(name=item[0], text=item[1]))
             continue
         path = Path(item)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            raise StackError(f"cannot read the stack file: {reason}", file=str(path)) from exc
+        data = read_bounded(path, "stack file")
         sources.append(Source(name=str(path), text=data, directory=path.resolve().parent))
+    for source in sources:
+        check_size(source.text, source.name, "stack file")
     return sources
+
+
+def _mib(size: int) -> str:
+    if size < 1024 * 1024:
+        return f"{size // 1024} KiB"
+    return f"{size / (1024 * 1024):.1f}".removesuffix(".0") + " MiB"
+
+
+def _too_large(name: str, what: str, size: int, *, at_least: bool = False) -> StackError:
+    more = "more than " if at_least else ""
+    return StackError(
+        f"the {what} is {more}{_mib(size)} ({size} bytes), larger than shoal's limit of"
+        f" {_mib(MAX_FILE_BYTES)} ({MAX_FILE_BYTES} bytes); a Compose file is usually a few KB:"
+        " check that this is the file you meant",
+        file=name,
+    )
+
+
+def check_size(text: str | bytes, name: str, what: str = "stack file") -> None:
+    """Refuse text larger than :data:`MAX_FILE_BYTES` (as UTF-8) before any parsing."""
+    if isinstance(text, str) and len(text) > MAX_FILE_BYTES // 4:
+        size = len(text.encode("utf-8", "surrogatepass"))
+    else:
+        size = len(text)
+    if size > MAX_FILE_BYTES:
+        raise _too_large(name, what, size)
+
+
+def read_bounded(path: Path, what: str) -> bytes:
+    """A file's bytes, refused at once (by its size, before reading) when over the limit;
+    never more than the limit is read, even from a file that grows or has no size."""
+    try:
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                raise _too_large(str(path), what, size)
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise StackError(f"cannot read the {what}: {reason}", file=str(path)) from exc
+    if len(data) > MAX_FILE_BYTES:
+        raise _too_large(str(path), what, MAX_FILE_BYTES, at_least=True)
+    return data
 
 
 def decode_text(data: str | bytes, filename: str) -> str:
@@ -85,6 +137,7 @@ def decode_text(data: str | bytes, filename: str) -> str:
 
 def parse_yaml(text: str | bytes, filename: str) -> Node:
     """Parse one YAML document whose top level must be a mapping."""
+    check_size(text, filename)
     source = decode_text(text, filename)
     try:
         loader = yaml.SafeLoader(source)
@@ -125,6 +178,8 @@ class _Builder:
     def __init__(self, filename: str) -> None:
         self.filename = filename
         self.active: set[int] = set()
+        self.built: set[int] = set()
+        self.aliased = False
         self.count = 0
         self.constructor = SafeConstructor()
 
@@ -135,13 +190,18 @@ class _Builder:
     def build(self, node: yaml.Node, line: int, column: int, depth: int) -> Node:
         self.count += 1
         if self.count > MAX_VALUES:
-            raise self.error(node, f"the file expands to more than {MAX_VALUES} values "
-                                   "(aliases of aliases?)")
+            if self.aliased:
+                raise self.error(node, f"the file expands to more than {MAX_VALUES} values "
+                                       "through its aliases (aliases of aliases?)")
+            raise self.error(node, f"the file has more than {MAX_VALUES} values")
         if depth > MAX_DEPTH:
             raise self.error(node, f"the document is nested more than {MAX_DEPTH} levels deep")
         tag = _COMPOSE_TAGS.get(node.tag)
         if tag is None and not node.tag.startswith("tag:yaml.org,2002:"):
             raise self.error(node, f"unsupported YAML tag {node.tag!r}")
+        if id(node) in self.built:
+            self.aliased = True
+        self.built.add(id(node))
         if isinstance(node, ScalarNode):
             value, raw = self.scalar(node, tag)
             return Node(value, self.filename, line, column, raw=raw, tag=tag)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -93,9 +94,12 @@ class BrokerHost:
         admins: list[str],
         monitors: list[str],
         revoked: list[tuple[int, datetime]],
+        nodes: Sequence[str] = (),
     ) -> None:
         """Rewrite the ACL and CRL (then reload the broker)."""
-        acl = render_cluster_acl(self.topics, managers=managers, admins=admins, monitors=monitors)
+        acl = render_cluster_acl(
+            self.topics, managers=managers, nodes=nodes, admins=admins, monitors=monitors
+        )
         self._write(self.files.cluster_acl, acl.encode())
         self._write(self.files.crl, ca.build_crl(revoked))
 

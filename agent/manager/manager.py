@@ -180,12 +180,14 @@ class Manager:
         cluster = view.get(Cluster, "cluster")
         if cluster is None:
             return
-        managers = [n.id for n in view.list(Node) if n.role == "manager"]
+        nodes = view.list(Node)
+        managers = [n.id for n in nodes if n.role == "manager"]
         clients = view.list(Client)
         revoked = [(int(s), datetime.fromisoformat(t)) for s, t in sorted(cluster.revoked.items())]
         self.broker_host.sync_from(
             self.ca,
             managers=managers,
+            nodes=[n.id for n in nodes if n.role != "manager"],
             admins=[c.id for c in clients if c.role == "admin"],
             monitors=[c.id for c in clients if c.role == "monitor"],
             revoked=revoked,
@@ -347,6 +349,7 @@ class Manager:
         import hashlib
 
         from stacks import StackError, load_stack_text
+        from stacks.loader import check_size
 
         if not await self._serving():
             return
@@ -357,8 +360,7 @@ class Manager:
             "at": now_text(),
         }
         try:
-            if len(payload) > 1024 * 1024:
-                raise ShoalError("the stack file is larger than 1 MiB")
+            check_size(payload, f"{stack}.yml")  # before anything else reads it
             if verb == "deploy":
                 spec = await asyncio.to_thread(  # a large file takes seconds: not on the loop
                     load_stack_text, payload, stack_name=stack, filename=f"{stack}.yml"
@@ -449,6 +451,9 @@ class Manager:
             )
 
         await self.store.update(add)
+        # the broker must know the node before the node connects, or its first writes
+        # (its "ready" state) would be silently denied
+        await self.wait_broker_synced(self.store.applied)
         log.info("node %s (%s) joined as a %s", node_id, hostname, role)
         return {
             "node_id": node_id,
@@ -1000,9 +1005,9 @@ def _replace(obj: Any, **changes: Any) -> Any:
 
 
 def _role_changed(e: Any) -> bool:
-    """Whether the broker's ACL must change: a manager came, went or changed role (workers
-    are covered by the ACL's patterns)."""
+    """Whether the broker's ACL must change: a node came, went or changed role (every node
+    has a section of its own in the ACL)."""
     old, new = e.old, e.new
-    if old is None:
-        return bool(new is not None and new.role == "manager")
-    return new is None or old.role != new.role
+    if old is None or new is None:
+        return old is not new
+    return bool(old.role != new.role)

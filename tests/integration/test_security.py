@@ -4,9 +4,15 @@ enrollment listener. Against the real embedded mosquitto started by `shoal swarm
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
@@ -95,6 +101,48 @@ async def test_removed_node_is_refused_and_its_live_session_is_cut(cluster: Clus
     )
     assert "revoked" in last
     assert [n["hostname"] for n in cluster.node_ls()] == ["mgr"]
+
+
+def _info(data: Path) -> dict[str, Any] | None:
+    proc = shoal("info", "--format", "json", data=data, check=False)
+    return dict(json.loads(proc.stdout)) if proc.returncode == 0 else None
+
+
+def test_a_removed_node_restarted_names_the_revocation_at_once_and_keeps_it(
+    cluster: Cluster,
+) -> None:
+    worker = cluster.join("w1")
+    shoal("node", "rm", "--force", "w1", data=cluster.manager)
+    wait_for(lambda: cluster.info(worker)["last_error"], 10.0, "the daemon to see why")
+    # the daemon restarts (a reboot, systemd): its first connect attempt is refused
+    pid = int((worker / "shoal.pid").read_text())
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), 20, "the daemon to exit")
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "agent", "--data-dir", str(worker), "daemon"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: _info(worker), 20, "the daemon to answer")
+        started = time.monotonic()
+        wait_for(
+            lambda: "revoked" in (cluster.info(worker)["last_error"] or ""),
+            15,
+            "the revocation to be named",
+        )
+        # named well before the client library's own connect timeout (10 s) runs out
+        assert time.monotonic() - started < 6.0
+        # and kept through the next attempts (each ends in a timeout and a new probe)
+        seen = []
+        until = time.monotonic() + 14
+        while time.monotonic() < until:
+            info = cluster.info(worker)
+            seen.append((info["connected"], info["last_error"]))
+        assert set(seen) == {(False, seen[0][1])} and "revoked" in seen[0][1], seen
+    finally:
+        daemon.terminate()
+        daemon.wait(20)
 
 
 # ACLs --------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 
 from broker.topics import Topics
 from tests.integration.conftest import Cluster, new_cluster, shoal, wait_for
-from tests.integration.mqtt import collect, enroll_identity, mqtt
+from tests.integration.mqtt import collect, enroll_identity, first, mqtt
 
 pytestmark = pytest.mark.integration
 
@@ -273,6 +273,27 @@ async def test_stacks_deploy_by_topic_for_admins_only(
     # rm by topic
     await publish(adm, topics.stack_ctl(admin_id, "web", "rm"), b"", admin_id)
     await asyncio.to_thread(wait_for, lambda: _rows(c, "service", "ls") == [], 15, "removed")
+
+
+async def test_a_stack_file_over_the_limit_published_by_topic_is_refused(
+    stack_cluster: tuple[Cluster, str], tmp_path: Path
+) -> None:
+    c, cid = stack_cluster
+    topics = Topics(cid)
+    adm = tmp_path / "adm"
+    shoal("cert", "issue", "admin", "--out", str(adm), data=c.manager)
+    admin_id = _cn(adm / "cert.pem")
+    tls: dict[str, Any] = {"ca": adm / "ca.pem", "cert": adm / "cert.pem", "key": adm / "key.pem"}
+    big = b"services:\n  hello:\n    image: x\n" + b"# padding\n" * (110 * 1024)
+    async with mqtt(c.port, client_id=admin_id, **tls) as client:
+        await client.subscribe(topics.stack_result(admin_id, "web"), qos=1)
+        await client.publish(topics.stack_ctl(admin_id, "web", "deploy"), big, qos=1)
+        doc = json.loads(await first(client, topics.stack_result(admin_id, "web"), 15))
+    assert doc["ok"] is False
+    (error,) = doc["errors"]
+    assert error.startswith(f"web.yml: the stack file is 1.1 MiB ({len(big)} bytes)"), error
+    assert "larger than shoal's limit of 1 MiB" in error
+    assert _rows(c, "service", "ls") == []
 
 
 def _cn(cert: Path) -> str:
