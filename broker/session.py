@@ -294,7 +294,7 @@ class Session:
         if reason != self.last_error:
             log.warning("broker connection lost or refused: %s", reason)
         self.last_error = reason
-        if why == REVOKED:
+        if reason == REVOKED:
             self.revoked = True
             for callback in self._on_revoked:
                 callback()
