@@ -25,7 +25,7 @@ from broker.errors import BrokerError
 from broker.mosquitto_conf import ListenSpec
 from broker.session import Session, SessionConfig, Will, keepalive_for, raise_for_reply
 from broker.supervisor import Mosquitto
-from broker.tls import client_context
+from broker.tls import REVOKED, client_context
 from broker.topics import Topics
 from certs.certinfo import read_cert_info
 from certs.files import write_file_atomic
@@ -633,6 +633,7 @@ class Daemon:
                 self.session.start()
             else:  # removed before this start: stop what still runs here, offline
                 log.warning("%s", self.removed.describe())
+                self.session.last_error = REVOKED  # what the broker last said, kept
                 self._removal = asyncio.create_task(self._leave_after_removal())
             self._agent_task = agent_task = asyncio.create_task(self.agent.run())
             agent_task.add_done_callback(self._critical_done)
