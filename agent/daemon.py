@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from certs.renewal import renewal_time
 
 # certificates are back-dated this much for clock skew (certs.ca.CLOCK_SKEW)
 CLOCK_SKEW = timedelta(minutes=5)
+# after SIGTERM/SIGINT, the daemon exits at the latest this much later, stopped cleanly or not
+STOP_GRACE = 6.0
 
 __all__ = ["Daemon", "connect_host"]
 
@@ -40,6 +43,12 @@ log = logging.getLogger("shoal.daemon")
 
 def connect_host(listen_host: str) -> str:
     return "127.0.0.1" if listen_host in ("0.0.0.0", "", "::") else listen_host
+
+
+def _halts_manager(exc: BaseException | None) -> bool:
+    from agent.manager.raftdriver import ManagerHalted
+
+    return isinstance(exc, ManagerHalted)
 
 
 def _dump_tasks() -> None:
@@ -96,6 +105,7 @@ class Daemon:
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._manager_tasks: list[asyncio.Task[Any]] = []
         self._exit_code = 0
+        self._manager_error: str | None = None
         self._unlock_key: str | None = None
         self._broker_host: Any = None
         self._unlocked = asyncio.Event()
@@ -103,6 +113,7 @@ class Daemon:
         self.agent = self._make_agent()
         self.control = ControlServer(data.socket, self.dispatch)
         self._stop = asyncio.Event()
+        self._stop_signalled = False
         self._leaving = False
 
     def _make_agent(self) -> Any:
@@ -198,6 +209,8 @@ class Daemon:
             self._role_change = None
 
     def _start_manager_tasks(self) -> None:
+        if self.driver is None:
+            return  # the manager role was refused (see _manager_failed)
         for coro in (
             self.driver.run(),
             self.manager.watch_forever(),
@@ -211,12 +224,43 @@ class Daemon:
         if task.cancelled():
             return
         exc = task.exception()
+        if _halts_manager(exc) and task in self._manager_tasks:
+            self._manager_failed(str(exc))
+            halt = asyncio.get_running_loop().create_task(self._halt_manager())
+            self._side_tasks.add(halt)
+            halt.add_done_callback(self._side_tasks.discard)
+            return
         if exc is not None:
             log.critical(
                 "the manager stopped: %s; exiting so the node restarts clean", exc, exc_info=exc
             )
             self._exit_code = 1
             self._stop.set()
+
+    def _manager_failed(self, reason: str) -> None:
+        """The manager role cannot run on this node's state: it stays stopped, the rest of the
+        node (its broker, its tasks) goes on, and `shoal info` says why (last_error)."""
+        self._manager_error = (
+            f"the manager role is stopped: {reason} (this node: {self.node.node_id})"
+        )
+        log.error("%s", self._manager_error)
+
+    async def _halt_manager(self) -> None:
+        """Stop the manager role and keep its state on disk as it is, for the operator."""
+        tasks, self._manager_tasks = self._manager_tasks, []
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        if self.driver is not None:
+            close = getattr(self.driver.storage, "close", None)
+            if close is not None:
+                close()
+        if self.manager is not None:
+            self.manager.detach()
+        self.manager = None
+        self.driver = None
 
     async def _stop_manager(self) -> None:
         tasks, self._manager_tasks = self._manager_tasks, []
@@ -258,6 +302,7 @@ class Daemon:
         from agent.manager.keys import DataKeyFile
         from agent.manager.logstore import open_log
         from agent.manager.manager import Manager
+        from agent.manager.raft import RaftError
         from agent.manager.raftdriver import RaftDriver
         from agent.manager.store import Store
 
@@ -265,14 +310,24 @@ class Daemon:
         keyfile = DataKeyFile(self.data.manager / "data-key")
         data_key = keyfile.load(self._unlock_key) if keyfile.exists() else keyfile.create(None)
         store = Store()
-        driver = RaftDriver(
-            node_id=self.node.node_id,
-            storage=open_log(self.data.raft, data_key),
-            store=store,
-            session=self.session,
-            topics=self.topics,
-            rng=self.rng,
-        )
+        try:
+            storage = open_log(self.data.raft, data_key)
+        except RaftError as exc:  # damaged or lost raft state: refuse, keep it for the operator
+            self._manager_failed(str(exc))
+            return
+        try:
+            driver = RaftDriver(
+                node_id=self.node.node_id,
+                storage=storage,
+                store=store,
+                session=self.session,
+                topics=self.topics,
+                rng=self.rng,
+            )
+        except RaftError as exc:
+            storage.close()
+            self._manager_failed(str(exc))
+            return
         host = self._broker_host
         advertise = self.node.advertise_host or self.node.broker_host
         self.manager = Manager(
@@ -347,6 +402,8 @@ class Daemon:
 
     # control commands ----------------------------------------------------------------
     def _need_manager(self) -> Any:
+        if self.manager is None and self._manager_error is not None:
+            raise ShoalError(f"{self._manager_error}")
         if self.manager is None:
             raise ShoalError(
                 "This node is not a swarm manager. Worker nodes can't be used to view or modify"
@@ -364,7 +421,8 @@ class Daemon:
                 "role": self.node.role,
                 "hostname": self.node.hostname,
                 "connected": self.session.connected,
-                "last_error": self.session.last_error,
+                "last_error": self._manager_error or self.session.last_error,
+                "manager_error": self._manager_error,
                 "connects": self.session.connects,
                 "rejected": self.session.rejections.total,
                 "rejected_reasons": dict(self.session.rejections.counts),
@@ -575,12 +633,35 @@ class Daemon:
     def stop(self) -> None:
         self._stop.set()
 
+    def _on_stop_signal(self, loop: asyncio.AbstractEventLoop) -> None:
+        """SIGTERM or SIGINT, in the main thread between two bytecodes, so even while the
+        loop is busy: ask the loop to stop, and make sure the process ends STOP_GRACE seconds
+        later whatever holds it (a second signal ends it at once)."""
+        if self._stop_signalled:
+            self._force_exit("a second stop signal")
+        self._stop_signalled = True
+        watchdog = threading.Timer(STOP_GRACE, self._force_exit, (f"{STOP_GRACE:g} s",))
+        watchdog.daemon = True
+        watchdog.start()
+        with contextlib.suppress(RuntimeError):  # the loop has closed already
+            loop.call_soon_threadsafe(self.stop)
+
+    def _force_exit(self, why: str) -> None:
+        import faulthandler
+
+        log.error("the daemon did not stop cleanly within %s of SIGTERM: exiting now", why)
+        faulthandler.dump_traceback(all_threads=True)
+        with contextlib.suppress(OSError):
+            self.data.pid_file.unlink()
+        logging.shutdown()
+        os._exit(1)
+
     async def run(self) -> int:
         self.data.pid_file.write_text(f"{os.getpid()}\n")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stop)
+            with contextlib.suppress(ValueError):  # not the main thread (tests)
+                signal.signal(sig, lambda signum, frame: self._on_stop_signal(loop))
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)
         background: list[asyncio.Task[Any]] = []

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.manager.raft import HardState, Snapshot
-from agent.manager.wal import DiskStorage
+from agent.manager.wal import DiskStorage, StorageLost
+from agent.manager.wal.synced import commit_beyond_log
 
 __all__ = ["bootstrap_log", "open_log"]
 
@@ -22,5 +23,15 @@ def bootstrap_log(directory: Path, data_key: bytes, snapshot: Snapshot) -> None:
 
 
 def open_log(directory: Path, data_key: bytes) -> DiskStorage:
+    """The manager's log; StorageCorrupt (StorageLost) when it is damaged or lost entries.
+
+    Beyond what the storage checks, a manager refuses a log that ends before the commit index
+    it recorded: a voter must never forget what it acknowledged.
+    """
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return DiskStorage(directory, data_key)
+    storage = DiskStorage(directory, data_key)
+    reason = commit_beyond_log(storage.last_index(), storage.hard_state.commit)
+    if reason is not None:
+        storage.close()
+        raise StorageLost(directory / "wal", None, reason)
+    return storage
