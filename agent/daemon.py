@@ -225,7 +225,9 @@ class Daemon:
             return
         exc = task.exception()
         if _halts_manager(exc) and task in self._manager_tasks:
-            self._manager_failed(str(exc))
+            from agent.manager.wal.errors import REJOIN
+
+            self._manager_failed(f"{exc} (raft state in {self.data.raft}); {REJOIN}")
             halt = asyncio.get_running_loop().create_task(self._halt_manager())
             self._side_tasks.add(halt)
             halt.add_done_callback(self._side_tasks.discard)
