@@ -34,7 +34,7 @@ from certs.renewal import renewal_time
 # certificates are back-dated this much for clock skew (certs.ca.CLOCK_SKEW)
 CLOCK_SKEW = timedelta(minutes=5)
 # after SIGTERM/SIGINT, the daemon exits at the latest this much later, stopped cleanly or not
-STOP_GRACE = 6.0
+STOP_GRACE = 5.0
 
 __all__ = ["Daemon", "connect_host"]
 

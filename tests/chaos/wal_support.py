@@ -18,7 +18,7 @@ from agent.manager.wal.records import read_frames
 from tests.integration.conftest import Cluster, shoal, wait_for
 
 # the daemon's own bound on stopping after SIGTERM (agent.daemon.STOP_GRACE) plus slack
-STOP_WITHIN = 8.0
+STOP_WITHIN = 6.5
 
 
 def info(data: Path) -> dict[str, Any] | None:
