@@ -12,7 +12,6 @@ import os
 import random
 import signal
 import sys
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 from agent.control import ControlServer
 from agent.errors import ShoalError
 from agent.paths import DataDir, NodeConfig
+from agent.stopping import STOP_GRACE, StopSignals
 from broker.envelope import Envelope, encode
 from broker.errors import BrokerError
 from broker.mosquitto_conf import ListenSpec
@@ -33,10 +33,8 @@ from certs.renewal import renewal_time
 
 # certificates are back-dated this much for clock skew (certs.ca.CLOCK_SKEW)
 CLOCK_SKEW = timedelta(minutes=5)
-# after SIGTERM/SIGINT, the daemon exits at the latest this much later, stopped cleanly or not
-STOP_GRACE = 5.0
 
-__all__ = ["Daemon", "connect_host"]
+__all__ = ["STOP_GRACE", "Daemon", "connect_host"]
 
 log = logging.getLogger("shoal.daemon")
 
@@ -113,7 +111,6 @@ class Daemon:
         self.agent = self._make_agent()
         self.control = ControlServer(data.socket, self.dispatch)
         self._stop = asyncio.Event()
-        self._stop_signalled = False
         self._leaving = False
 
     def _make_agent(self) -> Any:
@@ -265,20 +262,8 @@ class Daemon:
         self.driver = None
 
     async def _stop_manager(self) -> None:
-        tasks, self._manager_tasks = self._manager_tasks, []
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-        if self.driver is not None:
-            close = getattr(self.driver.storage, "close", None)
-            if close is not None:
-                close()
-        if self.manager is not None:
-            self.manager.detach()
-        self.manager = None
-        self.driver = None
+        """Demotion: stop the manager role and delete its state."""
+        await self._halt_manager()
         import shutil
 
         shutil.rmtree(self.data.manager, ignore_errors=True)
@@ -635,35 +620,10 @@ class Daemon:
     def stop(self) -> None:
         self._stop.set()
 
-    def _on_stop_signal(self, loop: asyncio.AbstractEventLoop) -> None:
-        """SIGTERM or SIGINT, in the main thread between two bytecodes, so even while the
-        loop is busy: ask the loop to stop, and make sure the process ends STOP_GRACE seconds
-        later whatever holds it (a second signal ends it at once)."""
-        if self._stop_signalled:
-            self._force_exit("a second stop signal")
-        self._stop_signalled = True
-        watchdog = threading.Timer(STOP_GRACE, self._force_exit, (f"{STOP_GRACE:g} s",))
-        watchdog.daemon = True
-        watchdog.start()
-        with contextlib.suppress(RuntimeError):  # the loop has closed already
-            loop.call_soon_threadsafe(self.stop)
-
-    def _force_exit(self, why: str) -> None:
-        import faulthandler
-
-        log.error("the daemon did not stop cleanly within %s of SIGTERM: exiting now", why)
-        faulthandler.dump_traceback(all_threads=True)
-        with contextlib.suppress(OSError):
-            self.data.pid_file.unlink()
-        logging.shutdown()
-        os._exit(1)
-
     async def run(self) -> int:
         self.data.pid_file.write_text(f"{os.getpid()}\n")
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(ValueError):  # not the main thread (tests)
-                signal.signal(sig, lambda signum, frame: self._on_stop_signal(loop))
+        StopSignals(self.stop, self.data.pid_file).install(loop)
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)
         background: list[asyncio.Task[Any]] = []
