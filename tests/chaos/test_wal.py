@@ -5,7 +5,8 @@ files are damaged, and it is started again. Each fault ends in a clear refusal (
 the file and what to do, in the log and in `shoal info`'s last_error; the node no longer votes
 or answers as a manager) or a safe recovery (it catches up and lists every acknowledged
 write); never a silent loss, never a loop of tracebacks, and SIGTERM always ends the daemon.
-After each fault the follower gets its own intact state back and catches up, for the next.
+After each refusal the follower gets its own intact state back (a copy taken when it was
+stopped: it acknowledged nothing since) and catches up, for the next fault.
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ def _fault(
         note=f"{how}; SIGTERM {stop_s:.1f} s",
     )
     if restore_after:
-        restore(d, saved)
+        if out.refused:  # it acknowledged nothing since the copy: the copy is its state
+            restore(d, saved)
         m.restart(d)
         m.caught_up(d)
     return d, out
@@ -149,6 +151,23 @@ def test_a_wal_cut_in_the_middle_is_refused_and_the_manager_rejoins_as_documente
     managers.dirs[managers.dirs.index(d)] = new
     wait_for(lambda: len(managers.up()) == 3, 30, "the rejoined manager in the group")
     managers.caught_up(new)
+
+
+def test_a_torn_write_at_the_tail_is_cut_off_and_the_manager_catches_up(
+    managers: Managers, chaos_report: ChaosReport, tmp_path: Path
+) -> None:
+    def tear(d: Path) -> Path:
+        seg = segments(d)[-1]
+        data = seg.read_bytes()
+        last = record_offsets(seg)[-1]
+        with seg.open("ab") as f:  # half a record more: a write a crash interrupted
+            f.write(data[last : last + (len(data) - last) // 2])
+        return seg
+
+    _, out = _fault(
+        managers, chaos_report, tmp_path, "torn write at the wal tail", tear, expect_refusal=False
+    )
+    assert "cutting a torn write" in out.log
 
 
 def test_a_wal_one_synced_record_short_is_refused(
