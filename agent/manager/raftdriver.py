@@ -137,9 +137,6 @@ class RaftDriver:
         if msg.to != self.id:
             self.session.rejections.reject(topic, "raft message for another manager")
             return
-        if msg.term == 0:  # local messages (campaign, beat, ...) never come from the network
-            self.session.rejections.reject(topic, f"raft {msg.type.value} without a term")
-            return
         self._step(msg)
 
     def _step(self, msg: Message) -> None:

@@ -99,15 +99,3 @@ def test_a_heartbeat_within_the_log_does_not_halt() -> None:
         return driver
 
     assert asyncio.run(scenario()).failure is None
-
-
-def test_a_local_message_from_the_network_is_rejected_not_stepped() -> None:
-    async def scenario() -> tuple[RaftDriver, FakeSession]:
-        driver, session, topic = _driver()
-        hup = Message(type=MessageType.Vote, to="a", frm="b", term=0)
-        await session.handlers[topic](topic, Envelope("raft", "b", 1, to_wire(hup)))
-        return driver, session
-
-    driver, session = asyncio.run(scenario())
-    assert driver.failure is None
-    assert session.rejections.total == 1
