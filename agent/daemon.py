@@ -20,6 +20,7 @@ from agent.control import ControlServer
 from agent.errors import ShoalError
 from agent.paths import DataDir, NodeConfig
 from agent.removal import REMOVED_FILE, Removal, load_removal, remove_tasks, save_removal
+from agent.stopping import STOP_GRACE, StopSignals
 from broker.envelope import Envelope, encode
 from broker.errors import BrokerError
 from broker.mosquitto_conf import ListenSpec
@@ -34,13 +35,19 @@ from certs.renewal import renewal_time
 # certificates are back-dated this much for clock skew (certs.ca.CLOCK_SKEW)
 CLOCK_SKEW = timedelta(minutes=5)
 
-__all__ = ["Daemon", "connect_host"]
+__all__ = ["STOP_GRACE", "Daemon", "connect_host"]
 
 log = logging.getLogger("shoal.daemon")
 
 
 def connect_host(listen_host: str) -> str:
     return "127.0.0.1" if listen_host in ("0.0.0.0", "", "::") else listen_host
+
+
+def _halts_manager(exc: BaseException | None) -> bool:
+    from agent.manager.raftdriver import ManagerHalted
+
+    return isinstance(exc, ManagerHalted)
 
 
 def _dump_tasks() -> None:
@@ -97,6 +104,7 @@ class Daemon:
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._manager_tasks: list[asyncio.Task[Any]] = []
         self._exit_code = 0
+        self._manager_error: str | None = None
         self._unlock_key: str | None = None
         self._broker_host: Any = None
         self._unlocked = asyncio.Event()
@@ -207,6 +215,8 @@ class Daemon:
             self._role_change = None
 
     def _start_manager_tasks(self) -> None:
+        if self.driver is None:
+            return  # the manager role was refused (see _manager_failed)
         for coro in (
             self.driver.run(),
             self.manager.watch_forever(),
@@ -220,6 +230,14 @@ class Daemon:
         if task.cancelled():
             return
         exc = task.exception()
+        if _halts_manager(exc) and task in self._manager_tasks:
+            from agent.manager.wal.errors import REJOIN
+
+            self._manager_failed(f"{exc} (raft state in {self.data.raft}); {REJOIN}")
+            halt = asyncio.get_running_loop().create_task(self._halt_manager())
+            self._side_tasks.add(halt)
+            halt.add_done_callback(self._side_tasks.discard)
+            return
         if exc is not None:
             log.critical(
                 "the manager stopped: %s; exiting so the node restarts clean", exc, exc_info=exc
@@ -227,7 +245,16 @@ class Daemon:
             self._exit_code = 1
             self._stop.set()
 
-    async def _stop_manager(self) -> None:
+    def _manager_failed(self, reason: str) -> None:
+        """The manager role cannot run on this node's state: it stays stopped, the rest of the
+        node (its broker, its tasks) goes on, and `shoal info` says why (last_error)."""
+        self._manager_error = (
+            f"the manager role is stopped: {reason} (this node: {self.node.node_id})"
+        )
+        log.error("%s", self._manager_error)
+
+    async def _halt_manager(self) -> None:
+        """Stop the manager role and keep its state on disk as it is, for the operator."""
         tasks, self._manager_tasks = self._manager_tasks, []
         for t in tasks:
             t.cancel()
@@ -242,6 +269,10 @@ class Daemon:
             self.manager.detach()
         self.manager = None
         self.driver = None
+
+    async def _stop_manager(self) -> None:
+        """Demotion: stop the manager role and delete its state."""
+        await self._halt_manager()
         import shutil
 
         shutil.rmtree(self.data.manager, ignore_errors=True)
@@ -267,6 +298,7 @@ class Daemon:
         from agent.manager.keys import DataKeyFile
         from agent.manager.logstore import open_log
         from agent.manager.manager import Manager
+        from agent.manager.raft import RaftError
         from agent.manager.raftdriver import RaftDriver
         from agent.manager.store import Store
 
@@ -274,14 +306,24 @@ class Daemon:
         keyfile = DataKeyFile(self.data.manager / "data-key")
         data_key = keyfile.load(self._unlock_key) if keyfile.exists() else keyfile.create(None)
         store = Store()
-        driver = RaftDriver(
-            node_id=self.node.node_id,
-            storage=open_log(self.data.raft, data_key),
-            store=store,
-            session=self.session,
-            topics=self.topics,
-            rng=self.rng,
-        )
+        try:
+            storage = open_log(self.data.raft, data_key)
+        except RaftError as exc:  # damaged or lost raft state: refuse, keep it for the operator
+            self._manager_failed(str(exc))
+            return
+        try:
+            driver = RaftDriver(
+                node_id=self.node.node_id,
+                storage=storage,
+                store=store,
+                session=self.session,
+                topics=self.topics,
+                rng=self.rng,
+            )
+        except RaftError as exc:
+            storage.close()
+            self._manager_failed(str(exc))
+            return
         host = self._broker_host
         advertise = self.node.advertise_host or self.node.broker_host
         self.manager = Manager(
@@ -358,6 +400,8 @@ class Daemon:
 
     # control commands ----------------------------------------------------------------
     def _need_manager(self) -> Any:
+        if self.manager is None and self._manager_error is not None:
+            raise ShoalError(f"{self._manager_error}")
         if self.manager is None:
             raise ShoalError(
                 "This node is not a swarm manager. Worker nodes can't be used to view or modify"
@@ -375,7 +419,8 @@ class Daemon:
                 "role": self.node.role,
                 "hostname": self.node.hostname,
                 "connected": self.session.connected,
-                "last_error": self.session.last_error,
+                "last_error": self._manager_error or self.session.last_error,
+                "manager_error": self._manager_error,
                 "connects": self.session.connects,
                 "rejected": self.session.rejections.total,
                 "rejected_reasons": dict(self.session.rejections.counts),
@@ -609,9 +654,7 @@ class Daemon:
     async def run(self) -> int:
         self.data.pid_file.write_text(f"{os.getpid()}\n")
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stop)
+        StopSignals(self.stop, self.data.pid_file).install(loop)
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)
         background: list[asyncio.Task[Any]] = []

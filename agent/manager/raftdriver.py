@@ -42,7 +42,7 @@ from broker.errors import BrokerError
 from broker.session import Session
 from broker.topics import Topics
 
-__all__ = ["LogStorage", "MemoryLog", "RaftDriver"]
+__all__ = ["LogStorage", "ManagerHalted", "MemoryLog", "RaftDriver"]
 
 log = logging.getLogger("shoal.raft")
 
@@ -59,6 +59,11 @@ class LogStorage(Protocol):
     def save(self, hard_state: Any, entries: Any, snapshot: Snapshot | None) -> None: ...
     def create_snapshot(self, index: int, voters: Any, data: bytes) -> Snapshot: ...
     def compact(self, index: int) -> None: ...
+
+
+class ManagerHalted(RaftError):
+    """The core refused this manager's own state (say, a leader's commit index beyond the end
+    of a log that lost entries): the driver stops for good, as retrying cannot help."""
 
 
 class RaftDriver:
@@ -106,6 +111,7 @@ class RaftDriver:
         self._known_leader: str | None = None
         self._leader_event = asyncio.Event()
         self._last_snapshot = snap.index
+        self.failure: str | None = None
         session.on(topics.mgr_raft(node_id), self._on_message, qos=0)
 
     # state ---------------------------------------------------------------------------
@@ -159,7 +165,22 @@ class RaftDriver:
         if msg.to != self.id:
             self.session.rejections.reject(topic, "raft message for another manager")
             return
-        self.core.step(msg)
+        self._step(msg)
+
+    def _step(self, msg: Message) -> None:
+        if self.failure is not None:
+            return  # halted: this manager neither votes nor answers any more
+        try:
+            self.core.step(msg)
+        except RaftError as exc:
+            self._halt(exc)
+        self._wake.set()
+
+    def _halt(self, exc: RaftError) -> None:
+        """Stop for good on an error of the core; `run` raises ManagerHalted with it."""
+        if self.failure is None:
+            self.failure = str(exc)
+            log.error("the raft core stopped this manager: %s", exc)
         self._wake.set()
 
     def leader_gone(self, leader: str) -> None:
@@ -185,10 +206,7 @@ class RaftDriver:
         if self.core.leader_id != dead or self.is_leader:
             return  # someone already took over
         log.info("leader %s is gone; campaigning", dead)
-        self.core.step(
-            Message(type=MessageType.TimeoutNow, to=self.id, frm=dead, term=self.core.term)
-        )
-        self._wake.set()
+        self._step(Message(type=MessageType.TimeoutNow, to=self.id, frm=dead, term=self.core.term))
 
     async def propose(self, data: bytes, *, timeout: float = 10.0) -> int:
         """Commit `data` (leader only: raises NotLeader elsewhere) and wait until applied."""
@@ -256,10 +274,17 @@ class RaftDriver:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                while self.core.has_ready():
-                    rd = self.core.ready()
-                    await self._handle(rd)
-                    self.core.advance(rd)
+                if self.failure is not None:
+                    raise ManagerHalted(self.failure)
+                try:
+                    while self.core.has_ready():
+                        rd = self.core.ready()
+                        await self._handle(rd)
+                        self.core.advance(rd)
+                except StorageError:
+                    raise  # the disk failed: a restart recovers from it
+                except RaftError as exc:
+                    self._halt(exc)
         finally:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -269,9 +294,12 @@ class RaftDriver:
                     fut.set_exception(NotLeader(None))
 
     async def _tick_forever(self) -> None:
-        while True:
+        while self.failure is None:
             await asyncio.sleep(self.tick_interval)
-            self.core.tick()
+            try:
+                self.core.tick()
+            except RaftError as exc:
+                self._halt(exc)
             self._wake.set()
 
     async def _handle(self, rd: Ready) -> None:

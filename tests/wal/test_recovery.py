@@ -17,12 +17,17 @@ from agent.manager.raft import Entry, HardState, Snapshot, StorageError
 from agent.manager.wal import DiskStorage, StorageCorrupt
 from agent.manager.wal.records import Sealer
 from agent.manager.wal.snapfiles import snapshot_path, write_snapshot
+from agent.manager.wal.synced import MARK_NAME
 
 from .helpers import KEY, OTHER_KEY, build, entries, segment_frames, view
 
 
-def copy_of(src: Path, dst: Path) -> Path:
+def copy_of(src: Path, dst: Path, mark: bytes | None = None) -> Path:
+    """A copy of the storage in `src`; with `mark`, as a crash during the last save leaves it:
+    the sync mark from before that save (it is rewritten only after the save's fsync)."""
     shutil.copytree(src, dst)
+    if mark is not None:
+        (dst / MARK_NAME).write_bytes(mark)
     return dst
 
 
@@ -35,13 +40,14 @@ def flip(path: Path, offset: int) -> None:
 def test_a_cut_anywhere_in_the_last_record_loses_that_record_only(tmp_path: Path) -> None:
     st = build(tmp_path / "orig")
     before = view(st)
+    mark = (tmp_path / "orig" / MARK_NAME).read_bytes()
     st.append([Entry(3, 26, data=b"last")])
     after = view(st)
     segment = st.segment_paths()[-1]
     st.close()
     last = segment_frames(segment)[-1]
     for cut in range(last.offset, last.end):
-        d = copy_of(tmp_path / "orig", tmp_path / f"cut{cut}")
+        d = copy_of(tmp_path / "orig", tmp_path / f"cut{cut}", mark)
         seg = d / "wal" / segment.name
         seg.write_bytes(seg.read_bytes()[:cut])
         with DiskStorage(d, KEY) as again:
@@ -60,13 +66,14 @@ def test_a_cut_anywhere_in_the_last_save_keeps_exactly_the_whole_records(tmp_pat
     batch, hs = entries(26, 29, term=3, tag="g"), HardState(3, "b", 24)
     segment = st.segment_paths()[-1]
     start = segment.stat().st_size
+    mark = (tmp_path / "orig" / MARK_NAME).read_bytes()
     st.save(hs, batch)
     st.close()
     frames = [f for f in segment_frames(segment) if f.offset >= start]
     assert len(frames) == 5
     for cut in range(start, frames[-1].end, 3):
         whole = sum(1 for f in frames if f.end <= cut)
-        d = copy_of(tmp_path / "orig", tmp_path / "cut")
+        d = copy_of(tmp_path / "orig", tmp_path / "cut", mark)
         seg = d / "wal" / segment.name
         seg.write_bytes(seg.read_bytes()[:cut])
         with DiskStorage(d, KEY) as again:
@@ -79,12 +86,13 @@ def test_a_cut_anywhere_in_the_last_save_keeps_exactly_the_whole_records(tmp_pat
 def test_a_garbled_byte_in_the_tail_record_is_a_torn_write(tmp_path: Path) -> None:
     st = build(tmp_path / "orig")
     before = view(st)
+    mark = (tmp_path / "orig" / MARK_NAME).read_bytes()
     st.append([Entry(3, 26, data=b"last")])
     segment = st.segment_paths()[-1]
     st.close()
     last = segment_frames(segment)[-1]
     for offset in range(last.offset, last.end):
-        d = copy_of(tmp_path / "orig", tmp_path / "flip")
+        d = copy_of(tmp_path / "orig", tmp_path / "flip", mark)
         flip(d / "wal" / segment.name, offset)
         with DiskStorage(d, KEY) as again:
             assert view(again) == before, offset

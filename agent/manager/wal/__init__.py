@@ -2,10 +2,11 @@
 
 `DiskStorage` implements the Raft `Storage` protocol and `MemoryStorage`'s writes in a
 directory; see `storage` for the layout, the write and recovery rules, and `records` for the
-record format and the torn-write rule.
+record format and the torn-write rule, `synced` for the rule that tells lost entries from a
+torn write.
 """
 
-from .errors import StorageCorrupt
+from .errors import StorageCorrupt, StorageLost
 from .storage import KEEP_SNAPSHOTS, SEGMENT_BYTES, DiskStorage
 
-__all__ = ["KEEP_SNAPSHOTS", "SEGMENT_BYTES", "DiskStorage", "StorageCorrupt"]
+__all__ = ["KEEP_SNAPSHOTS", "SEGMENT_BYTES", "DiskStorage", "StorageCorrupt", "StorageLost"]

@@ -3,6 +3,7 @@
 Layout of the directory::
 
     LOCK                                    held (flock) while a process has the storage open
+    SYNCED                                  how far the log is known to be on disk (`synced`)
     wal/<seq>-<first index>.seg             the log: segments of records (see `records`),
                                             16 hex digits each; a new one after ~8 MiB
     snap/<term>-<index>.snap                snapshots (see `snapfiles`), written atomically
@@ -19,6 +20,9 @@ fails its checksum is a torn write when no intact record follows it in the file,
 when one does. So a crash during a `save` keeps a prefix of its records, in order; were a disk
 to persist a later page of an unsynced write and not an earlier one, opening refuses with
 `StorageCorrupt` rather than guess. A log
+that lacks records the sync mark says were fsync'd (a cut below it, a lost last segment)
+raises `StorageLost`: those entries may have been acknowledged,
+so the manager must not start on it (see `synced`). A log
 that does not decrypt at all raises `StorageError` ("wrong data key?"). When the current
 snapshot file is damaged, an older snapshot is used instead if the log still holds every
 entry after it, and `StorageCorrupt` is raised otherwise.
@@ -47,7 +51,7 @@ from agent.manager.raft.errors import RaftError, StorageError
 from agent.manager.raft.messages import Entry, HardState, Snapshot
 from agent.manager.raft.storage import bootstrap_state
 
-from .errors import StorageCorrupt
+from .errors import StorageCorrupt, StorageLost
 from .fileio import fsync_directory, remove_durably, write_all, write_durably
 from .records import (
     RecordType,
@@ -61,6 +65,7 @@ from .records import (
 from .recovery import list_segments, replay
 from .snapfiles import list_snapshots, read_snapshot, snapshot_path, write_snapshot
 from .state import LogState
+from .synced import MARK_NAME, SyncMark, lost
 
 __all__ = ["KEEP_SNAPSHOTS", "SEGMENT_BYTES", "DiskStorage"]
 
@@ -99,6 +104,8 @@ class DiskStorage:
         self._offset = 0
         self._fd = -1
         self._lock_fd = -1
+        self._mark_fd = -1
+        self._marked: SyncMark | None = None
         self._state = LogState()
         self._snap = Snapshot(0, 0)
         try:
@@ -264,6 +271,7 @@ class DiskStorage:
                 with self._changing():
                     self._roll()
             yield
+            self._mark()
 
     @contextlib.contextmanager
     def _changing(self) -> Iterator[None]:
@@ -291,6 +299,20 @@ class DiskStorage:
         os.fsync(self._fd)
         self._offset += len(self._pending)
         self._pending.clear()
+
+    def _mark(self) -> None:
+        """Record how far the log is on disk (after an fsync; see `synced`)."""
+        mark = SyncMark(
+            self._seq, self._offset, self._state.last_index(), self._state.hard_state.commit
+        )
+        if mark == self._marked or self._mark_fd < 0:
+            return
+        try:
+            os.pwrite(self._mark_fd, mark.encode(), 0)
+        except OSError as exc:  # the log is intact: only the check on a later start is weaker
+            log.warning("cannot write %s: %s", self.directory / MARK_NAME, exc)
+            return
+        self._marked = mark
 
     def _roll(self) -> None:
         seq = self._seq + 1
@@ -340,25 +362,43 @@ class DiskStorage:
         for d in (self._wal, self._snapdir):
             stale = [p for p in d.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp")]
             remove_durably(stale)
+        mark = self._open_mark()
         segments = list_segments(self._wal)
         if not segments:
             if list_snapshots(self._snapdir):
                 raise StorageCorrupt(self._wal, None, "snapshot files exist but no log segment")
+            if mark is not None:
+                raise StorageLost(self._wal, None, "every log segment is missing")
             self._roll()
+            self._mark()
             return
         self._state, torn_at = replay(segments, self._sealer)
         last_seq, last_path = segments[-1]
+        end = last_path.stat().st_size if torn_at is None else torn_at
+        reason = lost(mark, last_seq, end, self._state.last_index())
+        if reason is not None:
+            raise StorageLost(last_path, None, reason)
         self._fd = os.open(last_path, os.O_WRONLY | os.O_APPEND)
         if torn_at is not None:
             log.warning(
                 "cutting a torn write off the raft log: %s from byte %d", last_path, torn_at
             )
             os.ftruncate(self._fd, torn_at)
-            os.fsync(self._fd)
+        os.fsync(self._fd)  # what recovery read is on disk before the mark says so
         self._seq, self._offset = last_seq, os.fstat(self._fd).st_size
         self._segments = dict(segments)
         self._load_snapshot()
         self._collect()
+        self._mark()
+
+    def _open_mark(self) -> SyncMark | None:
+        path = self.directory / MARK_NAME
+        self._mark_fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        mark = SyncMark.decode(os.pread(self._mark_fd, 4096, 0))
+        if mark is None and os.fstat(self._mark_fd).st_size:
+            log.warning("ignoring %s: it is not a sync mark of this version", path)
+        self._marked = mark
+        return mark
 
     def _load_snapshot(self) -> None:
         st = self._state
@@ -404,10 +444,13 @@ class DiskStorage:
         raise damage
 
     def _close_fds(self) -> None:
-        for fd in (self._fd, self._lock_fd):
+        if self._mark_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.fsync(self._mark_fd)
+        for fd in (self._fd, self._mark_fd, self._lock_fd):
             if fd >= 0:
                 os.close(fd)
-        self._fd = self._lock_fd = -1
+        self._fd = self._mark_fd = self._lock_fd = -1
 
 
 def _meta(snap: Snapshot) -> Snapshot:
