@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.limits import MAX_NAME, LimitError, check_service_spec
 from agent.spec import (
     SECOND,
     BindOptions,
@@ -47,7 +48,6 @@ __all__ = ["LABEL_IMAGE", "LABEL_NAMESPACE", "Scope", "build_service"]
 
 LABEL_NAMESPACE = "com.docker.stack.namespace"
 LABEL_IMAGE = "com.docker.stack.image"
-MAX_NAME = 63
 
 
 @dataclass
@@ -149,6 +149,11 @@ def build_service(name: str, service: Node, scope: Scope) -> ServiceSpec | None:
         endpoint_spec=EndpointSpec(mode=_v(deploy, "endpoint_mode", "vip"),
                                    ports=_ports(name, service, path, scope)),
     )
+    if len(ctx.errors) == errors:
+        try:
+            check_service_spec(spec)
+        except LimitError as exc:
+            ctx.fail(service, path, str(exc))
     return spec if len(ctx.errors) == errors else None
 
 

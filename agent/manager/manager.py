@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import ShoalError
+from agent.limits import MAX_TASK_HISTORY
 from agent.manager.broker_host import BrokerHost
 from agent.manager.controlapi import ControlAPI
 from agent.manager.dispatcher import StatusLog
@@ -706,8 +707,10 @@ class Manager:
                 "nothing to update: use --autolock=true|false or --task-history-limit N"
             )
         if limit is not None:
-            if type(limit) is not int or not 1 <= limit <= 1000:
-                raise ShoalError("--task-history-limit must be a whole number from 1 to 1000")
+            if type(limit) is not int or not 1 <= limit <= MAX_TASK_HISTORY:
+                raise ShoalError(
+                    f"--task-history-limit must be a whole number from 1 to {MAX_TASK_HISTORY}"
+                )
 
             def set_limit(tx: Tx) -> None:
                 c = tx.get(Cluster, "cluster")

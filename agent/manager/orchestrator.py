@@ -12,7 +12,10 @@ again (a restart delay or a node's disconnect window running out). It decides:
 - restarts by the restart policy (condition, delay, max attempts, window): a failed task's slot
   gets a new task once the delay has passed; a task on a drained or removed node, or on a node
   down for longer than the service's disconnect window, is replaced at once;
-- task history: stopped tasks are kept, ``history`` per slot, older ones deleted.
+- task history: stopped tasks are kept, ``history`` per slot, older ones deleted;
+- work per pass is bounded: a scale-up creates at most ``batch`` new tasks (``BATCH``) per plan
+  and the plan says ``more``; the shell plans the service again on its next pass, so a large
+  scale converges in batches, one transaction each, and other services get their turn between.
 
 A task is *live* while its desired state is "running". Only new tasks and desired states are
 written here: observed state belongs to the nodes. Tasks whose spec is older than the service's
@@ -40,9 +43,11 @@ from agent.worker.model import TaskState
 from agent.worker.restart import should_restart
 from certs.identity import new_node_id
 
-__all__ = ["Orchestrator", "Plan", "live", "new_task", "observed", "plan_service"]
+__all__ = ["BATCH", "Orchestrator", "Plan", "live", "new_task", "observed", "plan_service"]
 
 log = logging.getLogger("shoal.orchestrator")
+
+BATCH = 500  # new tasks of one service per pass (one transaction)
 
 
 @dataclass(slots=True)
@@ -50,6 +55,7 @@ class Plan:
     put: list[Task] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
     wake_at: float | None = None
+    more: bool = False  # the batch was full: plan the service again once this is applied
 
     def wake(self, when: float) -> None:
         self.wake_at = when if self.wake_at is None else min(self.wake_at, when)
@@ -109,7 +115,16 @@ class _Context:
     nodes: Mapping[str, Node]
     now: float
     history: int
+    batch: int = BATCH
     plan: Plan = field(default_factory=Plan)
+
+    def room(self) -> bool:
+        """Whether one more new task fits in this pass's batch (else the plan asks for more)."""
+        if self.batch > 0:
+            self.batch -= 1
+            return True
+        self.plan.more = True
+        return False
 
     @property
     def policy_spec(self) -> TaskSpec:
@@ -192,6 +207,7 @@ def plan_service(
     now: float,
     *,
     history: int = 5,
+    batch: int = BATCH,
 ) -> Plan:
     if service is None:
         return _plan_removed(tasks, nodes, now)
@@ -200,7 +216,7 @@ def plan_service(
     except SpecError as exc:  # written by a manager, so this is a bug; never crash on it
         log.error("service %s has a malformed spec (%s); leaving its tasks alone", service.id, exc)
         return Plan()
-    ctx = _Context(service, spec, nodes, now, history)
+    ctx = _Context(service, spec, nodes, now, history, batch)
     kind = spec.mode.kind
     if kind == "replicated":
         _plan_replicated(ctx, tasks)
@@ -242,6 +258,8 @@ def _plan_replicated(ctx: _Context, tasks: Sequence[Task]) -> None:
         occupied.add(slot)
     for slot in range(1, wanted + 1):
         if slot not in occupied:
+            if not ctx.room():
+                break
             ctx.plan.put.append(new_task(ctx.service, ctx.spec, ctx.now, slot=slot))
     if ctx.spec.rebalance and not ctx.plan.put:
         _rebalance(ctx, [group[-1] for slot, group in slots.items() if 1 <= slot <= wanted])
@@ -304,6 +322,8 @@ def _plan_global(ctx: _Context, tasks: Sequence[Task], *, job: bool) -> None:
             continue
         if job and any(t.spec_version == ctx.service.spec_version for t in group):
             continue  # a global job runs once per node
+        if not ctx.room():
+            break
         ctx.plan.put.append(new_task(ctx.service, ctx.spec, ctx.now, node_id=node_id))
 
 
@@ -336,6 +356,8 @@ def _plan_replicated_job(ctx: _Context, tasks: Sequence[Task]) -> None:
             break
         if slot in done or slot in running or slot in stuck:
             continue
+        if not ctx.room():
+            break
         ctx.plan.put.append(new_task(ctx.service, ctx.spec, ctx.now, slot=slot))
         free -= 1
 
@@ -474,6 +496,9 @@ class Orchestrator:
                 self._wake_later(service_id, plan.wake_at)
             if (plan.put or plan.delete) and not await self._apply(plan):
                 self._wake_later(service_id, self.clock() + 0.5)  # try again shortly
+            elif plan.more:
+                self._dirty.add(service_id)  # the next pass creates the next batch
+                self._wake.set()
 
     async def _apply(self, plan: Plan) -> bool:
         def write(tx: Tx) -> None:
