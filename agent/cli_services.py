@@ -9,6 +9,7 @@ from typing import Any
 
 from agent import control
 from agent.errors import ShoalError
+from agent.limits import check_replicas
 from agent.output import format_inspect, inspect_json, render
 from agent.paths import DataDir
 from agent.progress import follow
@@ -136,6 +137,7 @@ def cmd_service_scale(a: argparse.Namespace, data: DataDir) -> int:
             failed += 1
             continue
         try:
+            check_replicas(int(count), f"replicas of {name}")
             result = _call(data, "service-scale", {"service": name, "replicas": int(count)})
         except ShoalError as exc:
             print(f"Error: {exc}", file=sys.stderr)

@@ -24,6 +24,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from agent.errors import ShoalError
+from agent.limits import check_service_spec
 from agent.spec import (
     BindOptions,
     ConfigRef,
@@ -838,6 +839,7 @@ def _mode(current: ServiceMode, ns: argparse.Namespace) -> ServiceMode:
 def _check(spec: ServiceSpec, update: bool) -> ServiceSpec:
     """Rules across flags, checked on the finished spec (Swarm's own service validation)."""
     add = "-add" if update else ""
+    check_service_spec(spec)
     container, endpoint = spec.task_template.container, spec.endpoint_spec
     _unique(container.mounts, lambda m: m.target, f"--mount{add}", "mount target")
     _unique(container.secrets, lambda s: s.target, f"--secret{add}", "secret target")

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.limits import MAX_NAME, LimitError, check_service_spec
 from agent.spec import (
     SECOND,
     BindOptions,
@@ -47,7 +48,6 @@ __all__ = ["LABEL_IMAGE", "LABEL_NAMESPACE", "Scope", "build_service"]
 
 LABEL_NAMESPACE = "com.docker.stack.namespace"
 LABEL_IMAGE = "com.docker.stack.image"
-MAX_NAME = 63
 
 
 @dataclass
@@ -90,8 +90,12 @@ def build_service(name: str, service: Node, scope: Scope) -> ServiceSpec | None:
     errors = len(ctx.errors)
     full_name = f"{scope.stack}_{name}"
     if len(full_name) > MAX_NAME:
-        ctx.fail(service, path, f"the service name {full_name!r} is longer than {MAX_NAME} "
-                                "characters; use a shorter stack or service name")
+        ctx.fail(
+            service,
+            path,
+            f"the service name {full_name!r} is longer than {MAX_NAME} "
+            "characters; use a shorter stack or service name",
+        )
     image = _v(service, "image")
     if image is None:
         ctx.fail(service, path, "missing required key 'image'")
@@ -137,7 +141,8 @@ def build_service(name: str, service: Node, scope: Scope) -> ServiceSpec | None:
         ),
         networks=_networks(name, service, path, scope),
         log_driver=Driver(name=_v(logging, "driver"), options=_map(logging, "options"))
-        if _v(logging, "driver") else None,
+        if _v(logging, "driver")
+        else None,
     )
     spec = ServiceSpec(
         name=full_name,
@@ -146,9 +151,15 @@ def build_service(name: str, service: Node, scope: Scope) -> ServiceSpec | None:
         mode=_mode(deploy, path, ctx),
         update_config=_update(deploy, "update_config", path, ctx),
         rollback_config=_update(deploy, "rollback_config", path, ctx),
-        endpoint_spec=EndpointSpec(mode=_v(deploy, "endpoint_mode", "vip"),
-                                   ports=_ports(name, service, path, scope)),
+        endpoint_spec=EndpointSpec(
+            mode=_v(deploy, "endpoint_mode", "vip"), ports=_ports(name, service, path, scope)
+        ),
     )
+    if len(ctx.errors) == errors:
+        try:
+            check_service_spec(spec)
+        except LimitError as exc:
+            ctx.fail(service, path, str(exc))
     return spec if len(ctx.errors) == errors else None
 
 
@@ -163,8 +174,11 @@ def _list(node: Node, key: str) -> list[Node]:
 
 def _devices(service: Node) -> tuple[DeviceMapping, ...]:
     return tuple(
-        DeviceMapping(path_on_host=_v(device, "source"), path_in_container=_v(device, "target"),
-                      cgroup_permissions=_v(device, "permissions"))
+        DeviceMapping(
+            path_on_host=_v(device, "source"),
+            path_in_container=_v(device, "target"),
+            cgroup_permissions=_v(device, "permissions"),
+        )
         for device in _list(service, "devices")
     )
 
@@ -187,8 +201,11 @@ def _environment(service: Node, scope: Scope) -> tuple[str, ...]:
 
 
 def _dns(service: Node) -> DNSConfig | None:
-    dns = DNSConfig(nameservers=_strs(service, "dns"), search=_strs(service, "dns_search"),
-                    options=_strs(service, "dns_opt"))
+    dns = DNSConfig(
+        nameservers=_strs(service, "dns"),
+        search=_strs(service, "dns_search"),
+        options=_strs(service, "dns_opt"),
+    )
     return dns if dns != DNSConfig() else None
 
 
@@ -236,21 +253,38 @@ def _mount(volume: Node, where: str, scope: Scope) -> Mount | None:
         if host_path is None:
             return None
         propagation = _v(_sub(volume, "bind"), "propagation")
-        return Mount(type="bind", source=host_path, target=target, read_only=read_only,
-                     bind_options=BindOptions(propagation=propagation) if propagation else None)
+        return Mount(
+            type="bind",
+            source=host_path,
+            target=target,
+            read_only=read_only,
+            bind_options=BindOptions(propagation=propagation) if propagation else None,
+        )
     if kind == "tmpfs":
         options = _sub(volume, "tmpfs")
-        return Mount(type="tmpfs", target=target, read_only=read_only,
-                     tmpfs_options=None if options is None else TmpfsOptions(
-                         size_bytes=_v(options, "size", 0), mode=_v(options, "mode", 0)))
+        return Mount(
+            type="tmpfs",
+            target=target,
+            read_only=read_only,
+            tmpfs_options=None
+            if options is None
+            else TmpfsOptions(size_bytes=_v(options, "size", 0), mode=_v(options, "mode", 0)),
+        )
     nocopy = _v(_sub(volume, "volume"), "nocopy", False)
     if not source:
-        return Mount(type="volume", target=target, read_only=read_only,
-                     volume_options=VolumeOptions(nocopy=True) if nocopy else None)
+        return Mount(
+            type="volume",
+            target=target,
+            read_only=read_only,
+            volume_options=VolumeOptions(nocopy=True) if nocopy else None,
+        )
     definition = scope.definitions["volumes"].get(source)
     if definition is None:
-        scope.ctx.fail(volume, where, f'undefined volume "{source}"; define it under the '
-                                      "top-level 'volumes' key")
+        scope.ctx.fail(
+            volume,
+            where,
+            f"undefined volume \"{source}\"; define it under the top-level 'volumes' key",
+        )
         return None
     scope.used["volumes"][source] = None
     external = _v(definition, "external", False)
@@ -259,10 +293,16 @@ def _mount(volume: Node, where: str, scope: Scope) -> Mount | None:
         nocopy=nocopy,
         labels={} if external else scope.labels(_map(definition, "labels")),
         driver_config=Driver(name=driver or "local", options=driver_opts)
-        if (driver or driver_opts) and not external else None,
+        if (driver or driver_opts) and not external
+        else None,
     )
-    return Mount(type="volume", source=scope.name_of("volumes", source), target=target,
-                 read_only=read_only, volume_options=volume_options)
+    return Mount(
+        type="volume",
+        source=scope.name_of("volumes", source),
+        target=target,
+        read_only=read_only,
+        volume_options=volume_options,
+    )
 
 
 def _tmpfs(item: Node, where: str, ctx: Ctx) -> Mount | None:
@@ -282,8 +322,11 @@ def _tmpfs(item: Node, where: str, ctx: Ctx) -> Mount | None:
     if not target.startswith("/"):
         ctx.fail(item, where, f"the target {target!r} must be an absolute path")
         return None
-    return Mount(type="tmpfs", target=target,
-                 tmpfs_options=TmpfsOptions(size_bytes=size, mode=mode) if size or mode else None)
+    return Mount(
+        type="tmpfs",
+        target=target,
+        tmpfs_options=TmpfsOptions(size_bytes=size, mode=mode) if size or mode else None,
+    )
 
 
 def _file_refs(service: Node, path: str, scope: Scope, section: str) -> list[Any]:
@@ -292,12 +335,19 @@ def _file_refs(service: Node, path: str, scope: Scope, section: str) -> list[Any
     for ref in _list(service, section):
         source = _v(ref, "source")
         if source not in scope.definitions[section]:
-            scope.ctx.fail(ref, join(path, section), f'undefined {what} "{source}"; define it '
-                                                     f"under the top-level '{section}' key")
+            scope.ctx.fail(
+                ref,
+                join(path, section),
+                f"undefined {what} \"{source}\"; define it under the top-level '{section}' key",
+            )
             continue
         name = scope.name_of(section, source)
-        common = {"source": name, "uid": _v(ref, "uid", "0"), "gid": _v(ref, "gid", "0"),
-                  "mode": _v(ref, "mode", 0o444)}
+        common = {
+            "source": name,
+            "uid": _v(ref, "uid", "0"),
+            "gid": _v(ref, "gid", "0"),
+            "mode": _v(ref, "mode", 0o444),
+        }
         if section == "secrets":
             refs.append(SecretRef(target=_v(ref, "target", source), **common))
         else:
@@ -311,17 +361,20 @@ def _networks(name: str, service: Node, path: str, scope: Scope) -> tuple[Networ
     attachments = []
     for network, ref in entries:
         if network not in scope.definitions["networks"] and network != "default":
-            scope.ctx.fail(ref, join(join(path, "networks"), network),
-                           f'undefined network "{network}"; define it under the top-level '
-                           "'networks' key")
+            scope.ctx.fail(
+                ref,
+                join(join(path, "networks"), network),
+                f"undefined network \"{network}\"; define it under the top-level 'networks' key",
+            )
             continue
         scope.used["networks"][network] = None
         target = scope.name_of("networks", network)
         aliases = _strs(ref, "aliases")
         if target not in ("host", "bridge", "none") and name not in aliases:
             aliases += (name,)
-        attachments.append(NetworkAttachment(target=target, aliases=aliases,
-                                             driver_opts=_map(ref, "driver_opts")))
+        attachments.append(
+            NetworkAttachment(target=target, aliases=aliases, driver_opts=_map(ref, "driver_opts"))
+        )
     return tuple(sorted(attachments, key=lambda a: a.target))
 
 
@@ -329,11 +382,15 @@ def _resources(deploy: Node | None) -> Resources:
     resources = _sub(deploy, "resources")
 
     def spec(node: Node | None) -> ResourceSpec:
-        return ResourceSpec(nano_cpus=_v(node, "cpus", 0), memory_bytes=_v(node, "memory", 0),
-                            pids=_v(node, "pids", 0))
+        return ResourceSpec(
+            nano_cpus=_v(node, "cpus", 0),
+            memory_bytes=_v(node, "memory", 0),
+            pids=_v(node, "pids", 0),
+        )
 
-    return Resources(limits=spec(_sub(resources, "limits")),
-                     reservations=spec(_sub(resources, "reservations")))
+    return Resources(
+        limits=spec(_sub(resources, "limits")), reservations=spec(_sub(resources, "reservations"))
+    )
 
 
 def _restart_policy(service: Node, deploy: Node | None) -> RestartPolicy:
@@ -347,8 +404,9 @@ def _restart_policy(service: Node, deploy: Node | None) -> RestartPolicy:
         )
     restart = service.get("restart")
     if restart is not None:
-        return RestartPolicy(condition=_v(restart, "condition"),
-                             max_attempts=_v(restart, "max_attempts"))
+        return RestartPolicy(
+            condition=_v(restart, "condition"), max_attempts=_v(restart, "max_attempts")
+        )
     return RestartPolicy()
 
 
@@ -357,12 +415,16 @@ def _mode(deploy: Node | None, path: str, ctx: Ctx) -> ServiceMode:
     replicas = _sub(deploy, "replicas")
     if kind in ("global", "global-job"):
         if replicas is not None:
-            ctx.fail(replicas, join(path, "deploy.replicas"),
-                     "replicas can only be used with replicated or replicated-job mode")
+            ctx.fail(
+                replicas,
+                join(path, "deploy.replicas"),
+                "replicas can only be used with replicated or replicated-job mode",
+            )
         return ServiceMode(kind=kind, replicas=0)
     count = 1 if replicas is None else replicas.value
-    return ServiceMode(kind=kind, replicas=count,
-                       max_concurrent=count if kind == "replicated-job" else None)
+    return ServiceMode(
+        kind=kind, replicas=count, max_concurrent=count if kind == "replicated-job" else None
+    )
 
 
 def _update(deploy: Node | None, key: str, path: str, ctx: Ctx) -> UpdateConfig | None:
@@ -371,8 +433,11 @@ def _update(deploy: Node | None, key: str, path: str, ctx: Ctx) -> UpdateConfig 
         return None
     action = _v(config, "failure_action", "pause")
     if key == "rollback_config" and action == "rollback":
-        ctx.fail(config, join(path, f"deploy.{key}.failure_action"),
-                 "a rollback cannot roll back; use 'pause' or 'continue'")
+        ctx.fail(
+            config,
+            join(path, f"deploy.{key}.failure_action"),
+            "a rollback cannot roll back; use 'pause' or 'continue'",
+        )
     return UpdateConfig(
         parallelism=_v(config, "parallelism", 1),
         delay_ns=_v(config, "delay", 0),
@@ -386,16 +451,22 @@ def _update(deploy: Node | None, key: str, path: str, ctx: Ctx) -> UpdateConfig 
 def _ports(name: str, service: Node, path: str, scope: Scope) -> tuple[PortConfig, ...]:
     ports = []
     for port in _list(service, "ports"):
-        config = PortConfig(target=_v(port, "target"), published=_v(port, "published", 0),
-                            protocol=_v(port, "protocol", "tcp"),
-                            publish_mode=_v(port, "mode", "ingress"))
+        config = PortConfig(
+            target=_v(port, "target"),
+            published=_v(port, "published", 0),
+            protocol=_v(port, "protocol", "tcp"),
+            publish_mode=_v(port, "mode", "ingress"),
+        )
         if config.published and config.publish_mode == "ingress":
             key = (config.published, config.protocol)
             owner = scope.published.get(key)
             if owner is not None:
-                scope.ctx.fail(port, join(path, "ports"),
-                               f"published port {config.published}/{config.protocol} is already "
-                               f"used by service {owner!r}")
+                scope.ctx.fail(
+                    port,
+                    join(path, "ports"),
+                    f"published port {config.published}/{config.protocol} is already "
+                    f"used by service {owner!r}",
+                )
                 continue
             scope.published[key] = name
         ports.append(config)

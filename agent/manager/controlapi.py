@@ -11,6 +11,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent.errors import ShoalError
+from agent.limits import (
+    check_cluster_tasks,
+    check_labels,
+    check_replicas,
+    check_service_spec,
+    desired_tasks,
+)
 from agent.manager.networksapi import check_networks
 from agent.manager.orchestrator import live
 from agent.manager.scheduler import parse_constraint
@@ -47,6 +54,7 @@ def check_spec(raw: Any) -> ServiceSpec:
             f"invalid service name {spec.name!r}: use letters, digits, '-' and '_' (at most 63,"
             " starting with a letter or digit)"
         )
+    check_service_spec(spec)
     for c in spec.task_template.placement.constraints:
         try:
             parse_constraint(c)
@@ -63,6 +71,18 @@ def check_spec(raw: Any) -> ServiceSpec:
                 raise ShoalError(f"port {p.published}/{p.protocol} is published twice")
             seen.add(key)
     return spec
+
+
+def check_total(view: View, current: Service | None, name: str, spec: dict[str, Any]) -> None:
+    """Refuse a spec that asks for more tasks than before when the cluster's total would pass
+    its bound (asking for fewer is always allowed)."""
+    nodes = len(view.list(Node))
+    wanted = desired_tasks(spec, nodes)
+    if current is not None and wanted <= desired_tasks(current.spec, nodes):
+        return
+    ident = current.id if current is not None else ""
+    others = sum(desired_tasks(s.spec, nodes) for s in view.list(Service) if s.id != ident)
+    check_cluster_tasks(others, wanted, name)
 
 
 def find_service(view: View, ref: str) -> Service:
@@ -131,6 +151,7 @@ class ControlAPI:
                 raise ShoalError(f"service {spec.name} already exists")
             check_networks(tx, spec)
             resolved = resolve_refs(tx, spec).to_dict()
+            check_total(tx, None, spec.name, resolved)
             tx.put(dataclasses.replace(service, spec=resolved))
             tx.answer(answer)
 
@@ -141,8 +162,10 @@ class ControlAPI:
     async def service_ls(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         view = self.store.view()
         nodes = {n.id: n for n in view.list(Node)}
-        tasks = view.list(Task)
-        return [service_row(s, tasks, nodes) for s in view.list(Service)]
+        by_service: dict[str, list[Task]] = {}
+        for t in view.list(Task):
+            by_service.setdefault(t.service_id, []).append(t)
+        return [service_row(s, by_service.get(s.id, ()), nodes) for s in view.list(Service)]
 
     async def service_inspect(self, args: dict[str, Any]) -> dict[str, Any]:
         view = self.store.view()
@@ -189,6 +212,7 @@ class ControlAPI:
                 raise ShoalError("a service cannot be renamed")
             check_networks(tx, spec)
             wanted = resolve_refs(tx, spec).to_dict()
+            check_total(tx, current, current.name, wanted)
             if wanted == current.spec:
                 result.update(id=current.id, changed=False, spec_version=current.spec_version)
                 return
@@ -222,6 +246,7 @@ class ControlAPI:
         replicas = args.get("replicas")
         if type(replicas) is not int or replicas < 0:
             raise ShoalError("replicas must be a whole number >= 0")
+        check_replicas(replicas)
         stamp = now_text()
         result: dict[str, Any] = {}
 
@@ -234,6 +259,7 @@ class ControlAPI:
                 )
             mode["replicas"] = replicas
             spec = {**current.spec, "mode": mode}
+            check_total(tx, current, current.name, spec)
             tx.put(
                 dataclasses.replace(
                     current,
@@ -303,6 +329,7 @@ class ControlAPI:
                     raise ShoalError(f"node {n.hostname} has no label {key!r}")
                 del labels[key]
             labels.update(add)
+            check_labels(labels, f"labels of node {n.hostname}")
             new = dataclasses.replace(
                 n, labels=labels, availability=availability or n.availability, updated=stamp
             )

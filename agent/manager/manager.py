@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import ShoalError
+from agent.limits import MAX_TASK_HISTORY
 from agent.manager.broker_host import BrokerHost
 from agent.manager.commands import CommandRunner, new_request_id, result_of
 from agent.manager.controlapi import ControlAPI
@@ -782,8 +783,10 @@ class Manager:
                 " or --node-grace DURATION"
             )
         grace = _node_grace(args.get("node_grace"))
-        if limit is not None and (type(limit) is not int or not 1 <= limit <= 1000):
-            raise ShoalError("--task-history-limit must be a whole number from 1 to 1000")
+        if limit is not None and (type(limit) is not int or not 1 <= limit <= MAX_TASK_HISTORY):
+            raise ShoalError(
+                f"--task-history-limit must be a whole number from 1 to {MAX_TASK_HISTORY}"
+            )
         if grace is not None:
             await self._set_node_grace(grace)
         if limit is not None:

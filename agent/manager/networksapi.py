@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent.errors import ShoalError
+from agent.limits import check_labels
 from agent.manager.allocator import INGRESS_ID, INGRESS_SUBNET, allocate
 from agent.manager.stamps import now_text
 from agent.manager.store import Network, Service, Store, Tx, View
@@ -92,8 +93,10 @@ class NetworksAPI:
     async def create(self, args: dict[str, Any]) -> dict[str, Any]:
         name = args.get("name")
         ingress = bool(args.get("ingress"))
-        if not isinstance(name, str) or not _NAME.fullmatch(name) or (
-            name == "ingress" and not ingress
+        if (
+            not isinstance(name, str)
+            or not _NAME.fullmatch(name)
+            or (name == "ingress" and not ingress)
         ):
             raise ShoalError(
                 f"invalid network name {name!r}: use letters, digits, '-', '_' and '.' (at most"
@@ -106,6 +109,7 @@ class NetworksAPI:
         labels = args.get("labels") or {}
         if not isinstance(subnet, str) or not isinstance(labels, dict):
             raise ShoalError("malformed network request")
+        check_labels({str(k): str(v) for k, v in labels.items()}, f"labels of network {name}")
         stamp = now_text()
         wanted = Network(
             id=INGRESS_ID if ingress else new_node_id(),

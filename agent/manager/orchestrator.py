@@ -13,7 +13,10 @@ again (a restart delay or a node's disconnect window running out). It decides:
   gets a new task once the delay has passed; a task on a drained or removed node, or on a node
   down for longer than the service's disconnect window, is replaced at once, except while a
   broker outage holds the nodes where they are (:mod:`agent.manager.outage`);
-- task history: stopped tasks are kept, ``history`` per slot, older ones deleted.
+- task history: stopped tasks are kept, ``history`` per slot, older ones deleted;
+- work per pass is bounded: a scale-up creates at most ``batch`` new tasks (``BATCH``) per plan
+  and the plan says ``more``; the shell plans the service again on its next pass, so a large
+  scale converges in batches, one transaction each, and other services get their turn between.
 
 A task is *live* while its desired state is "running". Only new tasks and desired states are
 written here: observed state belongs to the nodes. Tasks whose spec is older than the service's
@@ -43,9 +46,11 @@ from agent.worker.model import TaskState
 from agent.worker.restart import should_restart
 from certs.identity import new_node_id
 
-__all__ = ["Orchestrator", "Plan", "live", "new_task", "observed", "plan_service"]
+__all__ = ["BATCH", "Orchestrator", "Plan", "live", "new_task", "observed", "plan_service"]
 
 log = logging.getLogger("shoal.orchestrator")
+
+BATCH = 500  # new tasks of one service per pass (one transaction)
 
 
 @dataclass(slots=True)
@@ -53,6 +58,7 @@ class Plan:
     put: list[Task] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
     wake_at: float | None = None
+    more: bool = False  # the batch was full: plan the service again once this is applied
 
     def wake(self, when: float) -> None:
         self.wake_at = when if self.wake_at is None else min(self.wake_at, when)
@@ -113,7 +119,16 @@ class _Context:
     now: float
     history: int
     hold: Hold = field(default_factory=Hold)
+    batch: int = BATCH
     plan: Plan = field(default_factory=Plan)
+
+    def room(self) -> bool:
+        """Whether one more new task fits in this pass's batch (else the plan asks for more)."""
+        if self.batch > 0:
+            self.batch -= 1
+            return True
+        self.plan.more = True
+        return False
 
     @property
     def policy_spec(self) -> TaskSpec:
@@ -198,6 +213,7 @@ def plan_service(
     *,
     history: int = 5,
     hold: Hold | None = None,
+    batch: int = BATCH,
 ) -> Plan:
     if service is None:
         return _plan_removed(tasks, nodes, now)
@@ -206,7 +222,7 @@ def plan_service(
     except SpecError as exc:  # written by a manager, so this is a bug; never crash on it
         log.error("service %s has a malformed spec (%s); leaving its tasks alone", service.id, exc)
         return Plan()
-    ctx = _Context(service, spec, nodes, now, history, hold or Hold())
+    ctx = _Context(service, spec, nodes, now, history, hold or Hold(), batch)
     kind = spec.mode.kind
     if kind == "replicated":
         _plan_replicated(ctx, tasks)
@@ -248,6 +264,8 @@ def _plan_replicated(ctx: _Context, tasks: Sequence[Task]) -> None:
         occupied.add(slot)
     for slot in range(1, wanted + 1):
         if slot not in occupied:
+            if not ctx.room():
+                break
             ctx.plan.put.append(new_task(ctx.service, ctx.spec, ctx.now, slot=slot))
     if ctx.spec.rebalance and not ctx.plan.put:
         _rebalance(ctx, [group[-1] for slot, group in slots.items() if 1 <= slot <= wanted])
@@ -310,6 +328,8 @@ def _plan_global(ctx: _Context, tasks: Sequence[Task], *, job: bool) -> None:
             continue
         if job and any(t.spec_version == ctx.service.spec_version for t in group):
             continue  # a global job runs once per node
+        if not ctx.room():
+            break
         ctx.plan.put.append(new_task(ctx.service, ctx.spec, ctx.now, node_id=node_id))
 
 
@@ -342,6 +362,8 @@ def _plan_replicated_job(ctx: _Context, tasks: Sequence[Task]) -> None:
             break
         if slot in done or slot in running or slot in stuck:
             continue
+        if not ctx.room():
+            break
         ctx.plan.put.append(new_task(ctx.service, ctx.spec, ctx.now, slot=slot))
         free -= 1
 
@@ -502,6 +524,9 @@ class Orchestrator:
                 self._wake_later(service_id, plan.wake_at)
             if (plan.put or plan.delete) and not await self._apply(plan):
                 self._wake_later(service_id, self.clock() + 0.5)  # try again shortly
+            elif plan.more:
+                self._dirty.add(service_id)  # the next pass creates the next batch
+                self._wake.set()
 
     async def _apply(self, plan: Plan) -> bool:
         def write(tx: Tx) -> None:

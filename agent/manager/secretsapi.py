@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent.errors import ShoalError
+from agent.limits import MAX_OBJECT_BYTES, check_labels
 from agent.manager.stamps import now_text
 from agent.manager.store import Config, Secret, Service, Store, Tx, View
 from agent.spec import ServiceSpec
@@ -19,7 +20,7 @@ from certs.identity import new_node_id
 
 __all__ = ["MAX_SIZE", "SecretsAPI", "resolve_refs", "users_of"]
 
-MAX_SIZE = 500 * 1024
+MAX_SIZE = MAX_OBJECT_BYTES
 _NAME = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,63}")
 
 Obj = Secret | Config
@@ -85,7 +86,10 @@ def _data(args: dict[str, Any]) -> bytes:
     except (binascii.Error, ValueError):
         raise ShoalError("data is not valid base64") from None
     if len(data) > MAX_SIZE:
-        raise ShoalError(f"the data is {len(data)} bytes; at most {MAX_SIZE} (500 KB) are allowed")
+        raise ShoalError(
+            f"the data is {len(data):,} bytes; at most {MAX_SIZE:,} (500 KB) are allowed:"
+            " split it into several"
+        )
     if not data:
         raise ShoalError("the data is empty")
     return data
@@ -115,6 +119,7 @@ class SecretsAPI:
                 isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
             ):
                 raise ShoalError("labels must map text to text")
+            check_labels(labels, f"labels of {_kind(cls)} {name}")
             data = _data(args)
             stamp = now_text()
             obj = cls(

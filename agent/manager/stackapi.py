@@ -17,9 +17,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from agent.errors import ShoalError
-from agent.manager.controlapi import check_spec
+from agent.limits import MAX_OBJECT_BYTES, check_labels
+from agent.manager.controlapi import check_spec, check_total
 from agent.manager.networksapi import with_subnet
-from agent.manager.secretsapi import MAX_SIZE, resolve_refs
+from agent.manager.secretsapi import resolve_refs
 from agent.manager.stamps import now_text
 from agent.manager.store import Config, Network, Node, Secret, Service, Store, Task, Tx, View
 from agent.manager.updater import start_update
@@ -85,8 +86,14 @@ class StackAPI:
         specs = [check_spec(s.to_dict()) for s in stack.services]
         items: list[Any] = [*stack.secrets, *stack.configs]
         for item in items:
-            if len(item.data) > MAX_SIZE:
-                raise ShoalError(f"{item.name} is larger than 500 KB")
+            if len(item.data) > MAX_OBJECT_BYTES:
+                raise ShoalError(
+                    f"{item.name} is {len(item.data):,} bytes; at most {MAX_OBJECT_BYTES:,}"
+                    " (500 KB) are allowed: split it"
+                )
+            check_labels(item.labels, f"labels of {item.name}")
+        for net in stack.networks:
+            check_labels(net.labels, f"labels of network {net.name}")
         now = self.clock()
         stamp = now_text()
         actions: list[str] = []
@@ -147,6 +154,7 @@ class StackAPI:
             for spec in specs:
                 wanted = resolve_refs(tx, spec).to_dict()
                 current = services.get(spec.name)
+                check_total(tx, current, spec.name, wanted)
                 if current is None:
                     tx.put(
                         Service(

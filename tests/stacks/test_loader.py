@@ -99,3 +99,11 @@ def test_other_versions_are_refused(version: str, message: str) -> None:
         load_stack_text(f"version: {version}\nservices: {{web: {{image: x}}}}\n", stack_name="a")
     assert caught.value.path == "version"
     assert caught.value.message.startswith(message)
+
+
+def test_a_service_past_the_limits_is_refused_with_its_key_path() -> None:
+    text = "services:\n  web:\n    image: x\n    deploy:\n      replicas: 1000000000\n"
+    with pytest.raises(StackError) as err:
+        load_stack_text(text, stack_name="a")
+    message = str(err.value)
+    assert "services.web" in message and "replicas is 1,000,000,000; at most 10,000" in message

@@ -61,3 +61,13 @@ def test_join_refuses_a_data_path_address_that_is_no_ip_address(
     assert exit_info.value.code == 2
     assert "'edge-3.local' is not an IP address" in capsys.readouterr().err
     assert not data.exists()
+
+
+def test_scale_past_the_replica_limit_is_refused_before_anything_is_sent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "node"  # no node here: a request would fail with another error
+    rc = main(["service", "scale", "x=1000000000", "--detach", "--data-dir", str(data)])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "replicas of x is 1,000,000,000; at most 10,000 are allowed" in err

@@ -753,3 +753,20 @@ def test_disconnect_window_and_rebalance_are_service_settings() -> None:
     assert update(spec, "--no-rebalance").rebalance is False
     assert update(spec, "").disconnect_window_ns == 30 * SECOND
     assert "--disconnect-window" in create_error("--name web --disconnect-window soon img")
+
+
+def test_create_past_the_limits_is_refused_before_anything_is_sent() -> None:
+    assert "replicas is 1,000,000,000; at most 10,000" in create_error(
+        "--replicas 1000000000 busybox"
+    )
+    assert "max-concurrent is 20,000" in create_error(
+        "--mode replicated-job --replicas 10 --max-concurrent 20000 busybox"
+    )
+    labels = " ".join(f"--label k{i}=v" for i in range(101))
+    assert "the number of service labels is 101; at most 100" in create_error(f"{labels} busybox")
+    assert create("--replicas 10000 busybox").mode.replicas == 10_000
+
+
+def test_update_past_the_limits_is_refused() -> None:
+    spec = create("--name web busybox")
+    assert "replicas is 10,001" in update_error(spec, "--replicas 10001")
