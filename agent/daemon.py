@@ -221,6 +221,7 @@ class Daemon:
             self.driver.run(),
             self.manager.watch_forever(),
             self.manager.refresh_crl_forever(),
+            self.manager.liveness_forever(),
         ):
             task = asyncio.create_task(coro)
             task.add_done_callback(self._critical_done)

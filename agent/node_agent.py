@@ -244,6 +244,7 @@ class NodeAgent:
             "resources": {"nano_cpus": (os.cpu_count() or 1) * 10**9, "memory_bytes": mem},
             "engine": {"driver": self.driver.name},
             "kernel": platform.release(),
+            "heartbeat": self.heartbeat,  # managers count this node down after 3 unheard
             **({"addresses": [a]} if (a := self.underlay()) else {}),
             **({"nat": True} if self.behind_nat else {}),
         }

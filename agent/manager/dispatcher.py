@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import ipaddress
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -167,6 +168,9 @@ def _clean_description(body: dict[str, Any]) -> dict[str, Any]:
             out["addresses"] = good
     if body.get("nat") is True:  # others cannot reach it: no traffic is sent its way
         out["nat"] = True
+    beat = body.get("heartbeat")
+    if isinstance(beat, int | float) and not isinstance(beat, bool) and 0 < beat < math.inf:
+        out["heartbeat"] = min(max(float(beat), 0.1), 86400.0)  # how often it sends them
     return out
 
 

@@ -51,6 +51,7 @@ class LeaderComponents:
         self.updater = Updater(store, clock=clock)
         self.monitor = Monitor(store, session, topics)
         self._task: asyncio.Task[None] | None = None
+        self.watching = False  # serving, and the fleet watch started for this leadership
 
     @property
     def running(self) -> bool:
@@ -63,6 +64,7 @@ class LeaderComponents:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
+        self.watching = False
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -80,6 +82,7 @@ class LeaderComponents:
                 await asyncio.sleep(0.2)
         log.info("leader components starting")
         self.fleet.leading(self.clock())  # every node gets the grace period to report back
+        self.watching = True
         parts: list[Any] = [
             self.orchestrator,
             self.allocator,

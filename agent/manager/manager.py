@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -27,7 +28,7 @@ from agent.manager.dispatcher import StatusLog
 from agent.manager.enrollment import RENEW_LIMITS, EnrollLimiter, RateLimited, parse_request
 from agent.manager.leader import LeaderComponents
 from agent.manager.networksapi import NetworksAPI
-from agent.manager.outage import FleetWatch
+from agent.manager.outage import FleetWatch, OutageRule, silent_nodes
 from agent.manager.raft import ConfChangeType, NotLeader, RaftError
 from agent.manager.raftdriver import RaftDriver
 from agent.manager.secretsapi import SecretsAPI
@@ -139,6 +140,7 @@ class Manager:
         self.broker_synced = 0
         self._synced = asyncio.Event()
         self.observed: dict[str, str] = {}
+        self._silenced: dict[str, float] = {}  # nodes counted down for their silence, and when
         self.broker_host_id: str | None = None
 
     def detach(self) -> None:
@@ -483,6 +485,7 @@ class Manager:
         if node_id == self.node_id:
             status = "ready"  # a will left by this manager's previous life
         self.observed[node_id] = status
+        self._silenced.pop(node_id, None)
         if not self.driver.is_leader or not await self._serving():
             return
         node = self.store.view().get(Node, node_id)
@@ -493,6 +496,49 @@ class Manager:
             await self._set_status(node_id)
         if status == "ready" and node.role == "manager" and node_id not in self.driver.voters:
             await self._add_voter(node_id)
+
+    async def liveness_forever(self, every: float = 1.0) -> None:
+        """On the leader: a node silent too long counts as down, one whose death no will told
+        of (it died during a broker outage, say; see agent.manager.outage); a silent node
+        heard again is ready again."""
+        while True:
+            await asyncio.sleep(every)
+            if self.driver.is_leader and self.leader.watching:
+                try:
+                    await self._check_silence()
+                except (RaftError, NotLeader, StoreError) as exc:
+                    log.debug("the liveness check waits: %s", exc)
+
+    async def _check_silence(self) -> None:
+        now = time.time()
+        view = self.store.view()
+        nodes = {n.id: n for n in view.list(Node)}
+        cluster = view.get(Cluster, "cluster")
+        rule = OutageRule(grace=float(cluster.node_grace_s if cluster is not None else 30))
+        heard = self.statuses.seen
+        beats = {
+            node_id: float(d["heartbeat"])
+            for node_id, d in self.statuses.descriptions.items()
+            if "heartbeat" in d
+        }
+        hold = self.fleet.hold(self.driver.id, rule)
+        for node_id in silent_nodes(nodes, heard, beats, hold=hold, now=now):
+            last = heard.get(node_id)
+            since = f"{now - last:.0f} s" if last is not None else "this leader started"
+            log.warning("node %s is down: nothing heard from it for %s", node_id, since)
+            self._silenced[node_id] = now
+            self.observed[node_id] = "down"
+            await self._set_status(node_id)
+        for node_id, at in list(self._silenced.items()):
+            node = nodes.get(node_id)
+            if node is None:
+                del self._silenced[node_id]
+            elif heard.get(node_id, -math.inf) > at:  # it spoke again: it was only silent
+                del self._silenced[node_id]
+                if node.status == "down" and self.observed.get(node_id) == "down":
+                    log.info("node %s is heard from again", node_id)
+                    self.observed[node_id] = "ready"
+                    await self._set_status(node_id)
 
     async def _set_status(self, node_id: str) -> None:
         """Record the latest status seen for a node. Messages are handled concurrently, so the

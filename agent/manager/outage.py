@@ -21,6 +21,13 @@ A held node that reports back in time keeps its tasks. One that does not counts 
 the end of the hold, and its tasks move once the service's disconnect window has run from
 when it went down or the hold ended, whichever is later.
 
+A node can also die without any will reaching the managers: during the outage itself (its
+session ended with the broker, which kept its last retained state), or while the broker
+restarts. So a node the store holds as ready but that the leader has not heard from (state,
+description, heartbeat, status) for three of its heartbeats plus 5 s counts as down
+(:func:`silent_nodes`); that silence is counted from when the leader began watching, and is
+never shorter than the grace period after that. A silent node heard again is ready again.
+
 :class:`FleetWatch` is the leader's record of its own session (fed by the session's connect
 and disconnect callbacks and by leadership); :func:`replace_after` is the pure rule. Time is
 wall-clock seconds, as in the store's stamps, passed in by the caller.
@@ -35,7 +42,19 @@ from dataclasses import dataclass
 from agent.manager.stamps import parse_stamp
 from agent.manager.store import Node
 
-__all__ = ["FleetWatch", "Hold", "OutageRule", "held_until", "mass_drop_end", "replace_after"]
+__all__ = [
+    "DEFAULT_HEARTBEAT",
+    "FleetWatch",
+    "Hold",
+    "OutageRule",
+    "held_until",
+    "mass_drop_end",
+    "replace_after",
+    "silence_limit",
+    "silent_nodes",
+]
+
+DEFAULT_HEARTBEAT = 60.0  # a node's heartbeat when its description does not say (shoal join)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,3 +146,34 @@ def replace_after(
     """When the tasks of a down node are due to move: its disconnect window after it went
     down, and not before any hold on it ends (infinity: not while the hold lasts)."""
     return max(_down_at(node, now) + window, held_until(node, nodes, hold=hold, now=now))
+
+
+def silence_limit(heartbeat: float) -> float:
+    """How long a node may go unheard before it counts as down: three heartbeats and 5 s (the
+    same rule a node applies to the managers)."""
+    return 3 * heartbeat + 5
+
+
+def silent_nodes(
+    nodes: Mapping[str, Node],
+    heard: Mapping[str, float],
+    heartbeats: Mapping[str, float],
+    *,
+    hold: Hold,
+    now: float,
+) -> list[str]:
+    """The ready nodes (other than the leader) that have been silent too long: unheard for
+    ``silence_limit`` of their heartbeat since they were last heard, and since the leader
+    began watching the fleet for that long or the grace period, whichever is longer. None
+    while the leader's own session is down."""
+    if not hold.connected:
+        return []
+    out = []
+    for node in nodes.values():
+        if node.id == hold.leader_id or node.status != "ready":
+            continue
+        limit = silence_limit(heartbeats.get(node.id, DEFAULT_HEARTBEAT))
+        due = max(heard.get(node.id, -math.inf) + limit, hold.since + max(limit, hold.rule.grace))
+        if now >= due:
+            out.append(node.id)
+    return sorted(out)

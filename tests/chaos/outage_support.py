@@ -4,6 +4,7 @@ creating services through the manager, and ways to take the broker away."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tests.integration.conftest import Cluster, shoal, wait_for
@@ -243,3 +245,47 @@ def node_gone_past_grace(c: Cluster, report: Any, *, grace: float, fault: str) -
         60,
         "w2 ready again",
     )
+
+
+def node_dies_in_the_outage(c: Cluster, report: Any, *, grace: float, fault: str) -> None:
+    """A node's daemon dies while the broker is frozen, and the broker is then killed (the
+    manager starts a new one): no will of that node is ever delivered, yet once it has been
+    silent for three of its heartbeats after the outage it counts as down and its tasks move
+    to the node that is left."""
+    before = start_steady(c)
+    shoal("swarm", "update", "--node-grace", f"{grace:g}s", data=c.manager)
+    kept = {t for t in before if t.node == "w1"}
+    os.kill(broker_pid(c), signal.SIGSTOP)
+    try:
+        os.kill(int((c.nodes[1] / "shoal.pid").read_text()), signal.SIGKILL)
+        time.sleep(8)  # the outage lasts this long: nothing is waited for
+    finally:
+        os.kill(broker_pid(c), signal.SIGKILL)
+    back = time.monotonic()
+
+    def moved() -> list[dict[str, Any]] | None:
+        live = live_tasks(c)
+        on_w1 = [t for t in live if t["node"] == "w1" and t["state"] == "running"]
+        return live if len(live) == 4 and len(on_w1) == 4 else None
+
+    live = wait_for(moved, 90, "the dead node's tasks running on w1")
+    took = time.monotonic() - back
+    still = {Running(t["id"], t["node"], t["container_id"]) for t in live}
+    status = {n["hostname"]: n["status"].lower() for n in c.node_ls()}
+    report.record(
+        fault,
+        injected=1,
+        needlessly_replaced=len(kept - still),
+        converge_s=took,
+        note=f"grace {grace:g} s, heartbeat {HEARTBEAT}",
+    )
+    assert kept <= still, "the tasks of the node that stayed were replaced"
+    assert status["w2"] == "down", status
+    kill_orphans(c.nodes[1])
+
+
+def kill_orphans(data: Path) -> None:
+    """End the process tasks a killed daemon left running (its records on disk)."""
+    for record in (data / "worker" / "processes" / "processes").glob("*/process.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            os.kill(int(json.loads(record.read_text())["pid"]), signal.SIGKILL)

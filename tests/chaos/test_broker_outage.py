@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.outage_support import HEARTBEAT, node_gone_past_grace, outage
+from tests.chaos.outage_support import (
+    HEARTBEAT,
+    node_dies_in_the_outage,
+    node_gone_past_grace,
+    outage,
+)
 from tests.chaos.report import ChaosReport
 from tests.integration.conftest import Cluster, new_cluster
 
@@ -37,6 +42,14 @@ def test_a_node_that_does_not_report_back_in_the_grace_period_loses_its_tasks(
 ) -> None:
     node_gone_past_grace(
         cluster, chaos_report, grace=15, fault="broker SIGSTOP 8 s, a node never back"
+    )
+
+
+def test_a_node_that_dies_while_the_broker_restarts_loses_its_tasks(
+    cluster: Cluster, chaos_report: ChaosReport
+) -> None:
+    node_dies_in_the_outage(
+        cluster, chaos_report, grace=5, fault="broker SIGSTOP 8 s, SIGKILL; a node dies meanwhile"
     )
 
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import math
 
+from agent.manager.dispatcher import _clean_description
 from agent.manager.orchestrator import plan_service
-from agent.manager.outage import FleetWatch, Hold, OutageRule, mass_drop_end
+from agent.manager.outage import (
+    FleetWatch,
+    Hold,
+    OutageRule,
+    mass_drop_end,
+    silence_limit,
+    silent_nodes,
+)
 from agent.manager.store import Node
 from tests.unit.test_orchestrator import T0, changed, created, empty, node, nodes, service, task
 
@@ -145,3 +153,49 @@ def test_the_watch_tells_its_listener_when_the_view_changes() -> None:
     watch.lost(T0 + 1)
     watch.back(T0 + 5)
     assert [(h.since, h.connected) for h in told] == [(T0, True), (T0, False), (T0 + 5, True)]
+
+
+# silence: a death no will told of ---------------------------------------------------------
+def test_a_ready_node_unheard_for_three_heartbeats_counts_as_silent() -> None:
+    watch = FleetWatch()
+    watch.leading(T0 - 3600)
+    ns = cluster(node("n1"), node("n2"), node("n3", "down", updated=T0))
+    heard = {"n1": T0, "n2": T0 + 10, "n3": T0 - 1000}
+    beats = {"n1": 2.0, "n2": 2.0}
+    assert silence_limit(2.0) == 11
+    hold = hold_of(watch)
+    assert silent_nodes(ns, heard, beats, hold=hold, now=T0 + 10.9) == []
+    assert silent_nodes(ns, heard, beats, hold=hold, now=T0 + 11) == ["n1"]
+    # n2 spoke later; n3 is down already; the leader itself is never silent to itself
+    assert silent_nodes(ns, heard, beats, hold=hold, now=T0 + 21) == ["n1", "n2"]
+
+
+def test_a_node_whose_heartbeat_is_unknown_gets_the_default_of_60_s() -> None:
+    watch = FleetWatch()
+    watch.leading(T0 - 3600)
+    ns = cluster(node("n1"))
+    assert silent_nodes(ns, {"n1": T0}, {}, hold=hold_of(watch), now=T0 + 184) == []
+    assert silent_nodes(ns, {"n1": T0}, {}, hold=hold_of(watch), now=T0 + 185) == ["n1"]
+
+
+def test_silence_counts_from_when_the_leader_watches_and_lasts_at_least_the_grace() -> None:
+    watch = FleetWatch()
+    watch.leading(T0 - 3600)
+    watch.lost(T0)
+    ns = cluster(node("n1"), node("n2"))
+    heard = {"n1": T0 - 100}  # n2 never heard by this manager
+    beats = {"n1": 1.0, "n2": 1.0}  # limit 8 s, the grace 10 s
+    # nothing while the leader's own session is down, however long
+    assert silent_nodes(ns, heard, beats, hold=hold_of(watch), now=T0 + 3600) == []
+    watch.back(T0 + 3600)
+    hold = hold_of(watch)
+    assert silent_nodes(ns, heard, beats, hold=hold, now=T0 + 3609.9) == []
+    assert silent_nodes(ns, heard, beats, hold=hold, now=T0 + 3610) == ["n1", "n2"]
+
+
+def test_a_nodes_description_carries_its_heartbeat_within_bounds() -> None:
+    assert _clean_description({"heartbeat": 2})["heartbeat"] == 2.0
+    assert _clean_description({"heartbeat": 1e9})["heartbeat"] == 86400.0
+    assert _clean_description({"heartbeat": 0.001})["heartbeat"] == 0.1
+    for bad in (0, -1, math.inf, math.nan, True, "60", None):
+        assert "heartbeat" not in _clean_description({"heartbeat": bad}), bad
