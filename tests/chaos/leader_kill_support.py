@@ -10,48 +10,25 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.integration.conftest import Cluster, shoal, wait_for
+from tests.integration.conftest import (
+    info_of,
+    shoal,
+    wait_for,
+)
 
 IMAGE = "shoal/busybox:latest"
-
-
-def info(data: Path) -> dict[str, Any] | None:
-    proc = shoal("info", "--format", "json", data=data, check=False, timeout=10)
-    return dict(json.loads(proc.stdout)) if proc.returncode == 0 else None
-
-
-def start(data: Path) -> subprocess.Popen[bytes]:
-    log = open(data / "shoal.log", "ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "agent", "daemon", "--data-dir", str(data)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def managers(cluster: Cluster, n: int) -> list[Path]:
-    dirs = [cluster.manager] + [cluster.join(f"m{i}", role="manager") for i in range(2, n + 1)]
-    wait_for(
-        lambda: sum(x["manager_status"] in ("Leader", "Reachable") for x in cluster.node_ls()) == n,
-        30,
-        f"{n} managers in the raft group",
-    )
-    return dirs
 
 
 def leader(alive: set[Path]) -> Path:
     def find() -> Path | None:
         for d in sorted(alive):
-            i = info(d)
+            i = info_of(d)
             if i and i.get("is_leader"):
                 return d
         return None

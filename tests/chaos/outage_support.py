@@ -205,6 +205,13 @@ def outage(
     assert after == before, f"tasks replaced: before {sorted(before)}, after {sorted(after)}"
 
 
+def all_on_w1(c: Cluster) -> list[dict[str, Any]] | None:
+    """The service's four live tasks, once all of them run on w1."""
+    live = live_tasks(c)
+    on_w1 = [t for t in live if t["node"] == "w1" and t["state"] == "running"]
+    return live if len(live) == 4 and len(on_w1) == 4 else None
+
+
 def node_gone_past_grace(c: Cluster, report: Any, *, grace: float, fault: str) -> None:
     """The broker freezes and one node never reports back: once the broker has returned and
     the grace period is over (not before), that node's tasks move to the node that is left."""
@@ -221,12 +228,7 @@ def node_gone_past_grace(c: Cluster, report: Any, *, grace: float, fault: str) -
         os.kill(broker_pid(c), signal.SIGCONT)
         back = time.monotonic()
 
-        def moved() -> list[dict[str, Any]] | None:
-            live = live_tasks(c)
-            on_w1 = [t for t in live if t["node"] == "w1" and t["state"] == "running"]
-            return live if len(live) == 4 and len(on_w1) == 4 else None
-
-        live = wait_for(moved, grace + 60, "the lost node's tasks running on w1")
+        live = wait_for(lambda: all_on_w1(c), grace + 60, "the lost node's tasks running on w1")
         took = time.monotonic() - back
         still = {Running(t["id"], t["node"], t["container_id"]) for t in live}
         report.record(
@@ -263,12 +265,7 @@ def node_dies_in_the_outage(c: Cluster, report: Any, *, grace: float, fault: str
         os.kill(broker_pid(c), signal.SIGKILL)
     back = time.monotonic()
 
-    def moved() -> list[dict[str, Any]] | None:
-        live = live_tasks(c)
-        on_w1 = [t for t in live if t["node"] == "w1" and t["state"] == "running"]
-        return live if len(live) == 4 and len(on_w1) == 4 else None
-
-    live = wait_for(moved, 90, "the dead node's tasks running on w1")
+    live = wait_for(lambda: all_on_w1(c), 90, "the dead node's tasks running on w1")
     took = time.monotonic() - back
     still = {Running(t["id"], t["node"], t["container_id"]) for t in live}
     status = {n["hostname"]: n["status"].lower() for n in c.node_ls()}

@@ -21,17 +21,21 @@ from tests.chaos.leader_kill_support import (
     Writers,
     create_spec,
     forward_as,
-    info,
     kill9,
     leader,
     listed,
-    managers,
     replayed_services,
-    start,
     stop_all,
 )
 from tests.chaos.report import ChaosReport
-from tests.integration.conftest import Cluster, shoal, wait_for
+from tests.integration.conftest import (
+    Cluster,
+    info_of,
+    join_managers,
+    shoal,
+    start_daemon,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration]
 
@@ -39,7 +43,7 @@ pytestmark = [pytest.mark.integration]
 def _kill_leaders_during_writes(
     cluster: Cluster, report: ChaosReport, *, kills: int, every: float
 ) -> None:
-    dirs = managers(cluster, 3)
+    dirs = join_managers(cluster, 3)
     alive = set(dirs)
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -51,9 +55,9 @@ def _kill_leaders_during_writes(
                 kill9(victim)
                 alive.discard(victim)
                 leader(alive)  # a successor takes over
-                procs.append(start(victim))
+                procs.append(start_daemon(victim))
                 alive.add(victim)
-                wait_for(lambda d=victim: (info(d) or {}).get("connected"), 30, "restart")
+                wait_for(lambda d=victim: (info_of(d) or {}).get("connected"), 30, "restart")
             time.sleep(1.0)  # a last stretch of writes with every manager up
         history = writers.history
         acked = Counter(history.acked)
@@ -63,7 +67,7 @@ def _kill_leaders_during_writes(
         began = time.monotonic()
 
         def converged() -> dict[Path, int] | None:
-            applied = {d: (info(d) or {}).get("applied") for d in dirs}
+            applied = {d: (info_of(d) or {}).get("applied") for d in dirs}
             if None in applied.values() or len(set(applied.values())) != 1:
                 return None
             views = [listed(d) for d in dirs]
@@ -122,9 +126,9 @@ def test_a_create_resent_to_a_new_leader_gets_the_first_answer_and_applies_once(
     and gets its answer; the leader is killed; the same request (same request id) reaches the
     new leader, as a forwarding manager's resend does when the answer was lost. The new leader
     answers as the first did, and the service exists once."""
-    dirs = managers(cluster, 3)
+    dirs = join_managers(cluster, 3)
     forwarder = cluster.join("w1", driver="hollow")
-    cluster_id = str((info(forwarder) or {})["cluster_id"])
+    cluster_id = str((info_of(forwarder) or {})["cluster_id"])
     kill9(forwarder)  # its identity forwards from now on; promoted, but never a voter
     wait_for(
         lambda: {n["hostname"]: n["status"] for n in cluster.node_ls()}["w1"] == "down",
@@ -138,7 +142,7 @@ def test_a_create_resent_to_a_new_leader_gets_the_first_answer_and_applies_once(
         "request": "resend-test-request",
     }
     first_leader = leader(set(dirs))
-    to = str((info(first_leader) or {})["node_id"])
+    to = str((info_of(first_leader) or {})["node_id"])
     first = asyncio.run(
         forward_as(forwarder, cluster.port, cluster_id=cluster_id, to=to, body=body)
     )
@@ -146,8 +150,8 @@ def test_a_create_resent_to_a_new_leader_gets_the_first_answer_and_applies_once(
     kill9(first_leader)
     alive = set(dirs) - {first_leader}
     second_leader = leader(alive)
-    to = str((info(second_leader) or {})["node_id"])
-    proc = start(first_leader)
+    to = str((info_of(second_leader) or {})["node_id"])
+    proc = start_daemon(first_leader)
     try:
         again = asyncio.run(
             forward_as(forwarder, cluster.port, cluster_id=cluster_id, to=to, body=body)

@@ -25,7 +25,6 @@ from tests.chaos.wal_support import (
     Outcome,
     backup,
     flip,
-    info,
     record_offsets,
     restart_damaged,
     restore,
@@ -33,7 +32,7 @@ from tests.chaos.wal_support import (
     sigterm,
     snapshots,
 )
-from tests.integration.conftest import new_cluster, shoal, wait_for
+from tests.integration.conftest import info_of, new_cluster, shoal, wait_for
 
 pytestmark = [pytest.mark.integration]
 
@@ -70,7 +69,7 @@ def _assert_refusal(m: Managers, d: Path, out: Outcome, names: Path) -> None:
     assert str(names) in out.error, out.error
     assert REJOIN in out.error and "docs/operations.md" in out.error
     assert out.log.count("the manager role is stopped") == 1, out.log
-    got = info(d)
+    got = info_of(d)
     assert got is not None and got["last_error"] == out.error
     assert not got["manager"] and not got["is_leader"]
     ls = shoal("cert", "ls", data=d, check=False)
@@ -142,7 +141,7 @@ def test_a_wal_cut_in_the_middle_is_refused_and_the_manager_rejoins_as_documente
         restore_after=False,
     )
     managers.restart(d)  # refused again, and up: the operator finds it so
-    node_id = (info(d) or {})["node_id"]
+    node_id = (info_of(d) or {})["node_id"]
     # the recovery docs/operations.md gives: leave here, rm there, join as a new member
     shoal("swarm", "leave", "--force", data=d)
     shoal("node", "rm", "--force", node_id, data=managers.leader())
@@ -283,7 +282,7 @@ def test_a_single_manager_with_a_cut_wal_refuses_and_keeps_its_data(
         assert out.refused
         assert "Traceback" not in out.log
         assert "\n" not in out.error and str(seg) in out.error and REJOIN in out.error
-        got = info(mgr)
+        got = info_of(mgr)
         assert got is not None and got["broker_pid"] is not None  # the fleet's broker stays up
         ls = shoal("cert", "ls", data=mgr, check=False)
         assert ls.returncode != 0 and "the manager role is stopped" in ls.stderr

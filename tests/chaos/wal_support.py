@@ -3,38 +3,20 @@ and started again, and what an operator sees of them afterwards."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agent.manager.wal.records import read_frames
-from tests.integration.conftest import Cluster, shoal, wait_for
+from tests.integration.conftest import Cluster, info_of, shoal, start_daemon, wait_for
 
 # the daemon's own bound on stopping after SIGTERM (agent.daemon.STOP_GRACE) plus slack
 STOP_WITHIN = 6.5
-
-
-def info(data: Path) -> dict[str, Any] | None:
-    proc = shoal("info", "--format", "json", data=data, check=False, timeout=10)
-    return dict(json.loads(proc.stdout)) if proc.returncode == 0 else None
-
-
-def start(data: Path) -> subprocess.Popen[bytes]:
-    log = open(data / "shoal.log", "ab")  # the child holds it
-    return subprocess.Popen(
-        [sys.executable, "-m", "agent", "daemon", "--data-dir", str(data)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
 
 
 def alive(pid: int) -> bool:
@@ -104,11 +86,11 @@ class Managers:
                 raise AssertionError("no manager accepted a write")
 
     def up(self) -> list[Path]:
-        return [d for d in self.dirs if (info(d) or {}).get("manager")]
+        return [d for d in self.dirs if (info_of(d) or {}).get("manager")]
 
     def leader(self) -> Path:
         def find() -> Path | None:
-            return next((d for d in self.dirs if (info(d) or {}).get("is_leader")), None)
+            return next((d for d in self.dirs if (info_of(d) or {}).get("is_leader")), None)
 
         return wait_for(find, 15, "a leader")
 
@@ -125,9 +107,9 @@ class Managers:
         wait_for(lambda: self.listed(d) == len(self.acked), timeout, f"{d.name} to catch up")
 
     def restart(self, d: Path) -> subprocess.Popen[bytes]:
-        proc = start(d)
+        proc = start_daemon(d)
         self.procs.append(proc)
-        wait_for(lambda: (info(d) or {}).get("connected"), 20, f"{d.name} to connect")
+        wait_for(lambda: (info_of(d) or {}).get("connected"), 20, f"{d.name} to connect")
         return proc
 
 
@@ -142,11 +124,11 @@ class Outcome:
 def restart_damaged(m: Managers, d: Path, log_from: int) -> tuple[subprocess.Popen[bytes], Outcome]:
     """Start the damaged manager; wait until it refuses (manager_error) or has caught up."""
     t0 = time.monotonic()
-    proc = start(d)
+    proc = start_daemon(d)
     m.procs.append(proc)
 
     def settled() -> dict[str, Any] | None:
-        got = info(d)
+        got = info_of(d)
         if got and (got.get("manager_error") or m.listed(d) == len(m.acked)):
             return got
         return None

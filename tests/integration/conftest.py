@@ -189,3 +189,32 @@ def kill_leftovers(data: Path) -> None:
             os.kill(pid, signal.SIGKILL)
         except (OSError, ValueError):
             pass
+
+
+def info_of(data: Path) -> dict[str, Any] | None:
+    """`shoal info` of a node as JSON, or None while its daemon does not answer."""
+    proc = shoal("info", "--format", "json", data=data, check=False, timeout=10)
+    return dict(json.loads(proc.stdout)) if proc.returncode == 0 else None
+
+
+def start_daemon(data: Path) -> subprocess.Popen[bytes]:
+    """Start a node's daemon again (after a kill, say), logging to its shoal.log."""
+    with open(data / "shoal.log", "ab") as log:  # the child keeps its own copy
+        return subprocess.Popen(
+            [sys.executable, "-m", "agent", "daemon", "--data-dir", str(data)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def join_managers(cluster: Cluster, n: int, timeout: float = 30) -> list[Path]:
+    """The cluster's first manager and n - 1 more (m2, m3, ...), once all are in the raft group."""
+    dirs = [cluster.manager] + [cluster.join(f"m{i}", role="manager") for i in range(2, n + 1)]
+    wait_for(
+        lambda: sum(x["manager_status"] in ("Leader", "Reachable") for x in cluster.node_ls()) == n,
+        timeout,
+        f"{n} managers in the raft group",
+    )
+    return dirs

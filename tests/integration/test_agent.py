@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import pytest
 
 from broker.envelope import Envelope, decode, encode
 from broker.topics import Topics
-from tests.integration.conftest import Cluster, shoal, wait_for
+from tests.integration.conftest import Cluster, shoal, start_daemon, wait_for
 from tests.integration.mqtt import as_client, collect, enroll_identity
 
 pytestmark = pytest.mark.integration
@@ -155,7 +154,7 @@ async def test_agent_restart_readopts_running_containers(fleet: dict[str, Any]) 
     task = await _run_sleeper(fleet)
     before = _container(cid, task)
     os.kill(int((w / "shoal.pid").read_text()), signal.SIGKILL)
-    _start_daemon(w)
+    start_daemon(w)
     await asyncio.to_thread(
         wait_for,
         lambda: _safe_info(w).get("connected"),
@@ -243,7 +242,7 @@ async def test_tasks_live_on_while_the_broker_is_down_for_30_seconds(
     assert _container(cid, task1) == stable  # kept running
     assert _restarts(c, w, task2) >= restarts_before + 3  # the crashing task restarted locally
     # the broker returns: the node reconnects and publishes its state as it is now
-    _start_daemon(c.manager)
+    start_daemon(c.manager)
     await asyncio.to_thread(wait_for, lambda: c.info(w)["connected"], 30, "reconnect")
     async with as_client(fleet["m"], c.port) as mon:
         await mon.subscribe(t.mon("node", node, "tasks"), qos=1)
@@ -256,16 +255,6 @@ async def test_tasks_live_on_while_the_broker_is_down_for_30_seconds(
 def _safe_info(data: Path) -> dict[str, Any]:
     proc = shoal("info", "--format", "json", data=data, check=False)
     return dict(json.loads(proc.stdout)) if proc.returncode == 0 else {}
-
-
-def _start_daemon(data: Path) -> None:
-    with open(data / "shoal.log", "ab") as log:
-        subprocess.Popen(
-            [sys.executable, "-m", "agent", "daemon", "--data-dir", str(data)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
 
 
 def _restarts(c: Cluster, w: Path, task: str) -> int:

@@ -3,7 +3,6 @@ swarm's unlock key; the key can be rotated and autolock turned off."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Cluster, new_cluster, shoal, wait_for
+from tests.integration.conftest import Cluster, info_of, new_cluster, shoal, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -34,12 +33,7 @@ def _restart(data: Path) -> None:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    wait_for(lambda: _info(data) is not None, 15, "the daemon's control socket")
-
-
-def _info(data: Path) -> dict | None:  # type: ignore[type-arg]
-    proc = shoal("info", "--format", "json", data=data, check=False)
-    return json.loads(proc.stdout) if proc.returncode == 0 else None
+    wait_for(lambda: info_of(data) is not None, 15, "the daemon's control socket")
 
 
 def _unlock(data: Path, key: str) -> subprocess.CompletedProcess[str]:
@@ -64,14 +58,14 @@ def test_a_restarted_manager_waits_for_the_unlock_key(locked) -> None:  # type: 
     assert not (c.manager / "manager" / "ca-key.pem").exists()
 
     _restart(c.manager)
-    assert (_info(c.manager) or {})["locked"] is True
+    assert (info_of(c.manager) or {})["locked"] is True
     refused = shoal("node", "ls", data=c.manager, check=False)
     assert refused.returncode == 1 and "needs to be unlocked" in refused.stderr
     wrong = _unlock(c.manager, "SHLKEY-1-" + "a" * 52)
     assert wrong.returncode == 1 and "invalid key" in wrong.stderr
     ok = _unlock(c.manager, key)
     assert ok.returncode == 0, ok.stderr
-    wait_for(lambda: (_info(c.manager) or {}).get("connected"), 15, "the manager to connect")
+    wait_for(lambda: (info_of(c.manager) or {}).get("connected"), 15, "the manager to connect")
     assert c.token() == token  # the state came back from the encrypted log
 
 
@@ -92,8 +86,8 @@ def test_autolock_can_be_turned_off(locked) -> None:  # type: ignore[no-untyped-
     assert "Swarm updated." in shoal("swarm", "update", "--autolock=false", data=c.manager).stdout
     wait_for(lambda: b"ENCRYPTED" not in (c.manager / "tls/node-key.pem").read_bytes(), 5, "unwrap")
     _restart(c.manager)
-    wait_for(lambda: (_info(c.manager) or {}).get("connected"), 15, "start without a key")
-    assert (_info(c.manager) or {})["locked"] is False
+    wait_for(lambda: (info_of(c.manager) or {}).get("connected"), 15, "start without a key")
+    assert (info_of(c.manager) or {})["locked"] is False
 
 
 def test_managers_joining_a_locked_swarm_lock_too(locked) -> None:  # type: ignore[no-untyped-def]
@@ -102,8 +96,8 @@ def test_managers_joining_a_locked_swarm_lock_too(locked) -> None:  # type: igno
     try:
         wait_for(lambda: b"ENCRYPTED" in (m2 / "tls/node-key.pem").read_bytes(), 10, "m2 locks")
         _restart(m2)
-        assert (_info(m2) or {})["locked"] is True
+        assert (info_of(m2) or {})["locked"] is True
         assert _unlock(m2, key).returncode == 0
-        wait_for(lambda: (_info(m2) or {}).get("connected"), 15, "m2 to connect")
+        wait_for(lambda: (info_of(m2) or {}).get("connected"), 15, "m2 to connect")
     finally:
         shoal("swarm", "leave", "--force", data=m2, check=False)

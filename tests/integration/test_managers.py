@@ -7,46 +7,26 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Cluster, shoal, wait_for
+from tests.integration.conftest import (
+    Cluster,
+    info_of,
+    join_managers,
+    shoal,
+    start_daemon,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
-
-
-def _info(data: Path) -> dict | None:  # type: ignore[type-arg]
-    proc = shoal("info", "--format", "json", data=data, check=False, timeout=10)
-    return json.loads(proc.stdout) if proc.returncode == 0 else None
-
-
-def _start(data: Path) -> subprocess.Popen[bytes]:
-    log = open(data / "shoal.log", "ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "agent", "daemon", "--data-dir", str(data)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def _managers(cluster: Cluster, n: int) -> list[Path]:
-    dirs = [cluster.manager] + [cluster.join(f"m{i}", role="manager") for i in range(2, n + 1)]
-    wait_for(
-        lambda: sum(x["manager_status"] in ("Leader", "Reachable") for x in cluster.node_ls()) == n,
-        20,
-        f"{n} managers in the raft group",
-    )
-    return dirs
 
 
 def _leader(dirs: list[Path], alive: set[Path]) -> Path:
     def find() -> Path | None:
         for d in alive:
-            info = _info(d)
+            info = info_of(d)
             if info and info.get("is_leader"):
                 return d
         return None
@@ -65,7 +45,7 @@ def _write(alive: set[Path], acked: list[str]) -> None:
 
 
 def _kill_leaders(cluster: Cluster, n: int, kills: int) -> None:
-    dirs = _managers(cluster, n)
+    dirs = join_managers(cluster, n)
     alive = set(dirs)
     procs: list[subprocess.Popen[bytes]] = []
     acked: list[str] = []
@@ -73,16 +53,16 @@ def _kill_leaders(cluster: Cluster, n: int, kills: int) -> None:
         for _ in range(kills):
             _write(alive, acked)
             leader = _leader(dirs, alive)
-            old = _info(leader)
+            old = info_of(leader)
             assert old is not None
             os.kill(int((leader / "shoal.pid").read_text()), signal.SIGKILL)
             alive.discard(leader)
             new = _leader(dirs, alive)
             assert new != leader
             _write(alive, acked)  # the new leader accepts writes
-            procs.append(_start(leader))
+            procs.append(start_daemon(leader))
             alive.add(leader)
-            wait_for(lambda d=leader: (_info(d) or {}).get("connected"), 20, "restart")
+            wait_for(lambda d=leader: (info_of(d) or {}).get("connected"), 20, "restart")
         # every acknowledged write is there, on every manager
         for d in dirs:
 
@@ -91,7 +71,7 @@ def _kill_leaders(cluster: Cluster, n: int, kills: int) -> None:
                 return ls.returncode == 0 and all(a in ls.stdout for a in acked)
 
             wait_for(caught_up, 20, f"{d.name} to list every acknowledged write")
-        applied = {d.name: (_info(d) or {}).get("applied") for d in dirs}
+        applied = {d.name: (info_of(d) or {}).get("applied") for d in dirs}
         assert len(acked) == 2 * kills
         assert None not in applied.values(), applied
     finally:
@@ -111,7 +91,7 @@ def test_five_managers_survive_repeated_leader_kills(cluster: Cluster) -> None:
 
 
 def test_a_manager_that_leaves_is_removed_from_the_raft_group(cluster: Cluster) -> None:
-    dirs = _managers(cluster, 3)
+    dirs = join_managers(cluster, 3)
     shoal("swarm", "leave", "--force", data=dirs[2])
     cluster.nodes.remove(dirs[2])
     wait_for(lambda: len(cluster.node_ls()) == 2, 10, "the manager to be gone")
@@ -121,8 +101,8 @@ def test_a_manager_that_leaves_is_removed_from_the_raft_group(cluster: Cluster) 
 
 
 def test_follower_forwards_commands_to_the_leader(cluster: Cluster) -> None:
-    dirs = _managers(cluster, 3)
-    follower = next(d for d in dirs if not (_info(d) or {}).get("is_leader"))
+    dirs = join_managers(cluster, 3)
+    follower = next(d for d in dirs if not (info_of(d) or {}).get("is_leader"))
     before = cluster.token()
     shoal("swarm", "join-token", "--rotate", "worker", data=follower)
     after = shoal("swarm", "join-token", "-q", "worker", data=follower).stdout.strip()
@@ -164,7 +144,7 @@ def json_lines(proc: subprocess.CompletedProcess[str]) -> list[dict]:  # type: i
 def test_demotions_that_would_break_the_swarm_are_refused(cluster: Cluster) -> None:
     last = shoal("node", "demote", "mgr", data=cluster.manager, check=False)
     assert last.returncode == 1 and "last manager" in last.stderr
-    dirs = _managers(cluster, 3)
+    dirs = join_managers(cluster, 3)
     broker = shoal("node", "demote", "mgr", data=cluster.manager, check=False)
     assert broker.returncode == 1 and "embedded broker" in broker.stderr
     os.kill(int((dirs[2] / "shoal.pid").read_text()), signal.SIGKILL)
@@ -179,13 +159,13 @@ def test_demotions_that_would_break_the_swarm_are_refused(cluster: Cluster) -> N
 
 
 def test_the_leader_can_leave_and_the_swarm_goes_on(cluster: Cluster) -> None:
-    dirs = _managers(cluster, 3)
+    dirs = join_managers(cluster, 3)
     # make a manager other than the broker's host lead: restart the current leader
     os.kill(int((dirs[0] / "shoal.pid").read_text()), signal.SIGKILL)
     leader = _leader(dirs, set(dirs[1:]))
-    proc = _start(dirs[0])
+    proc = start_daemon(dirs[0])
     try:
-        wait_for(lambda: (_info(dirs[0]) or {}).get("connected"), 20, "restart")
+        wait_for(lambda: (info_of(dirs[0]) or {}).get("connected"), 20, "restart")
         shoal("swarm", "leave", "--force", data=leader)
         cluster.nodes.remove(leader)
         names = {n["hostname"] for n in cluster.node_ls()}

@@ -25,6 +25,7 @@ from tests.integration.conftest import (
     kill_leftovers,
     kill_processes_under,
     shoal,
+    start_daemon,
     wait_for,
 )
 from tests.integration.netns import Fabric, can_make_namespaces, fabric, run
@@ -104,16 +105,6 @@ def _containers(node_id: str) -> list[str]:
     return _docker("ps", "-aq", "--filter", f"label=com.shoal.node={node_id}").split()
 
 
-def _start_daemon(data: Path) -> None:
-    with open(data / "shoal.log", "ab") as log:
-        subprocess.Popen(
-            [sys.executable, "-m", "agent", "daemon", "--data-dir", str(data)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
 def _saved_assignments(data: Path) -> bytes:
     path = data / "worker" / "assignments.msgpack"
     return path.read_bytes() if path.exists() else b""
@@ -163,12 +154,12 @@ def test_a_node_removed_while_down_cleans_up_when_it_starts_again(nodes: dict[st
     for name in ("orphp", "orphd"):
         shoal("node", "rm", "--force", name, data=c.manager)
     for data in (proc, dock):
-        _start_daemon(data)
+        start_daemon(data)
     _check_cleaned_up(nodes, pids, within=20)
     # a later start remembers the removal at once, without the broker
     os.kill(int((proc / "shoal.pid").read_text()), signal.SIGTERM)
     wait_for(lambda: not (proc / "shoal.pid").exists(), 15, "the daemon to stop")
-    _start_daemon(proc)
+    start_daemon(proc)
     info = wait_for(lambda: _info(proc).get("removed"), 10, "the removal remembered")
     assert "stopped and removed 2 tasks" in info
 

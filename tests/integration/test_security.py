@@ -4,7 +4,6 @@ enrollment listener. Against the real embedded mosquitto started by `shoal swarm
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -12,7 +11,6 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import aiomqtt
 import pytest
@@ -20,7 +18,7 @@ import pytest
 from broker.tls import client_context, diagnose
 from broker.topics import Topics, enroll_req, enroll_resp
 from certs import ClusterCA, Role, make_csr, new_node_id, new_private_key
-from tests.integration.conftest import Cluster, shoal, wait_for
+from tests.integration.conftest import Cluster, info_of, shoal, wait_for
 from tests.integration.mqtt import (
     Ident,
     as_client,
@@ -103,11 +101,6 @@ async def test_removed_node_is_refused_and_its_live_session_is_cut(cluster: Clus
     assert [n["hostname"] for n in cluster.node_ls()] == ["mgr"]
 
 
-def _info(data: Path) -> dict[str, Any] | None:
-    proc = shoal("info", "--format", "json", data=data, check=False)
-    return dict(json.loads(proc.stdout)) if proc.returncode == 0 else None
-
-
 @pytest.mark.parametrize("record", ["kept", "lost"])
 def test_a_removed_node_restarted_names_the_revocation_at_once_and_keeps_it(
     cluster: Cluster, record: str
@@ -127,7 +120,7 @@ def test_a_removed_node_restarted_names_the_revocation_at_once_and_keeps_it(
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(lambda: _info(worker), 20, "the daemon to answer")
+        wait_for(lambda: info_of(worker), 20, "the daemon to answer")
         started = time.monotonic()
         wait_for(
             lambda: "revoked" in (cluster.info(worker)["last_error"] or ""),

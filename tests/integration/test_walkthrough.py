@@ -8,14 +8,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Cluster, new_cluster, shoal, wait_for
+from tests.integration.conftest import Cluster, new_cluster, shoal, start_daemon, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -67,16 +66,6 @@ def _containers(cid: str, service: str, node: str = "") -> list[str]:
     if node:
         filters += ["--filter", f"label=com.shoal.node={node}"]
     return _docker("ps", "-q", *filters)
-
-
-def _start_daemon(data: Path) -> None:
-    with open(data / "shoal.log", "ab") as log:
-        subprocess.Popen(
-            [sys.executable, "-m", "agent", "--data-dir", str(data), "daemon"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
 
 
 def test_the_swarm_walkthrough(fleet: Cluster) -> None:
@@ -146,7 +135,7 @@ def test_the_swarm_walkthrough(fleet: Cluster) -> None:
         "w1's task replaced on the other nodes",
     )
     # w1 comes back: it stops what is no longer its to run, and runs nothing twice
-    _start_daemon(c.root / "w1")
+    start_daemon(c.root / "w1")
     wait_for(
         lambda: {n["hostname"]: n["status"] for n in c.node_ls()}["w1"] == "ready",
         20,
