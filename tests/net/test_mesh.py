@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from agent.worker.mesh import (
+from agent.net.mesh import (
     Backend,
     Balancer,
     Mesh,
