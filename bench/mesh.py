@@ -93,7 +93,8 @@ async def serve_backends(ports: list[int]) -> None:
 
 
 async def serve_proxy(port: int, backends: list[int], proxy_protocol: bool) -> None:
-    from agent.net.mesh import Backend, PortProxy
+    from agent.net.balancer import Backend
+    from agent.net.proxy import PortProxy
 
     proxy = PortProxy(
         port,

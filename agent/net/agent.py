@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.net.dns import DnsServer, read_resolv_conf
+from agent.net.errors import MeshError
 from agent.net.linux import (
     Interface,
     LinuxNetwork,
@@ -43,7 +44,7 @@ from agent.net.linux import (
     TaskState,
     Vip,
 )
-from agent.net.mesh import Mesh, MeshError
+from agent.net.mesh import Mesh
 from agent.net.plan import DEVICE_PREFIXES, namespace_name
 from agent.net.table import check_table as _check
 from agent.worker.errors import TaskRejected
