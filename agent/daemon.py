@@ -119,7 +119,7 @@ class Daemon:
         self.session.on_revoked(self._on_revoked)
 
     def _make_agent(self) -> Any:
-        from agent.node_agent import NodeAgent, make_driver
+        from agent.worker.node import NodeAgent, make_driver
         from agent.worker.taskfiles import load_node_key
 
         state = self.data.root / "worker"

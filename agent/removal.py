@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from agent.worker.store import write_atomic
 
 if TYPE_CHECKING:
-    from agent.node_agent import NodeAgent
+    from agent.worker.node import NodeAgent
 
 __all__ = ["REMOVED_FILE", "Removal", "load_removal", "remove_tasks", "save_removal"]
 

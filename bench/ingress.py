@@ -15,7 +15,7 @@ own ports never hold it), and goes through whatever the mechanism puts there:
   shoal mesh      a one-node shoal swarm (its own broker on loopback, the docker driver;
                   bench/swarm_compare.py's `Shoal`), `service create --replicas 3 -p PORT:8000`.
                   A port published in ingress mode is served on every node by the node's
-                  userspace proxy (agent/worker/mesh.py, in the shoal daemon's process), which
+                  userspace proxy (agent/net/mesh.py, in the shoal daemon's process), which
                   forwards over the node's overlay bridge to the containers (`--network none`,
                   each given a veth by shoal); round robin over the 3 tasks.
   docker -p       `docker run -d -p PORT:8000` of one container: docker-proxy on loopback, one
@@ -583,7 +583,7 @@ class WatchedShoal(Shoal):
                     " the dead daemon's devices are left"
                 )
             else:
-                from agent.worker.netlinux import LinuxNetwork
+                from agent.net.linux import LinuxNetwork
 
                 asyncio.run(LinuxNetwork(self.node_id).remove_all())
         self.node_id = ""

@@ -10,7 +10,7 @@ each sending its next request when the previous answer arrived) against:
 
   direct         backend 1, no proxy in between
   docker-proxy   /usr/sbin/docker-proxy (what `docker run -p` starts) to backend 1
-  mesh 1         shoal's PortProxy (agent/worker/mesh.py, its own process) to backend 1
+  mesh 1         shoal's PortProxy (agent/net/proxy.py, its own process) to backend 1
   mesh 3         shoal's PortProxy, round robin over the three backends
   mesh 3 pp      the same with the PROXY protocol header (backends skip the line)
 
@@ -93,7 +93,8 @@ async def serve_backends(ports: list[int]) -> None:
 
 
 async def serve_proxy(port: int, backends: list[int], proxy_protocol: bool) -> None:
-    from agent.worker.mesh import Backend, PortProxy
+    from agent.net.balancer import Backend
+    from agent.net.proxy import PortProxy
 
     proxy = PortProxy(
         port,

@@ -68,10 +68,10 @@ sys.path.insert(0, str(ROOT))
 
 from agent import control  # noqa: E402
 from agent.cli import build_parser  # noqa: E402
-from agent.node_agent import NodeAgent  # noqa: E402
 from agent.serviceflags import spec_from_create  # noqa: E402
 from agent.worker.hollow import HollowDriver  # noqa: E402
 from agent.worker.model import TaskState, TaskStatus  # noqa: E402
+from agent.worker.node import NodeAgent  # noqa: E402
 from bench.scale_trace import summarize  # noqa: E402
 from broker.envelope import Envelope, encode  # noqa: E402
 from broker.session import Session, SessionConfig, Will  # noqa: E402
@@ -518,25 +518,7 @@ class Bench:
         cpu0 = (cpu_seconds(mgr_pid), cpu_seconds(broker_pid), time.process_time())
         wall0 = time.time() - time.monotonic()  # monotonic -> unix time
         creating = asyncio.create_task(self.create_services())
-        t_start = time.monotonic()
-        deadline = t_start + self.a.timeout
-        next_line = t_start + 1.0
-        while len(self.probe.running) < total:
-            now = time.monotonic()
-            if now >= next_line:
-                self.say(
-                    f"  {now - t_start:5.1f} s: {len(self.probe.placed):6d} placed,"
-                    f" {len(self.probe.running):6d} running (nodes' view)"
-                )
-                next_line = max(next_line + 1.0, now + 0.5)
-            if now > deadline:
-                raise RuntimeError(
-                    f"not converged after {self.a.timeout:g} s: {len(self.probe.placed)} placed,"
-                    f" {len(self.probe.running)} running of {total}"
-                )
-            self.probe.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.probe.changed.wait(), max(0.05, next_line - now))
+        await self._await_running(total)
         t_first, acked = await creating
         cpu1 = (cpu_seconds(mgr_pid), cpu_seconds(broker_pid), time.process_time())
         if profile is not None:
@@ -564,6 +546,47 @@ class Bench:
         # bounds each task's placement time from above.
         t_first_unix = t_first + wall0
         first_placed = {tid: at + wall0 for tid, at in self.probe.placed.items()}
+        await self._leader_view(total, t_first_unix, first_placed)
+        r["placed_s"] = sorted(first_placed.values())[total - 1] - t_first_unix
+        r["throughput"] = total / r["placed_s"]
+        # converged: every task running in the nodes' view and in the swarm's records
+        r["converged_s"] = max(r["nodes_running_s"], r.get("leader_running_s", 0.0))
+        if self.a.trace_manager:
+            await asyncio.sleep(0.2)  # the trace is flushed every 50 ms
+            r["trace"], committed = summarize(
+                Path(self.a.trace_manager), t_first_unix, t_first_unix + r["converged_s"]
+            )
+            if committed is not None:
+                r["committed_s"] = committed
+        await self._record_service_ls()
+
+    async def _await_running(self, total: int) -> None:
+        """Wait until the nodes report every task running, saying progress once a second."""
+        t_start = time.monotonic()
+        deadline = t_start + self.a.timeout
+        next_line = t_start + 1.0
+        while len(self.probe.running) < total:
+            now = time.monotonic()
+            if now >= next_line:
+                self.say(
+                    f"  {now - t_start:5.1f} s: {len(self.probe.placed):6d} placed,"
+                    f" {len(self.probe.running):6d} running (nodes' view)"
+                )
+                next_line = max(next_line + 1.0, now + 0.5)
+            if now > deadline:
+                raise RuntimeError(
+                    f"not converged after {self.a.timeout:g} s: {len(self.probe.placed)} placed,"
+                    f" {len(self.probe.running)} running of {total}"
+                )
+            self.probe.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.probe.changed.wait(), max(0.05, next_line - now))
+
+    async def _leader_view(
+        self, total: int, t_first_unix: float, first_placed: dict[str, float]
+    ) -> None:
+        """The leader's times, into the results; earlier placements into ``first_placed``."""
+        r = self.results
         w = self.watcher
         if w is not None and w.proc is not None:
             # wait for the leader to record every task running (its documents are read only
@@ -586,18 +609,10 @@ class Bench:
                 r["leader_running_s"] = ld_running[total - 1] - t_first_unix
             else:
                 self.say(f"the leader showed only {len(ld_running)} of {total} tasks running")
-        r["placed_s"] = sorted(first_placed.values())[total - 1] - t_first_unix
-        r["throughput"] = total / r["placed_s"]
-        # converged: every task running in the nodes' view and in the swarm's records
-        r["converged_s"] = max(r["nodes_running_s"], r.get("leader_running_s", 0.0))
-        if self.a.trace_manager:
-            await asyncio.sleep(0.2)  # the trace is flushed every 50 ms
-            r["trace"], committed = summarize(
-                Path(self.a.trace_manager), t_first_unix, t_first_unix + r["converged_s"]
-            )
-            if committed is not None:
-                r["committed_s"] = committed
-        # the swarm's own account, once
+
+    async def _record_service_ls(self) -> None:
+        """The swarm's own account, once: `service ls` agrees with the bench or not."""
+        r = self.results
         t0 = time.monotonic()
         rc, out, err = await shoal_async("service", "ls", "--format", "json", data=self.mgr)
         if rc != 0:

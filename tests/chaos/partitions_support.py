@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.worker.netplan import namespace_prefix
+from agent.net.plan import namespace_prefix
 from tests.integration.conftest import free_ports, kill_leftovers, kill_processes_under, wait_for
 from tests.integration.netns import Fabric, fabric, run
 

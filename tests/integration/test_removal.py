@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from agent.worker.netplan import namespace_prefix
+from agent.net.plan import namespace_prefix
 from tests.integration.conftest import (
     Cluster,
     free_ports,

@@ -22,7 +22,7 @@ from agent.manager.raft import (
     Unavailable,
     bootstrap_state,
 )
-from agent.manager.raft.disk import DiskStorage
+from agent.manager.wal import DiskStorage
 from agent.manager.wal.records import RecordType
 
 from .helpers import KEY, build, entries, segment_frames, view

@@ -14,12 +14,12 @@ from typing import Any
 import msgpack
 import pytest
 
-from agent.node_agent import NodeAgent
 from agent.spec import ConfigRef, SecretRef
 from agent.worker import HollowDriver, ProcessDriver, TaskRejected, TaskState
 from agent.worker.docker_files import TaskDirs, file_mounts, memory_root
 from agent.worker.errors import AssignmentError, WorkerError
 from agent.worker.model import ConfigBlob, SecretBlob, parse_configs, parse_secrets
+from agent.worker.node import NodeAgent
 from agent.worker.store import ASSIGNMENTS_FILE, load_saved
 from agent.worker.taskfiles import TaskFiles, load_node_key, secret_context
 from broker.envelope import Envelope, Rejections, decode, encode
@@ -368,7 +368,7 @@ async def test_the_hollow_driver_ignores_secrets_and_configs() -> None:
 
 def test_an_idle_node_agent_does_not_import_cryptography() -> None:
     code = (
-        "import sys, agent.node_agent, agent.worker.taskfiles, agent.worker.docker_files; "
+        "import sys, agent.worker.node, agent.worker.taskfiles, agent.worker.docker_files; "
         "print(sorted(m for m in sys.modules if m.startswith('cryptography')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

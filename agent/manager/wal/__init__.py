@@ -4,6 +4,11 @@
 directory; see `storage` for the layout, the write and recovery rules, and `records` for the
 record format and the torn-write rule, `synced` for the rule that tells lost entries from a
 torn write.
+
+It lives outside the Raft package because the Raft core does no I/O. The driver persists each
+Ready with one call, durable when it returns, before sending the Ready's messages::
+
+    storage.save(rd.hard_state, rd.entries, rd.snapshot)
 """
 
 from .errors import StorageCorrupt, StorageLost

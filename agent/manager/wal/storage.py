@@ -46,6 +46,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from agent.manager.raft.errors import RaftError, StorageError
 from agent.manager.raft.messages import Entry, HardState, Snapshot
@@ -66,6 +67,13 @@ from .recovery import list_segments, replay
 from .snapfiles import list_snapshots, read_snapshot, snapshot_path, write_snapshot
 from .state import LogState
 from .synced import MARK_NAME, SyncMark, lost
+
+if TYPE_CHECKING:
+    from agent.manager.raft.storage import Storage
+
+    def _implements_the_protocol(storage: DiskStorage) -> Storage:
+        return storage
+
 
 __all__ = ["KEEP_SNAPSHOTS", "SEGMENT_BYTES", "DiskStorage"]
 

@@ -22,6 +22,10 @@ import pytest
 from agent.manager.allocator import INGRESS_ID, Allocation, allocate
 from agent.manager.routes import PROXY_PROTOCOL_LABEL, table_for
 from agent.manager.store import Network, Node, Service, Task
+from agent.net.agent import NetAgent, NetworkUnavailable
+from agent.net.linux import LinuxNetwork
+from agent.net.mesh import Mesh
+from agent.net.plan import Interface, NetworkState, NodeState, Peer, TaskState, Vip
 from agent.spec import (
     ContainerSpec,
     EndpointSpec,
@@ -30,11 +34,7 @@ from agent.spec import (
     ServiceSpec,
     TaskSpec,
 )
-from agent.worker.mesh import Mesh
 from agent.worker.model import Assignment
-from agent.worker.netagent import NetAgent, NetworkUnavailable
-from agent.worker.netlinux import LinuxNetwork
-from agent.worker.netplan import Interface, NetworkState, NodeState, Peer, TaskState, Vip
 
 N1_UNDERLAY = "192.0.2.1"
 N2_UNDERLAY = "192.0.2.2"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.worker.netlinux import (
+from agent.net.linux import (
     Interface,
     LinuxNetwork,
     NetworkState,
@@ -34,7 +34,7 @@ from agent.worker.netlinux import (
     TaskState,
     Vip,
 )
-from agent.worker.netplan import (
+from agent.net.plan import (
     DEVICE_PREFIXES,
     bridge_name,
     fdb_lines,

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.worker.dns import (
+from agent.net.dns import (
     CLASS_IN,
     FORMERR,
     NOERROR,

@@ -52,7 +52,7 @@ from broker.session import Session
 from broker.topics import Topics
 
 if TYPE_CHECKING:
-    from agent.worker.netagent import NetAgent
+    from agent.net.agent import NetAgent
 
 __all__ = ["NodeAgent", "make_driver"]
 
@@ -303,8 +303,8 @@ class NodeAgent:
 
 
 def _net_agent(node_id: str, underlay: Callable[[], str | None], state_dir: Path) -> NetAgent:
-    from agent.worker.netagent import NetAgent, kernel_networking
-    from agent.worker.netlinux import LinuxNetwork
+    from agent.net.agent import NetAgent, kernel_networking
+    from agent.net.linux import LinuxNetwork
 
     why = kernel_networking() or _claim_kernel_networking()
     if why is not None:

@@ -2,13 +2,13 @@
 
 The table (see :mod:`agent.manager.routes`) arrives retained on ``node/<id>/net``. From it:
 
-- the kernel backend (:class:`agent.worker.netlinux.LinuxNetwork`) gets the overlay networks
+- the kernel backend (:class:`agent.net.linux.LinuxNetwork`) gets the overlay networks
   this node's tasks are on (a bridge and a VXLAN device each, with every remote endpoint
   programmed), each task's network namespace with its addresses, and each task's VIP rules;
-- the embedded DNS server (:class:`agent.worker.dns.DnsServer`) answers, on each network's
+- the embedded DNS server (:class:`agent.net.dns.DnsServer`) answers, on each network's
   gateway address, the names the table gives the asking task's networks (service names and
   aliases, ``tasks.<service>``), and forwards every other name to this node's resolvers;
-- the routing mesh (:class:`agent.worker.mesh.Mesh`) listens on every port published in
+- the routing mesh (:class:`agent.net.mesh.Mesh`) listens on every port published in
   ingress mode, leaving towards the backends from this node's own ingress address, and on
   host-mode ports of tasks that have a namespace of their own.
 
@@ -33,11 +33,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.worker.dns import DnsServer, read_resolv_conf
-from agent.worker.errors import TaskRejected
-from agent.worker.mesh import Mesh, MeshError
-from agent.worker.model import Assignment
-from agent.worker.netlinux import (
+from agent.net.dns import DnsServer, read_resolv_conf
+from agent.net.errors import MeshError
+from agent.net.linux import (
     Interface,
     LinuxNetwork,
     NetworkState,
@@ -46,8 +44,11 @@ from agent.worker.netlinux import (
     TaskState,
     Vip,
 )
-from agent.worker.netplan import DEVICE_PREFIXES, namespace_name
-from agent.worker.nettable import check_table as _check
+from agent.net.mesh import Mesh
+from agent.net.plan import DEVICE_PREFIXES, namespace_name
+from agent.net.table import check_table as _check
+from agent.worker.errors import TaskRejected
+from agent.worker.model import Assignment
 
 __all__ = ["NetAgent", "NetworkUnavailable", "kernel_networking"]
 

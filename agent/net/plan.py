@@ -3,7 +3,7 @@
 Everything here is pure: the desired state (:class:`NodeState` and its parts), the names and
 MAC addresses derived from it, the parsing of what ``ip -j`` reports, and the builders that turn
 "desired" plus "observed" into ``ip -batch`` lines, ``bridge -batch`` lines and
-``iptables-restore`` text. :mod:`agent.worker.netlinux` runs them.
+``iptables-restore`` text. :mod:`agent.net.linux` runs them.
 
 Names: a network's bridge is ``shb`` and its VXLAN device ``shv`` followed by 8 hex digits of a
 hash of the network id; a task's host-side veth end is ``she`` followed by 10 hex digits of a

@@ -18,15 +18,11 @@ from typing import Any
 
 import pytest
 
-from agent.worker.mesh import (
-    Backend,
-    Balancer,
-    Mesh,
-    MeshError,
-    PortProxy,
-    parse_ingress,
-    proxy_header,
-)
+from agent.net.balancer import Backend, Balancer
+from agent.net.errors import MeshError
+from agent.net.mesh import Mesh, parse_ingress
+from agent.net.proxy import PortProxy
+from agent.net.tcp import proxy_header
 from tests.worker.helpers import until
 
 LOCAL = "127.0.0.1"

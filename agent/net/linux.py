@@ -12,7 +12,7 @@ connection; a VIP without backends refuses at once.
 :meth:`LinuxNetwork.apply` compares the desired :class:`NodeState` with the devices it lists in
 the node's namespace (one ``ip`` command per call) and with what it applied before, and changes
 only the difference. An apply with nothing to change runs that one listing command and no
-other. Names, MACs and command text come from :mod:`agent.worker.netplan`.
+other. Names, MACs and command text come from :mod:`agent.net.plan`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from agent.worker.errors import WorkerError
-from agent.worker.netplan import (
+from agent.net.plan import (
     DEFAULT_MTU,
     DEVICE_PREFIXES,
     FORWARD_CHAIN,
@@ -67,6 +66,7 @@ from agent.worker.netplan import (
     vip_rules,
     vxlan_name,
 )
+from agent.worker.errors import WorkerError
 
 __all__ = [
     "Interface",
