@@ -33,10 +33,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from agent.model import Assignment
+from agent.model import check_table as _check
 from agent.worker.dns import DnsServer, read_resolv_conf
 from agent.worker.errors import TaskRejected
 from agent.worker.mesh import Mesh, MeshError
-from agent.worker.model import Assignment
 from agent.worker.netlinux import (
     Interface,
     LinuxNetwork,
@@ -47,7 +48,6 @@ from agent.worker.netlinux import (
     Vip,
 )
 from agent.worker.netplan import DEVICE_PREFIXES, namespace_name
-from agent.worker.nettable import check_table as _check
 
 __all__ = ["NetAgent", "NetworkUnavailable", "kernel_networking"]
 

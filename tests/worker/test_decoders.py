@@ -16,12 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent.model import Assignment, AssignmentError, parse_configs, parse_secrets
+from agent.model import check_table as _check
 from agent.worker.dns import DnsError, parse_query, reject
-from agent.worker.errors import AssignmentError
 from agent.worker.mesh import MeshError, parse_ingress, proxy_header
-from agent.worker.model import Assignment, parse_configs, parse_secrets
 from agent.worker.netagent import NetAgent
-from agent.worker.nettable import check_table as _check
 from broker.errors import EnvelopeError
 from tests.unit.test_decoders import _maybe, mutate, values
 from tests.worker.helpers import assignment

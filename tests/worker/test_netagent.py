@@ -22,6 +22,7 @@ import pytest
 from agent.manager.allocator import INGRESS_ID, Allocation, allocate
 from agent.manager.routes import PROXY_PROTOCOL_LABEL, table_for
 from agent.manager.store import Network, Node, Service, Task
+from agent.model import Assignment
 from agent.spec import (
     ContainerSpec,
     EndpointSpec,
@@ -31,7 +32,6 @@ from agent.spec import (
     TaskSpec,
 )
 from agent.worker.mesh import Mesh
-from agent.worker.model import Assignment
 from agent.worker.netagent import NetAgent, NetworkUnavailable
 from agent.worker.netlinux import LinuxNetwork
 from agent.worker.netplan import Interface, NetworkState, NodeState, Peer, TaskState, Vip
