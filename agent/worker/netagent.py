@@ -44,7 +44,7 @@ from agent.worker.netlinux import (
     NetworkState,
     NodeState,
     Peer,
-    TaskState,
+    TaskNetState,
     Vip,
 )
 from agent.worker.netplan import DEVICE_PREFIXES, namespace_name
@@ -320,7 +320,7 @@ class NetAgent:
             named = [i for i in mine if i["network"] != INGRESS]  # ingress has no names
             first = overlays[named[0]["network"]] if named else None
             tasks.append(
-                TaskState(
+                TaskNetState(
                     task_id=task_id,
                     netns=netns,
                     interfaces=tuple(Interface(i["network"], str(i["address"])) for i in mine),

@@ -34,7 +34,7 @@ from agent.spec import (
 from agent.worker.mesh import Mesh
 from agent.worker.netagent import NetAgent, NetworkUnavailable
 from agent.worker.netlinux import LinuxNetwork
-from agent.worker.netplan import Interface, NetworkState, NodeState, Peer, TaskState, Vip
+from agent.worker.netplan import Interface, NetworkState, NodeState, Peer, TaskNetState, Vip
 
 N1_UNDERLAY = "192.0.2.1"
 N2_UNDERLAY = "192.0.2.2"
@@ -274,7 +274,7 @@ def n1(make: Factory) -> Node1:
     return make()
 
 
-def task_state(state: NodeState, task_id: str) -> TaskState:
+def task_state(state: NodeState, task_id: str) -> TaskNetState:
     found = [t for t in state.tasks if t.task_id == task_id]
     assert len(found) == 1, f"{task_id} in {state.tasks}"
     return found[0]
@@ -312,7 +312,7 @@ async def test_a_table_and_a_namespace_give_the_kernel_the_networks_and_the_task
             ),
         ),
         tasks=(
-            TaskState(
+            TaskNetState(
                 task_id="t1",
                 netns="name:ns-t1",
                 interfaces=(Interface("back", t1),),  # eth0
