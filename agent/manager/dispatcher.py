@@ -39,8 +39,7 @@ from agent.manager.store import (
     Task,
     Tx,
 )
-from agent.worker.errors import StatusError
-from agent.worker.model import TaskStatus
+from agent.model import StatusError, TaskStatus
 from broker.envelope import Envelope
 from broker.errors import BrokerError
 from broker.session import Session

@@ -41,9 +41,8 @@ from agent.manager.raft import RaftError
 from agent.manager.scheduler import node_matches
 from agent.manager.stamps import stamp_of
 from agent.manager.store import Cluster, Commit, Event, Node, Service, Store, StoreError, Task, Tx
+from agent.model import TaskState, should_restart
 from agent.spec import SECOND, ServiceSpec, SpecError, TaskSpec
-from agent.worker.model import TaskState
-from agent.worker.restart import should_restart
 from certs.identity import new_node_id
 
 __all__ = ["BATCH", "Orchestrator", "Plan", "live", "new_task", "observed", "plan_service"]

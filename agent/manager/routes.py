@@ -77,8 +77,8 @@ from typing import Any
 from agent.manager.allocator import INGRESS_ID, Allocation, NetworkIndex, attachments, parse_spec
 from agent.manager.orchestrator import live, observed
 from agent.manager.store.objects import Network, Node, Service, Task
+from agent.model import TaskState
 from agent.spec import PortConfig, ServiceSpec, SpecError
-from agent.worker.model import TaskState
 
 __all__ = ["PROXY_PROTOCOL_LABEL", "receives_traffic", "table_for", "tables_for"]
 

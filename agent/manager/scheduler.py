@@ -21,8 +21,8 @@ from functools import lru_cache
 from typing import Any
 
 from agent.manager.store.objects import Node, Task
+from agent.model import TaskState
 from agent.spec import SpecError, TaskSpec
-from agent.worker.model import TaskState
 
 __all__ = [
     "Constraint",

@@ -1,7 +1,6 @@
 """Node networking: the routing table a node is given, applied to its kernel, DNS and mesh.
 
 - :mod:`agent.net.agent`: the node's network agent, which applies each routing table;
-- :mod:`agent.net.table`: checking a routing table before anything of it is used;
 - :mod:`agent.net.plan`: the overlay networking as data (desired state, names, commands);
 - :mod:`agent.net.linux`: the kernel backend that runs the plan (bridges, VXLAN, veths, VIPs);
 - :mod:`agent.net.dns`: the embedded DNS server for tasks;

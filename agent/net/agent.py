@@ -33,6 +33,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from agent.model import Assignment
+from agent.model import check_table as _check
 from agent.net.dns import DnsServer, read_resolv_conf
 from agent.net.errors import MeshError
 from agent.net.linux import (
@@ -41,14 +43,12 @@ from agent.net.linux import (
     NetworkState,
     NodeState,
     Peer,
-    TaskState,
+    TaskNetState,
     Vip,
 )
 from agent.net.mesh import Mesh
 from agent.net.plan import DEVICE_PREFIXES, namespace_name
-from agent.net.table import check_table as _check
 from agent.worker.errors import TaskRejected
-from agent.worker.model import Assignment
 
 __all__ = ["NetAgent", "NetworkUnavailable", "kernel_networking"]
 
@@ -321,7 +321,7 @@ class NetAgent:
             named = [i for i in mine if i["network"] != INGRESS]  # ingress has no names
             first = overlays[named[0]["network"]] if named else None
             tasks.append(
-                TaskState(
+                TaskNetState(
                     task_id=task_id,
                     netns=netns,
                     interfaces=tuple(Interface(i["network"], str(i["address"])) for i in mine),

@@ -46,7 +46,7 @@ from agent.net.plan import (
     NetworkState,
     NodeState,
     Peer,
-    TaskState,
+    TaskNetState,
     Vip,
     bridge_name,
     fdb_lines,
@@ -75,7 +75,7 @@ __all__ = [
     "NetworkState",
     "NodeState",
     "Peer",
-    "TaskState",
+    "TaskNetState",
     "Vip",
 ]
 
@@ -373,7 +373,7 @@ class LinuxNetwork:
 
     async def _apply_task(
         self,
-        task: TaskState,
+        task: TaskNetState,
         plans: Mapping[str, NetworkPlan],
         mtu: int,
         links: Mapping[str, Link],
@@ -442,7 +442,7 @@ class LinuxNetwork:
 
     async def _inspect_task(
         self,
-        task: TaskState,
+        task: TaskNetState,
         ifaces: Sequence[IfacePlan],
         hosts: set[str],
         links: Mapping[str, Link],
@@ -466,7 +466,7 @@ class LinuxNetwork:
         return _Task(task.netns, ns_id, done, gateway, None, None)
 
     async def _apply_vips(
-        self, task: TaskState, applied: dict[str, list[str]] | None
+        self, task: TaskNetState, applied: dict[str, list[str]] | None
     ) -> dict[str, list[str]] | None:
         rules = vip_rules(task.vips)
         if rules == applied or (applied is None and not task.vips):
@@ -543,7 +543,7 @@ def _dnat_pairs(rules: Sequence[str]) -> set[tuple[str, str]]:
     return pairs
 
 
-def _write_resolv(task: TaskState, written: str | None) -> str | None:
+def _write_resolv(task: TaskNetState, written: str | None) -> str | None:
     """Keep ``/etc/netns/<name>/resolv.conf`` as the task wants it; return what it holds."""
     kind, _, name = task.netns.partition(":")
     if kind != "name":

@@ -34,7 +34,7 @@ __all__ = [
     "NetworkState",
     "NodeState",
     "Peer",
-    "TaskState",
+    "TaskNetState",
     "Vip",
     "bridge_name",
     "fdb_lines",
@@ -108,7 +108,7 @@ class Interface:
 
 
 @dataclass(frozen=True)
-class TaskState:
+class TaskNetState:
     """A task's network namespace, its interfaces (eth0, eth1, ...) and the VIPs it reaches."""
 
     task_id: str
@@ -124,7 +124,7 @@ class NodeState:
 
     underlay: str  # this node's underlay address: the VXLAN local address
     networks: tuple[NetworkState, ...]
-    tasks: tuple[TaskState, ...]
+    tasks: tuple[TaskNetState, ...]
 
 
 def _hash(text: str, length: int) -> str:
@@ -229,7 +229,7 @@ class IfacePlan:
 
 
 def plan_interfaces(
-    task: TaskState, networks: Mapping[str, NetworkPlan], mtu: int
+    task: TaskNetState, networks: Mapping[str, NetworkPlan], mtu: int
 ) -> tuple[tuple[IfacePlan, ...], str | None]:
     """A task's veth pairs and default gateway; ``KeyError`` names an unknown network."""
     plans = []

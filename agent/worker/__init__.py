@@ -7,23 +7,13 @@ driver's module imports aiodocker lazily; import it as ``agent.worker.docker``.
 """
 
 from agent.worker.driver import Driver, Observation, Owned, TaskRef
-from agent.worker.errors import (
-    AssignmentError,
-    DriverError,
-    StatusError,
-    TaskRejected,
-    WorkerError,
-)
+from agent.worker.errors import DriverError, TaskRejected, WorkerError
 from agent.worker.executor import Executor, Report
 from agent.worker.hollow import HollowDriver
-from agent.worker.model import Assignment, ConfigBlob, SecretBlob, TaskState, TaskStatus
 from agent.worker.process import ProcessDriver
 from agent.worker.taskfiles import KeyLoader, TaskFiles
 
 __all__ = [
-    "Assignment",
-    "AssignmentError",
-    "ConfigBlob",
     "Driver",
     "DriverError",
     "Executor",
@@ -33,13 +23,9 @@ __all__ = [
     "Owned",
     "ProcessDriver",
     "Report",
-    "SecretBlob",
-    "StatusError",
     "TaskFiles",
     "TaskRef",
     "TaskRejected",
-    "TaskState",
-    "TaskStatus",
     "WorkerError",
     "docker_driver",
 ]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.model import Assignment
 from agent.spec import ContainerSpec, Healthcheck, Mount, PortConfig, TaskSpec
 from agent.worker.docker_files import file_mounts
 from agent.worker.driver import labels_for
-from agent.worker.model import Assignment
 
 __all__ = ["DEFAULT_STOP_SIGNAL", "container_config", "host_ports"]
 

@@ -21,9 +21,9 @@ from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
+from agent.model import Assignment, is_id
 from agent.spec import ConfigRef, SecretRef
 from agent.worker.errors import TaskRejected
-from agent.worker.model import Assignment, is_id
 
 __all__ = [
     "SECRETS_DIR",

@@ -9,7 +9,7 @@ Contract every driver keeps:
   when the task already runs it returns the running id; a stale, stopped leftover of the same
   task is replaced. A failure to start raises :class:`DriverError` (or ``TaskRejected``).
 - ``inspect``, ``wait``, ``stop``, ``remove`` and ``logs`` need only the task's identity, so they
-  take either an :class:`~agent.worker.model.Assignment` or an :class:`Owned` found by
+  take either an :class:`~agent.model.Assignment` or an :class:`Owned` found by
   ``adopt``. They tolerate a task that is already gone (``stop``/``remove`` do nothing,
   ``inspect``/``wait`` observe ``missing``).
 - ``adopt`` lists what runs (or ran) here carrying shoal's labels — for *any* cluster and node;
@@ -25,8 +25,8 @@ from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
+from agent.model import Assignment, Health
 from agent.worker.errors import DriverError, TaskRejected
-from agent.worker.model import Assignment, Health
 from agent.worker.taskfiles import NO_FILES, TaskFiles
 
 __all__ = [

@@ -4,29 +4,11 @@ from __future__ import annotations
 
 from agent.errors import ShoalError
 
-__all__ = ["AssignmentError", "DriverError", "StatusError", "TaskRejected", "WorkerError"]
+__all__ = ["DriverError", "TaskRejected", "WorkerError"]
 
 
 class WorkerError(ShoalError):
     """Root of everything the node side of task execution raises."""
-
-
-class AssignmentError(WorkerError, ValueError):
-    """An assignment from the network is malformed (the sender's fault); ``field`` names it."""
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        self.message = message
-        super().__init__(f"assignment {field}: {message}" if field else f"assignment: {message}")
-
-
-class StatusError(WorkerError, ValueError):
-    """A task status read from outside is malformed; ``field`` names the first bad key."""
-
-    def __init__(self, field: str, message: str) -> None:
-        self.field = field
-        self.message = message
-        super().__init__(f"task status {field}: {message}" if field else f"task status: {message}")
 
 
 class TaskRejected(WorkerError):

@@ -35,11 +35,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from agent.model import (
+    Assignment,
+    ConfigBlob,
+    Health,
+    SecretBlob,
+    TaskState,
+    TaskStatus,
+    restart_delay,
+    restarts_left,
+    should_restart,
+)
 from agent.spec import SECOND
 from agent.worker.driver import Driver, Observation, Owned
 from agent.worker.errors import TaskRejected, WorkerError
-from agent.worker.model import Assignment, ConfigBlob, Health, SecretBlob, TaskState, TaskStatus
-from agent.worker.restart import restart_delay, restarts_left, should_restart
 from agent.worker.store import load_saved, save_assignments
 from agent.worker.taskfiles import NO_FILES, KeyLoader, TaskFiles
 

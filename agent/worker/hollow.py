@@ -10,8 +10,8 @@ import asyncio
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 
+from agent.model import Assignment
 from agent.worker.driver import Observation, Owned, TaskRef, owned_for
-from agent.worker.model import Assignment
 from agent.worker.taskfiles import NO_FILES, TaskFiles
 
 __all__ = ["HollowDriver"]

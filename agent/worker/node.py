@@ -35,16 +35,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.worker.driver import Driver
-from agent.worker.errors import AssignmentError
-from agent.worker.executor import Executor
-from agent.worker.model import (
+from agent.model import (
     Assignment,
+    AssignmentError,
     TaskStatus,
     check_references,
     parse_configs,
     parse_secrets,
 )
+from agent.worker.driver import Driver
+from agent.worker.executor import Executor
 from agent.worker.taskfiles import KeyLoader
 from broker.envelope import Envelope
 from broker.errors import BrokerError

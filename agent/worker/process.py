@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from agent.model import Assignment
 from agent.worker.driver import Observation, Owned, TaskRef, owned_for
 from agent.worker.errors import DriverError, TaskRejected
-from agent.worker.model import Assignment
 from agent.worker.store import write_atomic
 from agent.worker.taskfiles import NO_FILES, TaskFiles
 

@@ -15,8 +15,8 @@ from typing import TypeVar
 
 import msgpack
 
-from agent.worker.errors import AssignmentError, WorkerError
-from agent.worker.model import Assignment, ConfigBlob, SecretBlob
+from agent.model import Assignment, AssignmentError, ConfigBlob, SecretBlob
+from agent.worker.errors import WorkerError
 
 __all__ = [
     "ASSIGNMENTS_FILE",

@@ -1,8 +1,8 @@
 """The secrets and configs one task gets as files, handed to its driver at ``prepare``.
 
 Managers send, next to a node's tasks, each secret its running tasks use, sealed to this node's
-key, and each config in clear (:class:`~agent.worker.model.SecretBlob`,
-:class:`~agent.worker.model.ConfigBlob`). The node keeps only the sealed blobs; a secret is
+key, and each config in clear (:class:`~agent.model.SecretBlob`,
+:class:`~agent.model.ConfigBlob`). The node keeps only the sealed blobs; a secret is
 opened when a task that uses it is prepared, with the key ``key_loader`` returns. Nothing here
 imports ``cryptography`` before a secret is opened, so an idle node never loads it.
 """
@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.model import Assignment, ConfigBlob, SecretBlob
 from agent.spec import ConfigRef, SecretRef
 from agent.worker.errors import TaskRejected, WorkerError
-from agent.worker.model import Assignment, ConfigBlob, SecretBlob
 
 __all__ = ["NO_FILES", "KeyLoader", "TaskFiles", "load_node_key", "secret_context"]
 

@@ -22,10 +22,11 @@ import pytest
 from agent.manager.allocator import INGRESS_ID, Allocation, allocate
 from agent.manager.routes import PROXY_PROTOCOL_LABEL, table_for
 from agent.manager.store import Network, Node, Service, Task
+from agent.model import Assignment
 from agent.net.agent import NetAgent, NetworkUnavailable
 from agent.net.linux import LinuxNetwork
 from agent.net.mesh import Mesh
-from agent.net.plan import Interface, NetworkState, NodeState, Peer, TaskState, Vip
+from agent.net.plan import Interface, NetworkState, NodeState, Peer, TaskNetState, Vip
 from agent.spec import (
     ContainerSpec,
     EndpointSpec,
@@ -34,7 +35,6 @@ from agent.spec import (
     ServiceSpec,
     TaskSpec,
 )
-from agent.worker.model import Assignment
 
 N1_UNDERLAY = "192.0.2.1"
 N2_UNDERLAY = "192.0.2.2"
@@ -274,7 +274,7 @@ def n1(make: Factory) -> Node1:
     return make()
 
 
-def task_state(state: NodeState, task_id: str) -> TaskState:
+def task_state(state: NodeState, task_id: str) -> TaskNetState:
     found = [t for t in state.tasks if t.task_id == task_id]
     assert len(found) == 1, f"{task_id} in {state.tasks}"
     return found[0]
@@ -312,7 +312,7 @@ async def test_a_table_and_a_namespace_give_the_kernel_the_networks_and_the_task
             ),
         ),
         tasks=(
-            TaskState(
+            TaskNetState(
                 task_id="t1",
                 netns="name:ns-t1",
                 interfaces=(Interface("back", t1),),  # eth0

@@ -31,7 +31,7 @@ from agent.net.linux import (
     NetworkState,
     NodeState,
     Peer,
-    TaskState,
+    TaskNetState,
     Vip,
 )
 from agent.net.plan import (
@@ -194,11 +194,11 @@ def test_plans_reject_what_cannot_work() -> None:
     with pytest.raises(ValueError, match="vni"):
         plan_network(NetworkState("n1", "10.0.1.0/24", "10.0.1.1", 0))
     plans = {"n1": plan_network(NetworkState("n1", "10.0.1.0/24", "10.0.1.1", 42))}
-    task = TaskState("t1", "name:x", (Interface("n1", "10.0.1.3"),))
+    task = TaskNetState("t1", "name:x", (Interface("n1", "10.0.1.3"),))
     (eth0,), gateway = plan_interfaces(task, plans, 1400)
     assert (eth0.name, eth0.cidr, eth0.mtu, gateway) == ("eth0", "10.0.1.3/24", 1400, "10.0.1.1")
     with pytest.raises(KeyError):
-        plan_interfaces(TaskState("t1", "name:x", (Interface("n2", "10.0.1.3"),)), plans, 1400)
+        plan_interfaces(TaskNetState("t1", "name:x", (Interface("n2", "10.0.1.3"),)), plans, 1400)
 
 
 # -- two nodes in namespaces ------------------------------------------------------------------
@@ -372,10 +372,10 @@ class Lab:
         host: int,
         vips: tuple[Vip, ...] = (),
         nameserver: str | None = None,
-    ) -> TaskState:
-        return TaskState(task_id, ns, (Interface("n1", self.ip(host)),), vips, nameserver)
+    ) -> TaskNetState:
+        return TaskNetState(task_id, ns, (Interface("n1", self.ip(host)),), vips, nameserver)
 
-    def state(self, side: str, tasks: tuple[TaskState, ...], networks: bool = True) -> NodeState:
+    def state(self, side: str, tasks: tuple[TaskNetState, ...], networks: bool = True) -> NodeState:
         nets = (self.network(side),) if networks else ()
         return NodeState(self.node_ip(side), nets, tasks)
 

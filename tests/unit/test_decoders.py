@@ -26,8 +26,7 @@ from agent.manager.raft import (
     from_wire,
     to_wire,
 )
-from agent.worker.errors import StatusError
-from agent.worker.model import TaskState, TaskStatus
+from agent.model import StatusError, TaskState, TaskStatus
 from broker.envelope import Envelope, Rejections, decode, encode
 from broker.errors import EnvelopeError
 from certs import CertError, ClusterCA, JoinToken, TokenError, make_csr, new_private_key

@@ -10,6 +10,7 @@ from typing import Any
 from agent.manager.orchestrator import Plan, live, observed, plan_service
 from agent.manager.stamps import stamp_of
 from agent.manager.store import Node, Service, Task
+from agent.model import TaskState
 from agent.spec import (
     SECOND,
     ContainerSpec,
@@ -19,7 +20,6 @@ from agent.spec import (
     ServiceSpec,
     TaskSpec,
 )
-from agent.worker.model import TaskState
 
 T0 = 1_700_000_000.0
 SERVICE_ID = "svc"

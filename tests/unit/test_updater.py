@@ -11,6 +11,7 @@ from agent.manager.orchestrator import live, observed
 from agent.manager.stamps import stamp_of
 from agent.manager.store import Node, Service, Task
 from agent.manager.updater import UpdatePlan, dirty, plan_update, start_update
+from agent.model import TaskState
 from agent.spec import (
     SECOND,
     ContainerSpec,
@@ -22,7 +23,6 @@ from agent.spec import (
     TaskSpec,
     UpdateConfig,
 )
-from agent.worker.model import TaskState
 
 T0 = 1_700_000_000.0
 SERVICE_ID = "svc"

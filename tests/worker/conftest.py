@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from agent.worker import Assignment, Executor
+from agent.model import Assignment
+from agent.worker import Executor
 from agent.worker.docker import DockerDriver
 from tests.worker.helpers import NODE, Recorder, assignment
 

@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 
-from agent.worker import Assignment, Observation, Owned, TaskRef, TaskRejected
+from agent.model import Assignment
+from agent.worker import Observation, Owned, TaskRef, TaskRejected
 from agent.worker.driver import owned_for
 from agent.worker.taskfiles import NO_FILES, TaskFiles
 

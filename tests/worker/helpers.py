@@ -8,8 +8,9 @@ import inspect
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from agent.model import Assignment, TaskState, TaskStatus
 from agent.spec import SECOND, ContainerSpec, PortConfig, RestartPolicy, TaskSpec
-from agent.worker import Assignment, Executor, TaskState, TaskStatus
+from agent.worker import Executor
 
 NODE = "node1"
 CLUSTER = "cluster1"

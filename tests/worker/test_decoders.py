@@ -16,14 +16,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agent.model import Assignment, AssignmentError, parse_configs, parse_secrets
+from agent.model import check_table as _check
 from agent.net.agent import NetAgent
 from agent.net.dns import DnsError, parse_query, reject
 from agent.net.errors import MeshError
 from agent.net.mesh import parse_ingress
-from agent.net.table import check_table as _check
 from agent.net.tcp import proxy_header
-from agent.worker.errors import AssignmentError
-from agent.worker.model import Assignment, parse_configs, parse_secrets
 from broker.errors import EnvelopeError
 from tests.unit.test_decoders import _maybe, mutate, values
 from tests.worker.helpers import assignment

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from agent.model import TaskState
 from agent.spec import (
     SECOND,
     DeviceMapping,
@@ -19,7 +20,6 @@ from agent.spec import (
     RestartPolicy,
     TmpfsOptions,
 )
-from agent.worker import TaskState
 from tests.worker.conftest import DockerCluster
 from tests.worker.helpers import Recorder, running, until
 

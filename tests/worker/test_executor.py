@@ -7,8 +7,9 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+from agent.model import TaskState, TaskStatus
 from agent.spec import SECOND, RestartPolicy
-from agent.worker import Driver, Executor, HollowDriver, TaskState, TaskStatus
+from agent.worker import Driver, Executor, HollowDriver
 from agent.worker.store import ASSIGNMENTS_FILE, load_assignments
 from tests.worker.fakes import FakeDriver
 from tests.worker.helpers import CLUSTER, NODE, Recorder, running, sh, until

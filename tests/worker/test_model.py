@@ -9,8 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.worker import Assignment, AssignmentError, StatusError, TaskState, TaskStatus
-from agent.worker.model import DESIRED_STATES
+from agent.model import (
+    DESIRED_STATES,
+    Assignment,
+    AssignmentError,
+    StatusError,
+    TaskState,
+    TaskStatus,
+)
 from tests.worker.helpers import sh
 
 

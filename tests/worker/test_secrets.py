@@ -14,11 +14,18 @@ from typing import Any
 import msgpack
 import pytest
 
+from agent.model import (
+    AssignmentError,
+    ConfigBlob,
+    SecretBlob,
+    TaskState,
+    parse_configs,
+    parse_secrets,
+)
 from agent.spec import ConfigRef, SecretRef
-from agent.worker import HollowDriver, ProcessDriver, TaskRejected, TaskState
+from agent.worker import HollowDriver, ProcessDriver, TaskRejected
 from agent.worker.docker_files import TaskDirs, file_mounts, memory_root
-from agent.worker.errors import AssignmentError, WorkerError
-from agent.worker.model import ConfigBlob, SecretBlob, parse_configs, parse_secrets
+from agent.worker.errors import WorkerError
 from agent.worker.node import NodeAgent
 from agent.worker.store import ASSIGNMENTS_FILE, load_saved
 from agent.worker.taskfiles import TaskFiles, load_node_key, secret_context

@@ -154,7 +154,7 @@ class Task(StoreObject):
     desired_state: str = "running"
     spec: dict[str, Any] = field(default_factory=dict)
     spec_version: int = 0
-    status: dict[str, Any] = field(default_factory=dict)  # agent.worker.TaskStatus.to_dict()
+    status: dict[str, Any] = field(default_factory=dict)  # agent.model.TaskStatus.to_dict()
     # published ports as resolved for this task: {"ports": [PortConfig.to_dict(), ...]}
     endpoint: dict[str, Any] = field(default_factory=dict)
     restarts: tuple[int, ...] = ()  # when this slot was restarted (ms since the epoch), recent last

@@ -1,5 +1,6 @@
-"""Checking a routing table off the network before anything of it is used.
+"""A node's routing table as it arrives off the network, checked before anything of it is used.
 
+The leader computes one table per node and publishes it retained on ``node/<id>/net``.
 :func:`check_table` says why a table is not one the node can apply, or None. Everything the
 node later reads from an accepted table has the type it expects: addresses are strings that
 parse, ports are integers 1-65535, VXLAN ids integers 1 to 2^24 - 1, lists are lists and
