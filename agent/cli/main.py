@@ -353,7 +353,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def cmd_node_ls(a: argparse.Namespace, data: DataDir) -> int:
-    from agent.output import render
+    from agent.cli.output import render
 
     nodes = control.call(data.socket, "node-ls")
     for n in nodes:
@@ -593,12 +593,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", "-f", action="store_true")
     sp.add_argument("nodes", nargs="+", metavar="NODE")
 
-    from agent import cli_networks, cli_secrets, cli_services, cli_stacks
+    from agent.cli import networks, secrets, services, stacks
 
-    cli_services.register(sub, cmd, node)
-    cli_secrets.register(sub, cmd)
-    cli_stacks.register(sub, cmd)
-    cli_networks.register(sub, cmd)
+    services.register(sub, cmd, node)
+    secrets.register(sub, cmd)
+    stacks.register(sub, cmd)
+    networks.register(sub, cmd)
 
     cert = sub.add_parser("cert", help="certificates for people and tools").add_subparsers(
         dest="sub", metavar="COMMAND", required=True

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from agent import control
-from agent.cli import parse_bool
-from agent.cli_services import TASK_COLUMNS, fetch, task_rows
+from agent.cli.convergence import follow
+from agent.cli.main import parse_bool
+from agent.cli.output import render
+from agent.cli.services import TASK_COLUMNS, fetch, task_rows
 from agent.errors import ShoalError
-from agent.output import render
 from agent.paths import DataDir
-from agent.progress import follow
 
 __all__ = ["register"]
 
@@ -70,7 +70,7 @@ def cmd_stack_ls(a: argparse.Namespace, data: DataDir) -> int:
 
 
 def cmd_stack_services(a: argparse.Namespace, data: DataDir) -> int:
-    from agent.cli_services import SERVICE_COLUMNS
+    from agent.cli.services import SERVICE_COLUMNS
 
     rows = control.call(data.socket, "stack-services", {"stack": a.stack})
     for r in rows:

@@ -8,12 +8,17 @@ from collections.abc import Callable
 from typing import Any
 
 from agent import control
+from agent.cli.convergence import follow
+from agent.cli.output import format_inspect, inspect_json, render
+from agent.cli.serviceflags import (
+    add_create_flags,
+    add_update_flags,
+    apply_update,
+    spec_from_create,
+)
 from agent.errors import ShoalError
 from agent.limits import check_replicas
-from agent.output import format_inspect, inspect_json, render
 from agent.paths import DataDir
-from agent.progress import follow
-from agent.serviceflags import add_create_flags, add_update_flags, apply_update, spec_from_create
 from agent.spec import ServiceSpec, SpecError
 
 __all__ = ["register"]
@@ -301,7 +306,7 @@ def cmd_node_ps(a: argparse.Namespace, data: DataDir) -> int:
 
 
 def cmd_node_update(a: argparse.Namespace, data: DataDir) -> int:
-    from agent.cli import parse_labels
+    from agent.cli.main import parse_labels
 
     add = parse_labels(a.label_add, "--label-add")
     args = {
