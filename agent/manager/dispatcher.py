@@ -26,7 +26,6 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.manager.raft import RaftError
-from agent.manager.stamps import now_text
 from agent.manager.store import (
     Commit,
     Config,
@@ -39,6 +38,7 @@ from agent.manager.store import (
     Task,
     Tx,
 )
+from agent.stamps import now_text
 from agent.worker.errors import StatusError
 from agent.worker.model import TaskStatus
 from broker.envelope import Envelope

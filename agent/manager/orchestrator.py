@@ -39,9 +39,9 @@ from typing import Any
 from agent.manager.outage import FleetWatch, Hold, OutageRule, replace_after
 from agent.manager.raft import RaftError
 from agent.manager.scheduler import node_matches
-from agent.manager.stamps import stamp_of
 from agent.manager.store import Cluster, Commit, Event, Node, Service, Store, StoreError, Task, Tx
 from agent.spec import SECOND, ServiceSpec, SpecError, TaskSpec
+from agent.stamps import stamp_of
 from agent.worker.model import TaskState
 from agent.worker.restart import should_restart
 from certs.identity import new_node_id

@@ -7,8 +7,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from agent.manager.orchestrator import live, observed
-from agent.manager.stamps import parse_stamp
 from agent.manager.store import Node, Service, Task
+from agent.stamps import parse_stamp
 from agent.worker.model import TaskState
 
 __all__ = ["node_row", "service_row", "task_row"]

@@ -8,7 +8,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from agent.manager.orchestrator import Plan, live, observed, plan_service
-from agent.manager.stamps import stamp_of
 from agent.manager.store import Node, Service, Task
 from agent.spec import (
     SECOND,
@@ -19,6 +18,7 @@ from agent.spec import (
     ServiceSpec,
     TaskSpec,
 )
+from agent.stamps import stamp_of
 from agent.worker.model import TaskState
 
 T0 = 1_700_000_000.0
