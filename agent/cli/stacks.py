@@ -44,7 +44,7 @@ def _load(a: argparse.Namespace) -> Any:
 
 
 def cmd_stack_deploy(a: argparse.Namespace, data: DataDir) -> int:
-    from agent.manager.stackapi import encode_stack
+    from stacks.wire import encode_stack
 
     stack = _load(a)
     result = control.call(

@@ -30,17 +30,7 @@ from certs.identity import new_node_id
 from stacks.model import StackSpec
 from stacks.services import LABEL_NAMESPACE
 
-__all__ = ["StackAPI", "decode_stack", "encode_stack"]
-
-
-def encode_stack(stack: StackSpec) -> dict[str, Any]:
-    """The stack for the control socket (JSON): secret and config data in base64."""
-    doc = stack.to_dict()
-    for key in ("secrets", "configs"):
-        for item in doc[key]:
-            item["data"] = base64.b64encode(item["data"]).decode()
-    doc["warnings"] = []
-    return doc
+__all__ = ["StackAPI", "decode_stack"]
 
 
 def decode_stack(doc: Any) -> StackSpec:
