@@ -67,8 +67,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent import control  # noqa: E402
+from agent.cli.createflags import spec_from_create  # noqa: E402
 from agent.cli.main import build_parser  # noqa: E402
-from agent.cli.serviceflags import spec_from_create  # noqa: E402
 from agent.node_agent import NodeAgent  # noqa: E402
 from agent.worker.hollow import HollowDriver  # noqa: E402
 from agent.worker.model import TaskState, TaskStatus  # noqa: E402

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import logging
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -18,36 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from agent import control
+from agent.cli.flagvalues import ip_address, parse_addr, parse_bool, parse_duration
 from agent.errors import ShoalError
 from agent.paths import DataDir, NodeConfig, default_data_dir, process_alive
 
 __all__ = ["main"]
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-
-
-def parse_duration(text: str) -> timedelta:
-    """Durations as Docker writes them: 90s, 1m30s, 2160h, 10d."""
-    pos, total = 0, 0.0
-    unit = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * unit[m.group(2)]
-        pos = m.end()
-    if pos != len(text) or not text:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (examples: 90s, 1h30m, 2160h)")
-    return timedelta(seconds=total)
-
-
-def parse_addr(text: str, default_port: int = 8883) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = text, str(default_port)
-    host = host.strip("[]") or "0.0.0.0"
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"invalid address {text!r}: expected HOST:PORT")
-    return host, int(port)
 
 
 # daemon start/stop -------------------------------------------------------------------------
@@ -312,25 +285,6 @@ def cmd_swarm_update(a: argparse.Namespace, data: DataDir) -> int:
     return 0
 
 
-def parse_labels(items: list[str] | None, flag: str = "--label") -> dict[str, str]:
-    """KEY=VALUE flags (a bare KEY is an empty value), as Docker reads labels."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        key, _, value = item.partition("=")
-        if not key:
-            raise ShoalError(f'invalid argument "{item}" for "{flag}" flag: expected KEY=VALUE')
-        out[key] = value
-    return out
-
-
-def parse_bool(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, found {text!r}")
-
-
 def cmd_swarm_join_token(a: argparse.Namespace, data: DataDir) -> int:
     res = control.call(data.socket, "join-token", {"role": a.role, "rotate": a.rotate})
     if a.quiet:
@@ -468,13 +422,6 @@ def cmd_version(a: argparse.Namespace, data: DataDir) -> int:
     return 0
 
 
-def _ip_address(text: str) -> str:
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
-
-
 def _node_options(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "--driver",
@@ -491,7 +438,7 @@ def _node_options(sp: argparse.ArgumentParser) -> None:
     )
     sp.add_argument(
         "--data-path-addr",
-        type=_ip_address,
+        type=ip_address,
         metavar="ADDR",
         help="address other nodes send this node's overlay (VXLAN) traffic to (default: the"
         " address this node reaches the broker from)",

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent import control
-from agent.cli.main import parse_labels
+from agent.cli.flagvalues import parse_labels
 from agent.cli.output import format_inspect, inspect_json, render
 from agent.errors import ShoalError
 from agent.paths import DataDir

@@ -9,13 +9,10 @@ from typing import Any
 
 from agent import control
 from agent.cli.convergence import follow
+from agent.cli.createflags import add_create_flags, spec_from_create
+from agent.cli.flagvalues import parse_labels
 from agent.cli.output import format_inspect, inspect_json, render
-from agent.cli.serviceflags import (
-    add_create_flags,
-    add_update_flags,
-    apply_update,
-    spec_from_create,
-)
+from agent.cli.updateflags import add_update_flags, apply_update
 from agent.errors import ShoalError
 from agent.limits import check_replicas
 from agent.paths import DataDir
@@ -306,8 +303,6 @@ def cmd_node_ps(a: argparse.Namespace, data: DataDir) -> int:
 
 
 def cmd_node_update(a: argparse.Namespace, data: DataDir) -> int:
-    from agent.cli.main import parse_labels
-
     add = parse_labels(a.label_add, "--label-add")
     args = {
         "node": a.node,

@@ -11,7 +11,7 @@ from typing import Any
 
 from agent import control
 from agent.cli.convergence import follow
-from agent.cli.main import parse_bool
+from agent.cli.flagvalues import parse_bool
 from agent.cli.output import render
 from agent.cli.services import TASK_COLUMNS, fetch, task_rows
 from agent.errors import ShoalError
