@@ -17,6 +17,7 @@ from typing import Any
 
 from agent import control
 from agent.cli.flagvalues import ip_address, parse_addr, parse_bool, parse_duration
+from agent.cli.output import for_each, print_error, render, table
 from agent.errors import ShoalError
 from agent.paths import DataDir, NodeConfig, default_data_dir, process_alive
 
@@ -298,17 +299,7 @@ def cmd_swarm_join_token(a: argparse.Namespace, data: DataDir) -> int:
 
 
 # node --------------------------------------------------------------------------------------
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
-    out = []
-    for row in [header, *rows]:
-        out.append("   ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=False)).rstrip())
-    return "\n".join(out)
-
-
 def cmd_node_ls(a: argparse.Namespace, data: DataDir) -> int:
-    from agent.cli.output import render
-
     nodes = control.call(data.socket, "node-ls")
     for n in nodes:
         n["id_mark"] = n["id"] + (" *" if n["self"] else "")
@@ -337,14 +328,10 @@ def cmd_swarm_ca(a: argparse.Namespace, data: DataDir) -> int:
 
 
 def cmd_node_rm(a: argparse.Namespace, data: DataDir) -> int:
-    failed = 0
-    for ref in a.nodes:
-        try:
-            print(control.call(data.socket, "node-rm", {"node": ref, "force": a.force}))
-        except ShoalError as exc:
-            print(f"Error: {exc}", file=sys.stderr)
-            failed += 1
-    return 1 if failed else 0
+    def rm(ref: str) -> None:
+        print(control.call(data.socket, "node-rm", {"node": ref, "force": a.force}))
+
+    return for_each(a.nodes, rm)
 
 
 def cmd_cert_issue(a: argparse.Namespace, data: DataDir) -> int:
@@ -372,8 +359,8 @@ def cmd_cert_issue(a: argparse.Namespace, data: DataDir) -> int:
 
 
 def cmd_cert_ls(a: argparse.Namespace, data: DataDir) -> int:
-    rows = [[c["id"], c["role"]] for c in control.call(data.socket, "cert-ls")]
-    print(_table(rows, ["ID", "ROLE"]))
+    rows = [[str(c["id"]), str(c["role"])] for c in control.call(data.socket, "cert-ls")]
+    print(table([["ID", "ROLE"], *rows]))
     return 0
 
 
@@ -584,7 +571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(a.fn(a, data))
     except ShoalError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        print_error(exc)
         return 1
     except KeyboardInterrupt:
         return 130

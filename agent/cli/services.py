@@ -11,7 +11,7 @@ from agent import control
 from agent.cli.convergence import follow
 from agent.cli.createflags import add_create_flags, spec_from_create
 from agent.cli.flagvalues import parse_labels
-from agent.cli.output import format_inspect, inspect_json, render
+from agent.cli.output import for_each, format_inspect, inspect_json, print_error, render
 from agent.cli.updateflags import add_update_flags, apply_update
 from agent.errors import ShoalError
 from agent.limits import check_replicas
@@ -132,17 +132,14 @@ def cmd_service_scale(a: argparse.Namespace, data: DataDir) -> int:
     for item in a.pairs:
         name, sep, count = item.partition("=")
         if not sep or not count.isdigit():
-            print(
-                f"Error: invalid scale specifier {item!r}: expected SERVICE=REPLICAS",
-                file=sys.stderr,
-            )
+            print_error(f"invalid scale specifier {item!r}: expected SERVICE=REPLICAS")
             failed += 1
             continue
         try:
             check_replicas(int(count), f"replicas of {name}")
             result = _call(data, "service-scale", {"service": name, "replicas": int(count)})
         except ShoalError as exc:
-            print(f"Error: {exc}", file=sys.stderr)
+            print_error(exc)
             failed += 1
             continue
         print(f"{name} scaled to {count}")
@@ -225,15 +222,11 @@ def _pretty(o: dict[str, Any]) -> str:
 
 
 def cmd_service_rm(a: argparse.Namespace, data: DataDir) -> int:
-    failed = 0
-    for ref in a.services:
-        try:
-            _call(data, "service-rm", {"service": ref})
-            print(ref)
-        except ShoalError as exc:
-            print(f"Error: {exc}", file=sys.stderr)
-            failed += 1
-    return 1 if failed else 0
+    def rm(ref: str) -> None:
+        _call(data, "service-rm", {"service": ref})
+        print(ref)
+
+    return for_each(a.services, rm)
 
 
 def cmd_service_logs(a: argparse.Namespace, data: DataDir) -> int:
