@@ -67,9 +67,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent import control  # noqa: E402
-from agent.cli import build_parser  # noqa: E402
+from agent.cli.createflags import spec_from_create  # noqa: E402
+from agent.cli.main import build_parser  # noqa: E402
 from agent.model import TaskState, TaskStatus  # noqa: E402
-from agent.serviceflags import spec_from_create  # noqa: E402
 from agent.worker.hollow import HollowDriver  # noqa: E402
 from agent.worker.node import NodeAgent  # noqa: E402
 from bench.scale_trace import summarize  # noqa: E402

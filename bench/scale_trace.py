@@ -172,7 +172,7 @@ def main() -> None:
     atexit.register(_out.close)
     sys.path.insert(0, str(ROOT))
     install()
-    from agent.cli import main as cli_main
+    from agent.cli.main import main as cli_main
 
     raise SystemExit(cli_main(["daemon", *sys.argv[2:]]))
 

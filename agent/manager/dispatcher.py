@@ -26,7 +26,6 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.manager.raft import RaftError
-from agent.manager.stamps import now_text
 from agent.manager.store import (
     Commit,
     Config,
@@ -40,6 +39,7 @@ from agent.manager.store import (
     Tx,
 )
 from agent.model import StatusError, TaskStatus
+from agent.stamps import now_text
 from broker.envelope import Envelope
 from broker.errors import BrokerError
 from broker.session import Session

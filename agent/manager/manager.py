@@ -33,8 +33,8 @@ from agent.manager.raft import ConfChangeType, NotLeader, RaftError
 from agent.manager.raftdriver import RaftDriver
 from agent.manager.secretsapi import SecretsAPI
 from agent.manager.stackapi import StackAPI
-from agent.manager.stamps import now_text
 from agent.manager.store import Client, Cluster, Event, Node, Store, StoreError, Tx
+from agent.stamps import now_text
 from broker.envelope import Envelope
 from broker.errors import BrokerError
 from broker.session import Session, SessionConfig, raise_for_reply

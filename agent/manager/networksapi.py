@@ -13,9 +13,9 @@ from typing import Any
 from agent.errors import ShoalError
 from agent.limits import check_labels
 from agent.manager.allocator import INGRESS_ID, INGRESS_SUBNET, allocate
-from agent.manager.stamps import now_text
 from agent.manager.store import Network, Service, Store, Tx, View
 from agent.spec import ServiceSpec
+from agent.stamps import now_text
 from certs.identity import new_node_id
 
 __all__ = ["NetworksAPI", "check_networks", "with_subnet"]

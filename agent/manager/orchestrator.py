@@ -39,10 +39,10 @@ from typing import Any
 from agent.manager.outage import FleetWatch, Hold, OutageRule, replace_after
 from agent.manager.raft import RaftError
 from agent.manager.scheduler import node_matches
-from agent.manager.stamps import stamp_of
 from agent.manager.store import Cluster, Commit, Event, Node, Service, Store, StoreError, Task, Tx
 from agent.model import TaskState, should_restart
 from agent.spec import SECOND, ServiceSpec, SpecError, TaskSpec
+from agent.stamps import stamp_of
 from certs.identity import new_node_id
 
 __all__ = ["BATCH", "Orchestrator", "Plan", "live", "new_task", "observed", "plan_service"]

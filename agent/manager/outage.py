@@ -39,8 +39,8 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from agent.manager.stamps import parse_stamp
 from agent.manager.store import Node
+from agent.stamps import parse_stamp
 
 __all__ = [
     "DEFAULT_HEARTBEAT",

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from agent.manager.allocating import needs_addresses, stored_allocation
 from agent.manager.raft import RaftError
 from agent.manager.scheduler import schedule
-from agent.manager.stamps import stamp_of
 from agent.manager.store import Commit, Event, Node, Store, StoreError, Task, Tx
+from agent.stamps import stamp_of
 
 __all__ = ["SchedulerLoop"]
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from agent.errors import ShoalError
 from agent.limits import MAX_OBJECT_BYTES, check_labels
-from agent.manager.stamps import now_text
 from agent.manager.store import Config, Secret, Service, Store, Tx, View
 from agent.spec import ServiceSpec
+from agent.stamps import now_text
 from certs.identity import new_node_id
 
 __all__ = ["MAX_SIZE", "SecretsAPI", "resolve_refs", "users_of"]

@@ -21,26 +21,16 @@ from agent.limits import MAX_OBJECT_BYTES, check_labels
 from agent.manager.controlapi import check_spec, check_total
 from agent.manager.networksapi import with_subnet
 from agent.manager.secretsapi import resolve_refs
-from agent.manager.stamps import now_text
 from agent.manager.store import Config, Network, Node, Secret, Service, Store, Task, Tx, View
 from agent.manager.updater import start_update
 from agent.manager.views import service_row, task_row
 from agent.spec import SpecError
+from agent.stamps import now_text
 from certs.identity import new_node_id
 from stacks.model import StackSpec
 from stacks.services import LABEL_NAMESPACE
 
-__all__ = ["StackAPI", "decode_stack", "encode_stack"]
-
-
-def encode_stack(stack: StackSpec) -> dict[str, Any]:
-    """The stack for the control socket (JSON): secret and config data in base64."""
-    doc = stack.to_dict()
-    for key in ("secrets", "configs"):
-        for item in doc[key]:
-            item["data"] = base64.b64encode(item["data"]).decode()
-    doc["warnings"] = []
-    return doc
+__all__ = ["StackAPI", "decode_stack"]
 
 
 def decode_stack(doc: Any) -> StackSpec:

@@ -27,10 +27,10 @@ from typing import Any
 
 from agent.manager.orchestrator import live, new_task, observed
 from agent.manager.raft import RaftError
-from agent.manager.stamps import stamp_of
 from agent.manager.store import Commit, Event, Node, Service, Store, StoreError, Task, Tx
 from agent.model import TaskState
 from agent.spec import SECOND, ServiceSpec, SpecError, UpdateConfig
+from agent.stamps import stamp_of
 
 __all__ = ["UPDATING", "UpdatePlan", "Updater", "dirty", "plan_update", "start_update"]
 

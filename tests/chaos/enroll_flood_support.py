@@ -18,8 +18,8 @@ from typing import Any
 import aiomqtt
 
 from agent import control
-from agent.cli import build_parser
-from agent.serviceflags import spec_from_create
+from agent.cli.createflags import spec_from_create
+from agent.cli.main import build_parser
 from broker.envelope import Envelope, decode, encode
 from broker.tls import client_context
 from broker.topics import enroll_req, enroll_resp

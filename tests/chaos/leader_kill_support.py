@@ -149,8 +149,8 @@ def replayed_services(data: Path, upto: int) -> Counter[str]:
 
 def create_spec(name: str) -> dict[str, Any]:
     """The spec `service create --name NAME --replicas 0 IMAGE` sends."""
-    from agent.cli import build_parser
-    from agent.serviceflags import spec_from_create
+    from agent.cli.createflags import spec_from_create
+    from agent.cli.main import build_parser
 
     ns = build_parser().parse_args(["service", "create", "--name", name, "--replicas", "0", IMAGE])
     return spec_from_create(ns).to_dict()

@@ -27,7 +27,7 @@ class Boundary:
     """Modules matching ``sources`` (but not ``exempt``) never import one matching ``forbidden``.
 
     Each entry is a dotted module name, which also covers everything inside it, or an
-    :func:`fnmatch` pattern (``agent.cli_*``).
+    :func:`fnmatch` pattern (``agent.manager.*api``).
     """
 
     name: str
@@ -42,13 +42,7 @@ def _matches(module: str, patterns: tuple[str, ...]) -> bool:
     )
 
 
-CLI = (
-    "agent.cli",
-    "agent.cli_*",
-    "agent.serviceflags",
-    "agent.output",
-    "agent.progress",
-)
+CLI = ("agent.cli",)
 
 BOUNDARIES = [
     pytest.param(
@@ -78,6 +72,14 @@ BOUNDARIES = [
         id="raft-wal",
     ),
     pytest.param(Boundary("net -> manager", ("agent.net",), ("agent.manager",)), id="net-manager"),
+    pytest.param(
+        Boundary(
+            "stacks -> roles",  # stack files become specs (agent.spec), nothing more
+            ("stacks",),
+            ("agent.manager", "agent.worker", "agent.net", "agent.daemon"),
+        ),
+        id="stacks-roles",
+    ),
 ]
 
 

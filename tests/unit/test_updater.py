@@ -8,7 +8,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from agent.manager.orchestrator import live, observed
-from agent.manager.stamps import stamp_of
 from agent.manager.store import Node, Service, Task
 from agent.manager.updater import UpdatePlan, dirty, plan_update, start_update
 from agent.model import TaskState
@@ -23,6 +22,7 @@ from agent.spec import (
     TaskSpec,
     UpdateConfig,
 )
+from agent.stamps import stamp_of
 
 T0 = 1_700_000_000.0
 SERVICE_ID = "svc"

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from agent.cli.output import format_inspect, inspect_json, render
 from agent.errors import ShoalError
-from agent.output import format_inspect, inspect_json, render
 from agent.spec import ContainerSpec, ServiceSpec, TaskSpec
 
 ROWS = [

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
+from agent.cli.main import main
 
 
 def test_init_refuses_enroll_port_equal_to_cluster_port(
@@ -31,7 +31,7 @@ def test_init_refuses_enroll_port_equal_to_cluster_port(
 
 
 def test_labels_are_key_value_flags_and_an_empty_key_names_the_flag() -> None:
-    from agent.cli import parse_labels
+    from agent.cli.flagvalues import parse_labels
     from agent.errors import ShoalError
 
     assert parse_labels(["zone=east", "ssd", "a=b=c"]) == {"zone": "east", "ssd": "", "a": "b=c"}

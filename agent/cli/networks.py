@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from agent import control
-from agent.cli import parse_labels
-from agent.errors import ShoalError
-from agent.output import format_inspect, inspect_json, render
+from agent.cli.flagvalues import parse_labels
+from agent.cli.output import for_each, format_inspect, inspect_json, render
 from agent.paths import DataDir
 
 __all__ = ["register"]
@@ -53,15 +51,11 @@ def cmd_network_inspect(a: argparse.Namespace, data: DataDir) -> int:
 
 
 def cmd_network_rm(a: argparse.Namespace, data: DataDir) -> int:
-    failed = 0
-    for ref in a.refs:
-        try:
-            control.call(data.socket, "network-rm", {"ref": ref})
-            print(ref)
-        except ShoalError as exc:
-            print(f"Error: {exc}", file=sys.stderr)
-            failed += 1
-    return 1 if failed else 0
+    def rm(ref: str) -> None:
+        control.call(data.socket, "network-rm", {"ref": ref})
+        print(ref)
+
+    return for_each(a.refs, rm)
 
 
 def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:

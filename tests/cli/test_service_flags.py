@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.cli.createflags import add_create_flags, spec_from_create
+from agent.cli.updateflags import add_update_flags, apply_update
 from agent.errors import ShoalError
-from agent.serviceflags import add_create_flags, add_update_flags, apply_update, spec_from_create
 from agent.spec import (
     SECOND,
     BindOptions,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from agent.progress import assess
+from agent.cli.convergence import assess
 
 
 def svc(replicas: int = 2, kind: str = "replicated", state: str = "", **status: Any) -> dict:  # type: ignore[type-arg]

@@ -1,4 +1,5 @@
-"""Listings and inspections for people (aligned tables) and for scripts (JSON, templates).
+"""What the CLI prints: listings and inspections for people (aligned tables) and for scripts
+(JSON, templates), and its error lines.
 
 ``--format`` takes what Docker's does: ``json`` for one JSON object per line, or a Go-template
 subset: ``{{.Name}}``, nested ``{{.Spec.Name}}``, ``{{json .}}``, ``{{upper .Name}}``, pipes
@@ -14,14 +15,26 @@ import dataclasses
 import enum
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from agent.errors import ShoalError
 
-__all__ = ["Template", "format_inspect", "inspect_json", "plain", "render"]
+__all__ = [
+    "Template",
+    "for_each",
+    "format_inspect",
+    "inspect_json",
+    "plain",
+    "print_error",
+    "render",
+    "table",
+]
+
+T = TypeVar("T")
 
 
 def render(
@@ -38,7 +51,7 @@ def render(
         return "\n".join(_text(row.get(quiet_key)) for row in rows)
     if fmt is None or fmt.strip() in ("", "table"):
         header = [title for title, _ in columns]
-        return _align([header, *([_text(row.get(key)) for _, key in columns] for row in rows)])
+        return table([header, *([_text(row.get(key)) for _, key in columns] for row in rows)])
     if fmt.strip() == "json":
         return "\n".join(_json(row) for row in rows)
     template = Template(fmt, headers={key: title for title, key in columns})
@@ -97,8 +110,11 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _align(lines: list[list[str]]) -> str:
-    """Cells padded to their column's width, 3 spaces apart; a line's last cell is not padded."""
+def table(lines: list[list[str]]) -> str:
+    """Cells padded to their column's width, 3 spaces apart; a line's last cell is not padded.
+
+    The first line is the header, when there is one; lines may have fewer cells than others.
+    """
     widths: list[int] = []
     for cells in lines:
         for i, cell in enumerate(cells[:-1]):
@@ -110,6 +126,23 @@ def _align(lines: list[list[str]]) -> str:
         padded = [cell.ljust(widths[i]) for i, cell in enumerate(cells[:-1])] + cells[-1:]
         out.append("   ".join(padded).rstrip())
     return "\n".join(out)
+
+
+def print_error(message: object) -> None:
+    """A problem, on stderr, as every command reports one: ``Error: ...``."""
+    print(f"Error: {message}", file=sys.stderr)
+
+
+def for_each(items: Iterable[T], action: Callable[[T], object]) -> int:
+    """``action`` on every item, each failure reported and the rest still done: 1 if any failed."""
+    failed = 0
+    for item in items:
+        try:
+            action(item)
+        except ShoalError as exc:
+            print_error(exc)
+            failed += 1
+    return 1 if failed else 0
 
 
 # templates ---------------------------------------------------------------------------------
@@ -174,7 +207,7 @@ class Template:
         if not self.table:
             return "\n".join(outputs)
         lines = [self.header(), *outputs]
-        return _align([line.split("\t") for text in lines for line in text.split("\n")])
+        return table([line.split("\t") for text in lines for line in text.split("\n")])
 
     def header(self) -> str:
         out = []

@@ -1,4 +1,4 @@
-"""Timestamps kept in the store: ISO 8601 text in UTC with milliseconds."""
+"""Timestamps kept in the store, and read by the CLI: ISO 8601 text in UTC with milliseconds."""
 
 from __future__ import annotations
 

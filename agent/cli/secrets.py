@@ -9,9 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 from agent import control
-from agent.cli import parse_labels
+from agent.cli.flagvalues import parse_labels
+from agent.cli.output import for_each, format_inspect, inspect_json, render
 from agent.errors import ShoalError
-from agent.output import format_inspect, inspect_json, render
 from agent.paths import DataDir
 
 __all__ = ["register"]
@@ -67,15 +67,11 @@ def _commands(kind: str) -> dict[str, Callable[[argparse.Namespace, DataDir], in
         return 0
 
     def rm(a: argparse.Namespace, data: DataDir) -> int:
-        failed = 0
-        for ref in a.refs:
-            try:
-                control.call(data.socket, f"{kind}-rm", {"ref": ref})
-                print(ref)
-            except ShoalError as exc:
-                print(f"Error: {exc}", file=sys.stderr)
-                failed += 1
-        return 1 if failed else 0
+        def rm_one(ref: str) -> None:
+            control.call(data.socket, f"{kind}-rm", {"ref": ref})
+            print(ref)
+
+        return for_each(a.refs, rm_one)
 
     return {"create": create, "ls": ls, "inspect": inspect, "rm": rm}
 

@@ -1,53 +1,28 @@
-"""The `shoal` command line: Docker's nouns, verbs and flags, so Swarm users need no new habits."""
+"""`shoal swarm init|join|leave|update|unlock|unlock-key|ca|join-token`, as in Docker.
+
+`init` and `join` start this node's daemon in the background and wait until it is connected
+(`--foreground` runs it attached instead, for systemd); `leave` stops it.
+"""
 
 from __future__ import annotations
 
 import argparse
-import ipaddress
-import json
 import logging
 import os
-import re
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from agent import control
+from agent.cli.flagvalues import ip_address, parse_addr, parse_bool, parse_duration
 from agent.errors import ShoalError
-from agent.paths import DataDir, NodeConfig, default_data_dir, process_alive
+from agent.paths import DataDir, NodeConfig, process_alive
 
-__all__ = ["main"]
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-
-
-def parse_duration(text: str) -> timedelta:
-    """Durations as Docker writes them: 90s, 1m30s, 2160h, 10d."""
-    pos, total = 0, 0.0
-    unit = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * unit[m.group(2)]
-        pos = m.end()
-    if pos != len(text) or not text:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (examples: 90s, 1h30m, 2160h)")
-    return timedelta(seconds=total)
-
-
-def parse_addr(text: str, default_port: int = 8883) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = text, str(default_port)
-    host = host.strip("[]") or "0.0.0.0"
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"invalid address {text!r}: expected HOST:PORT")
-    return host, int(port)
+__all__ = ["register", "run_foreground"]
 
 
 # daemon start/stop -------------------------------------------------------------------------
@@ -120,7 +95,7 @@ def _wait_socket(data: DataDir, proc: subprocess.Popen[bytes], timeout: float = 
     raise ShoalError("the daemon did not start")
 
 
-def _run_foreground(data: DataDir, unlock_key: str = "") -> int:
+def run_foreground(data: DataDir, unlock_key: str = "") -> int:
     import faulthandler
     import signal
 
@@ -165,7 +140,7 @@ def cmd_swarm_init(a: argparse.Namespace, data: DataDir) -> int:
     )
     if a.foreground:
         _print_init(node, token, unlock_key)
-        return _run_foreground(data, unlock_key)
+        return run_foreground(data, unlock_key)
     proc = _start_daemon(data)
     try:
         if unlock_key:
@@ -236,7 +211,7 @@ def cmd_swarm_join(a: argparse.Namespace, data: DataDir) -> int:
     )
     if a.foreground:
         print(f"This node joined a swarm as a {enrolled.role}.")
-        return _run_foreground(data)
+        return run_foreground(data)
     proc = _start_daemon(data)
     try:
         _wait_ready(data, proc)
@@ -312,25 +287,6 @@ def cmd_swarm_update(a: argparse.Namespace, data: DataDir) -> int:
     return 0
 
 
-def parse_labels(items: list[str] | None, flag: str = "--label") -> dict[str, str]:
-    """KEY=VALUE flags (a bare KEY is an empty value), as Docker reads labels."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        key, _, value = item.partition("=")
-        if not key:
-            raise ShoalError(f'invalid argument "{item}" for "{flag}" flag: expected KEY=VALUE')
-        out[key] = value
-    return out
-
-
-def parse_bool(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, found {text!r}")
-
-
 def cmd_swarm_join_token(a: argparse.Namespace, data: DataDir) -> int:
     res = control.call(data.socket, "join-token", {"role": a.role, "rotate": a.rotate})
     if a.quiet:
@@ -343,136 +299,11 @@ def cmd_swarm_join_token(a: argparse.Namespace, data: DataDir) -> int:
     return 0
 
 
-# node --------------------------------------------------------------------------------------
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
-    out = []
-    for row in [header, *rows]:
-        out.append("   ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=False)).rstrip())
-    return "\n".join(out)
-
-
-def cmd_node_ls(a: argparse.Namespace, data: DataDir) -> int:
-    from agent.output import render
-
-    nodes = control.call(data.socket, "node-ls")
-    for n in nodes:
-        n["id_mark"] = n["id"] + (" *" if n["self"] else "")
-        n["status_text"] = n["status"].capitalize()
-        n["availability_text"] = n["availability"].capitalize()
-    columns = [
-        ("ID", "id_mark"),
-        ("HOSTNAME", "hostname"),
-        ("STATUS", "status_text"),
-        ("AVAILABILITY", "availability_text"),
-        ("MANAGER STATUS", "manager_status"),
-    ]
-    if a.format == "json":
-        for n in nodes:
-            for key in ("id_mark", "status_text", "availability_text"):
-                del n[key]
-    print(render(nodes, columns, a.format, quiet_key="id", quiet=a.quiet))
-    return 0
-
-
 def cmd_swarm_ca(a: argparse.Namespace, data: DataDir) -> int:
     """The swarm's root CA certificate, as `docker swarm ca` prints it."""
     data.load_node()
     print(data.ca_cert.read_text().rstrip())
     return 0
-
-
-def cmd_node_rm(a: argparse.Namespace, data: DataDir) -> int:
-    failed = 0
-    for ref in a.nodes:
-        try:
-            print(control.call(data.socket, "node-rm", {"node": ref, "force": a.force}))
-        except ShoalError as exc:
-            print(f"Error: {exc}", file=sys.stderr)
-            failed += 1
-    return 1 if failed else 0
-
-
-def cmd_cert_issue(a: argparse.Namespace, data: DataDir) -> int:
-    from certs import key_to_pem, make_csr, new_private_key, write_file_atomic
-
-    key = new_private_key()
-    args = {"role": a.role, "csr": make_csr(key).decode()}
-    if a.expiry is not None:
-        args["lifetime_s"] = int(a.expiry.total_seconds())
-    res = control.call(data.socket, "cert-issue", args)
-    out: Path = a.out
-    out.mkdir(parents=True, exist_ok=True)
-    write_file_atomic(out / "key.pem", key_to_pem(key), 0o600)
-    write_file_atomic(out / "cert.pem", res["cert"].encode(), 0o644)
-    write_file_atomic(out / "ca.pem", res["ca"].encode(), 0o644)
-    node = data.load_node()
-    host = node.advertise_host or node.broker_host
-    print(f"{res['id']}")
-    print(f"Certificate, key and CA written to {out}. Watch the cluster with:\n")
-    print(
-        f"    mosquitto_sub -h {host} -p {node.broker_port} --cafile {out}/ca.pem"
-        f" --cert {out}/cert.pem --key {out}/key.pem -t 'shoal/{node.cluster_id}/mon/#' -v"
-    )
-    return 0
-
-
-def cmd_cert_ls(a: argparse.Namespace, data: DataDir) -> int:
-    rows = [[c["id"], c["role"]] for c in control.call(data.socket, "cert-ls")]
-    print(_table(rows, ["ID", "ROLE"]))
-    return 0
-
-
-def cmd_cert_rm(a: argparse.Namespace, data: DataDir) -> int:
-    for ident in a.ids:
-        print(control.call(data.socket, "cert-rm", {"id": ident}))
-    return 0
-
-
-def cmd_node_promote(a: argparse.Namespace, data: DataDir) -> int:
-    for ref in a.nodes:
-        print(control.call(data.socket, "node-promote", {"node": ref}))
-    return 0
-
-
-def cmd_node_demote(a: argparse.Namespace, data: DataDir) -> int:
-    for ref in a.nodes:
-        print(control.call(data.socket, "node-demote", {"node": ref}))
-    return 0
-
-
-def cmd_info(a: argparse.Namespace, data: DataDir) -> int:
-    info = control.call(data.socket, "info")
-    if a.format == "json":
-        print(json.dumps(info))
-    else:
-        for k, v in info.items():
-            print(f"{k}: {v}")
-    return 0
-
-
-def cmd_daemon(a: argparse.Namespace, data: DataDir) -> int:
-    data.load_node()
-    if data.daemon_pid() not in (None, os.getpid()):
-        raise ShoalError(f"a shoal daemon already runs for {data.root} (pid {data.daemon_pid()})")
-    return _run_foreground(data)
-
-
-def cmd_version(a: argparse.Namespace, data: DataDir) -> int:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        print(f"shoal {version('shoal')}")
-    except PackageNotFoundError:
-        print("shoal (not installed)")
-    return 0
-
-
-def _ip_address(text: str) -> str:
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address") from None
 
 
 def _node_options(sp: argparse.ArgumentParser) -> None:
@@ -491,7 +322,7 @@ def _node_options(sp: argparse.ArgumentParser) -> None:
     )
     sp.add_argument(
         "--data-path-addr",
-        type=_ip_address,
+        type=ip_address,
         metavar="ADDR",
         help="address other nodes send this node's overlay (VXLAN) traffic to (default: the"
         " address this node reaches the broker from)",
@@ -504,26 +335,7 @@ def _node_options(sp: argparse.ArgumentParser) -> None:
     )
 
 
-# parser ------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--data-dir",
-        type=Path,
-        default=argparse.SUPPRESS,
-        help="this node's state directory (default: $SHOAL_DATA_DIR or /var/lib/shoal as root)",
-    )
-    p = argparse.ArgumentParser(
-        prog="shoal", description="Run container stacks on fleets of edge devices, over MQTT."
-    )
-    p.add_argument("--data-dir", type=Path, default=None, help=argparse.SUPPRESS)
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    def cmd(parent: Any, name: str, fn: Callable[..., int], help: str) -> argparse.ArgumentParser:
-        sp: argparse.ArgumentParser = parent.add_parser(name, help=help, parents=[common])
-        sp.set_defaults(fn=fn)
-        return sp
-
+def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
     swarm = sub.add_parser("swarm", help="manage the swarm").add_subparsers(
         dest="sub", metavar="COMMAND", required=True
     )
@@ -578,66 +390,3 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--rotate", action="store_true", help="rotate the token")
     sp.add_argument("--quiet", "-q", action="store_true", help="print the token only")
     sp.add_argument("role", choices=["worker", "manager"])
-
-    node = sub.add_parser("node", help="manage swarm nodes").add_subparsers(
-        dest="sub", metavar="COMMAND", required=True
-    )
-    sp = cmd(node, "ls", cmd_node_ls, "list nodes")
-    sp.add_argument("--format", help="table (default), json, or a Go-style template")
-    sp.add_argument("--quiet", "-q", action="store_true", help="only display ids")
-    sp = cmd(node, "promote", cmd_node_promote, "promote nodes to managers")
-    sp.add_argument("nodes", nargs="+", metavar="NODE")
-    sp = cmd(node, "demote", cmd_node_demote, "demote managers to workers")
-    sp.add_argument("nodes", nargs="+", metavar="NODE")
-    sp = cmd(node, "rm", cmd_node_rm, "remove nodes; their certificates are revoked")
-    sp.add_argument("--force", "-f", action="store_true")
-    sp.add_argument("nodes", nargs="+", metavar="NODE")
-
-    from agent import cli_networks, cli_secrets, cli_services, cli_stacks
-
-    cli_services.register(sub, cmd, node)
-    cli_secrets.register(sub, cmd)
-    cli_stacks.register(sub, cmd)
-    cli_networks.register(sub, cmd)
-
-    cert = sub.add_parser("cert", help="certificates for people and tools").add_subparsers(
-        dest="sub", metavar="COMMAND", required=True
-    )
-    sp = cmd(cert, "issue", cmd_cert_issue, "issue an admin or monitoring certificate")
-    sp.add_argument("role", choices=["admin", "monitor"])
-    sp.add_argument(
-        "--out", type=Path, required=True, help="directory for cert.pem, key.pem, ca.pem"
-    )
-    sp.add_argument("--expiry", type=parse_duration, default=None, help="lifetime (default 90d)")
-    cmd(cert, "ls", cmd_cert_ls, "list admin and monitoring certificates")
-    sp = cmd(cert, "rm", cmd_cert_rm, "revoke admin or monitoring certificates")
-    sp.add_argument("ids", nargs="+", metavar="ID")
-
-    sp = cmd(sub, "info", cmd_info, "show this node's state")
-    sp.add_argument("--format", choices=["table", "json"], default="table")
-    cmd(sub, "daemon", cmd_daemon, "run this node's daemon in the foreground (for systemd)")
-    cmd(sub, "version", cmd_version, "show the version")
-    return p
-
-
-def _runs_the_daemon(a: argparse.Namespace) -> bool:
-    return a.fn is cmd_daemon or bool(getattr(a, "foreground", False))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    import signal
-
-    parser = build_parser()
-    a = parser.parse_args(argv)
-    if not _runs_the_daemon(a):
-        # `shoal ... | head` ends quietly. Never in the daemon: a peer closing a connection
-        # (of the routing mesh, say) must be an error on that socket, not the end of the node.
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    data = DataDir(a.data_dir or default_data_dir())
-    try:
-        return int(a.fn(a, data))
-    except ShoalError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130

@@ -8,15 +8,16 @@ from collections.abc import Callable
 from typing import Any
 
 from agent import control
+from agent.cli.convergence import follow
+from agent.cli.createflags import add_create_flags, spec_from_create
+from agent.cli.output import for_each, format_inspect, inspect_json, print_error, render
+from agent.cli.updateflags import add_update_flags, apply_update
 from agent.errors import ShoalError
 from agent.limits import check_replicas
-from agent.output import format_inspect, inspect_json, render
 from agent.paths import DataDir
-from agent.progress import follow
-from agent.serviceflags import add_create_flags, add_update_flags, apply_update, spec_from_create
 from agent.spec import ServiceSpec, SpecError
 
-__all__ = ["register"]
+__all__ = ["SERVICE_COLUMNS", "TASK_COLUMNS", "fetch", "listing_flags", "register", "task_rows"]
 
 SERVICE_COLUMNS = [
     ("ID", "short_id"),
@@ -130,17 +131,14 @@ def cmd_service_scale(a: argparse.Namespace, data: DataDir) -> int:
     for item in a.pairs:
         name, sep, count = item.partition("=")
         if not sep or not count.isdigit():
-            print(
-                f"Error: invalid scale specifier {item!r}: expected SERVICE=REPLICAS",
-                file=sys.stderr,
-            )
+            print_error(f"invalid scale specifier {item!r}: expected SERVICE=REPLICAS")
             failed += 1
             continue
         try:
             check_replicas(int(count), f"replicas of {name}")
             result = _call(data, "service-scale", {"service": name, "replicas": int(count)})
         except ShoalError as exc:
-            print(f"Error: {exc}", file=sys.stderr)
+            print_error(exc)
             failed += 1
             continue
         print(f"{name} scaled to {count}")
@@ -223,15 +221,11 @@ def _pretty(o: dict[str, Any]) -> str:
 
 
 def cmd_service_rm(a: argparse.Namespace, data: DataDir) -> int:
-    failed = 0
-    for ref in a.services:
-        try:
-            _call(data, "service-rm", {"service": ref})
-            print(ref)
-        except ShoalError as exc:
-            print(f"Error: {exc}", file=sys.stderr)
-            failed += 1
-    return 1 if failed else 0
+    def rm(ref: str) -> None:
+        _call(data, "service-rm", {"service": ref})
+        print(ref)
+
+    return for_each(a.services, rm)
 
 
 def cmd_service_logs(a: argparse.Namespace, data: DataDir) -> int:
@@ -257,66 +251,9 @@ def cmd_service_logs(a: argparse.Namespace, data: DataDir) -> int:
 
 
 # node ------------------------------------------------------------------------------------------
-def cmd_node_inspect(a: argparse.Namespace, data: DataDir) -> int:
-    objs = [_call(data, "node-inspect", {"node": ref}) for ref in a.nodes]
-    if a.pretty:
-        for o in objs:
-            print(_pretty_node(o))
-        return 0
-    print(format_inspect(objs, a.format) if a.format else inspect_json(objs))
-    return 0
 
 
-def _pretty_node(o: dict[str, Any]) -> str:
-    platform = o.get("platform") or {}
-    res = o.get("resources") or {}
-    engine = o.get("engine") or {}
-    lines = [
-        f"ID:\t\t\t{o['id']}",
-        f"Hostname:\t\t{o['hostname']}",
-        f"Status:\n State:\t\t\t{o['status'].capitalize()}",
-        f" Availability:\t\t{o['availability'].capitalize()}",
-        f"Role:\t\t\t{o['role']}",
-        f"Platform:\n Operating System:\t{platform.get('os', '')}",
-        f" Architecture:\t\t{platform.get('arch', '')}",
-        f"Resources:\n CPUs:\t\t\t{res.get('nano_cpus', 0) / 1e9:g}",
-        f" Memory:\t\t{res.get('memory_bytes', 0) / 2**20:.0f}MiB",
-        f"Engine:\t\t\t{engine.get('name', engine.get('driver', ''))}"
-        f" {engine.get('version', '')}".rstrip(),
-    ]
-    if o.get("labels"):
-        lines.append("Labels:")
-        lines += [f" - {k}={v}" for k, v in sorted(o["labels"].items())]
-    return "\n".join(lines)
-
-
-def cmd_node_ps(a: argparse.Namespace, data: DataDir) -> int:
-    out: list[dict[str, Any]] = []
-    for ref in a.nodes or ["self"]:
-        if ref == "self":
-            ref = _call(data, "info")["node_id"]
-        out += task_rows(_call(data, "node-ps", {"node": ref}), no_trunc=a.no_trunc)
-    print(render(out, TASK_COLUMNS, a.format, quiet_key="id", quiet=a.quiet))
-    return 0
-
-
-def cmd_node_update(a: argparse.Namespace, data: DataDir) -> int:
-    from agent.cli import parse_labels
-
-    add = parse_labels(a.label_add, "--label-add")
-    args = {
-        "node": a.node,
-        "availability": a.availability,
-        "label_add": add,
-        "label_rm": list(a.label_rm or []),
-    }
-    _call(data, "node-update", args)
-    print(a.node)
-    return 0
-
-
-def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser], node: Any) -> None:
-    """Adds `service ...` to the top-level subparsers and inspect/ps/update to `node`."""
+def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
     service = sub.add_parser("service", help="manage services").add_subparsers(
         dest="sub", metavar="COMMAND", required=True
     )
@@ -331,10 +268,10 @@ def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser], node: Any) -
     sp.add_argument("-d", "--detach", action="store_true", help="exit immediately")
     sp.add_argument("pairs", nargs="+", metavar="SERVICE=REPLICAS")
     sp = cmd(service, "ls", cmd_service_ls, "list services")
-    _listing(sp)
+    listing_flags(sp)
     sp.add_argument("-f", "--filter", action="append", help="name=, id= or mode=")
     sp = cmd(service, "ps", cmd_service_ps, "list the tasks of services")
-    _listing(sp)
+    listing_flags(sp)
     sp.add_argument("--no-trunc", action="store_true", help="do not truncate output")
     sp.add_argument("-f", "--filter", action="append", help="desired-state=running|shutdown")
     sp.add_argument("services", nargs="+", metavar="SERVICE")
@@ -350,22 +287,8 @@ def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser], node: Any) -
     sp = cmd(service, "rm", cmd_service_rm, "remove services")
     sp.add_argument("services", nargs="+", metavar="SERVICE")
 
-    sp = cmd(node, "inspect", cmd_node_inspect, "show nodes in detail")
-    sp.add_argument("-f", "--format", help="Go-style template")
-    sp.add_argument("--pretty", action="store_true", help="human-readable")
-    sp.add_argument("nodes", nargs="+", metavar="NODE")
-    sp = cmd(node, "ps", cmd_node_ps, "list the tasks of nodes (default: this one)")
-    _listing(sp)
-    sp.add_argument("--no-trunc", action="store_true")
-    sp.add_argument("nodes", nargs="*", metavar="NODE")
-    sp = cmd(node, "update", cmd_node_update, "update a node's availability or labels")
-    sp.add_argument("--availability", choices=["active", "pause", "drain"])
-    sp.add_argument("--label-add", action="append", metavar="KEY=VAL")
-    sp.add_argument("--label-rm", action="append", metavar="KEY")
-    sp.add_argument("node", metavar="NODE")
 
-
-def _listing(sp: argparse.ArgumentParser) -> None:
+def listing_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--format", help="table (default), json, or a Go-style template")
     sp.add_argument("-q", "--quiet", action="store_true", help="only display ids")
 

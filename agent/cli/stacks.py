@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from agent import control
-from agent.cli import parse_bool
-from agent.cli_services import TASK_COLUMNS, fetch, task_rows
+from agent.cli.convergence import follow
+from agent.cli.flagvalues import parse_bool
+from agent.cli.output import for_each, print_error, render
+from agent.cli.services import TASK_COLUMNS, fetch, task_rows
 from agent.errors import ShoalError
-from agent.output import render
 from agent.paths import DataDir
-from agent.progress import follow
 
 __all__ = ["register"]
 
@@ -31,7 +31,7 @@ def _load(a: argparse.Namespace) -> Any:
         )
     except StackError as exc:
         for err in exc.errors:
-            print(f"Error: {err}", file=sys.stderr)
+            print_error(err)
         raise ShoalError(
             f"the stack file is not valid ({len(exc.errors)} problem(s) above)"
         ) from None
@@ -44,7 +44,7 @@ def _load(a: argparse.Namespace) -> Any:
 
 
 def cmd_stack_deploy(a: argparse.Namespace, data: DataDir) -> int:
-    from agent.manager.stackapi import encode_stack
+    from stacks.wire import encode_stack
 
     stack = _load(a)
     result = control.call(
@@ -70,7 +70,7 @@ def cmd_stack_ls(a: argparse.Namespace, data: DataDir) -> int:
 
 
 def cmd_stack_services(a: argparse.Namespace, data: DataDir) -> int:
-    from agent.cli_services import SERVICE_COLUMNS
+    from agent.cli.services import SERVICE_COLUMNS
 
     rows = control.call(data.socket, "stack-services", {"stack": a.stack})
     for r in rows:
@@ -90,15 +90,11 @@ def cmd_stack_ps(a: argparse.Namespace, data: DataDir) -> int:
 
 
 def cmd_stack_rm(a: argparse.Namespace, data: DataDir) -> int:
-    failed = 0
-    for name in a.stacks:
-        try:
-            for line in control.call(data.socket, "stack-rm", {"stack": name})["actions"]:
-                print(line)
-        except ShoalError as exc:
-            print(f"Error: {exc}", file=sys.stderr)
-            failed += 1
-    return 1 if failed else 0
+    def rm(name: str) -> None:
+        for line in control.call(data.socket, "stack-rm", {"stack": name})["actions"]:
+            print(line)
+
+    return for_each(a.stacks, rm)
 
 
 def cmd_stack_config(a: argparse.Namespace, data: DataDir) -> int:
@@ -111,7 +107,7 @@ def cmd_stack_config(a: argparse.Namespace, data: DataDir) -> int:
         doc = merged_config([Path(f) for f in a.compose_file], environ=os.environ)
     except StackError as exc:
         for err in exc.errors:
-            print(f"Error: {err}", file=sys.stderr)
+            print_error(err)
         return 1
     print(yaml.safe_dump(doc, sort_keys=False, default_flow_style=False).rstrip())
     return 0
