@@ -36,6 +36,7 @@ __all__ = [
     "MAX_REFS",
     "MAX_REPLICAS",
     "MAX_SPEC_BYTES",
+    "MAX_TASKS_PER_NODE",
     "MAX_TASK_HISTORY",
     "LimitError",
     "check_cluster_tasks",
@@ -47,6 +48,8 @@ __all__ = [
 
 MAX_REPLICAS = 10_000  # tasks of one replicated service (completions of a replicated job)
 MAX_CLUSTER_TASKS = 50_000  # desired tasks of all services together (global: one per node)
+MAX_TASKS_PER_NODE = 1000  # tasks the scheduler places on one node: its assignment set is one
+# retained message, which must stay under the broker's 4 MiB (a minimal task takes ~0.8 KB)
 MAX_PORTS = 256  # published ports of one service
 MAX_LABELS = 100  # labels of one service, container, node, network, secret or config
 MAX_LABEL_KEY = 255  # characters

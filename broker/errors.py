@@ -15,3 +15,8 @@ class NotConnected(BrokerError):
 
 class RequestTimeout(BrokerError):
     """No answer arrived for a request within its timeout."""
+
+
+class MessageTooLarge(BrokerError):
+    """A message this side would publish is over the broker's size limit: it is not sent (the
+    broker would drop it, or end the connection of the client that sent it)."""

@@ -16,8 +16,8 @@ from typing import Any
 
 import aiomqtt
 
-from broker.envelope import Envelope, Rejections, decode, encode
-from broker.errors import BrokerError, EnvelopeError, NotConnected, RequestTimeout
+from broker.envelope import MAX_MESSAGE_BYTES, Envelope, Rejections, decode, encode
+from broker.errors import BrokerError, EnvelopeError, MessageTooLarge, NotConnected, RequestTimeout
 from broker.tls import REVOKED, diagnose
 from broker.topics import answers
 
@@ -346,6 +346,11 @@ class Session:
         retain: bool = False,
         timeout: float = 10.0,
     ) -> None:
+        if len(payload) > MAX_MESSAGE_BYTES:
+            raise MessageTooLarge(
+                f"a message of {len(payload):,} bytes to {topic} is over the {MAX_MESSAGE_BYTES:,}"
+                "-byte limit of the broker; it was not sent"
+            )
         if self._client is None:
             await self.wait_connected(timeout)
         client = self._client

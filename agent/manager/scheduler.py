@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from agent.limits import MAX_TASKS_PER_NODE
 from agent.manager.store.objects import Node, Task
 from agent.model import TaskState
 from agent.spec import SpecError, TaskSpec
@@ -363,6 +364,10 @@ def _below_max_replicas(group: _Group, node: _NodeState) -> bool:
     return not group.max_replicas or node.by_service.get(group.service_id, 0) < group.max_replicas
 
 
+def _below_task_limit(group: _Group, node: _NodeState) -> bool:
+    return node.total < MAX_TASKS_PER_NODE
+
+
 _PLATFORM = _Filter(
     "unsupported platform",
     "has an unsupported platform",
@@ -404,6 +409,13 @@ _PIPELINE = (
         "have reached max replicas per node",
         False,
         _below_max_replicas,
+    ),
+    _Filter(
+        f"the node runs the most tasks a node may ({MAX_TASKS_PER_NODE:,})",
+        f"runs the most tasks a node may ({MAX_TASKS_PER_NODE:,})",
+        f"run the most tasks a node may ({MAX_TASKS_PER_NODE:,})",
+        False,
+        _below_task_limit,
     ),
 )
 _STATIC = tuple(f for f in _PIPELINE if f.static)

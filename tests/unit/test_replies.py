@@ -8,7 +8,8 @@ import ssl
 
 import pytest
 
-from broker.envelope import Envelope, encode
+from broker.envelope import MAX_MESSAGE_BYTES, Envelope, encode
+from broker.errors import MessageTooLarge, NotConnected
 from broker.session import Session, SessionConfig
 from broker.topics import Topics, answers, enroll_req, enroll_resp
 
@@ -69,3 +70,13 @@ async def test_a_forged_answer_on_a_status_topic_is_rejected_and_the_real_one_is
     real = Envelope("control-reply", "leader", 9, {"ok": True, "result": "real"}, re=1)
     await req_raw(T.mgr_req("me"), encode(real))
     assert (await fut).body["result"] == "real"
+
+
+async def test_a_message_over_the_brokers_limit_is_refused_before_it_is_sent() -> None:
+    """The broker ends the connection of a client that sends an oversize packet: the session
+    refuses such a message itself (here with no connection at all: nothing is attempted)."""
+    s = _session()
+    with pytest.raises(MessageTooLarge, match="over the 4,194,304-byte limit"):
+        await s.publish(T.node_assign("n1"), b"x" * (MAX_MESSAGE_BYTES + 1), timeout=0.1)
+    with pytest.raises(NotConnected):  # a message at the limit goes on to be sent
+        await s.publish(T.node_assign("n1"), b"x" * MAX_MESSAGE_BYTES, timeout=0.1)

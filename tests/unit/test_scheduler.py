@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import pytest
 
+from agent.limits import MAX_TASKS_PER_NODE
 from agent.manager.scheduler import (
     Constraint,
     Decisions,
@@ -382,6 +383,15 @@ def test_max_replicas_per_node_counts_running_and_newly_placed_tasks() -> None:
 def test_zero_max_replicas_means_unlimited() -> None:
     d = schedule(pending(5, task_spec=spec(max_replicas=0)), [node("n1")], [])
     assert len(d.assigned) == 5
+
+
+def test_a_node_takes_at_most_the_task_limit_of_tasks_of_all_services() -> None:
+    running = [task(f"r{i}", "other", on="n1") for i in range(MAX_TASKS_PER_NODE - 2)]
+    d = schedule(pending(5), [node("n1")], running)
+    assert placed_on(d) == {"n1": 2}  # its assignment set stays one message under 4 MiB
+    assert set(d.unplaced.values()) == {
+        f"no suitable node (1 node runs the most tasks a node may ({MAX_TASKS_PER_NODE:,}))"
+    }
 
 
 # --- explanations ---------------------------------------------------------------------------
