@@ -197,7 +197,3 @@ def _check(body: dict[str, object], key: ec.EllipticCurvePrivateKey, ca_pem: byt
         ca=ca_pem,
         cluster_port=port,
     )
-
-
-def run_enroll(*args: object, **kwargs: object) -> Enrolled:
-    return asyncio.run(enroll(*args, **kwargs))  # type: ignore[arg-type]

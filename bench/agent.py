@@ -24,17 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent import control  # noqa: E402
-from tests.integration.conftest import free_ports  # noqa: E402
-
-
-def shoal(*args: str, data: Path) -> str:
-    return subprocess.run(
-        [sys.executable, "-m", "agent", "--data-dir", str(data), *args],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-    ).stdout
+from tests.harness import free_ports, shoal  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
@@ -124,7 +114,7 @@ def main() -> None:
         "process",
         data=mgr,
     )
-    token = shoal("swarm", "join-token", "-q", "worker", data=mgr).strip()
+    token = shoal("swarm", "join-token", "-q", "worker", data=mgr).stdout.strip()
     shoal(
         "swarm",
         "join",

@@ -29,18 +29,7 @@ sys.path.insert(0, str(ROOT))
 from agent import control  # noqa: E402
 from agent.errors import ShoalError  # noqa: E402
 from certs import make_csr, new_private_key  # noqa: E402
-from tests.integration.conftest import free_ports  # noqa: E402
-
-
-def shoal(*args: str, data: Path) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "agent", *args, "--data-dir", str(data)],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-    )
-    return out.stdout
+from tests.harness import free_ports, shoal  # noqa: E402
 
 
 def info(data: Path) -> dict | None:  # type: ignore[type-arg]
@@ -116,7 +105,7 @@ def main() -> None:
         "m1",
         data=dirs[0],
     )
-    token = shoal("swarm", "join-token", "-q", "manager", data=dirs[0]).strip()
+    token = shoal("swarm", "join-token", "-q", "manager", data=dirs[0]).stdout.strip()
     for i in range(2, a.managers + 1):
         d = tmp / f"m{i}"
         shoal(

@@ -28,7 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.conftest import kill_leftovers, new_cluster, shoal  # noqa: E402
+from tests.harness import kill_leftovers, new_cluster, shoal  # noqa: E402
 
 
 def _rows(data: Path, *args: str) -> list[dict[str, Any]]:

@@ -77,31 +77,16 @@ from broker.envelope import Envelope, encode  # noqa: E402
 from broker.session import Session, SessionConfig, Will  # noqa: E402
 from broker.tls import client_context  # noqa: E402
 from broker.topics import Topics  # noqa: E402
-from tests.integration.conftest import free_ports  # noqa: E402
+from tests.harness import free_ports, shoal  # noqa: E402
 from tests.integration.mqtt import Ident, enroll_identity  # noqa: E402
 
 IMAGE = ("shoal/busybox:latest", "sleep", "3600")
 THROUGHPUT_TARGET = 1000.0  # tasks placed per second
 CONVERGE_TARGET = 60.0  # seconds until 10,000 tasks run
+CLI_TIMEOUT = 120.0  # seconds a CLI command may take here
 
 
 # --- the swarm, through the CLI ------------------------------------------------------------------
-def shoal(*args: str, data: Path, timeout: float = 120, check: bool = True) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "agent", "--data-dir", str(data), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        cwd=ROOT,
-    )
-    if check and proc.returncode != 0:
-        raise SystemExit(
-            f"shoal {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}"
-        )
-    return proc.stdout
-
-
 async def shoal_async(*args: str, data: Path) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -265,7 +250,9 @@ class Watcher:
         if shutil.which("mosquitto_sub") is None:
             print("mosquitto_sub not found: the leader-side figures are skipped")
             return
-        shoal("cert", "issue", "monitor", "--out", str(self.dir), data=self.mgr)
+        shoal(
+            "cert", "issue", "monitor", "--out", str(self.dir), data=self.mgr, timeout=CLI_TIMEOUT
+        )
         with open(self.out, "wb") as out:
             self.proc = subprocess.Popen(
                 [
@@ -801,10 +788,21 @@ def main() -> None:
             "--driver",
             "hollow",
             data=mgr,
+            timeout=CLI_TIMEOUT,
         )
-        info = json.loads(shoal("info", "--format", "json", data=mgr))
-        shoal("node", "update", "--availability", "drain", info["node_id"], data=mgr)
-        token = shoal("swarm", "join-token", "-q", "worker", data=mgr).strip()
+        info = json.loads(shoal("info", "--format", "json", data=mgr, timeout=CLI_TIMEOUT).stdout)
+        shoal(
+            "node",
+            "update",
+            "--availability",
+            "drain",
+            info["node_id"],
+            data=mgr,
+            timeout=CLI_TIMEOUT,
+        )
+        token = shoal(
+            "swarm", "join-token", "-q", "worker", data=mgr, timeout=CLI_TIMEOUT
+        ).stdout.strip()
         if a.profile_manager or a.trace_manager:
             restart_manager(
                 mgr,

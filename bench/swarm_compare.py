@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from agent import control  # noqa: E402
 from agent.errors import ShoalError  # noqa: E402
-from tests.integration.conftest import free_ports  # noqa: E402
+from tests.harness import free_ports  # noqa: E402
 
 IMAGE = "shoal/busybox:latest"
 COMMAND = ("sleep", "3600")

@@ -147,7 +147,3 @@ class Topics:
         return "/".join(
             [self.base, "mon", *(check_id(x, "monitoring topic level") for x in levels)]
         )
-
-    @property
-    def mon_all(self) -> str:
-        return f"{self.base}/mon/#"

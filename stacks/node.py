@@ -30,9 +30,6 @@ class Node:
     def is_map(self) -> bool:
         return isinstance(self.value, dict)
 
-    def is_list(self) -> bool:
-        return isinstance(self.value, list)
-
     def as_map(self) -> dict[str, Node]:
         assert isinstance(self.value, dict), self.value
         return self.value

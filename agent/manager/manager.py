@@ -26,7 +26,7 @@ from agent.manager.commands import CommandRunner, new_request_id, result_of
 from agent.manager.controlapi import ControlAPI
 from agent.manager.dispatcher import StatusLog
 from agent.manager.enrollment import RENEW_LIMITS, EnrollLimiter, RateLimited, parse_request
-from agent.manager.leader import LeaderComponents
+from agent.manager.leader_components import LeaderComponents
 from agent.manager.networksapi import NetworksAPI
 from agent.manager.outage import FleetWatch, OutageRule, silent_nodes
 from agent.manager.raft import ConfChangeType, NotLeader, RaftError

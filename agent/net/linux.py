@@ -199,14 +199,6 @@ class LinuxNetwork:
             self._pending.add(name)
         return f"name:{name}"
 
-    async def remove_task_namespace(self, task_id: str) -> None:
-        name = namespace_name(self.node_id, task_id)
-        async with self._lock:
-            await self._delete_namespace(name)
-            record = self._tasks.get(task_id)
-            if record is not None and record.netns == f"name:{name}":
-                del self._tasks[task_id]
-
     async def _delete_namespace(self, name: str) -> None:
         if (NETNS_DIR / name).exists():
             await self._run(("ip", "netns", "del", name))

@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import platform
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -344,7 +343,3 @@ def _mem_available() -> int:
             if line.startswith("MemAvailable:"):
                 return int(line.split()[1]) * 1024
     return 0
-
-
-def default_hostname() -> str:
-    return socket.gethostname()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.integration.conftest import (
+from tests.harness import (
     info_of,
     shoal,
     wait_for,

@@ -12,7 +12,7 @@ import msgpack
 
 from broker.envelope import MAX_MESSAGE_BYTES, Envelope, decode, encode
 from broker.errors import EnvelopeError
-from tests.integration.conftest import Cluster, shoal, wait_for
+from tests.harness import Cluster, shoal, wait_for
 
 __all__ = [
     "confused_envelopes",

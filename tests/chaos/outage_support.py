@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.integration.conftest import Cluster, shoal, wait_for
+from tests.harness import Cluster, shoal, wait_for
 
 SERVICE = "steady"
 HEARTBEAT = "2s"  # the MQTT keepalive follows it: a frozen broker is noticed within 2-4 s

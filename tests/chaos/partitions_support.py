@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.net.plan import namespace_prefix
-from tests.integration.conftest import free_ports, kill_leftovers, kill_processes_under, wait_for
+from tests.harness import free_ports, kill_leftovers, kill_processes_under, wait_for
 from tests.integration.netns import Fabric, fabric, run
 
 __all__ = ["PartitionSwarm", "partition_swarm"]

@@ -18,7 +18,7 @@ from tests.chaos.outage_support import (
     outage,
 )
 from tests.chaos.report import ChaosReport
-from tests.integration.conftest import Cluster, new_cluster
+from tests.harness import Cluster, new_cluster
 
 pytestmark = [pytest.mark.integration]
 

@@ -21,7 +21,7 @@ from tests.chaos.enroll_flood_support import (
     percentile,
 )
 from tests.chaos.report import ChaosReport
-from tests.integration.conftest import Cluster, shoal, wait_for
+from tests.harness import Cluster, shoal, wait_for
 
 pytestmark = [pytest.mark.integration]
 

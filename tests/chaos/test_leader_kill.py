@@ -28,7 +28,7 @@ from tests.chaos.leader_kill_support import (
     stop_all,
 )
 from tests.chaos.report import ChaosReport
-from tests.integration.conftest import (
+from tests.harness import (
     Cluster,
     info_of,
     join_managers,

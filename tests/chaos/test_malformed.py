@@ -27,7 +27,7 @@ from tests.chaos.malformed_support import (
     services_view,
 )
 from tests.chaos.report import ChaosReport
-from tests.integration.conftest import Cluster, shoal
+from tests.harness import Cluster, shoal
 from tests.integration.mqtt import Ident, as_client, enroll_identity, first, mqtt
 
 pytestmark = [pytest.mark.integration]

@@ -22,7 +22,7 @@ import pytest
 
 from tests.chaos.partitions_support import PartitionSwarm, partition_swarm
 from tests.chaos.report import ChaosReport
-from tests.integration.conftest import wait_for
+from tests.harness import wait_for
 from tests.integration.netns import can_make_namespaces
 
 _CANNOT = can_make_namespaces()

@@ -16,7 +16,7 @@ import pytest
 from agent.daemon import STOP_GRACE
 from tests.chaos.report import ChaosReport
 from tests.chaos.wal_support import STOP_WITHIN, alive
-from tests.integration.conftest import new_cluster
+from tests.harness import new_cluster
 
 pytestmark = [pytest.mark.integration]
 

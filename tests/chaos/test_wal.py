@@ -32,7 +32,7 @@ from tests.chaos.wal_support import (
     sigterm,
     snapshots,
 )
-from tests.integration.conftest import info_of, new_cluster, shoal, wait_for
+from tests.harness import info_of, new_cluster, shoal, wait_for
 
 pytestmark = [pytest.mark.integration]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.manager.wal.records import read_frames
-from tests.integration.conftest import Cluster, info_of, shoal, start_daemon, wait_for
+from tests.harness import Cluster, info_of, shoal, start_daemon, wait_for
 
 # the daemon's own bound on stopping after SIGTERM (agent.daemon.STOP_GRACE) plus slack
 STOP_WITHIN = 6.5

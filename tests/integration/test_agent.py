@@ -18,7 +18,7 @@ import pytest
 
 from broker.envelope import Envelope, decode, encode
 from broker.topics import Topics
-from tests.integration.conftest import Cluster, shoal, start_daemon, wait_for
+from tests.harness import Cluster, shoal, start_daemon, wait_for
 from tests.integration.mqtt import as_client, collect, enroll_identity
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Cluster, info_of, new_cluster, shoal, wait_for
+from tests.harness import Cluster, info_of, new_cluster, shoal, wait_for
 
 pytestmark = pytest.mark.integration
 

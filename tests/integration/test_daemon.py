@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from certs import Identity, Role, load_cert
-from tests.integration.conftest import Cluster, new_cluster, wait_for
+from tests.harness import Cluster, new_cluster, wait_for
 
 pytestmark = pytest.mark.integration
 

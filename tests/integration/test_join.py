@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from certs import JoinToken
-from tests.integration.conftest import Cluster, free_port, shoal, wait_for
+from tests.harness import Cluster, free_port, shoal, wait_for
 
 pytestmark = pytest.mark.integration
 

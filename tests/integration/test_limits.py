@@ -17,7 +17,7 @@ from agent import control
 from agent.errors import ShoalError
 from agent.paths import DataDir
 from agent.spec import ContainerSpec, ServiceMode, ServiceSpec, TaskSpec
-from tests.integration.conftest import Cluster, shoal
+from tests.harness import Cluster, shoal
 
 pytestmark = pytest.mark.integration
 

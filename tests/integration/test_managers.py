@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import (
+from tests.harness import (
     Cluster,
     info_of,
     join_managers,

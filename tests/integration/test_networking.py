@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from agent.net.plan import namespace_name, namespace_prefix
-from tests.integration.conftest import free_ports, kill_leftovers, kill_processes_under, wait_for
+from tests.harness import free_ports, kill_leftovers, kill_processes_under, wait_for
 from tests.integration.netns import Fabric, can_make_namespaces, fabric, run
 
 _CANNOT = can_make_namespaces()

@@ -15,7 +15,7 @@ import pytest
 
 from broker import topics as topic_tree
 from broker.topics import Topics, enroll_req, enroll_resp
-from tests.integration.conftest import Cluster, shoal
+from tests.harness import Cluster, shoal
 from tests.integration.mqtt import Ident, as_client, collect, enroll_identity
 
 pytestmark = pytest.mark.integration

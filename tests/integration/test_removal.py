@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from agent.net.plan import namespace_prefix
-from tests.integration.conftest import (
+from tests.harness import (
     Cluster,
     free_ports,
     kill_leftovers,

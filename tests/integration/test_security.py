@@ -18,7 +18,7 @@ import pytest
 from broker.tls import client_context, diagnose
 from broker.topics import Topics, enroll_req, enroll_resp
 from certs import ClusterCA, Role, make_csr, new_node_id, new_private_key
-from tests.integration.conftest import Cluster, info_of, shoal, wait_for
+from tests.harness import Cluster, info_of, shoal, wait_for
 from tests.integration.mqtt import (
     Ident,
     as_client,

@@ -14,7 +14,7 @@ import pytest
 
 from broker.envelope import Envelope, encode
 from broker.topics import Topics
-from tests.integration.conftest import Cluster, shoal, wait_for
+from tests.harness import Cluster, shoal, wait_for
 from tests.integration.mqtt import as_client, collect, enroll_identity, mqtt
 
 pytestmark = pytest.mark.integration

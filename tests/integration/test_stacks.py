@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from broker.topics import Topics
-from tests.integration.conftest import Cluster, new_cluster, shoal, wait_for
+from tests.harness import Cluster, new_cluster, shoal, wait_for
 from tests.integration.mqtt import collect, enroll_identity, first, mqtt
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Cluster, new_cluster, shoal, start_daemon, wait_for
+from tests.harness import Cluster, new_cluster, shoal, start_daemon, wait_for
 
 pytestmark = pytest.mark.integration
 

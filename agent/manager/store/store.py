@@ -84,9 +84,6 @@ class View:
         row = self._tables.get(kind, {}).get(ident)
         return row[0] if row else 0
 
-    def list_nodes(self) -> list[str]:
-        return sorted(self._tables.get("node", {}))
-
     def list(self, cls: type[Obj]) -> list[Obj]:
         rows = self._tables.get(cls.KIND, {})
         keys = self._order.get(cls.KIND) if self._order is not None else None

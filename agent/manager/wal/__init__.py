@@ -1,7 +1,7 @@
 """shoal's write-ahead log: durable, encrypted storage for a manager's Raft state.
 
 `DiskStorage` implements the Raft `Storage` protocol and `MemoryStorage`'s writes in a
-directory; see `storage` for the layout, the write and recovery rules, and `records` for the
+directory; see `disk_storage` for the layout, the write and recovery rules, and `records` for the
 record format and the torn-write rule, `synced` for the rule that tells lost entries from a
 torn write.
 
@@ -11,7 +11,7 @@ Ready with one call, durable when it returns, before sending the Ready's message
     storage.save(rd.hard_state, rd.entries, rd.snapshot)
 """
 
+from .disk_storage import KEEP_SNAPSHOTS, SEGMENT_BYTES, DiskStorage
 from .errors import StorageCorrupt, StorageLost
-from .storage import KEEP_SNAPSHOTS, SEGMENT_BYTES, DiskStorage
 
 __all__ = ["KEEP_SNAPSHOTS", "SEGMENT_BYTES", "DiskStorage", "StorageCorrupt", "StorageLost"]
