@@ -493,7 +493,7 @@ class Daemon:
 
     async def _service_logs(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         from agent.logs import fetch_logs
-        from agent.manager.controlapi import find_service
+        from agent.manager.control.services import find_service
         from agent.manager.store import Node, Task
 
         manager = self._need_manager()

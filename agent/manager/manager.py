@@ -23,16 +23,16 @@ from agent.errors import ShoalError
 from agent.limits import MAX_TASK_HISTORY
 from agent.manager.broker_host import BrokerHost
 from agent.manager.commands import CommandRunner, new_request_id, result_of
-from agent.manager.controlapi import ControlAPI
+from agent.manager.control.networks import NetworksAPI
+from agent.manager.control.secrets import SecretsAPI
+from agent.manager.control.services import ControlAPI
+from agent.manager.control.stacks import StackAPI
 from agent.manager.dispatcher import StatusLog
 from agent.manager.enrollment import RENEW_LIMITS, EnrollLimiter, RateLimited, parse_request
 from agent.manager.leader import LeaderComponents
-from agent.manager.networksapi import NetworksAPI
 from agent.manager.outage import FleetWatch, OutageRule, silent_nodes
 from agent.manager.raft import ConfChangeType, NotLeader, RaftError
 from agent.manager.raftdriver import RaftDriver
-from agent.manager.secretsapi import SecretsAPI
-from agent.manager.stackapi import StackAPI
 from agent.manager.store import Client, Cluster, Event, Node, Store, StoreError, Tx
 from agent.stamps import now_text
 from broker.envelope import Envelope

@@ -18,13 +18,13 @@ from agent.limits import (
     check_service_spec,
     desired_tasks,
 )
-from agent.manager.networksapi import check_networks
+from agent.manager.control.networks import check_networks
+from agent.manager.control.secrets import resolve_refs
+from agent.manager.control.views import node_row, service_row, task_row
 from agent.manager.orchestrator import live
 from agent.manager.scheduler import parse_constraint
-from agent.manager.secretsapi import resolve_refs
 from agent.manager.store import Network, Node, Service, Store, Task, Tx, View
 from agent.manager.updater import start_update
-from agent.manager.views import node_row, service_row, task_row
 from agent.spec import ServiceSpec, SpecError
 from agent.stamps import now_text
 from certs.identity import new_node_id

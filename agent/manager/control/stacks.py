@@ -18,12 +18,12 @@ from typing import Any
 
 from agent.errors import ShoalError
 from agent.limits import MAX_OBJECT_BYTES, check_labels
-from agent.manager.controlapi import check_spec, check_total
-from agent.manager.networksapi import with_subnet
-from agent.manager.secretsapi import resolve_refs
+from agent.manager.control.networks import with_subnet
+from agent.manager.control.secrets import resolve_refs
+from agent.manager.control.services import check_spec, check_total
+from agent.manager.control.views import service_row, task_row
 from agent.manager.store import Config, Network, Node, Secret, Service, Store, Task, Tx, View
 from agent.manager.updater import start_update
-from agent.manager.views import service_row, task_row
 from agent.spec import SpecError
 from agent.stamps import now_text
 from certs.identity import new_node_id
