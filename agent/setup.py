@@ -14,10 +14,10 @@ from agent.join import Enrolled
 from agent.manager.broker_host import BrokerHost
 from agent.manager.keys import DataKeyFile, write_node_key
 from agent.manager.logstore import bootstrap_log
-from agent.manager.manager import now_text
 from agent.manager.raft import Snapshot
 from agent.manager.store import Cluster, Node, initial_snapshot
 from agent.paths import DataDir, NodeConfig
+from agent.stamps import now_text
 from broker.mosquitto_conf import ListenSpec
 from certs import (
     ClusterCA,

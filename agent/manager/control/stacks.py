@@ -24,6 +24,7 @@ from agent.manager.control.services import check_spec, check_total
 from agent.manager.control.views import service_row, task_row
 from agent.manager.store import Config, Network, Node, Secret, Service, Store, Task, Tx, View
 from agent.manager.updater import start_update
+from agent.registry import bind
 from agent.spec import SpecError
 from agent.stamps import now_text
 from certs.identity import new_node_id
@@ -61,13 +62,7 @@ class StackAPI:
     def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.clock = clock
-        self.commands: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
-            "stack-deploy": self.deploy_command,
-            "stack-ls": self.ls,
-            "stack-services": self.services,
-            "stack-ps": self.ps,
-            "stack-rm": self.rm,
-        }
+        self.commands: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = bind(self, "stacks")
 
     async def deploy_command(self, args: dict[str, Any]) -> dict[str, Any]:
         return await self.deploy(decode_stack(args.get("stack")), prune=bool(args.get("prune")))
