@@ -85,30 +85,7 @@ class Manager:
             fleet=self.fleet,
         )
         self.on_unlock_key: Callable[[str], None] | None = None
-        self.broker = BrokerSync(
-            node_id=node_id,
-            store=store,
-            session=session,
-            topics=topics,
-            broker_host=broker_host,
-            reload_broker=reload_broker,
-        )
-        self.revocation = Revocation(
-            node_id=node_id,
-            work_dir=work_dir,
-            store=store,
-            kick_address=kick_address,
-            broker=self.broker,
-        )
-        self.ca = CAServer(
-            store=store,
-            driver=driver,
-            session=session,
-            topics=topics,
-            cluster_port=cluster_port,
-            broker=self.broker,
-            revocation=self.revocation,
-        )
+        self._build_ca(broker_host, reload_broker, work_dir, kick_address, cluster_port)
         self.nodes = Nodes(
             node_id=node_id,
             store=store,
@@ -143,9 +120,50 @@ class Manager:
             runner=self.runner,
             commands=self.commands,
         )
-        stack_topics = StackTopics(
+        self._subscribe()
+
+    def _build_ca(
+        self,
+        broker_host: BrokerHost | None,
+        reload_broker: Callable[[], None] | None,
+        work_dir: Path,
+        kick_address: tuple[str, int],
+        cluster_port: int,
+    ) -> None:
+        """The broker's files, revocation and the CA server, which the nodes rely on."""
+        node_id, store, driver = self.node_id, self.store, self.driver
+        session, topics = self.session, self.topics
+        self.broker = BrokerSync(
+            node_id=node_id,
+            store=store,
+            session=session,
+            topics=topics,
+            broker_host=broker_host,
+            reload_broker=reload_broker,
+        )
+        self.revocation = Revocation(
+            node_id=node_id,
+            work_dir=work_dir,
+            store=store,
+            kick_address=kick_address,
+            broker=self.broker,
+        )
+        self.ca = CAServer(
             store=store,
             driver=driver,
+            session=session,
+            topics=topics,
+            cluster_port=cluster_port,
+            broker=self.broker,
+            revocation=self.revocation,
+        )
+
+    def _subscribe(self) -> None:
+        """Hand the manager's topics to the components that answer them."""
+        session, topics = self.session, self.topics
+        stack_topics = StackTopics(
+            store=self.store,
+            driver=self.driver,
             session=session,
             topics=topics,
             stacks=self.stacks,
@@ -155,7 +173,7 @@ class Manager:
         session.on(ENROLL_REQ_FILTER, self.ca.on_enroll, spawn=True)
         session.on(topics.all_nodes("state"), self.nodes.on_node_state, spawn=True)
         session.on(topics.all_nodes("req"), self.ca.on_node_request, spawn=True)
-        session.on(topics.mgr_req(node_id), self.forwarding.on_forwarded, spawn=True)
+        session.on(topics.mgr_req(self.node_id), self.forwarding.on_forwarded, spawn=True)
         session.on_raw(topics.mon("broker"), self.broker.on_announced)
         session.on_raw(topics.stack_ctl_filter, stack_topics.on_stack_ctl)
         session.on_connect(self._session_back)
