@@ -1,5 +1,6 @@
-"""The node daemon: one MQTT session with the node's certificate, certificate renewal, the
-local control socket, and — on managers — the manager role and the embedded broker."""
+"""The node daemon: one MQTT session with the node's certificate, certificate renewal
+(agent/renewal.py), the local control socket (its commands routed by agent/registry.py),
+autolock (agent/autolock.py), and — on managers — the manager role and the embedded broker."""
 
 from __future__ import annotations
 
@@ -11,29 +12,24 @@ import logging
 import os
 import random
 import signal
-import sys
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
+from agent.autolock import UnlockKey
 from agent.control import ControlServer
 from agent.errors import ShoalError
 from agent.paths import DataDir, NodeConfig
+from agent.registry import COMMANDS, node_handlers
 from agent.removal import REMOVED_FILE, Removal, load_removal, remove_tasks, save_removal
+from agent.renewal import Renewal
 from agent.stopping import STOP_GRACE, StopSignals
 from broker.envelope import Envelope, encode
 from broker.errors import BrokerError
 from broker.mosquitto_conf import ListenSpec
-from broker.session import Session, SessionConfig, Will, keepalive_for, raise_for_reply
+from broker.session import Session, SessionConfig, Will, keepalive_for
 from broker.supervisor import Mosquitto
 from broker.tls import REVOKED, client_context
 from broker.topics import Topics
 from certs.certinfo import read_cert_info
-from certs.files import write_file_atomic
-from certs.renewal import renewal_time
-
-# certificates are back-dated this much for clock skew (certs.ca.CLOCK_SKEW)
-CLOCK_SKEW = timedelta(minutes=5)
 
 __all__ = ["STOP_GRACE", "Daemon", "connect_host"]
 
@@ -58,39 +54,6 @@ def _dump_tasks() -> None:
         log.warning("task %s:\n%s", task.get_name(), buf.getvalue())
 
 
-_MANAGER_COMMANDS = {
-    "join-token",
-    "node-ls",
-    "node-rm",
-    "node-promote",
-    "node-demote",
-    "cert-issue",
-    "cert-ls",
-    "cert-rm",
-    "swarm-update",
-    "unlock-key",
-    "service-create",
-    "service-ls",
-    "service-inspect",
-    "service-ps",
-    "service-update",
-    "service-rollback",
-    "service-scale",
-    "service-rm",
-    "node-inspect",
-    "node-ps",
-    "node-update",
-    "task-ls",
-    *(
-        f"{kind}-{verb}"
-        for kind in ("secret", "config")
-        for verb in ("create", "ls", "inspect", "rm")
-    ),
-    *(f"stack-{verb}" for verb in ("deploy", "ls", "services", "ps", "rm")),
-    *(f"network-{verb}" for verb in ("create", "ls", "inspect", "rm")),
-}
-
-
 class Daemon:
     def __init__(self, data: DataDir, *, rng: random.Random | None = None) -> None:
         self.data = data
@@ -105,12 +68,15 @@ class Daemon:
         self._manager_tasks: list[asyncio.Task[Any]] = []
         self._exit_code = 0
         self._manager_error: str | None = None
-        self._unlock_key: str | None = None
+        self.lock = UnlockKey(data)
         self._broker_host: Any = None
-        self._unlocked = asyncio.Event()
         self.session = self._make_session()
+        self.renewal = Renewal(
+            data, self.session, self.topics, self.node.node_id, self.rng, lambda: self.lock.key
+        )
         self.agent = self._make_agent()
         self.control = ControlServer(data.socket, self.dispatch)
+        self._handlers = node_handlers(self)
         self._stop = asyncio.Event()
         self._leaving = False
         self.removed: Removal | None = load_removal(data.root / REMOVED_FILE)
@@ -134,7 +100,7 @@ class Daemon:
             heartbeat=self.node.heartbeat,
             data_path_addr=self.node.data_path_addr or None,
             behind_nat=self.node.behind_nat,
-            key_loader=lambda: load_node_key(self.data.node_key, self._unlock_key),
+            key_loader=lambda: load_node_key(self.data.node_key, self.lock.key),
         )
 
     def _state_payload(self, status: str) -> bytes:
@@ -150,7 +116,7 @@ class Daemon:
                 client_id=self.node.node_id,
                 sender=self.node.node_id,
                 tls=lambda: client_context(
-                    d.ca_cert, d.node_cert, d.node_key, key_password=self._unlock_key
+                    d.ca_cert, d.node_cert, d.node_key, key_password=self.lock.key
                 ),
                 will=Will(self.topics.node_state(self.node.node_id), self._state_payload("down")),
                 clean_session=True,
@@ -197,8 +163,8 @@ class Daemon:
         try:
             if role == "worker":
                 await self._stop_manager()
-                self._unlock_key = None  # autolock is for managers
-            await self.renew()
+                self.lock.key = None  # autolock is for managers
+            await self.renewal.renew()
             ident = read_cert_info(self.data.node_cert)
             if ident.role != f"shoal-{role}":
                 raise ShoalError(f"the renewed certificate says {ident.role}")
@@ -296,108 +262,30 @@ class Daemon:
         await self.broker.start()
 
     async def _start_manager(self) -> None:
-        from agent.manager.keys import DataKeyFile
-        from agent.manager.logstore import open_log
-        from agent.manager.manager import Manager
+        from agent.manager.manager import open_manager
         from agent.manager.raft import RaftError
-        from agent.manager.raftdriver import RaftDriver
-        from agent.manager.store import Store
 
-        self.data.manager.mkdir(mode=0o700, parents=True, exist_ok=True)
-        keyfile = DataKeyFile(self.data.manager / "data-key")
-        data_key = keyfile.load(self._unlock_key) if keyfile.exists() else keyfile.create(None)
-        store = Store()
+        advertise = self.node.advertise_host or self.node.broker_host
         try:
-            storage = open_log(self.data.raft, data_key)
-        except RaftError as exc:  # damaged or lost raft state: refuse, keep it for the operator
-            self._manager_failed(str(exc))
-            return
-        try:
-            driver = RaftDriver(
+            self.manager = open_manager(
                 node_id=self.node.node_id,
-                storage=storage,
-                store=store,
+                work_dir=self.data.manager,
+                raft_dir=self.data.raft,
+                unlock_key=self.lock.key,
                 session=self.session,
                 topics=self.topics,
                 rng=self.rng,
+                broker_host=self._broker_host,
+                reload_broker=self.broker.reload if self.broker else None,
+                join_address=f"{advertise}:{self.node.broker_port}",
+                kick_address=(self.node.broker_host, self.node.broker_port),
+                cluster_port=self.node.broker_port,
             )
-        except RaftError as exc:
-            storage.close()
+        except RaftError as exc:  # damaged or lost raft state: refuse, keep it for the operator
             self._manager_failed(str(exc))
             return
-        host = self._broker_host
-        advertise = self.node.advertise_host or self.node.broker_host
-        self.manager = Manager(
-            node_id=self.node.node_id,
-            work_dir=self.data.manager,
-            store=store,
-            driver=driver,
-            session=self.session,
-            topics=self.topics,
-            broker_host=host,
-            reload_broker=self.broker.reload if self.broker else None,
-            join_address=f"{advertise}:{self.node.broker_port}",
-            kick_address=(self.node.broker_host, self.node.broker_port),
-            cluster_port=self.node.broker_port,
-        )
-        driver.on_leadership = self.manager.on_leadership
-        self.manager.on_unlock_key = self._unlock_key_changed
-        store.proposer = driver.propose
-        self.driver = driver
-
-    # renewal -------------------------------------------------------------------------
-    async def _renew_forever(self) -> None:
-        while True:
-            ident = read_cert_info(self.data.node_cert)
-            # not_before is back-dated for clock skew; renew relative to the issue time
-            issued = min(ident.not_before + CLOCK_SKEW, ident.not_after)
-            at = renewal_time(issued, ident.not_after, self.rng)
-            wait = (at - datetime.now(UTC)).total_seconds()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            if self.removed is not None:
-                return  # the swarm removed this node: it renews nothing any more
-            try:
-                await self.renew()
-            except (BrokerError, ShoalError) as exc:
-                log.warning("certificate renewal failed, retrying soon: %s", exc)
-                await asyncio.sleep(min(30.0, max(1.0, wait / 10)))
-
-    async def renew(self) -> None:
-        """Get a new certificate (same identity and role) and reconnect with it."""
-        new_key = self.data.node_key.with_suffix(".new")
-        csr = await self._keygen(new_key)
-        await self.session.wait_connected(30)
-        reply = await self.session.request(
-            self.topics.node_req(self.node.node_id), "renew", {"csr": csr}, timeout=30
-        )
-        cert = raise_for_reply(reply).get("cert")
-        if not isinstance(cert, bytes):
-            raise ShoalError("malformed renewal answer")
-        write_file_atomic(self.data.node_cert.with_suffix(".new"), cert, 0o644)
-        ident = read_cert_info(self.data.node_cert.with_suffix(".new"))
-        if ident.node_id != self.node.node_id:
-            raise ShoalError("the renewed certificate names another node; keeping the old one")
-        os.replace(self.data.node_cert.with_suffix(".new"), self.data.node_cert)
-        os.replace(new_key, self.data.node_key)
-        log.info("certificate renewed; valid until %s", ident.not_after.isoformat())
-        self.session.reconnect()
-
-    async def _keygen(self, path: Path) -> bytes:
-        """A new key at `path` and its CSR, made by a child process (see certs.keygen)."""
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "certs.keygen",
-            str(path),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate((self._unlock_key or "").encode() + b"\n")
-        if proc.returncode != 0 or b"CERTIFICATE REQUEST" not in out:
-            raise ShoalError(f"cannot make a new key: {err.decode(errors='replace').strip()}")
-        return out
+        self.manager.on_unlock_key = self.lock.changed
+        self.driver = self.manager.driver
 
     # control commands ----------------------------------------------------------------
     def _need_manager(self) -> Any:
@@ -411,168 +299,112 @@ class Daemon:
         return self.manager
 
     async def dispatch(self, cmd: str, args: dict[str, Any]) -> Any:
-        if cmd == "info":
-            ident = read_cert_info(self.data.node_cert)
-            return {
-                "locked": self._locked(),
-                "node_id": self.node.node_id,
-                "cluster_id": self.node.cluster_id,
-                "role": self.node.role,
-                "hostname": self.node.hostname,
-                "connected": self.session.connected,
-                "last_error": self._manager_error or self.session.last_error,
-                "manager_error": self._manager_error,
-                "connects": self.session.connects,
-                "rejected": self.session.rejections.total,
-                "rejected_reasons": dict(self.session.rejections.counts),
-                "driver": self.agent.driver.name,
-                "tasks": {t: st.state.value for t, st in self.agent.executor.status().items()},
-                "rejected_assignments": self.agent.executor.rejected_assignments,
-                "restarts": {t: st.restarts for t, st in self.agent.executor.status().items()},
-                "cert_serial": str(ident.serial),
-                "cert_not_after": ident.not_after.isoformat(),
-                "broker_pid": self.broker.pid if self.broker else None,
-                "manager": self.manager is not None,
-                "removed": self.removed.describe() if self.removed else None,
-                "leader": self.driver.leader_id if self.driver else None,
-                "is_leader": bool(self.driver and self.driver.is_leader),
-                "raft_term": self.driver.core.term if self.driver else None,
-                "applied": self.driver.store.applied if self.driver else None,
-            }
-        if cmd == "unlock":
-            self._unlock(str(args.get("key", "")))
-            return {"unlocked": True}
-        if self._locked() and cmd not in ("info",):
+        """Answer a control socket command where the registry says it runs."""
+        command = COMMANDS.get(cmd)
+        if command is None or not command.socket:
+            command = None
+        if self._locked() and not (command is not None and command.when_locked):
             raise ShoalError(
                 "Swarm is encrypted and needs to be unlocked before it can be used."
                 " Please use `shoal swarm unlock` to unlock it."
             )
-        if cmd == "leave-prepare":
-            if self.node.embedded_broker and self.manager is not None:
-                from agent.manager.store import Node
+        if command is None:
+            raise ShoalError(f"unknown command {cmd!r}")
+        handler = self._handlers.get(cmd)
+        if handler is not None:
+            return await handler(args)
+        return await self._need_manager().command(cmd, args)
 
-                view = self.manager.store.view()
-                others = [
-                    n.id
-                    for n in view.list(Node)
-                    if n.id != self.node.node_id and n.status == "ready"
-                ]
-                if others:
-                    raise ShoalError(
-                        f"this node runs the swarm's embedded broker, which {len(others)} other"
-                        " node(s) depend on: remove them first (`shoal node rm --force NODE`)"
-                    )
-            if self.manager is not None:
-                try:
-                    await self._leave_raft()
-                except ShoalError as exc:
-                    if not args.get("force"):
-                        raise
-                    return {"ok": False, "warning": str(exc)}
-            return {"ok": True}
-        if cmd == "leave":
-            if self.removed is None:  # a removed node has removed its tasks already
-                await self._remove_tasks()
-            self._leaving = True
-            self._stop.set()
-            return {"node_id": self.node.node_id}
-        if cmd == "renew":
-            await self.renew()
-            return {"ok": True}
-        if cmd == "node-demote" and self._is_self(args.get("node")):
-            return await self._demote_self(args)
-        if cmd == "service-logs":
-            return await self._service_logs(args)
-        if cmd in _MANAGER_COMMANDS:
-            result = await self._need_manager().command(cmd, args)
-            if cmd == "node-ls":
-                for n in result:
-                    n["self"] = n["id"] == self.node.node_id
-            return result
-        raise ShoalError(f"unknown command {cmd!r}")
+    async def _info(self, args: dict[str, Any]) -> dict[str, Any]:
+        ident = read_cert_info(self.data.node_cert)
+        return {
+            "locked": self._locked(),
+            "node_id": self.node.node_id,
+            "cluster_id": self.node.cluster_id,
+            "role": self.node.role,
+            "hostname": self.node.hostname,
+            "connected": self.session.connected,
+            "last_error": self._manager_error or self.session.last_error,
+            "manager_error": self._manager_error,
+            "connects": self.session.connects,
+            "rejected": self.session.rejections.total,
+            "rejected_reasons": dict(self.session.rejections.counts),
+            "driver": self.agent.driver.name,
+            "tasks": {t: st.state.value for t, st in self.agent.executor.status().items()},
+            "rejected_assignments": self.agent.executor.rejected_assignments,
+            "restarts": {t: st.restarts for t, st in self.agent.executor.status().items()},
+            "cert_serial": str(ident.serial),
+            "cert_not_after": ident.not_after.isoformat(),
+            "broker_pid": self.broker.pid if self.broker else None,
+            "manager": self.manager is not None,
+            "removed": self.removed.describe() if self.removed else None,
+            "leader": self.driver.leader_id if self.driver else None,
+            "is_leader": bool(self.driver and self.driver.is_leader),
+            "raft_term": self.driver.core.term if self.driver else None,
+            "applied": self.driver.store.applied if self.driver else None,
+        }
+
+    async def _cmd_unlock(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.lock.unlock(self.node.role, str(args.get("key", "")))
+        return {"unlocked": True}
+
+    async def _cmd_renew(self, args: dict[str, Any]) -> dict[str, Any]:
+        await self.renewal.renew()
+        return {"ok": True}
 
     async def _service_logs(self, args: dict[str, Any]) -> list[dict[str, Any]]:
-        from agent.logs import fetch_logs
-        from agent.manager.controlapi import find_service
-        from agent.manager.store import Node, Task
+        from agent.logs import service_logs
 
         manager = self._need_manager()
-        view = manager.store.view()
-        service = find_service(view, str(args.get("service", "")))
-        tail = args.get("tail")
-        nodes = {n.id: n for n in view.list(Node)}
-        tasks = [
-            t
-            for t in view.list(Task)
-            if t.service_id == service.id and t.node_id and t.status.get("container_id")
-        ]
+        return await service_logs(self.session, self.topics, manager.store.view(), args)
 
-        async def one(t: Any) -> dict[str, Any]:
-            node = nodes.get(t.node_id)
-            slot = str(t.slot) if t.slot else t.node_id
-            row = {
-                "task": f"{service.name}.{slot}.{t.id}",
-                "node": node.hostname if node else t.node_id,
-                "created": t.created,
-            }
-            try:
-                data = await fetch_logs(
-                    self.session,
-                    self.topics,
-                    t.node_id,
-                    t.id,
-                    tail=tail if type(tail) is int else None,
-                )
-                row["text"] = data.decode("utf-8", "replace")
-            except ShoalError as exc:
-                row["error"] = str(exc)
-            return row
+    async def _node_ls(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self._need_manager().command("node-ls", args)
+        for n in result:
+            n["self"] = n["id"] == self.node.node_id
+        return result
 
-        rows = await asyncio.gather(*(one(t) for t in tasks))
-        return sorted(rows, key=lambda r: (r["created"], r["task"]))
+    async def _node_demote(self, args: dict[str, Any]) -> str:
+        if self._is_self(args.get("node")):
+            return await self._demote_self(args)
+        return str(await self._need_manager().command("node-demote", args))
 
     def preset_unlock_key(self, key: str) -> None:
         """For `swarm init --autolock --foreground`: the key is known at start."""
-        self._unlock_key = key
+        self.lock.key = key
 
     def _locked(self) -> bool:
-        if self.node.role != "manager" or self._unlock_key is not None:
-            return False
-        from agent.manager.keys import DataKeyFile
+        return self.lock.locked(self.node.role)
 
-        keyfile = DataKeyFile(self.data.manager / "data-key")
-        return self._unlock_key is None and keyfile.exists() and keyfile.is_locked()
+    # leaving the swarm ---------------------------------------------------------------
+    async def _leave_prepare(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self.node.embedded_broker and self.manager is not None:
+            from agent.manager.store import Node
 
-    def _unlock(self, key: str) -> None:
-        from agent.manager.keys import DataKeyError, DataKeyFile, read_node_key
+            view = self.manager.store.view()
+            others = [
+                n.id for n in view.list(Node) if n.id != self.node.node_id and n.status == "ready"
+            ]
+            if others:
+                raise ShoalError(
+                    f"this node runs the swarm's embedded broker, which {len(others)} other"
+                    " node(s) depend on: remove them first (`shoal node rm --force NODE`)"
+                )
+        if self.manager is not None:
+            try:
+                await self._leave_raft()
+            except ShoalError as exc:
+                if not args.get("force"):
+                    raise
+                return {"ok": False, "warning": str(exc)}
+        return {"ok": True}
 
-        if not self._locked():
-            raise ShoalError("Error: swarm is not locked")
-        try:
-            DataKeyFile(self.data.manager / "data-key").load(key.strip())
-            read_node_key(self.data.node_key, key.strip())
-        except DataKeyError:
-            raise ShoalError("invalid key: this is not the swarm's unlock key") from None
-        self._unlock_key = key.strip()
-        self._unlocked.set()
-        log.info("unlocked")
-
-    def _unlock_key_changed(self, new: str) -> None:
-        """The swarm's unlock key changed (autolock on, off, or rotated): rewrap this
-        manager's data key and TLS key with it."""
-        from agent.manager.keys import DataKeyFile, read_node_key
-
-        new_key = new or None
-        if new_key == self._unlock_key:
-            return
-        keyfile = DataKeyFile(self.data.manager / "data-key")
-        key = read_node_key(self.data.node_key, self._unlock_key)
-        keyfile.rewrap(self._unlock_key, new_key)
-        from agent.manager.keys import write_node_key
-
-        write_node_key(self.data.node_key, key, new_key)
-        self._unlock_key = new_key
-        log.info("autolock is %s", "on" if new_key else "off")
+    async def _leave(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self.removed is None:  # a removed node has removed its tasks already
+            await self._remove_tasks()
+        self._leaving = True
+        self._stop.set()
+        return {"node_id": self.node.node_id}
 
     async def _leave_raft(self, timeout: float = 10.0) -> None:
         """Leave the managers' Raft group. Done when this manager has applied its own removal:
@@ -664,7 +496,7 @@ class Daemon:
             await self._start_broker()
             if self.node.role == "manager" and self._locked():
                 log.warning("this manager is locked: run `shoal swarm unlock` to start it")
-                waiter = asyncio.ensure_future(self._unlocked.wait())
+                waiter = asyncio.ensure_future(self.lock.unlocked.wait())
                 stopper = asyncio.ensure_future(self._stop.wait())
                 await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
@@ -682,7 +514,9 @@ class Daemon:
             self._agent_task = agent_task = asyncio.create_task(self.agent.run())
             agent_task.add_done_callback(self._critical_done)
             background.append(agent_task)
-            background.append(asyncio.create_task(self._renew_forever()))
+            background.append(
+                asyncio.create_task(self.renewal.forever(lambda: self.removed is not None))
+            )
             if self.broker is not None:
                 background.append(asyncio.create_task(self.broker.supervise()))
             if self.manager is not None:

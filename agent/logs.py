@@ -12,6 +12,7 @@ import contextlib
 import logging
 from typing import Any
 
+from agent.errors import ShoalError
 from agent.worker.errors import WorkerError
 from agent.worker.executor import Executor
 from broker.envelope import Envelope
@@ -19,7 +20,7 @@ from broker.errors import BrokerError
 from broker.session import Session, raise_for_reply
 from broker.topics import Topics
 
-__all__ = ["MAX_BYTES", "answer_logs", "fetch_logs"]
+__all__ = ["MAX_BYTES", "answer_logs", "fetch_logs", "service_logs"]
 
 log = logging.getLogger("shoal.logs")
 
@@ -62,3 +63,45 @@ async def fetch_logs(
         raise WorkerError(f"node {node_id} did not send the logs of task {task_id}: {exc}") from exc
     data = body.get("data", b"")
     return data if isinstance(data, bytes) else b""
+
+
+async def service_logs(
+    session: Session, topics: Topics, view: Any, args: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """On a manager: `shoal service logs`, the output of each of a service's tasks, fetched
+    from their nodes (`view` is the manager's store view)."""
+    from agent.manager.control.services import find_service
+    from agent.manager.store import Node, Task
+
+    service = find_service(view, str(args.get("service", "")))
+    tail = args.get("tail")
+    nodes = {n.id: n for n in view.list(Node)}
+    tasks = [
+        t
+        for t in view.list(Task)
+        if t.service_id == service.id and t.node_id and t.status.get("container_id")
+    ]
+
+    async def one(t: Any) -> dict[str, Any]:
+        node = nodes.get(t.node_id)
+        slot = str(t.slot) if t.slot else t.node_id
+        row = {
+            "task": f"{service.name}.{slot}.{t.id}",
+            "node": node.hostname if node else t.node_id,
+            "created": t.created,
+        }
+        try:
+            data = await fetch_logs(
+                session,
+                topics,
+                t.node_id,
+                t.id,
+                tail=tail if type(tail) is int else None,
+            )
+            row["text"] = data.decode("utf-8", "replace")
+        except ShoalError as exc:
+            row["error"] = str(exc)
+        return row
+
+    rows = await asyncio.gather(*(one(t) for t in tasks))
+    return sorted(rows, key=lambda r: (r["created"], r["task"]))

@@ -14,10 +14,10 @@ from agent.join import Enrolled
 from agent.manager.broker_host import BrokerHost
 from agent.manager.keys import DataKeyFile, write_node_key
 from agent.manager.logstore import bootstrap_log
-from agent.manager.manager import now_text
 from agent.manager.raft import Snapshot
 from agent.manager.store import Cluster, Node, initial_snapshot
 from agent.paths import DataDir, NodeConfig
+from agent.stamps import now_text
 from broker.mosquitto_conf import ListenSpec
 from certs import (
     ClusterCA,
@@ -87,27 +87,7 @@ def init_cluster(
         key = new_private_key()
         cert = ca.issue(make_csr(key), node_id=node_id, role=Role.MANAGER, lifetime=cert_lifetime)
         _write_tls(data, ca.cert_pem, cert, key, unlock_key or None)
-        stamp = now_text()
-        cluster = Cluster(
-            id="cluster",
-            cluster_id=cluster_id,
-            worker_token=str(JoinToken.new(ca.digest)),
-            manager_token=str(JoinToken.new(ca.digest)),
-            cert_lifetime_s=int(cert_lifetime.total_seconds()),
-            ca_cert=ca.cert_pem,
-            ca_key=key_to_pem(ca.key),
-            unlock_key=unlock_key,
-        )
-        me = Node(
-            id=node_id,
-            role="manager",
-            hostname=hostname,
-            serials=(str(Identity.from_cert(cert).serial),),
-            cert=cert,
-            status="ready",
-            created=stamp,
-            updated=stamp,
-        )
+        cluster, me = _first_state(ca, node_id, hostname, cert, cert_lifetime, unlock_key)
         data_key = DataKeyFile(data.manager / "data-key").create(unlock_key or None)
         snap = Snapshot(index=1, term=1, voters=(node_id,), data=initial_snapshot([cluster, me]))
         bootstrap_log(data.raft, data_key, snap)
@@ -138,6 +118,39 @@ def init_cluster(
     except BaseException:
         forget(data)
         raise
+
+
+def _first_state(
+    ca: ClusterCA,
+    node_id: str,
+    hostname: str,
+    cert: bytes,
+    cert_lifetime: timedelta,
+    unlock_key: str,
+) -> tuple[Cluster, Node]:
+    """The swarm's first store: the cluster record and this, its first manager."""
+    stamp = now_text()
+    cluster = Cluster(
+        id="cluster",
+        cluster_id=ca.cluster_id,
+        worker_token=str(JoinToken.new(ca.digest)),
+        manager_token=str(JoinToken.new(ca.digest)),
+        cert_lifetime_s=int(cert_lifetime.total_seconds()),
+        ca_cert=ca.cert_pem,
+        ca_key=key_to_pem(ca.key),
+        unlock_key=unlock_key,
+    )
+    me = Node(
+        id=node_id,
+        role="manager",
+        hostname=hostname,
+        serials=(str(Identity.from_cert(cert).serial),),
+        cert=cert,
+        status="ready",
+        created=stamp,
+        updated=stamp,
+    )
+    return cluster, me
 
 
 def _write_tls(

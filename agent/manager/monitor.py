@@ -8,9 +8,9 @@ import json
 import logging
 import time
 
+from agent.manager.control.views import service_row, task_row
 from agent.manager.orchestrator import live
 from agent.manager.store import Commit, Event, Node, Service, Store, Task
-from agent.manager.views import service_row, task_row
 from broker.errors import BrokerError
 from broker.session import Session
 from broker.topics import Topics

@@ -29,10 +29,10 @@ from agent.limits import (
     MAX_SPEC_BYTES,
     LimitError,
 )
-from agent.manager.controlapi import ControlAPI
-from agent.manager.networksapi import NetworksAPI
+from agent.manager.control.networks import NetworksAPI
+from agent.manager.control.secrets import SecretsAPI
+from agent.manager.control.services import ControlAPI
 from agent.manager.orchestrator import BATCH, Orchestrator, live, plan_service
-from agent.manager.secretsapi import SecretsAPI
 from agent.manager.store import Node, Service, Store, Task
 from agent.spec import ContainerSpec, Mount, PortConfig, ServiceMode, ServiceSpec, TaskSpec
 

@@ -13,9 +13,9 @@ import pytest
 
 from agent.errors import ShoalError
 from agent.manager.commands import UNANSWERED, CommandRunner
-from agent.manager.networksapi import NetworksAPI
+from agent.manager.control.networks import NetworksAPI
+from agent.manager.control.secrets import SecretsAPI
 from agent.manager.raftdriver import MemoryLog, RaftDriver
-from agent.manager.secretsapi import SecretsAPI
 from agent.manager.store import (
     AlreadyApplied,
     Network,

@@ -18,13 +18,14 @@ from agent.limits import (
     check_service_spec,
     desired_tasks,
 )
-from agent.manager.networksapi import check_networks
+from agent.manager.control.networks import check_networks
+from agent.manager.control.secrets import resolve_refs
+from agent.manager.control.views import node_row, service_row, task_row
 from agent.manager.orchestrator import live
 from agent.manager.scheduler import parse_constraint
-from agent.manager.secretsapi import resolve_refs
 from agent.manager.store import Network, Node, Service, Store, Task, Tx, View
 from agent.manager.updater import start_update
-from agent.manager.views import node_row, service_row, task_row
+from agent.registry import bind
 from agent.spec import ServiceSpec, SpecError
 from agent.stamps import now_text
 from certs.identity import new_node_id
@@ -118,20 +119,7 @@ class ControlAPI:
     def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.clock = clock
-        self.commands: dict[str, Command] = {
-            "service-create": self.service_create,
-            "service-ls": self.service_ls,
-            "service-inspect": self.service_inspect,
-            "service-ps": self.service_ps,
-            "service-update": self.service_update,
-            "service-rollback": self.service_rollback,
-            "service-scale": self.service_scale,
-            "service-rm": self.service_rm,
-            "node-inspect": self.node_inspect,
-            "node-ps": self.node_ps,
-            "node-update": self.node_update,
-            "task-ls": self.task_ls,
-        }
+        self.commands: dict[str, Command] = bind(self, "services")
 
     # services ----------------------------------------------------------------------------
     async def service_create(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from agent.errors import ShoalError
 from agent.limits import check_labels
 from agent.manager.allocator import INGRESS_ID, INGRESS_SUBNET, allocate
 from agent.manager.store import Network, Service, Store, Tx, View
+from agent.registry import bind
 from agent.spec import ServiceSpec
 from agent.stamps import now_text
 from certs.identity import new_node_id
@@ -83,12 +84,9 @@ def _ingress_name(view: View) -> str | None:
 class NetworksAPI:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.commands: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
-            "network-create": self.create,
-            "network-ls": self.ls,
-            "network-inspect": self.inspect,
-            "network-rm": self.rm,
-        }
+        self.commands: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = bind(
+            self, "networks"
+        )
 
     async def create(self, args: dict[str, Any]) -> dict[str, Any]:
         name = args.get("name")

@@ -14,6 +14,7 @@ from typing import Any
 from agent.errors import ShoalError
 from agent.limits import MAX_OBJECT_BYTES, check_labels
 from agent.manager.store import Config, Secret, Service, Store, Tx, View
+from agent.registry import bind
 from agent.spec import ServiceSpec
 from agent.stamps import now_text
 from certs.identity import new_node_id
@@ -98,13 +99,15 @@ def _data(args: dict[str, Any]) -> bytes:
 class SecretsAPI:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.commands: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {}
-        for cls in (Secret, Config):
-            kind = _kind(cls)
-            self.commands[f"{kind}-create"] = self._create(cls)
-            self.commands[f"{kind}-ls"] = self._ls(cls)
-            self.commands[f"{kind}-inspect"] = self._inspect(cls)
-            self.commands[f"{kind}-rm"] = self._rm(cls)
+        self.secret_create = self._create(Secret)
+        self.secret_ls = self._ls(Secret)
+        self.secret_inspect = self._inspect(Secret)
+        self.secret_rm = self._rm(Secret)
+        self.config_create = self._create(Config)
+        self.config_ls = self._ls(Config)
+        self.config_inspect = self._inspect(Config)
+        self.config_rm = self._rm(Config)
+        self.commands: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = bind(self, "secrets")
 
     def _create(self, cls: type[Obj]) -> Callable[[dict[str, Any]], Awaitable[Any]]:
         async def create(args: dict[str, Any]) -> dict[str, Any]:

@@ -18,12 +18,13 @@ from typing import Any
 
 from agent.errors import ShoalError
 from agent.limits import MAX_OBJECT_BYTES, check_labels
-from agent.manager.controlapi import check_spec, check_total
-from agent.manager.networksapi import with_subnet
-from agent.manager.secretsapi import resolve_refs
+from agent.manager.control.networks import with_subnet
+from agent.manager.control.secrets import resolve_refs
+from agent.manager.control.services import check_spec, check_total
+from agent.manager.control.views import service_row, task_row
 from agent.manager.store import Config, Network, Node, Secret, Service, Store, Task, Tx, View
 from agent.manager.updater import start_update
-from agent.manager.views import service_row, task_row
+from agent.registry import bind
 from agent.spec import SpecError
 from agent.stamps import now_text
 from certs.identity import new_node_id
@@ -61,115 +62,23 @@ class StackAPI:
     def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.clock = clock
-        self.commands: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {
-            "stack-deploy": self.deploy_command,
-            "stack-ls": self.ls,
-            "stack-services": self.services,
-            "stack-ps": self.ps,
-            "stack-rm": self.rm,
-        }
+        self.commands: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = bind(self, "stacks")
 
     async def deploy_command(self, args: dict[str, Any]) -> dict[str, Any]:
         return await self.deploy(decode_stack(args.get("stack")), prune=bool(args.get("prune")))
 
     async def deploy(self, stack: StackSpec, *, prune: bool = False) -> dict[str, Any]:
         specs = [check_spec(s.to_dict()) for s in stack.services]
-        items: list[Any] = [*stack.secrets, *stack.configs]
-        for item in items:
-            if len(item.data) > MAX_OBJECT_BYTES:
-                raise ShoalError(
-                    f"{item.name} is {len(item.data):,} bytes; at most {MAX_OBJECT_BYTES:,}"
-                    " (500 KB) are allowed: split it"
-                )
-            check_labels(item.labels, f"labels of {item.name}")
-        for net in stack.networks:
-            check_labels(net.labels, f"labels of network {net.name}")
+        _check_items(stack)
         now = self.clock()
         stamp = now_text()
         actions: list[str] = []
 
         def deploy(tx: Tx) -> None:
             actions.clear()
-            pairs: list[tuple[Any, Any]] = [(Secret, stack.secrets), (Config, stack.configs)]
-            for cls, wanted_items in pairs:
-                kind = "secret" if cls is Secret else "config"
-                existing: dict[str, Any] = {o.name: o for o in tx.list(cls)}
-                for item in wanted_items:
-                    have = existing.get(item.name)
-                    if item.external:
-                        if have is None:
-                            raise ShoalError(f"{kind} not found: {item.name} (declared external)")
-                        continue
-                    if have is None:
-                        tx.put(
-                            cls(
-                                id=new_node_id(),
-                                name=item.name,
-                                data=item.data,
-                                labels=dict(item.labels),
-                                created=stamp,
-                                updated=stamp,
-                            )
-                        )
-                        actions.append(f"Creating {kind} {item.name}")
-                    elif have.data != item.data:
-                        raise ShoalError(
-                            f"failed to update {kind} {item.name}: only updates to labels are"
-                            f" allowed; create a {kind} with a new name instead"
-                        )
-            networks = {n.name: n for n in tx.list(Network)}
-            for net in stack.networks:
-                if net.external:
-                    if net.name not in networks:
-                        raise ShoalError(f"network {net.name} not found (declared external)")
-                    continue
-                if net.name not in networks:
-                    subnet = net.ipam.config[0].subnet if net.ipam and net.ipam.config else ""
-                    network = with_subnet(
-                        list(networks.values()),
-                        Network(
-                            id=new_node_id(),
-                            name=net.name,
-                            driver=net.driver,
-                            subnet=subnet,
-                            attachable=net.attachable,
-                            labels=dict(net.labels),
-                            created=stamp,
-                        ),
-                    )
-                    networks[network.name] = network
-                    tx.put(network)
-                    actions.append(f"Creating network {net.name}")
-            services = {s.name: s for s in tx.list(Service)}
-            for spec in specs:
-                wanted = resolve_refs(tx, spec).to_dict()
-                current = services.get(spec.name)
-                check_total(tx, current, spec.name, wanted)
-                if current is None:
-                    tx.put(
-                        Service(
-                            id=new_node_id(),
-                            name=spec.name,
-                            spec=wanted,
-                            spec_version=1,
-                            created=stamp,
-                            updated=stamp,
-                        )
-                    )
-                    actions.append(f"Creating service {spec.name}")
-                elif not _in(stack.name, current.spec.get("labels") or {}):
-                    raise ShoalError(
-                        f"service {spec.name} exists and does not belong to stack {stack.name}"
-                    )
-                elif wanted != current.spec:
-                    tx.put(start_update(current, wanted, now, rollback=False))
-                    actions.append(f"Updating service {spec.name} (id: {current.id})")
-            if prune:
-                names = {s.name for s in specs}
-                for s in services.values():
-                    if _in(stack.name, s.spec.get("labels") or {}) and s.name not in names:
-                        tx.delete(Service, s.id)
-                        actions.append(f"Removing service {s.name}")
+            _deploy_items(tx, stack, stamp, actions)
+            _deploy_networks(tx, stack, stamp, actions)
+            _deploy_services(tx, stack, specs, now, stamp, actions, prune=prune)
 
         await self.store.update(deploy)
         return {"stack": stack.name, "actions": list(actions), "services": [s.name for s in specs]}
@@ -236,3 +145,119 @@ class StackAPI:
 
         await self.store.update(remove)
         return {"stack": name, "actions": removed}
+
+
+def _check_items(stack: StackSpec) -> None:
+    """The sizes and labels of a stack's secrets, configs and networks."""
+    items: list[Any] = [*stack.secrets, *stack.configs]
+    for item in items:
+        if len(item.data) > MAX_OBJECT_BYTES:
+            raise ShoalError(
+                f"{item.name} is {len(item.data):,} bytes; at most {MAX_OBJECT_BYTES:,}"
+                " (500 KB) are allowed: split it"
+            )
+        check_labels(item.labels, f"labels of {item.name}")
+    for net in stack.networks:
+        check_labels(net.labels, f"labels of network {net.name}")
+
+
+def _deploy_items(tx: Tx, stack: StackSpec, stamp: str, actions: list[str]) -> None:
+    """A deployment's secrets and configs: created when missing, never changed."""
+    pairs: list[tuple[Any, Any]] = [(Secret, stack.secrets), (Config, stack.configs)]
+    for cls, wanted_items in pairs:
+        kind = "secret" if cls is Secret else "config"
+        existing: dict[str, Any] = {o.name: o for o in tx.list(cls)}
+        for item in wanted_items:
+            have = existing.get(item.name)
+            if item.external:
+                if have is None:
+                    raise ShoalError(f"{kind} not found: {item.name} (declared external)")
+                continue
+            if have is None:
+                tx.put(
+                    cls(
+                        id=new_node_id(),
+                        name=item.name,
+                        data=item.data,
+                        labels=dict(item.labels),
+                        created=stamp,
+                        updated=stamp,
+                    )
+                )
+                actions.append(f"Creating {kind} {item.name}")
+            elif have.data != item.data:
+                raise ShoalError(
+                    f"failed to update {kind} {item.name}: only updates to labels are"
+                    f" allowed; create a {kind} with a new name instead"
+                )
+
+
+def _deploy_networks(tx: Tx, stack: StackSpec, stamp: str, actions: list[str]) -> None:
+    """A deployment's networks: created when missing, each with its subnet."""
+    networks = {n.name: n for n in tx.list(Network)}
+    for net in stack.networks:
+        if net.external:
+            if net.name not in networks:
+                raise ShoalError(f"network {net.name} not found (declared external)")
+            continue
+        if net.name not in networks:
+            subnet = net.ipam.config[0].subnet if net.ipam and net.ipam.config else ""
+            network = with_subnet(
+                list(networks.values()),
+                Network(
+                    id=new_node_id(),
+                    name=net.name,
+                    driver=net.driver,
+                    subnet=subnet,
+                    attachable=net.attachable,
+                    labels=dict(net.labels),
+                    created=stamp,
+                ),
+            )
+            networks[network.name] = network
+            tx.put(network)
+            actions.append(f"Creating network {net.name}")
+
+
+def _deploy_services(
+    tx: Tx,
+    stack: StackSpec,
+    specs: list[Any],
+    now: float,
+    stamp: str,
+    actions: list[str],
+    *,
+    prune: bool,
+) -> None:
+    """A deployment's services: created, updated (a rolling update) or, with `prune`, the
+    stack's services it no longer names removed."""
+    services = {s.name: s for s in tx.list(Service)}
+    for spec in specs:
+        wanted = resolve_refs(tx, spec).to_dict()
+        current = services.get(spec.name)
+        check_total(tx, current, spec.name, wanted)
+        if current is None:
+            tx.put(
+                Service(
+                    id=new_node_id(),
+                    name=spec.name,
+                    spec=wanted,
+                    spec_version=1,
+                    created=stamp,
+                    updated=stamp,
+                )
+            )
+            actions.append(f"Creating service {spec.name}")
+        elif not _in(stack.name, current.spec.get("labels") or {}):
+            raise ShoalError(
+                f"service {spec.name} exists and does not belong to stack {stack.name}"
+            )
+        elif wanted != current.spec:
+            tx.put(start_update(current, wanted, now, rollback=False))
+            actions.append(f"Updating service {spec.name} (id: {current.id})")
+    if prune:
+        names = {s.name for s in specs}
+        for s in services.values():
+            if _in(stack.name, s.spec.get("labels") or {}) and s.name not in names:
+                tx.delete(Service, s.id)
+                actions.append(f"Removing service {s.name}")

@@ -1,0 +1,97 @@
+"""The broker's files kept in step with the store: the broker host rewrites its ACL and CRL
+from the nodes, clients and revocations and announces the store index it has applied on
+``mon/broker``; every manager follows that announcement, so the leader can wait for it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from agent.manager.broker_host import BrokerHost
+from agent.manager.cluster import cluster_ca
+from agent.manager.store import Client, Cluster, Node, Store
+from broker.errors import BrokerError
+from broker.session import Session
+from broker.topics import Topics
+
+__all__ = ["BrokerSync"]
+
+log = logging.getLogger("shoal.manager")
+
+
+class BrokerSync:
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        store: Store,
+        session: Session,
+        topics: Topics,
+        broker_host: BrokerHost | None,
+        reload_broker: Callable[[], None] | None,
+    ) -> None:
+        self.node_id = node_id
+        self.store = store
+        self.session = session
+        self.topics = topics
+        self.broker_host = broker_host
+        self.reload_broker = reload_broker
+        self.synced = 0  # the store index the broker host last said it applied
+        self.host_id: str | None = None  # the broker host, as it last said
+        self._synced = asyncio.Event()
+
+    def sync(self) -> None:
+        """Rewrite the broker's ACL and CRL from the store and reload it (broker host only)."""
+        if self.broker_host is None:
+            return
+        view = self.store.view()
+        cluster = view.get(Cluster, "cluster")
+        if cluster is None:
+            return
+        nodes = view.list(Node)
+        managers = [n.id for n in nodes if n.role == "manager"]
+        clients = view.list(Client)
+        revoked = [(int(s), datetime.fromisoformat(t)) for s, t in sorted(cluster.revoked.items())]
+        self.broker_host.sync_from(
+            cluster_ca(self.store),
+            managers=managers,
+            nodes=[n.id for n in nodes if n.role != "manager"],
+            admins=[c.id for c in clients if c.role == "admin"],
+            monitors=[c.id for c in clients if c.role == "monitor"],
+            revoked=revoked,
+        )
+        if self.reload_broker is not None:
+            self.reload_broker()
+        self.synced = self.store.applied
+        asyncio.get_running_loop().create_task(self._announce(self.store.applied))
+
+    async def _announce(self, index: int) -> None:
+        doc = json.dumps({"host": self.node_id, "synced_index": index}).encode()
+        with contextlib.suppress(BrokerError):
+            await self.session.publish(self.topics.mon("broker"), doc, retain=True)
+
+    async def on_announced(self, topic: str, payload: bytes) -> None:
+        try:
+            doc = json.loads(payload)
+            index = int(doc["synced_index"])
+            self.host_id = str(doc["host"])
+        except (ValueError, KeyError, TypeError, OverflowError):
+            return
+        self.synced = max(self.synced, index)
+        self._synced.set()
+
+    async def wait(self, index: int, timeout: float = 5.0) -> None:
+        """Wait until the broker host has applied the store up to `index` to its ACL/CRL."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.synced < index:
+            self._synced.clear()
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                log.warning("the broker host has not reloaded its CRL within %g s", timeout)
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._synced.wait(), left)
