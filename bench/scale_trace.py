@@ -95,7 +95,7 @@ def install() -> None:
     wrap_async(
         Dispatcher, "_write", "dispatcher.statuses", lambda s, batch, described: {"n": len(batch)}
     )
-    wrap_async(Monitor, "_publish", "monitor.publish", lambda s: {"n": len(s._dirty)})
+    wrap_async(Monitor, "_publish", "monitor.publish", lambda s, dirty: {"n": len(dirty)})
     wrap_sync(Store, "apply", "store.apply")
 
     run = Daemon.run

@@ -12,7 +12,8 @@ The shell's rules, the same for every loop:
 
 - after each commit (the ``Commit`` that ends a batch of events), it wakes if any key is dirty;
   it also wakes at start when ``start`` marked something;
-- once woken it waits ``debounce`` seconds (none when 0) so a burst of commits makes one pass,
+- once woken it waits ``debounce`` seconds (none when 0) so a burst of commits makes one pass
+  (the pass at start too, unless ``first_at_once``: then what ``start`` marked goes at once),
   then takes the dirty set (a key marked during the pass belongs to the next one) and runs
   ``reconcile``;
 - a pass that fails puts its keys back and sleeps ``retry_after`` seconds before running
@@ -63,6 +64,7 @@ class Reconciler(Generic[K]):
         note: Callable[[Event], Iterable[K]],
         clock: Callable[[], float] = time.time,
         debounce: float = 0.0,
+        first_at_once: bool = False,
         retry_after: float = 0.5,
     ) -> None:
         self.store = store
@@ -72,6 +74,7 @@ class Reconciler(Generic[K]):
         self.note = note
         self.clock = clock
         self.debounce = debounce
+        self.first_at_once = first_at_once
         self.retry_after = retry_after
         self.dirty: set[K] = set()
         self._wake = asyncio.Event()
@@ -101,11 +104,13 @@ class Reconciler(Generic[K]):
         self.mark(self.start(self.store.view()))
         async with self.store.watch(*self.kinds) as q:
             waiter = asyncio.ensure_future(self._events(q))
+            settle = bool(self.debounce) and not (self.first_at_once and self.dirty)
             try:
                 while True:
                     await self._wake.wait()
-                    if self.debounce:
+                    if settle:
                         await asyncio.sleep(self.debounce)
+                    settle = bool(self.debounce)
                     self._wake.clear()
                     dirty, self.dirty = self.dirty, set()
                     if not await self.reconcile(dirty):
