@@ -65,26 +65,28 @@ def wrap_sync(
 
 def install() -> None:
     from agent.daemon import Daemon
-    from agent.manager import orchestrator, scheduling
+    from agent.manager import orchestrator_loop, scheduler_loop
     from agent.manager.dispatcher import Dispatcher
     from agent.manager.monitor import Monitor
-    from agent.manager.orchestrator import Orchestrator
-    from agent.manager.scheduling import SchedulerLoop
+    from agent.manager.orchestrator_loop import OrchestratorLoop
+    from agent.manager.scheduler_loop import SchedulerLoop
     from agent.manager.store import Store
 
-    wrap_async(Orchestrator, "_reconcile", "orchestrator.reconcile", lambda s: {"n": len(s._dirty)})
     wrap_async(
-        Orchestrator,
+        OrchestratorLoop, "_reconcile", "orchestrator.reconcile", lambda s, dirty: {"n": len(dirty)}
+    )
+    wrap_async(
+        OrchestratorLoop,
         "_apply",
         "orchestrator.write",
         lambda s, plan: {"n": len(plan.put) + len(plan.delete)},
     )
     wrap_sync(
-        orchestrator, "plan_service", "orchestrator.plan", lambda r, *a, **k: {"n": len(a[1])}
+        orchestrator_loop, "plan_service", "orchestrator.plan", lambda r, *a, **k: {"n": len(a[1])}
     )
     wrap_async(SchedulerLoop, "_pass", "scheduler.pass", lambda s: {})
     wrap_sync(
-        scheduling,
+        scheduler_loop,
         "schedule",
         "scheduler.decide",
         lambda r, pending, *a: {"n": len(pending), "placed": len(r.assigned)},
@@ -93,7 +95,7 @@ def install() -> None:
     wrap_async(
         Dispatcher, "_write", "dispatcher.statuses", lambda s, batch, described: {"n": len(batch)}
     )
-    wrap_async(Monitor, "_publish", "monitor.publish", lambda s: {"n": len(s._dirty)})
+    wrap_async(Monitor, "_publish", "monitor.publish", lambda s, dirty: {"n": len(dirty)})
     wrap_sync(Store, "apply", "store.apply")
 
     run = Daemon.run

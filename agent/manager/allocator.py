@@ -41,19 +41,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.manager.allocation import DYNAMIC_PORTS, Allocation, Subnet
 from agent.manager.orchestrator import live, observed
 from agent.manager.store.objects import Network, Service, Task
 from agent.spec import NetworkAttachment, PortConfig, ServiceSpec, SpecError
 
 __all__ = [
-    "DYNAMIC_PORTS",
     "INGRESS_ID",
     "INGRESS_SUBNET",
     "INGRESS_VNI",
-    "Allocation",
-    "AllocationError",
     "NetworkIndex",
-    "Subnet",
     "allocate",
     "attachments",
     "parse_spec",
@@ -63,114 +60,10 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 INGRESS_ID = "ingress"
 INGRESS_SUBNET = "10.254.0.0/16"
-DYNAMIC_PORTS = (30000, 32767)  # inclusive, as Swarm's
 INGRESS_VNI = 4096
 _MAX_VNI = 2**24 - 1
 _AUTO_POOL = ipaddress.IPv4Network("10.0.0.0/8")
 _AUTO_FIRST = ipaddress.IPv4Network("10.0.1.0/24")
-
-
-class AllocationError(ValueError):
-    """A serialized allocation (``Allocation.from_dict``) is malformed."""
-
-
-@dataclass(frozen=True, slots=True)
-class Subnet:
-    """A network's subnet, its gateway, the next host offset to try (next-fit), and its VXLAN
-    id (``vni``: 4096 for ingress, the lowest free one above for the others, kept for life)."""
-
-    subnet: str
-    gateway: str
-    cursor: int = 2
-    vni: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Allocation:
-    """What :func:`allocate` gave out. Treat the maps as read-only."""
-
-    networks: dict[str, Subnet] = field(default_factory=dict)  # network id ->
-    vips: dict[str, dict[str, str]] = field(default_factory=dict)  # service -> network -> VIP
-    addresses: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> network ->
-    nodes: dict[str, dict[str, str]] = field(default_factory=dict)  # node -> network -> address
-    ports: dict[str, tuple[PortConfig, ...]] = field(default_factory=dict)  # service ->
-    port_cursor: int = DYNAMIC_PORTS[0]
-    errors: dict[str, tuple[str, ...]] = field(default_factory=dict)  # service/network id ->
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "networks": {k: dataclasses.asdict(v) for k, v in self.networks.items()},
-            "vips": {k: dict(v) for k, v in self.vips.items()},
-            "addresses": {k: dict(v) for k, v in self.addresses.items()},
-            "nodes": {k: dict(v) for k, v in self.nodes.items()},
-            "ports": {k: [p.to_dict() for p in v] for k, v in self.ports.items()},
-            "port_cursor": self.port_cursor,
-            "errors": {k: list(v) for k, v in self.errors.items()},
-        }
-
-    @classmethod
-    def from_dict(cls, obj: object) -> Allocation:
-        try:
-            data = _map(obj, "allocation")
-            networks = {}
-            for ident, raw in _map(data.get("networks", {}), "networks").items():
-                item = _map(raw, f"networks.{ident}")
-                cursor, vni = item.get("cursor", 2), item.get("vni", 0)
-                for key, value in (("cursor", cursor), ("vni", vni)):
-                    if not isinstance(value, int) or isinstance(value, bool):
-                        raise AllocationError(f"networks.{ident}.{key}: expected an integer")
-                networks[ident] = Subnet(
-                    _text(item.get("subnet"), f"networks.{ident}.subnet"),
-                    _text(item.get("gateway"), f"networks.{ident}.gateway"),
-                    cursor,
-                    vni,
-                )
-            ports = {
-                ident: tuple(PortConfig.from_dict(p, f"ports.{ident}") for p in _list(raw))
-                for ident, raw in _map(data.get("ports", {}), "ports").items()
-            }
-            cursor = data.get("port_cursor", DYNAMIC_PORTS[0])
-            if not isinstance(cursor, int) or isinstance(cursor, bool):
-                raise AllocationError("port_cursor: expected an integer")
-            return cls(
-                networks=networks,
-                vips=_nested(data.get("vips", {}), "vips"),
-                addresses=_nested(data.get("addresses", {}), "addresses"),
-                nodes=_nested(data.get("nodes", {}), "nodes"),
-                ports=ports,
-                port_cursor=cursor,
-                errors={
-                    k: tuple(_text(m, f"errors.{k}") for m in _list(v))
-                    for k, v in _map(data.get("errors", {}), "errors").items()
-                },
-            )
-        except SpecError as exc:
-            raise AllocationError(str(exc)) from None
-
-
-def _map(obj: object, where: str) -> dict[str, Any]:
-    if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
-        raise AllocationError(f"{where}: expected a map with string keys")
-    return obj
-
-
-def _list(obj: object) -> list[Any]:
-    if not isinstance(obj, list | tuple):
-        raise AllocationError(f"expected a list, found {type(obj).__name__}")
-    return list(obj)
-
-
-def _text(obj: object, where: str) -> str:
-    if not isinstance(obj, str):
-        raise AllocationError(f"{where}: expected a string")
-    return obj
-
-
-def _nested(obj: object, where: str) -> dict[str, dict[str, str]]:
-    return {
-        k: {n: _text(a, f"{where}.{k}.{n}") for n, a in _map(v, f"{where}.{k}").items()}
-        for k, v in _map(obj, where).items()
-    }
 
 
 # --- networks by id or name ---------------------------------------------------------------------
@@ -513,7 +406,43 @@ def allocate(
     subnets = _subnets(previous, index, reasons)
     for ident, reason in reasons.items():
         errors[ident] = [f'network "{index.name(ident)}": {reason}']
+    parsed = _parse_services(services, index, subnets, reasons, errors)
+    port_cursor = _ports(previous, parsed, previous.port_cursor, errors)
+    for svc in parsed:
+        if INGRESS_ID in subnets and any(p and p.publish_mode == "ingress" for p in svc.ports):
+            svc.networks.setdefault(INGRESS_ID, ())
+    pools = {ident: _Pool(net, cursor) for ident, (net, cursor) in subnets.items()}
+    vips, addresses, node_addresses = _addresses(
+        previous, parsed, tasks, nodes, index, pools, errors
+    )
+    vnis = _vnis(previous, subnets)
+    return Allocation(
+        networks={
+            ident: Subnet(str(net), str(net.network_address + 1), pools[ident].cursor, vnis[ident])
+            for ident, (net, _) in sorted(subnets.items())
+        },
+        vips=_sorted(vips),
+        addresses=_sorted(addresses),
+        nodes=_sorted(node_addresses),
+        ports={
+            svc.service.id: tuple(p for p in svc.ports if p is not None)
+            for svc in sorted(parsed, key=lambda s: s.service.id)
+            if any(svc.ports)
+        },
+        port_cursor=port_cursor,
+        errors={k: tuple(v) for k, v in sorted(errors.items()) if v},
+    )
 
+
+def _parse_services(
+    services: Iterable[Service],
+    index: NetworkIndex,
+    subnets: Mapping[str, object],
+    reasons: Mapping[str, str],
+    errors: dict[str, list[str]],
+) -> list[_Service]:
+    """The services whose spec parses, oldest first, with the networks they join that have a
+    subnet; what is wrong with each lands in ``errors``."""
     parsed: list[_Service] = []
     for service in sorted(services, key=lambda s: (s.created, s.id)):
         try:
@@ -536,19 +465,29 @@ def allocate(
         if problems:
             errors.setdefault(service.id, []).extend(problems)
         parsed.append(_Service(service, spec, nets))
-    port_cursor = _ports(previous, parsed, previous.port_cursor, errors)
-    for svc in parsed:
-        if INGRESS_ID in subnets and any(p and p.publish_mode == "ingress" for p in svc.ports):
-            svc.networks.setdefault(INGRESS_ID, ())
+    return parsed
 
+
+_Table = dict[str, dict[str, str]]
+
+
+def _addresses(
+    previous: Allocation,
+    parsed: list[_Service],
+    tasks: Iterable[Task],
+    nodes: Iterable[str],
+    index: NetworkIndex,
+    pools: Mapping[str, _Pool],
+    errors: dict[str, list[str]],
+) -> tuple[_Table, _Table, _Table]:
+    """The VIPs, task addresses and node addresses, taken from ``pools``."""
     # Owners of addresses: VIPs first, then nodes, then tasks; each kept if it had one, then
     # new ones. An owner is (where it goes, where it was, owner id, network, service to blame).
-    Table = dict[str, dict[str, str]]
     by_id = {svc.service.id: svc for svc in parsed}
-    owners: list[tuple[Table, Table, str, str, _Service]] = []
-    vips: Table = {}
-    addresses: Table = {}
-    node_addresses: Table = {}
+    owners: list[tuple[_Table, _Table, str, str, _Service]] = []
+    vips: _Table = {}
+    addresses: _Table = {}
+    node_addresses: _Table = {}
     for svc in sorted(parsed, key=lambda s: s.service.id):
         if svc.spec.endpoint_spec.mode == "vip":
             owners += [(vips, previous.vips, svc.service.id, n, svc) for n in sorted(svc.networks)]
@@ -559,9 +498,8 @@ def allocate(
     for task in sorted(tasks, key=lambda t: t.id):
         owner = by_id.get(task.service_id)
         if owner is not None and _holds_addresses(task):
-            joined = [n for n in _task_networks(task, owner, index) if n in subnets]
+            joined = [n for n in _task_networks(task, owner, index) if n in pools]
             owners += [(addresses, previous.addresses, task.id, n, owner) for n in joined]
-    pools = {ident: _Pool(net, cursor) for ident, (net, cursor) in subnets.items()}
     fresh = []
     for table, before, ident, net, svc in owners:
         held = before.get(ident, {}).get(net)
@@ -580,24 +518,7 @@ def allocate(
         )
         if message not in errors.setdefault(svc.service.id, []):
             errors[svc.service.id].append(message)
-
-    vnis = _vnis(previous, subnets)
-    return Allocation(
-        networks={
-            ident: Subnet(str(net), str(net.network_address + 1), pools[ident].cursor, vnis[ident])
-            for ident, (net, _) in sorted(subnets.items())
-        },
-        vips=_sorted(vips),
-        addresses=_sorted(addresses),
-        nodes=_sorted(node_addresses),
-        ports={
-            svc.service.id: tuple(p for p in svc.ports if p is not None)
-            for svc in sorted(parsed, key=lambda s: s.service.id)
-            if any(svc.ports)
-        },
-        port_cursor=port_cursor,
-        errors={k: tuple(v) for k, v in sorted(errors.items()) if v},
-    )
+    return vips, addresses, node_addresses
 
 
 def _vnis(previous: Allocation, subnets: Mapping[str, object]) -> dict[str, int]:

@@ -10,15 +10,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.manager.allocating import AllocatorLoop
+from agent.manager.allocator_loop import AllocatorLoop
 from agent.manager.dispatcher import Dispatcher, StatusLog
 from agent.manager.monitor import Monitor
-from agent.manager.orchestrator import Orchestrator
+from agent.manager.orchestrator_loop import OrchestratorLoop
 from agent.manager.outage import FleetWatch
 from agent.manager.raftdriver import RaftDriver
-from agent.manager.scheduling import SchedulerLoop
+from agent.manager.scheduler_loop import SchedulerLoop
 from agent.manager.store import Store
-from agent.manager.updater import Updater
+from agent.manager.updater_loop import UpdaterLoop
 from broker.session import Session
 from broker.topics import Topics
 
@@ -44,11 +44,13 @@ class LeaderComponents:
         self.driver = driver
         self.clock = clock
         self.fleet = fleet or FleetWatch()
-        self.orchestrator = Orchestrator(store, clock=clock, fleet=self.fleet, leader_id=driver.id)
+        self.orchestrator = OrchestratorLoop(
+            store, clock=clock, fleet=self.fleet, leader_id=driver.id
+        )
         self.scheduler = SchedulerLoop(store, clock=clock)
         self.allocator = AllocatorLoop(store, session, topics)
         self.dispatcher = Dispatcher(store, session, topics, statuses, cluster_id=cluster_id)
-        self.updater = Updater(store, clock=clock)
+        self.updater = UpdaterLoop(store, clock=clock)
         self.monitor = Monitor(store, session, topics)
         self._task: asyncio.Task[None] | None = None
         self.watching = False  # serving, and the fleet watch started for this leadership

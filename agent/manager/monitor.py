@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 
 from agent.manager.control.views import service_row, task_row
 from agent.manager.orchestrator import live
-from agent.manager.store import Commit, Event, Node, Service, Store, Task
+from agent.manager.reconciler import Reconciler
+from agent.manager.store import Event, Node, Service, Store, Task
 from broker.errors import BrokerError
 from broker.session import Session
 from broker.topics import Topics
@@ -30,31 +30,21 @@ class Monitor:
         self.store = store
         self.session = session
         self.topics = topics
-        self.debounce = debounce
-        self._dirty: set[str] = set()
+        # one publication per burst of changes; every service's at once when it starts
+        self.shell: Reconciler[str] = Reconciler(
+            store,
+            ("service", "task"),
+            self._publish,
+            start=lambda view: [s.id for s in view.list(Service)],
+            note=_services,
+            debounce=debounce,
+            first_at_once=True,
+        )
 
     async def run(self) -> None:
-        self._dirty.update(s.id for s in self.store.view().list(Service))
-        async with self.store.watch("service", "task") as q:
-            while True:
-                if self._dirty:
-                    await self._publish()
-                self._note(await q.get())
-                await asyncio.sleep(self.debounce)  # one publication per burst of changes
-                while not q.empty():
-                    self._note(q.get_nowait())
+        await self.shell.run()
 
-    def _note(self, ev: Event | Commit) -> None:
-        if isinstance(ev, Commit):
-            return
-        for obj in (ev.old, ev.new):
-            if isinstance(obj, Service):
-                self._dirty.add(obj.id)
-            elif isinstance(obj, Task):
-                self._dirty.add(obj.service_id)
-
-    async def _publish(self) -> None:
-        dirty, self._dirty = self._dirty, set()
+    async def _publish(self, dirty: set[str]) -> bool:
         view = self.store.view()
         nodes = {n.id: n for n in view.list(Node)}
         tasks = [t for t in view.list(Task) if t.service_id in dirty]
@@ -87,4 +77,15 @@ class Monitor:
                 )
             except BrokerError as exc:
                 log.warning("could not publish service %s: %s", service_id, exc)
-                self._dirty.add(service_id)
+                self.shell.mark((service_id,))  # again after the next change
+        return True
+
+
+def _services(ev: Event) -> set[str]:
+    out = set()
+    for obj in (ev.old, ev.new):
+        if isinstance(obj, Service):
+            out.add(obj.id)
+        elif isinstance(obj, Task):
+            out.add(obj.service_id)
+    return out

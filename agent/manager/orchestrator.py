@@ -15,19 +15,18 @@ again (a restart delay or a node's disconnect window running out). It decides:
   broker outage holds the nodes where they are (:mod:`agent.manager.outage`);
 - task history: stopped tasks are kept, ``history`` per slot, older ones deleted;
 - work per pass is bounded: a scale-up creates at most ``batch`` new tasks (``BATCH``) per plan
-  and the plan says ``more``; the shell plans the service again on its next pass, so a large
+  and the plan says ``more``; its loop plans the service again on its next pass, so a large
   scale converges in batches, one transaction each, and other services get their turn between.
 
 A task is *live* while its desired state is "running". Only new tasks and desired states are
 written here: observed state belongs to the nodes. Tasks whose spec is older than the service's
 are left to the updater, except that a replacement always gets the current spec.
 
-:class:`Orchestrator` is the shell: it watches the store and applies plans on the leader.
+:class:`~agent.manager.orchestrator_loop.OrchestratorLoop` runs it on the leader.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import math
@@ -36,16 +35,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.manager.outage import FleetWatch, Hold, OutageRule, replace_after
-from agent.manager.raft import RaftError
+from agent.manager.outage import Hold, replace_after
 from agent.manager.scheduler import node_matches
-from agent.manager.store import Cluster, Commit, Event, Node, Service, Store, StoreError, Task, Tx
+from agent.manager.store import Node, Service, Task
 from agent.model import TaskState, should_restart
 from agent.spec import SECOND, ServiceSpec, SpecError, TaskSpec
 from agent.stamps import stamp_of
 from certs.identity import new_node_id
 
-__all__ = ["BATCH", "Orchestrator", "Plan", "live", "new_task", "observed", "plan_service"]
+__all__ = ["BATCH", "Plan", "live", "new_task", "observed", "plan_service"]
 
 log = logging.getLogger("shoal.orchestrator")
 
@@ -409,143 +407,3 @@ def _plan_removed(tasks: Sequence[Task], nodes: Mapping[str, Node], now: float) 
         elif t.desired_state != "remove":
             plan.put.append(_set_desired(t, "remove", now))
     return plan
-
-
-# --------------------------------------------------------------------------------------------
-class Orchestrator:
-    """Runs on the leader: reconciles every service whose service, tasks or nodes changed,
-    after each commit, and again when a plan asks to be woken."""
-
-    def __init__(
-        self,
-        store: Store,
-        *,
-        clock: Callable[[], float],
-        fleet: FleetWatch | None = None,
-        leader_id: str = "",
-    ) -> None:
-        self.store = store
-        self.clock = clock
-        self.fleet = fleet
-        self.leader_id = leader_id
-        self._dirty: set[str] = set()
-        self._wake = asyncio.Event()
-        self._timers: dict[str, asyncio.TimerHandle] = {}
-
-    async def run(self) -> None:
-        view = self.store.view()
-        self._dirty.update(s.id for s in view.list(Service))
-        self._dirty.update(t.service_id for t in view.list(Task))
-        if self.fleet is not None:
-            self.fleet.listener = self._everything_dirty
-        async with self.store.watch("service", "task", "node") as q:
-            waiter = asyncio.ensure_future(self._drain_events(q))
-            try:
-                while True:
-                    await self._wake.wait()
-                    self._wake.clear()
-                    await self._reconcile()
-            finally:
-                waiter.cancel()
-                if self.fleet is not None:
-                    self.fleet.listener = None
-                for h in self._timers.values():
-                    h.cancel()
-
-    async def _drain_events(self, q: asyncio.Queue[Event | Commit]) -> None:
-        if self._dirty:
-            self._wake.set()
-        while True:
-            ev = await q.get()
-            if isinstance(ev, Commit):
-                if self._dirty:
-                    self._wake.set()
-                continue
-            self._mark(ev)
-
-    def _mark(self, ev: Event) -> None:
-        if ev.kind == "service":
-            self._dirty.add(ev.id)
-        elif ev.kind == "task":
-            for obj in (ev.old, ev.new):
-                if isinstance(obj, Task):
-                    self._dirty.add(obj.service_id)
-        elif ev.kind == "node":
-            old, new = ev.old, ev.new
-            if (
-                not isinstance(old, Node)
-                or not isinstance(new, Node)
-                or (old.status, old.availability, old.labels, old.role, old.description)
-                != (new.status, new.availability, new.labels, new.role, new.description)
-            ):
-                self._dirty.update(s.id for s in self.store.view().list(Service))
-                self._dirty.update(t.service_id for t in self.store.view().list(Task))
-
-    def _everything_dirty(self) -> None:
-        """The leader's view of the fleet changed (its session, its leadership): look again."""
-        view = self.store.view()
-        self._dirty.update(s.id for s in view.list(Service))
-        self._dirty.update(t.service_id for t in view.list(Task))
-        self._wake.set()
-
-    def _wake_later(self, service_id: str, when: float) -> None:
-        old = self._timers.pop(service_id, None)
-        if old is not None:
-            old.cancel()
-        loop = asyncio.get_running_loop()
-        delay = max(when - self.clock(), 0.0) + 0.01
-
-        def fire() -> None:
-            self._timers.pop(service_id, None)
-            self._dirty.add(service_id)
-            self._wake.set()
-
-        self._timers[service_id] = loop.call_later(delay, fire)
-
-    async def _reconcile(self) -> None:
-        dirty, self._dirty = self._dirty, set()
-        view = self.store.view()
-        cluster = view.get(Cluster, "cluster")
-        history = cluster.task_history_limit if cluster is not None else 5
-        nodes = {n.id: n for n in view.list(Node)}
-        rule = OutageRule(grace=float(cluster.node_grace_s if cluster is not None else 30))
-        hold = self.fleet.hold(self.leader_id, rule) if self.fleet is not None else None
-        tasks: dict[str, list[Task]] = defaultdict(list)
-        for t in view.list(Task):
-            if t.service_id in dirty:
-                tasks[t.service_id].append(t)
-        for service_id in sorted(dirty):
-            service = view.get(Service, service_id)
-            plan = plan_service(
-                service, tasks.get(service_id, []), nodes, self.clock(), history=history, hold=hold
-            )
-            if plan.wake_at is not None:
-                self._wake_later(service_id, plan.wake_at)
-            if (plan.put or plan.delete) and not await self._apply(plan):
-                self._wake_later(service_id, self.clock() + 0.5)  # try again shortly
-            elif plan.more:
-                self._dirty.add(service_id)  # the next pass creates the next batch
-                self._wake.set()
-
-    async def _apply(self, plan: Plan) -> bool:
-        def write(tx: Tx) -> None:
-            for t in plan.put:
-                current = tx.get(Task, t.id)
-                if current is None:
-                    tx.put(t)
-                elif current.desired_state != t.desired_state:
-                    tx.put(
-                        dataclasses.replace(
-                            current, desired_state=t.desired_state, updated=t.updated
-                        )
-                    )
-            for ident in plan.delete:
-                if tx.get(Task, ident) is not None:
-                    tx.delete(Task, ident)
-
-        try:
-            await self.store.update(write)
-        except (StoreError, RaftError, TimeoutError) as exc:
-            log.warning("could not write the orchestrator's changes: %s", exc)
-            return False
-        return True

@@ -1,6 +1,6 @@
 """Per-node routing tables: the part of the cluster's networking that one node applies.
 
-:func:`table_for` turns the :class:`~agent.manager.allocator.Allocation` and the store's objects
+:func:`table_for` turns the :class:`~agent.manager.allocation.Allocation` and the store's objects
 into one node's table, a JSON-friendly dict that the leader publishes to that node:
 
 .. code-block:: python
@@ -74,7 +74,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from agent.manager.allocator import INGRESS_ID, Allocation, NetworkIndex, attachments, parse_spec
+from agent.manager.allocation import Allocation
+from agent.manager.allocator import INGRESS_ID, NetworkIndex, attachments, parse_spec
 from agent.manager.orchestrator import live, observed
 from agent.manager.store.objects import Network, Node, Service, Task
 from agent.model import TaskState

@@ -13,26 +13,25 @@ rollback config). Order stop-first stops the old
 task as its successor is created; start-first lets the old one run until the new one runs (the
 orchestrator stops it then).
 
-:func:`plan_update` is pure; :class:`Updater` is the shell on the leader.
+:func:`plan_update` is pure; :class:`~agent.manager.updater_loop.UpdaterLoop` runs it on the
+leader.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent.manager.orchestrator import live, new_task, observed
-from agent.manager.raft import RaftError
-from agent.manager.store import Commit, Event, Node, Service, Store, StoreError, Task, Tx
+from agent.manager.store import Node, Service, Task
 from agent.model import TaskState
 from agent.spec import SECOND, ServiceSpec, SpecError, UpdateConfig
 from agent.stamps import stamp_of
 
-__all__ = ["UPDATING", "UpdatePlan", "Updater", "dirty", "plan_update", "start_update"]
+__all__ = ["UPDATING", "UpdatePlan", "dirty", "plan_update", "start_update"]
 
 log = logging.getLogger("shoal.updater")
 
@@ -95,6 +94,66 @@ def _healthy_since(task: Task) -> float | None:
     return float(task.status.get("timestamp") or 0.0)
 
 
+def _watch(
+    fresh: Sequence[Task],
+    cfg: UpdateConfig,
+    now: float,
+    failures: set[str],
+    passed: set[str],
+    plan: UpdatePlan,
+) -> tuple[int, int, float]:
+    """Go through the new tasks: record failures and those through their monitor period, and
+    return how many are not up yet (they hold their place in the batch), how many are up and
+    still within their monitor period, and when a new task last came up."""
+    monitor = cfg.monitor_ns / SECOND
+    in_flight = 0
+    watched = 0
+    last_up = 0.0
+    for t in fresh:
+        state = observed(t)
+        failed = state.is_terminal and state is not TaskState.COMPLETE
+        if failed or t.status.get("health") == "unhealthy":
+            if t.id not in passed:
+                failures.add(t.id)
+            continue
+        if not live(t):
+            continue
+        since = _healthy_since(t)
+        if since is None:
+            in_flight += 1
+            continue
+        last_up = max(last_up, since)
+        if now < since + monitor:
+            watched += 1
+            plan.wake(since + monitor)
+        else:
+            passed.add(t.id)
+    return in_flight, watched, last_up
+
+
+def _fail(
+    service: Service, cfg: UpdateConfig, failures: set[str], *, rollback: bool, plan: UpdatePlan
+) -> bool:
+    """Apply the failure action to ``plan``; True when the step ends there."""
+    action = cfg.failure_action
+    if action == "rollback" and not rollback and service.previous_spec:
+        plan.rollback = True
+        plan.reason = (
+            f"update rolled back due to failure or early termination of task {sorted(failures)[0]}"
+        )
+        return True
+    if action in ("pause", "rollback"):  # a rollback that fails, or nothing to go back to
+        what = "rollback" if rollback else "update"
+        plan.status = {
+            **service.update_status,
+            "state": "rollback_paused" if rollback else "paused",
+            "message": f"{what} paused due to failure or early termination of task"
+            f" {sorted(failures)[0]}",
+        }
+        return True
+    return False
+
+
 def plan_update(
     service: Service,
     tasks: Sequence[Task],
@@ -121,47 +180,10 @@ def plan_update(
     mine = [t for t in tasks if t.service_id == service.id]
     old = [t for t in mine if live(t) and dirty(t, spec)]
     fresh = [t for t in mine if t.spec_version == service.spec_version and not dirty(t, spec)]
-    monitor = cfg.monitor_ns / SECOND
-    in_flight = 0  # new tasks not up yet: they hold their place in the batch
-    watched = 0  # new tasks up, still within their monitor period
-    last_up = 0.0  # when a new task last came up
-    for t in fresh:
-        state = observed(t)
-        failed = state.is_terminal and state is not TaskState.COMPLETE
-        if failed or t.status.get("health") == "unhealthy":
-            if t.id not in passed:
-                failures.add(t.id)
-            continue
-        if not live(t):
-            continue
-        since = _healthy_since(t)
-        if since is None:
-            in_flight += 1
-            continue
-        last_up = max(last_up, since)
-        if now < since + monitor:
-            watched += 1
-            plan.wake(since + monitor)
-        else:
-            passed.add(t.id)
+    in_flight, watched, last_up = _watch(fresh, cfg, now, failures, passed, plan)
     total = max(len(old) + len([t for t in fresh if live(t)]), 1)
     if failures and len(failures) / total > cfg.max_failure_ratio:
-        action = cfg.failure_action
-        if action == "rollback" and not rollback and service.previous_spec:
-            plan.rollback = True
-            plan.reason = (
-                "update rolled back due to failure or early termination of task"
-                f" {sorted(failures)[0]}"
-            )
-            return plan
-        if action in ("pause", "rollback"):  # a rollback that fails, or nothing to go back to
-            what = "rollback" if rollback else "update"
-            plan.status = {
-                **status,
-                "state": "rollback_paused" if rollback else "paused",
-                "message": f"{what} paused due to failure or early termination of task"
-                f" {sorted(failures)[0]}",
-            }
+        if _fail(service, cfg, failures, rollback=rollback, plan=plan):
             return plan
     if not old and in_flight == 0 and watched == 0:
         plan.status = {
@@ -197,112 +219,3 @@ def plan_update(
         )
     plan.batch_started = True
     return plan
-
-
-class Updater:
-    """Runs on the leader: drives every service whose update is under way."""
-
-    def __init__(self, store: Store, *, clock: Callable[[], float]) -> None:
-        self.store = store
-        self.clock = clock
-        self._last_batch: dict[str, float] = {}
-        self._failures: dict[tuple[str, int], set[str]] = {}
-        self._passed: dict[tuple[str, int], set[str]] = {}
-        self._wake = asyncio.Event()
-        self._timer: asyncio.TimerHandle | None = None
-
-    async def run(self) -> None:
-        async with self.store.watch("service", "task") as q:
-            self._wake.set()
-            waiter = asyncio.ensure_future(self._events(q))
-            try:
-                while True:
-                    await self._wake.wait()
-                    self._wake.clear()
-                    await self._step()
-            finally:
-                waiter.cancel()
-                if self._timer is not None:
-                    self._timer.cancel()
-
-    async def _events(self, q: asyncio.Queue[Event | Commit]) -> None:
-        while True:
-            if isinstance(await q.get(), Commit):
-                self._wake.set()
-
-    def _wake_at(self, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        delay = max(when - self.clock(), 0.0) + 0.01
-        self._timer = asyncio.get_running_loop().call_later(delay, self._wake.set)
-
-    async def _step(self) -> None:
-        view = self.store.view()
-        services = [s for s in view.list(Service) if s.update_status.get("state") in UPDATING]
-        if not services:
-            return
-        ids = {s.id for s in services}
-        tasks = [t for t in view.list(Task) if t.service_id in ids]
-        nodes = {n.id: n for n in view.list(Node)}
-        now = self.clock()
-        wake: float | None = None
-        for service in services:
-            key = (service.id, service.spec_version)
-            failures = self._failures.setdefault(key, set())
-            plan = plan_update(
-                service,
-                tasks,
-                nodes,
-                now,
-                last_batch_at=self._last_batch.get(service.id, 0.0),
-                failures=failures,
-                passed=self._passed.setdefault(key, set()),
-            )
-            if plan.wake_at is not None:
-                wake = plan.wake_at if wake is None else min(wake, plan.wake_at)
-            if not (plan.put or plan.status or plan.rollback):
-                continue
-            if await self._apply(service, plan, now) and plan.batch_started:
-                self._last_batch[service.id] = now
-        if wake is not None:
-            self._wake_at(wake)
-
-    async def _apply(self, service: Service, plan: UpdatePlan, now: float) -> bool:
-        def write(tx: Tx) -> None:
-            current = tx.get(Service, service.id)
-            if current is None or current.spec_version != service.spec_version:
-                return  # changed meanwhile: the next step sees the new state
-            if plan.rollback:
-                back = start_update(current, dict(current.previous_spec), now, rollback=True)
-                back = dataclasses.replace(
-                    back,
-                    update_status={
-                        **back.update_status,
-                        "message": plan.reason,
-                        "reason": plan.reason,
-                    },
-                )
-                tx.put(back)
-                log.info("service %s: update failed, rolling back", current.name)
-                return
-            if plan.status is not None:
-                tx.put(dataclasses.replace(current, update_status=plan.status))
-                log.info("service %s: %s", current.name, plan.status.get("message"))
-            for t in plan.put:
-                existing = tx.get(Task, t.id)
-                if existing is None:
-                    tx.put(t)
-                elif existing.desired_state == "running":
-                    tx.put(
-                        dataclasses.replace(
-                            existing, desired_state=t.desired_state, updated=t.updated
-                        )
-                    )
-
-        try:
-            await self.store.update(write)
-        except (StoreError, RaftError, TimeoutError) as exc:
-            log.warning("could not write the update of service %s: %s", service.name, exc)
-            self._wake_at(self.clock() + 0.5)
-            return False
-        return True

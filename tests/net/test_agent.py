@@ -19,7 +19,8 @@ from typing import Any, cast
 
 import pytest
 
-from agent.manager.allocator import INGRESS_ID, Allocation, allocate
+from agent.manager.allocation import Allocation
+from agent.manager.allocator import INGRESS_ID, allocate
 from agent.manager.routes import PROXY_PROTOCOL_LABEL, table_for
 from agent.manager.store import Network, Node, Service, Task
 from agent.model import Assignment

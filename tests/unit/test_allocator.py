@@ -10,13 +10,8 @@ from typing import Any
 import msgpack
 import pytest
 
-from agent.manager.allocator import (
-    DYNAMIC_PORTS,
-    INGRESS_ID,
-    Allocation,
-    AllocationError,
-    allocate,
-)
+from agent.manager.allocation import DYNAMIC_PORTS, Allocation, AllocationError
+from agent.manager.allocator import INGRESS_ID, allocate
 from agent.manager.routes import receives_traffic, table_for
 from agent.manager.store import Network, Node, Service, Task
 from agent.spec import (

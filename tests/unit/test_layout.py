@@ -80,6 +80,17 @@ BOUNDARIES = [
         ),
         id="stacks-roles",
     ),
+    pytest.param(
+        Boundary(
+            "core -> loop",  # <thing>.py is pure; <thing>_loop.py drives it in the shell
+            tuple(
+                f"agent.manager.{core}"
+                for core in ("allocation", "allocator", "orchestrator", "scheduler", "updater")
+            ),
+            ("asyncio", "agent.manager.*_loop", "agent.manager.reconciler", "broker.session"),
+        ),
+        id="core-loop",
+    ),
 ]
 
 

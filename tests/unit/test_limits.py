@@ -32,7 +32,8 @@ from agent.limits import (
 from agent.manager.control.networks import NetworksAPI
 from agent.manager.control.secrets import SecretsAPI
 from agent.manager.control.services import ControlAPI
-from agent.manager.orchestrator import BATCH, Orchestrator, live, plan_service
+from agent.manager.orchestrator import BATCH, live, plan_service
+from agent.manager.orchestrator_loop import OrchestratorLoop
 from agent.manager.store import Node, Service, Store, Task
 from agent.spec import ContainerSpec, Mount, PortConfig, ServiceMode, ServiceSpec, TaskSpec
 
@@ -269,7 +270,7 @@ async def test_the_orchestrator_scales_up_in_bounded_transactions_without_starvi
     big = dataclasses.replace(_service(total), id="big")
     small = dataclasses.replace(_service(3), id="small", name="small")
     await s.update(lambda tx: [tx.put(big), tx.put(small)])
-    orch = Orchestrator(s, clock=lambda: T0)
+    orch = OrchestratorLoop(s, clock=lambda: T0)
     runner = asyncio.ensure_future(orch.run())
     try:
         async with s.watch("task") as q, asyncio.timeout(20):

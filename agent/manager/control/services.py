@@ -340,7 +340,7 @@ def _endpoint(view: View, s: Service) -> dict[str, Any]:
     """What the allocator gave the service, as Docker's Endpoint: ports as published (a
     dynamic port resolved), a virtual IP (with its subnet's prefix) per network, and what went
     wrong, if anything."""
-    from agent.manager.allocating import stored_allocation
+    from agent.manager.allocator_loop import stored_allocation
 
     allocation = stored_allocation(view)
     names = {n.id: n.name for n in view.list(Network)}

@@ -198,7 +198,7 @@ class Network(StoreObject):
 
 @dataclass(frozen=True, slots=True)
 class NetworkAllocation(StoreObject):
-    """What the allocator gave out (agent.manager.allocator.Allocation.to_dict()): one object,
+    """What the allocator gave out (agent.manager.allocation.Allocation.to_dict()): one object,
     id "cluster", written by the leader's allocator only, so a new leader keeps every address."""
 
     KIND: ClassVar[str] = "allocation"

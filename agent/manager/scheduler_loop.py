@@ -1,4 +1,4 @@
-"""The scheduler's shell: on the leader, pending tasks get a node as soon as one fits.
+"""The scheduler's loop: on the leader, pending tasks get a node as soon as one fits.
 
 After every commit that touches tasks or nodes, every pending task goes through the pure
 :func:`agent.manager.scheduler.schedule`; placed tasks are written as assigned to their node,
@@ -7,16 +7,16 @@ and tasks that fit nowhere keep pending with the scheduler's explanation as thei
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import time
 from collections.abc import Callable
 
-from agent.manager.allocating import needs_addresses, stored_allocation
+from agent.manager.allocator_loop import needs_addresses, stored_allocation
 from agent.manager.raft import RaftError
+from agent.manager.reconciler import Reconciler, everything
 from agent.manager.scheduler import schedule
-from agent.manager.store import Commit, Event, Node, Store, StoreError, Task, Tx
+from agent.manager.store import Node, Store, StoreError, Task, Tx
 from agent.stamps import stamp_of
 
 __all__ = ["SchedulerLoop"]
@@ -32,26 +32,17 @@ class SchedulerLoop:
         self.clock = clock
         self.chunk = chunk
         self.placed = 0
-        self._wake = asyncio.Event()
+        self.shell: Reconciler[str] = Reconciler(
+            store,
+            ("task", "node", "allocation"),
+            lambda _dirty: self._pass(),
+            start=everything,
+            note=everything,
+            clock=clock,
+        )
 
     async def run(self) -> None:
-        async with self.store.watch("task", "node", "allocation") as q:
-            self._wake.set()
-            waiter = asyncio.ensure_future(self._events(q))
-            try:
-                while True:
-                    await self._wake.wait()
-                    self._wake.clear()
-                    if not await self._pass():
-                        await asyncio.sleep(0.5)
-                        self._wake.set()
-            finally:
-                waiter.cancel()
-
-    async def _events(self, q: asyncio.Queue[Event | Commit]) -> None:
-        while True:
-            if isinstance(await q.get(), Commit):
-                self._wake.set()
+        await self.shell.run()
 
     async def _pass(self) -> bool:
         view = self.store.view()

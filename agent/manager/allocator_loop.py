@@ -1,4 +1,4 @@
-"""The allocator's shell: on the leader, addresses, VIPs and published ports for what the store
+"""The allocator's loop: on the leader, addresses, VIPs and published ports for what the store
 holds, and every node's routing table published to it.
 
 After every commit that touches what networking depends on (services, networks, nodes, tasks
@@ -16,15 +16,15 @@ it is told to start it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
-from agent.manager.allocator import Allocation, AllocationError, allocate
+from agent.manager.allocation import Allocation, AllocationError
+from agent.manager.allocator import allocate
 from agent.manager.raft import RaftError
+from agent.manager.reconciler import Reconciler, everything
 from agent.manager.routes import tables_for
 from agent.manager.store import (
-    Commit,
     Event,
     Network,
     NetworkAllocation,
@@ -87,38 +87,21 @@ class AllocatorLoop:
         self.store = store
         self.session = session
         self.topics = topics
-        self.debounce = debounce
         self.passes = 0
         self.published = 0
         self._sent: dict[str, str] = {}  # node id -> version of the table it was sent
-        self._wake = asyncio.Event()
         self._errors: dict[str, tuple[str, ...]] = {}
+        self.shell: Reconciler[str] = Reconciler(
+            store,
+            ("task", "service", "network", "node", "allocation"),
+            lambda _dirty: self._pass(),
+            start=everything,
+            note=lambda event: everything(event) if _relevant(event) else (),
+            debounce=debounce,
+        )
 
     async def run(self) -> None:
-        async with self.store.watch("task", "service", "network", "node", "allocation") as q:
-            self._wake.set()
-            waiter = asyncio.ensure_future(self._events(q))
-            try:
-                while True:
-                    await self._wake.wait()
-                    await asyncio.sleep(self.debounce)
-                    self._wake.clear()
-                    if not await self._pass():
-                        await asyncio.sleep(0.5)
-                        self._wake.set()
-            finally:
-                waiter.cancel()
-
-    async def _events(self, q: asyncio.Queue[Event | Commit]) -> None:
-        relevant = False
-        while True:
-            item = await q.get()
-            if isinstance(item, Commit):
-                if relevant:
-                    self._wake.set()
-                relevant = False
-            elif _relevant(item):
-                relevant = True
+        await self.shell.run()
 
     async def _pass(self) -> bool:
         self.passes += 1
