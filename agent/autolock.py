@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from agent.errors import ShoalError
+from agent.model.errors import ShoalError
 from agent.paths import DataDir
 
 __all__ = ["UnlockKey"]

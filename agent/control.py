@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.errors import ShoalError
+from agent.model.errors import ShoalError
 
 if TYPE_CHECKING:
     import asyncio

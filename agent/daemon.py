@@ -1,5 +1,5 @@
 """The node daemon: one MQTT session with the node's certificate, certificate renewal
-(agent/renewal.py), the local control socket (its commands routed by agent/registry.py),
+(agent/renewal.py), the local control socket (its commands routed by agent/model/registry.py),
 autolock (agent/autolock.py), and — on managers — the manager role and the embedded broker."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 
 from agent.autolock import UnlockKey
 from agent.control import ControlServer
-from agent.errors import ShoalError
+from agent.model.errors import ShoalError
+from agent.model.registry import COMMANDS, node_handlers
 from agent.paths import DataDir, NodeConfig
-from agent.registry import COMMANDS, node_handlers
 from agent.removal import REMOVED_FILE, Removal, load_removal, remove_tasks, save_removal
 from agent.renewal import Renewal
 from agent.stopping import STOP_GRACE, StopSignals

@@ -13,7 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from agent.errors import ShoalError
+from agent.model.errors import ShoalError
 from broker.errors import BrokerError, NotConnected, RequestTimeout
 from broker.session import Session, SessionConfig, raise_for_reply
 from broker.tls import client_context, fetch_server_chain

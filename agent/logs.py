@@ -12,8 +12,7 @@ import contextlib
 import logging
 from typing import Any
 
-from agent.errors import ShoalError
-from agent.worker.errors import WorkerError
+from agent.model.errors import ShoalError, WorkerError
 from agent.worker.executor import Executor
 from broker.envelope import Envelope
 from broker.errors import BrokerError

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.errors import ShoalError
+from agent.model.errors import ShoalError
 from certs import write_file_atomic
 
 __all__ = ["DataDir", "NodeConfig", "default_data_dir", "process_alive"]

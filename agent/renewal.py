@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agent.errors import ShoalError
+from agent.model.errors import ShoalError
 from agent.paths import DataDir
 from broker.errors import BrokerError
 from broker.session import Session, raise_for_reply

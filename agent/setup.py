@@ -9,15 +9,15 @@ from datetime import timedelta
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from agent.errors import ShoalError
 from agent.join import Enrolled
 from agent.manager.broker_host import BrokerHost
 from agent.manager.keys import DataKeyFile, write_node_key
 from agent.manager.logstore import bootstrap_log
 from agent.manager.raft import Snapshot
 from agent.manager.store import Cluster, Node, initial_snapshot
+from agent.model.errors import ShoalError
+from agent.model.stamps import now_text
 from agent.paths import DataDir, NodeConfig
-from agent.stamps import now_text
 from broker.mosquitto_conf import ListenSpec
 from certs import (
     ClusterCA,

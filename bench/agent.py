@@ -145,7 +145,16 @@ def main() -> None:
     finally:
         for d in (worker, mgr):
             subprocess.run(
-                [sys.executable, "-m", "agent", "swarm", "leave", "--force", "--data-dir", str(d)],
+                [
+                    sys.executable,
+                    "-m",
+                    "agent.cli",
+                    "swarm",
+                    "leave",
+                    "--force",
+                    "--data-dir",
+                    str(d),
+                ],
                 capture_output=True,
                 cwd=ROOT,
             )

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent import control  # noqa: E402
-from agent.errors import ShoalError  # noqa: E402
+from agent.model.errors import ShoalError  # noqa: E402
 from certs import make_csr, new_private_key  # noqa: E402
 from tests.harness import free_ports, shoal  # noqa: E402
 
@@ -57,7 +57,7 @@ def write(data: Path, timeout: float = 2.0) -> bool:
 def start(data: Path) -> None:
     with open(data / "shoal.log", "ab") as log:
         subprocess.Popen(
-            [sys.executable, "-m", "agent", "daemon", "--data-dir", str(data)],
+            [sys.executable, "-m", "agent.cli", "daemon", "--data-dir", str(data)],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -173,7 +173,16 @@ def main() -> None:
     finally:
         for d in reversed(dirs):
             subprocess.run(
-                [sys.executable, "-m", "agent", "swarm", "leave", "--force", "--data-dir", str(d)],
+                [
+                    sys.executable,
+                    "-m",
+                    "agent.cli",
+                    "swarm",
+                    "leave",
+                    "--force",
+                    "--data-dir",
+                    str(d),
+                ],
                 capture_output=True,
                 cwd=ROOT,
             )

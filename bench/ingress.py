@@ -497,7 +497,7 @@ def shoal_daemons_here(but: int) -> list[int]:
             continue
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
-            if b"agent" in argv and b"daemon" in argv and os.readlink(entry / "ns/net") == mine:
+            if b"agent.cli" in argv and b"daemon" in argv and os.readlink(entry / "ns/net") == mine:
                 found.append(int(entry.name))
         except OSError:
             continue
@@ -664,7 +664,16 @@ def shoal_diagnostics(shoal: WatchedShoal) -> None:
         print(f"  shoal daemon pid {shoal.pid} {shoal.died}; its SIGPIPE was {shoal.sigpipe}")
     print(f"  $ shoal service ps {SERVICE}")
     proc = subprocess.run(
-        [sys.executable, "-m", "agent", "--data-dir", str(shoal.data), "service", "ps", SERVICE],
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "--data-dir",
+            str(shoal.data),
+            "service",
+            "ps",
+            SERVICE,
+        ],
         capture_output=True,
         text=True,
         timeout=60,

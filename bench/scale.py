@@ -91,7 +91,7 @@ async def shoal_async(*args: str, data: Path) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "agent",
+        "agent.cli",
         "--data-dir",
         str(data),
         *args,
@@ -315,7 +315,7 @@ def restart_manager(mgr: Path, *, profile: Path | None, trace: Path | None) -> N
     if trace is not None:
         argv += [str(ROOT / "bench" / "scale_trace.py"), str(trace)]
     else:
-        argv += ["-m", "agent", "daemon"]
+        argv += ["-m", "agent.cli", "daemon"]
     with open(mgr / "shoal.log", "ab") as log:
         subprocess.Popen(
             [*argv, "--data-dir", str(mgr)],

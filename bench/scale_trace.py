@@ -68,8 +68,8 @@ def install() -> None:
     from agent.manager import orchestrator_loop, scheduler_loop
     from agent.manager.dispatcher import Dispatcher
     from agent.manager.monitor import Monitor
-    from agent.manager.orchestrator_loop import OrchestratorLoop
-    from agent.manager.scheduler_loop import SchedulerLoop
+    from agent.manager.reconcile.orchestrator_loop import OrchestratorLoop
+    from agent.manager.reconcile.scheduler_loop import SchedulerLoop
     from agent.manager.store import Store
 
     wrap_async(

@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent import control  # noqa: E402
-from agent.errors import ShoalError  # noqa: E402
+from agent.model.errors import ShoalError  # noqa: E402
 from tests.harness import free_ports  # noqa: E402
 
 IMAGE = "shoal/busybox:latest"
@@ -111,7 +111,7 @@ class Shoal:
 
     def cli(self, *args: str, check: bool = True) -> str:
         return run(
-            [sys.executable, "-m", "agent", "--data-dir", str(self.data), *args], check=check
+            [sys.executable, "-m", "agent.cli", "--data-dir", str(self.data), *args], check=check
         )
 
     def call(self, cmd: str, args: dict[str, Any] | None = None) -> Any:

@@ -2,7 +2,7 @@
 
 For each file: parse (keeping lines and columns), check the version, substitute variables,
 check every key and bring values to canonical form, fold ``env_file`` into ``environment``.
-Then merge the files in order, and convert: services to :class:`~agent.spec.ServiceSpec`,
+Then merge the files in order, and convert: services to :class:`~agent.model.spec.ServiceSpec`,
 plus the networks, volumes, secrets and configs they use, all namespaced by the stack name.
 Every problem in every file is reported together (:class:`~stacks.errors.StackErrors`).
 """
@@ -32,8 +32,14 @@ from stacks.node import Node, field_map, field_value
 from stacks.schema import check_document, check_name
 from stacks.services import Scope, build_service
 
-__all__ = ["MAX_CONFIG_BYTES", "MAX_SECRET_BYTES", "load_stack", "load_stack_text", "merged_config",
-           "validate_stack_name"]
+__all__ = [
+    "MAX_CONFIG_BYTES",
+    "MAX_SECRET_BYTES",
+    "load_stack",
+    "load_stack_text",
+    "merged_config",
+    "validate_stack_name",
+]
 
 MAX_SECRET_BYTES = 500 * 1024
 MAX_CONFIG_BYTES = 1000 * 1024
@@ -83,9 +89,7 @@ def load_stack_text(
     return _load([Source(name=filename, text=text)], stack_name, environ or {}, None)
 
 
-def merged_config(
-    files: Sequence[Path], *, environ: Mapping[str, str]
-) -> dict[str, Any]:
+def merged_config(files: Sequence[Path], *, environ: Mapping[str, str]) -> dict[str, Any]:
     """The files merged in order and interpolated, as `stack config` prints them."""
     sources = read_sources(files)
     merged, _, _, ctx = _merge(sources, environ, sources[0].directory)
@@ -139,8 +143,9 @@ def _raise(ctx: Ctx) -> None:
 def _convert(
     merged: Node, stack: str, files: Files, environ: Mapping[str, str], ctx: Ctx
 ) -> StackSpec:
-    definitions = {section: (merged.get(section) or merged.with_value({})).as_map()
-                   for section in _SECTIONS}
+    definitions = {
+        section: (merged.get(section) or merged.with_value({})).as_map() for section in _SECTIONS
+    }
     scope = Scope(stack=stack, definitions=definitions, files=files, environ=environ, ctx=ctx)
     services = (merged.get("services") or merged.with_value({})).as_map()
     if not services:
@@ -165,8 +170,9 @@ def _warnings(ctx: Ctx) -> tuple[StackWarning, ...]:
     """Docker's two summary warnings first, then the located ones, without repeats."""
     out: list[StackWarning] = []
     if ctx.unsupported:
-        out.append(StackWarning(f"Ignoring unsupported options: "
-                                f"{', '.join(sorted(ctx.unsupported))}"))
+        out.append(
+            StackWarning(f"Ignoring unsupported options: {', '.join(sorted(ctx.unsupported))}")
+        )
     if ctx.deprecated:
         details = "\n\n".join(f"{k}: {v}" for k, v in sorted(ctx.deprecated.items()))
         out.append(StackWarning(f"Ignoring deprecated options:\n\n{details}"))
@@ -190,13 +196,18 @@ def _network(key: str, scope: Scope) -> NetworkSpec:
         attachable=_v(definition, "attachable", False),
         internal=_v(definition, "internal", False),
         enable_ipv6=_v(definition, "enable_ipv6", False),
-        ipam=None if ipam is None else IPAMSpec(
+        ipam=None
+        if ipam is None
+        else IPAMSpec(
             driver=_v(ipam, "driver", "default"),
             options=_map(ipam, "options"),
             config=tuple(
-                IPAMConfig(subnet=_v(pool, "subnet", ""), ip_range=_v(pool, "ip_range", ""),
-                           gateway=_v(pool, "gateway", ""),
-                           aux_addresses=_map(pool, "aux_addresses"))
+                IPAMConfig(
+                    subnet=_v(pool, "subnet", ""),
+                    ip_range=_v(pool, "ip_range", ""),
+                    gateway=_v(pool, "gateway", ""),
+                    aux_addresses=_map(pool, "aux_addresses"),
+                )
                 for pool in (ipam.get("config") or ipam.with_value([])).as_list()
             ),
         ),
@@ -208,9 +219,12 @@ def _volume(key: str, scope: Scope) -> VolumeSpec:
     name = scope.name_of("volumes", key)
     if _v(definition, "external", False):
         return VolumeSpec(name=name, external=True)
-    return VolumeSpec(name=name, driver=_v(definition, "driver", "local"),
-                      driver_opts=_map(definition, "driver_opts"),
-                      labels=scope.labels(_map(definition, "labels")))
+    return VolumeSpec(
+        name=name,
+        driver=_v(definition, "driver", "local"),
+        driver_opts=_map(definition, "driver_opts"),
+        labels=scope.labels(_map(definition, "labels")),
+    )
 
 
 def _secret(key: str, scope: Scope, section: str) -> SecretSpec | ConfigSpec | None:
@@ -226,9 +240,13 @@ def _secret(key: str, scope: Scope, section: str) -> SecretSpec | ConfigSpec | N
         return None
     limit = MAX_SECRET_BYTES if section == "secrets" else MAX_CONFIG_BYTES
     if not data or len(data) >= limit:
-        scope.ctx.fail(definition, path, f"{what} data must be larger than 0 and less than "
-                                         f"{limit // 1024} KB ({limit} bytes); found "
-                                         f"{len(data)} bytes")
+        scope.ctx.fail(
+            definition,
+            path,
+            f"{what} data must be larger than 0 and less than "
+            f"{limit // 1024} KB ({limit} bytes); found "
+            f"{len(data)} bytes",
+        )
         return None
     return cls(name=name, data=data, labels=scope.labels(_map(definition, "labels")))
 
@@ -244,8 +262,11 @@ def _secret_data(definition: Node, path: str, scope: Scope, what: str) -> bytes 
     if variable is not None:
         value = scope.environ.get(variable.value)
         if value is None:
-            scope.ctx.fail(variable, join(path, "environment"),
-                           f"environment variable {variable.value!r} is not set")
+            scope.ctx.fail(
+                variable,
+                join(path, "environment"),
+                f"environment variable {variable.value!r} is not set",
+            )
             return None
         return value.encode()
     return str(_v(definition, "content", "")).encode()

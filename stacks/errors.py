@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from agent.spec import Spec
+from agent.model.spec import Spec
 
 __all__ = ["StackError", "StackErrors", "StackWarning"]
 

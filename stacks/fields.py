@@ -33,9 +33,22 @@ from stacks.node import Node, describe
 from stacks.values import PROPAGATIONS, parse_bytes, parse_device, parse_port, parse_volume
 
 __all__ = [
-    "Constraints", "Devices", "EnvFiles", "External", "ExtraHosts", "FileMode", "FileRefs",
-    "HealthTest", "Ports", "Preferences", "Restart", "ServiceNetworks", "ServiceVolumes",
-    "Ulimit", "parse_mode", "parse_subnet",
+    "Constraints",
+    "Devices",
+    "EnvFiles",
+    "External",
+    "ExtraHosts",
+    "FileMode",
+    "FileRefs",
+    "HealthTest",
+    "Ports",
+    "Preferences",
+    "Restart",
+    "ServiceNetworks",
+    "ServiceVolumes",
+    "Ulimit",
+    "parse_mode",
+    "parse_subnet",
 ]
 
 
@@ -74,13 +87,18 @@ def parse_subnet(value: object) -> str:
 FileMode = Parsed(parse_mode)
 
 
-def _host_ip_warning(ctx: Ctx, node: Node, path: str, ip: str, published: int,
-                     target: int, protocol: str) -> None:
+def _host_ip_warning(
+    ctx: Ctx, node: Node, path: str, ip: str, published: int, target: int, protocol: str
+) -> None:
     if not ip or ipaddress.ip_address(ip).is_unspecified:
         return
     host = f"[{ip}]" if ":" in ip else ip
-    ctx.warn(node, path, f"ignoring IP-address ({host}:{published or ''}:{target}/{protocol}) "
-                         "service will listen on '0.0.0.0'")
+    ctx.warn(
+        node,
+        path,
+        f"ignoring IP-address ({host}:{published or ''}:{target}/{protocol}) "
+        "service will listen on '0.0.0.0'",
+    )
 
 
 def _port_post(node: Node, path: str, ctx: Ctx) -> Node | None:
@@ -93,11 +111,21 @@ def _port_post(node: Node, path: str, ctx: Ctx) -> Node | None:
     }
     if "host_ip" in fields:
         try:
-            _host_ip_warning(ctx, node, path, fields["host_ip"].value, port["published"],
-                             port["target"], port["protocol"])
+            _host_ip_warning(
+                ctx,
+                node,
+                path,
+                fields["host_ip"].value,
+                port["published"],
+                port["target"],
+                port["protocol"],
+            )
         except ValueError:
-            ctx.fail(fields["host_ip"], join(path, "host_ip"),
-                     f"expected an IP address, found {describe(fields['host_ip'])}")
+            ctx.fail(
+                fields["host_ip"],
+                join(path, "host_ip"),
+                f"expected an IP address, found {describe(fields['host_ip'])}",
+            )
             return None
     return _wrap(node, port)
 
@@ -140,8 +168,17 @@ class Ports(Kind):
                 continue
             for e in entries:
                 _host_ip_warning(ctx, item, where, e.host_ip, e.published, e.target, e.protocol)
-                out.append(_wrap(item, {"target": e.target, "published": e.published,
-                                        "protocol": e.protocol, "mode": "ingress"}))
+                out.append(
+                    _wrap(
+                        item,
+                        {
+                            "target": e.target,
+                            "published": e.published,
+                            "protocol": e.protocol,
+                            "mode": "ingress",
+                        },
+                    )
+                )
         return node.with_value(out)
 
 
@@ -175,8 +212,13 @@ _VOLUME_LONG = Obj(
         "target": Str(nonempty=True),
         "read_only": Bool(),
         "consistency": Ignored(),
-        "bind": Obj({"propagation": Str(choices=PROPAGATIONS), "create_host_path": Ignored(),
-                     "selinux": Ignored()}),
+        "bind": Obj(
+            {
+                "propagation": Str(choices=PROPAGATIONS),
+                "create_host_path": Ignored(),
+                "selinux": Ignored(),
+            }
+        ),
         "volume": Obj({"nocopy": Bool(), "subpath": Ignored()}),
         "tmpfs": Obj({"size": Parsed(parse_bytes), "mode": FileMode}),
     },
@@ -198,8 +240,9 @@ class ServiceVolumes(Kind):
             elif isinstance(item.value, str):
                 volume = self.short(item, where, ctx)
             else:
-                ctx.fail(item, where, f"expected a volume like 'data:/data', found "
-                                      f"{describe(item)}")
+                ctx.fail(
+                    item, where, f"expected a volume like 'data:/data', found {describe(item)}"
+                )
                 continue
             if volume is not None:
                 out.append(volume)
@@ -214,8 +257,15 @@ class ServiceVolumes(Kind):
         if not entry.target.startswith("/"):
             ctx.fail(item, path, f"the target {entry.target!r} must be an absolute path")
             return None
-        volume = _wrap(item, {"type": entry.type, "source": entry.source,
-                              "target": entry.target, "read_only": entry.read_only})
+        volume = _wrap(
+            item,
+            {
+                "type": entry.type,
+                "source": entry.source,
+                "target": entry.target,
+                "read_only": entry.read_only,
+            },
+        )
         if entry.propagation:
             volume.as_map()["bind"] = _wrap(item, {"propagation": entry.propagation})
         if entry.nocopy:
@@ -224,8 +274,13 @@ class ServiceVolumes(Kind):
 
 
 _FILE_REF = Obj(
-    {"source": Str(nonempty=True), "target": Str(nonempty=True), "uid": Str(numbers=True),
-     "gid": Str(numbers=True), "mode": FileMode},
+    {
+        "source": Str(nonempty=True),
+        "target": Str(nonempty=True),
+        "uid": Str(numbers=True),
+        "gid": Str(numbers=True),
+        "mode": FileMode,
+    },
     required=("source",),
 )
 
@@ -256,8 +311,12 @@ class HealthTest(Kind):
             return None
         first = words.as_list()[0].value if words.as_list() else None
         if first not in ("NONE", "CMD", "CMD-SHELL"):
-            ctx.fail(node, path, "expected a string, or a list starting with 'CMD', "
-                                 f"'CMD-SHELL' or 'NONE', found {describe(first or [])}")
+            ctx.fail(
+                node,
+                path,
+                "expected a string, or a list starting with 'CMD', "
+                f"'CMD-SHELL' or 'NONE', found {describe(first or [])}",
+            )
             return None
         if first != "NONE" and len(words.as_list()) < 2:
             ctx.fail(node, path, f"expected a command after {first!r}")
@@ -277,8 +336,9 @@ class Devices(Kind):
             except ValueError as exc:
                 ctx.fail(item, f"{path}[{i}]", str(exc))
                 continue
-            out.append(_wrap(item, {"source": host, "target": container,
-                                    "permissions": permissions}))
+            out.append(
+                _wrap(item, {"source": host, "target": container, "permissions": permissions})
+            )
         return node.with_value(out)
 
 
@@ -305,8 +365,9 @@ class ServiceNetworks(Kind):
                 return None
             return node.with_value({n.value: n.with_value({}) for n in names.as_list()})
         if not isinstance(node.value, dict):
-            ctx.fail(node, path, f"expected a list or a mapping of networks, found "
-                                 f"{describe(node)}")
+            ctx.fail(
+                node, path, f"expected a list or a mapping of networks, found {describe(node)}"
+            )
             return None
         out = {}
         for name, ref in node.value.items():
@@ -324,8 +385,9 @@ def _ulimit_post(node: Node, path: str, ctx: Ctx) -> Node | None:
     return node
 
 
-_ULIMIT_LONG = Obj({"soft": Int(min=-1), "hard": Int(min=-1)}, required=("soft", "hard"),
-                   post=_ulimit_post)
+_ULIMIT_LONG = Obj(
+    {"soft": Int(min=-1), "hard": Int(min=-1)}, required=("soft", "hard"), post=_ulimit_post
+)
 
 
 class Ulimit(Kind):
@@ -333,8 +395,7 @@ class Ulimit(Kind):
         if isinstance(node.value, dict):
             return _ULIMIT_LONG.check(node, path, ctx)
         single = Int(min=-1).check(node, path, ctx)
-        return None if single is None else _wrap(node, {"soft": single.value,
-                                                        "hard": single.value})
+        return None if single is None else _wrap(node, {"soft": single.value, "hard": single.value})
 
 
 class ExtraHosts(Kind):
@@ -356,16 +417,26 @@ class ExtraHosts(Kind):
         out = {}
         for host, address in entries:
             if not host or not address.value:
-                ctx.fail(address, path, "expected 'host:address', found "
-                                        f"{describe(host + ':' + (address.value or ''))}")
+                ctx.fail(
+                    address,
+                    path,
+                    "expected 'host:address', found "
+                    f"{describe(host + ':' + (address.value or ''))}",
+                )
                 continue
             out[host] = address
         return node.with_value(out)
 
 
 _CONSTRAINT = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(==|!=)\s*(\S.*?)\s*$")
-_CONSTRAINT_KEYS = ("node.id", "node.hostname", "node.role", "node.platform.os",
-                    "node.platform.arch", "node.ip")
+_CONSTRAINT_KEYS = (
+    "node.id",
+    "node.hostname",
+    "node.role",
+    "node.platform.os",
+    "node.platform.arch",
+    "node.ip",
+)
 
 
 class Constraints(Kind):
@@ -379,16 +450,25 @@ class Constraints(Kind):
         for i, item in enumerate(words.as_list()):
             match = _CONSTRAINT.match(item.value)
             if match is None:
-                ctx.fail(item, f"{path}[{i}]", "expected a constraint like 'node.role==manager' "
-                                               f"or 'node.labels.zone!=east', found "
-                                               f"{describe(item)}")
+                ctx.fail(
+                    item,
+                    f"{path}[{i}]",
+                    "expected a constraint like 'node.role==manager' "
+                    f"or 'node.labels.zone!=east', found "
+                    f"{describe(item)}",
+                )
                 continue
             key = match.group(1)
-            if key not in _CONSTRAINT_KEYS and not key.startswith(("node.labels.",
-                                                                     "engine.labels.")):
-                ctx.fail(item, f"{path}[{i}]", f"unknown constraint attribute {key!r}; use "
-                                               f"{', '.join(_CONSTRAINT_KEYS)}, node.labels.* "
-                                               "or engine.labels.*")
+            if key not in _CONSTRAINT_KEYS and not key.startswith(
+                ("node.labels.", "engine.labels.")
+            ):
+                ctx.fail(
+                    item,
+                    f"{path}[{i}]",
+                    f"unknown constraint attribute {key!r}; use "
+                    f"{', '.join(_CONSTRAINT_KEYS)}, node.labels.* "
+                    "or engine.labels.*",
+                )
                 continue
             out.append(item.with_value(f"{key}{match.group(2)}{match.group(3)}"))
         return node.with_value(out)
@@ -402,8 +482,11 @@ class Preferences(Kind):
 
     def check(self, node: Node, path: str, ctx: Ctx) -> Node | None:
         if not isinstance(node.value, list):
-            ctx.fail(node, path, f"expected a list like '- spread: node.labels.zone', found "
-                                 f"{describe(node)}")
+            ctx.fail(
+                node,
+                path,
+                f"expected a list like '- spread: node.labels.zone', found {describe(node)}",
+            )
             return None
         out = []
         for i, item in enumerate(node.value):
@@ -416,8 +499,9 @@ class Preferences(Kind):
 class EnvFiles(Kind):
     """``env_file``: a path, or a list of paths or of ``{path, required}``."""
 
-    _LONG = Obj({"path": Str(nonempty=True), "required": Bool(), "format": Ignored()},
-                required=("path",))
+    _LONG = Obj(
+        {"path": Str(nonempty=True), "required": Bool(), "format": Ignored()}, required=("path",)
+    )
 
     def check(self, node: Node, path: str, ctx: Ctx) -> Node | None:
         items = [node] if isinstance(node.value, str) else node.value
@@ -450,8 +534,12 @@ class Restart(Kind):
             text = _text(node)
         match = _RESTART.match(text or "")
         if match is None or (match.group(2) and match.group(1) != "on-failure"):
-            ctx.fail(node, path, "expected one of 'no', 'always', 'on-failure[:max-retries]' or "
-                                 f"'unless-stopped', found {describe(node)}")
+            ctx.fail(
+                node,
+                path,
+                "expected one of 'no', 'always', 'on-failure[:max-retries]' or "
+                f"'unless-stopped', found {describe(node)}",
+            )
             return None
         condition = {"no": "none", "on-failure": "on-failure"}.get(match.group(1), "any")
         return _wrap(node, {"condition": condition, "max_attempts": int(match.group(2) or 0)})

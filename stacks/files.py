@@ -42,18 +42,25 @@ class Files:
         if value.startswith("/"):
             return value
         if self.directory is None:
-            ctx.fail(node, path, f"the bind mount source {value!r} is relative to the stack "
-                                 "file's directory, which a stack sent as text does not have; "
-                                 "use an absolute path")
+            ctx.fail(
+                node,
+                path,
+                f"the bind mount source {value!r} is relative to the stack "
+                "file's directory, which a stack sent as text does not have; "
+                "use an absolute path",
+            )
             return None
         return str((self.directory / value).resolve())
 
     def read(self, node: Node, path: str, what: str, value: str) -> bytes:
         """The bytes of a file named in the stack; StackError when it cannot be read."""
         if self.directory is None:
-            raise node.error(path, f"{what} {value!r} is read from the deploying machine: run "
-                                   "`shoal stack deploy -c FILE NAME` on a machine that has "
-                                   "the file, or use 'external' or 'environment' instead")
+            raise node.error(
+                path,
+                f"{what} {value!r} is read from the deploying machine: run "
+                "`shoal stack deploy -c FILE NAME` on a machine that has "
+                "the file, or use 'external' or 'environment' instead",
+            )
         if value.startswith("~") and "HOME" in self.environ:
             value = self.environ["HOME"] + value[1:]
         file = self.directory / value
@@ -64,8 +71,11 @@ class Files:
             reason = exc.strerror or str(exc)
             raise node.error(path, f"cannot read {what} {value!r}: {reason}") from exc
         if len(data) > MAX_FILE_BYTES:
-            raise node.error(path, f"{what} {value!r} is larger than shoal's limit of 1 MiB "
-                                   f"({MAX_FILE_BYTES} bytes) for a file a stack names")
+            raise node.error(
+                path,
+                f"{what} {value!r} is larger than shoal's limit of 1 MiB "
+                f"({MAX_FILE_BYTES} bytes) for a file a stack names",
+            )
         return data
 
 

@@ -149,9 +149,11 @@ def interpolate(
             return node
 
         def unset(name: str) -> None:
-            warnings.append(node.warning(
-                path, f'The "{name}" variable is not set. Defaulting to a blank string.'
-            ))
+            warnings.append(
+                node.warning(
+                    path, f'The "{name}" variable is not set. Defaulting to a blank string.'
+                )
+            )
 
         try:
             return node.with_value(substitute(node.value, environ.get, unset))

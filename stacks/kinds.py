@@ -93,8 +93,12 @@ class Str(Kind):
             ctx.fail(node, path, f"expected {expected}, found {describe(node)}")
             return None
         if self.choices and value not in self.choices:
-            ctx.fail(node, path, f"expected one of {_choices(self.choices)}, found "
-                                 f"{describe(value)}{suggest(value, self.choices)}")
+            ctx.fail(
+                node,
+                path,
+                f"expected one of {_choices(self.choices)}, found "
+                f"{describe(value)}{suggest(value, self.choices)}",
+            )
             return None
         if self.nonempty and not value.strip():
             ctx.fail(node, path, "expected a non-empty string")
@@ -147,12 +151,22 @@ class Float(Kind):
 
 
 def _in_range(
-    node: Node, path: str, ctx: Ctx, value: float, low: float | None, high: float | None,
+    node: Node,
+    path: str,
+    ctx: Ctx,
+    value: float,
+    low: float | None,
+    high: float | None,
     what: str,
 ) -> Node | None:
     if (low is not None and value < low) or (high is not None and value > high):
-        bounds = (f"between {low} and {high}" if low is not None and high is not None
-                  else f">= {low}" if low is not None else f"<= {high}")
+        bounds = (
+            f"between {low} and {high}"
+            if low is not None and high is not None
+            else f">= {low}"
+            if low is not None
+            else f"<= {high}"
+        )
         ctx.fail(node, path, f"expected {what} {bounds}, found {describe(node)}")
         return None
     return node.with_value(value)
@@ -258,15 +272,21 @@ class KeyValues(Kind):
                     continue
                 text = _scalar_text(item)
                 if text is None and item.value is not None:
-                    ctx.fail(item, join(path, key),
-                             f"expected a string, number or boolean, found {describe(item)}")
+                    ctx.fail(
+                        item,
+                        join(path, key),
+                        f"expected a string, number or boolean, found {describe(item)}",
+                    )
                     continue
                 out[key] = item.with_value(empty if text is None else text)
         elif isinstance(node.value, list) and self.list_ok:
             for i, item in enumerate(node.value):
                 if not isinstance(item.value, str) or not item.value.split("=", 1)[0]:
-                    ctx.fail(item, f"{path}[{i}]",
-                             f"expected a string like 'KEY=VALUE', found {describe(item)}")
+                    ctx.fail(
+                        item,
+                        f"{path}[{i}]",
+                        f"expected a string like 'KEY=VALUE', found {describe(item)}",
+                    )
                     continue
                 key, sep, value = item.value.partition("=")
                 out[key] = item.with_value(value if sep else empty)
@@ -345,8 +365,9 @@ class Obj(Kind):
                 continue
             if kind is None:
                 if not key.startswith("x-"):
-                    ctx.fail(child, join(path, key),
-                             f"unknown key {key!r}{suggest(key, self.known)}")
+                    ctx.fail(
+                        child, join(path, key), f"unknown key {key!r}{suggest(key, self.known)}"
+                    )
                 continue
             result = kind.check(child, join(path, key), ctx)
             if result is not None:

@@ -166,8 +166,9 @@ def parse_yaml(text: str | bytes, filename: str) -> Node:
     except RecursionError as exc:
         raise StackError("invalid YAML: the document is nested too deeply", file=filename) from exc
     if root is None:
-        raise StackError("expected a mapping with a 'services' key, found an empty file",
-                         file=filename)
+        raise StackError(
+            "expected a mapping with a 'services' key, found an empty file", file=filename
+        )
     tree = _Builder(filename).build(root, 1, 1, 0)
     if not tree.is_map():
         raise tree.error("", f"expected a mapping at the top level, found {describe(tree)}")
@@ -191,8 +192,11 @@ class _Builder:
         self.count += 1
         if self.count > MAX_VALUES:
             if self.aliased:
-                raise self.error(node, f"the file expands to more than {MAX_VALUES} values "
-                                       "through its aliases (aliases of aliases?)")
+                raise self.error(
+                    node,
+                    f"the file expands to more than {MAX_VALUES} values "
+                    "through its aliases (aliases of aliases?)",
+                )
             raise self.error(node, f"the file has more than {MAX_VALUES} values")
         if depth > MAX_DEPTH:
             raise self.error(node, f"the document is nested more than {MAX_DEPTH} levels deep")
@@ -238,8 +242,9 @@ class _Builder:
             if key_node.tag == _MERGE:
                 for source in self.merge_sources(value_node):
                     if id(source) in self.active:
-                        raise self.error(source, "invalid YAML: a merge key refers to a "
-                                                 "mapping that contains it")
+                        raise self.error(
+                            source, "invalid YAML: a merge key refers to a mapping that contains it"
+                        )
                     self.active.add(id(source))
                     try:
                         for key, value in self.mapping(source, depth + 1).items():
@@ -250,8 +255,10 @@ class _Builder:
             key = self.key(key_node)
             line, column = _pos(key_node)
             if key in explicit:
-                raise self.error(key_node, f"invalid YAML: duplicate key {key!r} "
-                                           f"(first on line {first_seen[key]})")
+                raise self.error(
+                    key_node,
+                    f"invalid YAML: duplicate key {key!r} (first on line {first_seen[key]})",
+                )
             first_seen[key] = line
             explicit[key] = self.build(value_node, line, column, depth + 1)
         for key, value in merged.items():
@@ -263,13 +270,19 @@ class _Builder:
             return [node]
         if isinstance(node, SequenceNode) and all(isinstance(n, MappingNode) for n in node.value):
             return list(node.value)
-        raise self.error(node, "invalid YAML: a merge key '<<' takes a mapping or a list of "
-                               "mappings (usually an alias like *defaults)")
+        raise self.error(
+            node,
+            "invalid YAML: a merge key '<<' takes a mapping or a list of "
+            "mappings (usually an alias like *defaults)",
+        )
 
     def key(self, node: yaml.Node) -> str:
         if not isinstance(node, ScalarNode):
-            raise self.error(node, "invalid YAML: expected a plain key, found a "
-                                   f"{'list' if isinstance(node, SequenceNode) else 'mapping'}")
+            raise self.error(
+                node,
+                "invalid YAML: expected a plain key, found a "
+                f"{'list' if isinstance(node, SequenceNode) else 'mapping'}",
+            )
         if node.tag == "tag:yaml.org,2002:null" and not node.style:
             raise self.error(node, "invalid YAML: expected a key, found null")
         return str(node.value)
@@ -289,13 +302,15 @@ def check_version(root: Node) -> None:
         return
     text = version.raw if version.raw is not None else version.value
     if not isinstance(text, str) or isinstance(version.value, bool):
-        raise version.error("version", f"expected a string like \"3.8\", found {describe(version)}")
+        raise version.error("version", f'expected a string like "3.8", found {describe(version)}')
     if _VERSION.match(text.strip()):
         return
     if text.strip().startswith(("1", "2")):
-        hint = ("shoal stack deploy, like docker stack deploy, needs version 3.x or a Compose "
-                "Specification file (no 'version' key), with resource limits such as "
-                "mem_limit under deploy.resources")
+        hint = (
+            "shoal stack deploy, like docker stack deploy, needs version 3.x or a Compose "
+            "Specification file (no 'version' key), with resource limits such as "
+            "mem_limit under deploy.resources"
+        )
     else:
         hint = "use version 3.x or a Compose Specification file (no 'version' key)"
     raise version.error("version", f"unsupported Compose file version: {text}; {hint}")

@@ -23,6 +23,7 @@ from stacks.node import Node
 
 __all__ = ["merge_documents"]
 
+
 def _field(name: str) -> Callable[[Node], Hashable]:
     return lambda node: node.as_map()[name].value
 
@@ -39,8 +40,14 @@ _KEYED: dict[tuple[str, ...], Callable[[Node], Hashable]] = {
     ("devices",): _field("target"),
 }
 _APPENDED = {
-    ("cap_add",), ("cap_drop",), ("dns",), ("dns_search",), ("dns_opt",), ("tmpfs",),
-    ("deploy", "placement", "constraints"), ("deploy", "placement", "preferences"),
+    ("cap_add",),
+    ("cap_drop",),
+    ("dns",),
+    ("dns_search",),
+    ("dns_opt",),
+    ("tmpfs",),
+    ("deploy", "placement", "constraints"),
+    ("deploy", "placement", "preferences"),
 }
 
 
@@ -93,9 +100,7 @@ def _merge(base: Node, over: Node, at: tuple[str, ...]) -> Node:
     return _clean(over)
 
 
-def _merge_keyed(
-    base: list[Node], over: list[Node], key: Callable[[Node], Hashable]
-) -> list[Node]:
+def _merge_keyed(base: list[Node], over: list[Node], key: Callable[[Node], Hashable]) -> list[Node]:
     out = {key(item): item for item in base}
     for item in over:
         out[key(item)] = item
@@ -110,9 +115,7 @@ def _driver_changes(base: Node, over: Node) -> bool:
 def _clean(node: Node) -> Node:
     """Drop ``!reset`` entries and tags from a value that merges with nothing."""
     if isinstance(node.value, dict):
-        node = node.with_value(
-            {k: _clean(v) for k, v in node.value.items() if v.tag != "reset"}
-        )
+        node = node.with_value({k: _clean(v) for k, v in node.value.items() if v.tag != "reset"})
     elif isinstance(node.value, list):
         node = node.with_value([_clean(v) for v in node.value])
     node.tag = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agent.spec import ServiceSpec, Spec
+from agent.model.spec import ServiceSpec, Spec
 from stacks.errors import StackWarning
 
 __all__ = [

@@ -57,27 +57,63 @@ Cpus = Parsed(parse_cpus)
 # docker/cli's UnsupportedProperties, less devices and privileged (shoal runs them), plus keys
 # of the Compose Specification that stack deploy has no use for.
 UNSUPPORTED_OPTIONS = (
-    "annotations", "attach", "blkio_config", "build", "cgroup_parent", "cgroupns_mode",
-    "cpu_count", "cpu_percent", "cpu_period", "cpu_rt_period", "cpu_rt_runtime", "cpus",
-    "credential_spec", "depends_on", "develop", "device_cgroup_rules", "domainname",
-    "external_links", "gpus", "group_add", "ipc", "isolation", "label_file", "links",
-    "mac_address", "mem_reservation", "mem_swappiness", "network_mode", "oom_kill_disable",
-    "oom_score_adj", "pid", "platform", "post_start", "pre_stop", "profiles", "pull_policy",
-    "runtime", "scale", "security_opt", "shm_size", "storage_opt", "userns_mode", "uts",
+    "annotations",
+    "attach",
+    "blkio_config",
+    "build",
+    "cgroup_parent",
+    "cgroupns_mode",
+    "cpu_count",
+    "cpu_percent",
+    "cpu_period",
+    "cpu_rt_period",
+    "cpu_rt_runtime",
+    "cpus",
+    "credential_spec",
+    "depends_on",
+    "develop",
+    "device_cgroup_rules",
+    "domainname",
+    "external_links",
+    "gpus",
+    "group_add",
+    "ipc",
+    "isolation",
+    "label_file",
+    "links",
+    "mac_address",
+    "mem_reservation",
+    "mem_swappiness",
+    "network_mode",
+    "oom_kill_disable",
+    "oom_score_adj",
+    "pid",
+    "platform",
+    "post_start",
+    "pre_stop",
+    "profiles",
+    "pull_policy",
+    "runtime",
+    "scale",
+    "security_opt",
+    "shm_size",
+    "storage_opt",
+    "userns_mode",
+    "uts",
 )
 DEPRECATED_OPTIONS = {
     "container_name": "Setting the container name is not supported.",
     "expose": "Exposing ports is unnecessary - services on the same network can access each "
-              "other's containers on any port.",
+    "other's containers on any port.",
 }
 _RESOURCE_LIMITS = "Set resource limits using deploy.resources"
 _FORBIDDEN_OPTIONS = {
     "extends": "Support for `extends` is not implemented yet.",
     "volume_driver": "Instead of setting the volume driver on the service, define a volume "
-                     "using the top-level `volumes` option and specify the driver there.",
+    "using the top-level `volumes` option and specify the driver there.",
     "volumes_from": "To share a volume between services, define it using the top-level "
-                    "`volumes` option and reference it from each service that shares it using "
-                    "the service-level `volumes` option.",
+    "`volumes` option and reference it from each service that shares it using "
+    "the service-level `volumes` option.",
     "cpu_quota": _RESOURCE_LIMITS,
     "cpu_shares": _RESOURCE_LIMITS,
     "cpuset": _RESOURCE_LIMITS,
@@ -104,53 +140,73 @@ def check_name(name: str, what: str) -> str | None:
     """Swarm's rule for names that become part of a service name (a DNS label)."""
     if _NAME.match(name):
         return None
-    return (f"invalid {what} name {name!r}: use letters, digits, '-' and '_', starting and "
-            "ending with a letter or digit")
+    return (
+        f"invalid {what} name {name!r}: use letters, digits, '-' and '_', starting and "
+        "ending with a letter or digit"
+    )
 
 
-_UPDATE = Obj({
-    "parallelism": Int(min=0),
-    "delay": Duration,
-    "failure_action": Str(choices=("pause", "continue", "rollback")),
-    "monitor": Duration,
-    "max_failure_ratio": Float(min=0.0, max=1.0),
-    "order": Str(choices=("stop-first", "start-first")),
-})
-
-_DEPLOY = Obj({
-    "mode": Str(choices=("replicated", "global", "replicated-job", "global-job")),
-    "replicas": Int(min=0),
-    "labels": KeyValues(),
-    "update_config": _UPDATE,
-    "rollback_config": _UPDATE,
-    "resources": Obj({
-        "limits": Obj({"cpus": Cpus, "memory": Bytes, "pids": Int(min=0)}),
-        "reservations": Obj({"cpus": Cpus, "memory": Bytes, "generic_resources": Ignored(),
-                             "devices": Ignored()}),
-    }),
-    "restart_policy": Obj({
-        "condition": Str(choices=("none", "on-failure", "any")),
+_UPDATE = Obj(
+    {
+        "parallelism": Int(min=0),
         "delay": Duration,
-        "max_attempts": Int(min=0),
-        "window": Duration,
-    }),
-    "placement": Obj({
-        "constraints": Constraints(),
-        "preferences": Preferences(),
-        "max_replicas_per_node": Int(min=0),
-    }),
-    "endpoint_mode": Str(choices=("vip", "dnsrr")),
-})
+        "failure_action": Str(choices=("pause", "continue", "rollback")),
+        "monitor": Duration,
+        "max_failure_ratio": Float(min=0.0, max=1.0),
+        "order": Str(choices=("stop-first", "start-first")),
+    }
+)
 
-_HEALTHCHECK = Obj({
-    "test": HealthTest(),
-    "interval": Duration,
-    "timeout": Duration,
-    "start_period": Duration,
-    "start_interval": Duration,
-    "retries": Int(min=0),
-    "disable": Bool(),
-})
+_DEPLOY = Obj(
+    {
+        "mode": Str(choices=("replicated", "global", "replicated-job", "global-job")),
+        "replicas": Int(min=0),
+        "labels": KeyValues(),
+        "update_config": _UPDATE,
+        "rollback_config": _UPDATE,
+        "resources": Obj(
+            {
+                "limits": Obj({"cpus": Cpus, "memory": Bytes, "pids": Int(min=0)}),
+                "reservations": Obj(
+                    {
+                        "cpus": Cpus,
+                        "memory": Bytes,
+                        "generic_resources": Ignored(),
+                        "devices": Ignored(),
+                    }
+                ),
+            }
+        ),
+        "restart_policy": Obj(
+            {
+                "condition": Str(choices=("none", "on-failure", "any")),
+                "delay": Duration,
+                "max_attempts": Int(min=0),
+                "window": Duration,
+            }
+        ),
+        "placement": Obj(
+            {
+                "constraints": Constraints(),
+                "preferences": Preferences(),
+                "max_replicas_per_node": Int(min=0),
+            }
+        ),
+        "endpoint_mode": Str(choices=("vip", "dnsrr")),
+    }
+)
+
+_HEALTHCHECK = Obj(
+    {
+        "test": HealthTest(),
+        "interval": Duration,
+        "timeout": Duration,
+        "start_period": Duration,
+        "start_interval": Duration,
+        "retries": Int(min=0),
+        "disable": Bool(),
+    }
+)
 
 _SERVICE_FIELDS: dict[str, Kind] = {
     "image": Str(nonempty=True),
@@ -201,12 +257,18 @@ def _external(node: Node, path: str, ctx: Ctx, what: str, name: str) -> Node | N
     if external is None or not isinstance(external.value, dict):
         return node
     if "name" in fields:
-        ctx.fail(external, join(path, "external"), f"{what} {name}: {what}.external.name and "
-                                                   f"{what}.name conflict; only use {what}.name")
+        ctx.fail(
+            external,
+            join(path, "external"),
+            f"{what} {name}: {what}.external.name and {what}.name conflict; only use {what}.name",
+        )
         return None
     if "name" in external.value:
-        ctx.warn(external, join(path, "external"), f"{what} {name}: {what}.external.name is "
-                                                   f"deprecated in favor of {what}.name")
+        ctx.warn(
+            external,
+            join(path, "external"),
+            f"{what} {name}: {what}.external.name is deprecated in favor of {what}.name",
+        )
         fields["name"] = external.value["name"]
     fields["external"] = external.with_value(True)
     return node
@@ -226,9 +288,13 @@ def _volume_post(node: Node, path: str, ctx: Ctx) -> Node | None:
         return checked
     for key in ("driver", "driver_opts", "labels"):
         if key in checked.as_map():
-            ctx.fail(checked.as_map()[key], join(path, key), f'conflicting parameters "external" '
-                                                             f'and "{key}" specified for volume '
-                                                             f'"{_name_of(path)}"')
+            ctx.fail(
+                checked.as_map()[key],
+                join(path, key),
+                f'conflicting parameters "external" '
+                f'and "{key}" specified for volume '
+                f'"{_name_of(path)}"',
+            )
             return None
     return checked
 
@@ -246,9 +312,12 @@ def _file_object_post(what: str, sources: tuple[str, ...]) -> Kind:
             choices = ", ".join(repr(s) for s in sources[:-1]) + f" or {sources[-1]!r}"
             ctx.fail(checked, path, f"expected one of {choices}")
         else:
-            ctx.fail(fields[given[1]], join(path, given[1]),
-                     f"conflicting parameters {given[0]!r} and {given[1]!r} specified for "
-                     f"{what} {_name_of(path)!r}")
+            ctx.fail(
+                fields[given[1]],
+                join(path, given[1]),
+                f"conflicting parameters {given[0]!r} and {given[1]!r} specified for "
+                f"{what} {_name_of(path)!r}",
+            )
         return None
 
     fields: dict[str, Kind] = {
@@ -273,16 +342,22 @@ _NETWORK = Obj(
         "attachable": Bool(),
         "internal": Bool(),
         "enable_ipv6": Bool(),
-        "ipam": Obj({
-            "driver": Str(nonempty=True),
-            "config": ListOf(Obj({
-                "subnet": Parsed(parse_subnet),
-                "ip_range": Parsed(parse_subnet),
-                "gateway": Str(),
-                "aux_addresses": KeyValues(list_ok=False),
-            })),
-            "options": KeyValues(list_ok=False),
-        }),
+        "ipam": Obj(
+            {
+                "driver": Str(nonempty=True),
+                "config": ListOf(
+                    Obj(
+                        {
+                            "subnet": Parsed(parse_subnet),
+                            "ip_range": Parsed(parse_subnet),
+                            "gateway": Str(),
+                            "aux_addresses": KeyValues(list_ok=False),
+                        }
+                    )
+                ),
+                "options": KeyValues(list_ok=False),
+            }
+        ),
         "external": External(),
         "name": Str(nonempty=True),
         "labels": KeyValues(),
@@ -311,18 +386,24 @@ class _Accept(Kind):
         return None
 
 
-_ROOT = Obj({
-    "version": _Accept(),
-    "name": _Accept(),
-    "services": MapOf(Obj(_SERVICE_FIELDS), name=lambda n: check_name(n, "service")),
-    "networks": MapOf(_NETWORK, name=_object_name("network")),
-    "volumes": MapOf(_VOLUME, name=_object_name("volume")),
-    "secrets": MapOf(_file_object_post("secret", ("file", "environment", "external")),
-                     name=_object_name("secret")),
-    "configs": MapOf(_file_object_post("config", ("file", "environment", "content",
-                                                  "external")), name=_object_name("config")),
-    "include": Forbidden("`include` is not supported; pass several files with -c instead"),
-})
+_ROOT = Obj(
+    {
+        "version": _Accept(),
+        "name": _Accept(),
+        "services": MapOf(Obj(_SERVICE_FIELDS), name=lambda n: check_name(n, "service")),
+        "networks": MapOf(_NETWORK, name=_object_name("network")),
+        "volumes": MapOf(_VOLUME, name=_object_name("volume")),
+        "secrets": MapOf(
+            _file_object_post("secret", ("file", "environment", "external")),
+            name=_object_name("secret"),
+        ),
+        "configs": MapOf(
+            _file_object_post("config", ("file", "environment", "content", "external")),
+            name=_object_name("config"),
+        ),
+        "include": Forbidden("`include` is not supported; pass several files with -c instead"),
+    }
+)
 
 
 def check_document(root: Node, ctx: Ctx) -> Node | None:

@@ -1,4 +1,4 @@
-"""One checked, merged service definition to a :class:`~agent.spec.ServiceSpec`.
+"""One checked, merged service definition to a :class:`~agent.model.spec.ServiceSpec`.
 
 Conversion follows docker/cli's ``convert`` package: names and labels are namespaced by the
 stack, the service name becomes an alias on every network it joins, environment, secrets,
@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.limits import MAX_NAME, LimitError, check_service_spec
-from agent.spec import (
+from agent.model.limits import MAX_NAME, LimitError, check_service_spec
+from agent.model.spec import (
     SECOND,
     BindOptions,
     ConfigRef,

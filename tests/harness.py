@@ -41,7 +41,7 @@ def free_ports(n: int) -> list[int]:
 def shoal(
     *args: str, data: Path | None = None, check: bool = True, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "agent"]
+    cmd = [sys.executable, "-m", "agent.cli"]
     if data is not None:  # before the command: `service create IMAGE ARG...` takes all the rest
         cmd += ["--data-dir", str(data)]
     cmd += args
@@ -188,7 +188,7 @@ def start_daemon(data: Path) -> subprocess.Popen[bytes]:
     """Start a node's daemon again (after a kill, say), logging to its shoal.log."""
     with open(data / "shoal.log", "ab") as log:  # the child keeps its own copy
         return subprocess.Popen(
-            [sys.executable, "-m", "agent", "daemon", "--data-dir", str(data)],
+            [sys.executable, "-m", "agent.cli", "daemon", "--data-dir", str(data)],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from agent.stamps import parse_stamp
+from agent.model.stamps import parse_stamp
 
 __all__ = ["Progress", "assess", "follow"]
 

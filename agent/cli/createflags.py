@@ -48,8 +48,8 @@ from agent.cli.sharedflags import (
     check_rules,
     dedup_env,
 )
-from agent.errors import ShoalError
-from agent.spec import (
+from agent.model.errors import ShoalError
+from agent.model.spec import (
     ContainerSpec,
     DNSConfig,
     EndpointSpec,

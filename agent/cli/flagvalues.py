@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from agent.errors import ShoalError
-from agent.spec import (
+from agent.model.errors import ShoalError
+from agent.model.spec import (
     BindOptions,
     ConfigRef,
     DeviceMapping,

@@ -19,7 +19,7 @@ from agent.cli import networks, nodes, secrets, services, stacks, swarm
 from agent.cli.flagvalues import parse_duration
 from agent.cli.output import print_error, table
 from agent.cli.swarm import run_foreground
-from agent.errors import ShoalError
+from agent.model.errors import ShoalError
 from agent.paths import DataDir, default_data_dir
 
 __all__ = ["main"]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from agent.errors import ShoalError
+from agent.model.errors import ShoalError
 
 __all__ = [
     "Template",

@@ -11,7 +11,7 @@ from typing import Any
 from agent import control
 from agent.cli.flagvalues import parse_labels
 from agent.cli.output import for_each, format_inspect, inspect_json, render
-from agent.errors import ShoalError
+from agent.model.errors import ShoalError
 from agent.paths import DataDir
 
 __all__ = ["register"]

@@ -12,10 +12,10 @@ from agent.cli.convergence import follow
 from agent.cli.createflags import add_create_flags, spec_from_create
 from agent.cli.output import for_each, format_inspect, inspect_json, print_error, render
 from agent.cli.updateflags import add_update_flags, apply_update
-from agent.errors import ShoalError
-from agent.limits import check_replicas
+from agent.model.errors import ShoalError
+from agent.model.limits import check_replicas
+from agent.model.spec import ServiceSpec, SpecError
 from agent.paths import DataDir
-from agent.spec import ServiceSpec, SpecError
 
 __all__ = ["SERVICE_COLUMNS", "TASK_COLUMNS", "fetch", "listing_flags", "register", "task_rows"]
 

@@ -27,9 +27,9 @@ from agent.cli.flagvalues import (
     strict_key_value,
     uint,
 )
-from agent.errors import ShoalError
-from agent.limits import check_service_spec
-from agent.spec import (
+from agent.model.errors import ShoalError
+from agent.model.limits import check_service_spec
+from agent.model.spec import (
     Driver,
     Healthcheck,
     Resources,

@@ -14,7 +14,7 @@ from agent.cli.convergence import follow
 from agent.cli.flagvalues import parse_bool
 from agent.cli.output import for_each, print_error, render
 from agent.cli.services import TASK_COLUMNS, fetch, task_rows
-from agent.errors import ShoalError
+from agent.model.errors import ShoalError
 from agent.paths import DataDir
 
 __all__ = ["register"]

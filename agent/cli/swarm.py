@@ -19,7 +19,7 @@ from typing import Any
 
 from agent import control
 from agent.cli.flagvalues import ip_address, parse_addr, parse_bool, parse_duration
-from agent.errors import ShoalError
+from agent.model.errors import ShoalError
 from agent.paths import DataDir, NodeConfig, process_alive
 
 __all__ = ["register", "run_foreground"]
@@ -30,7 +30,7 @@ def _start_daemon(data: DataDir) -> subprocess.Popen[bytes]:
     data.root.mkdir(parents=True, exist_ok=True)
     log = open(data.log_file, "ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "daemon", "--data-dir", str(data.root)],
+        [sys.executable, "-m", "agent.cli", "daemon", "--data-dir", str(data.root)],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,

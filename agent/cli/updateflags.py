@@ -44,7 +44,7 @@ from agent.cli.sharedflags import (
     dedup_env,
     unique,
 )
-from agent.spec import ContainerSpec, DNSConfig, ServiceSpec
+from agent.model.spec import ContainerSpec, DNSConfig, ServiceSpec
 
 __all__ = ["add_update_flags", "apply_update"]
 

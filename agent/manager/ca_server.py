@@ -10,7 +10,6 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from agent.errors import ShoalError
 from agent.manager.broker_sync import BrokerSync
 from agent.manager.cluster import cluster_ca, cluster_of, lifetime, replace, serving
 from agent.manager.enrollment import RENEW_LIMITS, EnrollLimiter, RateLimited, parse_request
@@ -18,7 +17,8 @@ from agent.manager.raft import RaftError
 from agent.manager.raftdriver import RaftDriver
 from agent.manager.revocation import Revocation
 from agent.manager.store import Client, Cluster, Node, Store, StoreError, Tx
-from agent.stamps import now_text
+from agent.model.errors import ShoalError
+from agent.model.stamps import now_text
 from broker.envelope import Envelope
 from broker.errors import BrokerError
 from broker.session import Session

@@ -7,10 +7,10 @@ import dataclasses
 from datetime import timedelta
 from typing import Any
 
-from agent.errors import ShoalError
 from agent.manager.raft import RaftError
 from agent.manager.raftdriver import RaftDriver
 from agent.manager.store import Cluster, Store
+from agent.model.errors import ShoalError
 from certs import ClusterCA, load_cert, load_private_key
 
 __all__ = ["cluster_ca", "cluster_of", "lifetime", "replace", "serving"]

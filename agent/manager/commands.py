@@ -22,10 +22,10 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agent.errors import ShoalError
 from agent.manager.raft import NotLeader, RaftError
 from agent.manager.raftdriver import RaftDriver
 from agent.manager.store import AlreadyApplied, RequestRecord, Store, StoreError, current_request
+from agent.model.errors import ShoalError
 from certs import CertError
 
 __all__ = ["UNANSWERED", "CommandRunner", "Handler", "new_request_id", "result_of"]

@@ -39,7 +39,7 @@ from agent.manager.store import (
     Tx,
 )
 from agent.model import StatusError, TaskStatus
-from agent.stamps import now_text
+from agent.model.stamps import now_text
 from broker.envelope import Envelope
 from broker.errors import BrokerError
 from broker.session import Session

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.errors import ShoalError
+from agent.model.errors import ShoalError
 
 __all__ = [
     "MAX_CSR_BYTES",

@@ -10,11 +10,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from agent.errors import ShoalError
 from agent.manager.commands import CommandRunner, new_request_id, result_of
 from agent.manager.raft import NotLeader
 from agent.manager.raftdriver import RaftDriver
-from agent.registry import Handler
+from agent.model.errors import ShoalError
+from agent.model.registry import Handler
 from broker.envelope import Envelope
 from broker.errors import BrokerError
 from broker.session import Session, raise_for_reply

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
 
-from agent.errors import ShoalError
+from agent.model.errors import ShoalError
 from certs import CertError, new_data_key, unwrap_key, wrap_key, write_file_atomic
 
 __all__ = ["DataKeyError", "DataKeyFile", "LockedError"]

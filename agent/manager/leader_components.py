@@ -10,15 +10,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.manager.allocator_loop import AllocatorLoop
 from agent.manager.dispatcher import Dispatcher, StatusLog
 from agent.manager.monitor import Monitor
-from agent.manager.orchestrator_loop import OrchestratorLoop
-from agent.manager.outage import FleetWatch
 from agent.manager.raftdriver import RaftDriver
-from agent.manager.scheduler_loop import SchedulerLoop
+from agent.manager.reconcile.allocator_loop import AllocatorLoop
+from agent.manager.reconcile.orchestrator_loop import OrchestratorLoop
+from agent.manager.reconcile.outage import FleetWatch
+from agent.manager.reconcile.scheduler_loop import SchedulerLoop
+from agent.manager.reconcile.updater_loop import UpdaterLoop
 from agent.manager.store import Store
-from agent.manager.updater_loop import UpdaterLoop
 from broker.session import Session
 from broker.topics import Topics
 

@@ -5,7 +5,7 @@ Every manager runs the Raft driver and applies the store. Only the leader acts o
 from nodes (enrollment and renewal in ca_server.py, node state in nodes.py); a manager that is
 not the leader forwards control commands to the leader over MQTT (forwarding.py), so the CLI
 sees no difference. What each command is and which component answers it is in
-agent/registry.py.
+agent/model/registry.py.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from agent.errors import ShoalError
 from agent.manager.broker_host import BrokerHost
 from agent.manager.broker_sync import BrokerSync
 from agent.manager.ca_server import CAServer
@@ -26,7 +25,6 @@ from agent.manager.commands import CommandRunner
 from agent.manager.control.networks import NetworksAPI
 from agent.manager.control.secrets import SecretsAPI
 from agent.manager.control.services import ControlAPI
-from agent.manager.control.stack_topics import StackTopics
 from agent.manager.control.stacks import StackAPI
 from agent.manager.dispatcher import StatusLog
 from agent.manager.forwarding import Forwarding
@@ -34,13 +32,15 @@ from agent.manager.keys import DataKeyFile
 from agent.manager.leader_components import LeaderComponents
 from agent.manager.logstore import open_log
 from agent.manager.nodes import Nodes
-from agent.manager.outage import FleetWatch
 from agent.manager.raft import RaftError
 from agent.manager.raftdriver import RaftDriver
+from agent.manager.reconcile.outage import FleetWatch
 from agent.manager.revocation import Revocation
+from agent.manager.stack_topics import StackTopics
 from agent.manager.store import Cluster, Event, Node, Store
 from agent.manager.swarm import Swarm
-from agent.registry import leader_handlers
+from agent.model.errors import ShoalError
+from agent.model.registry import leader_handlers
 from broker.session import Session
 from broker.topics import ENROLL_REQ_FILTER, Topics
 from certs import CertError

@@ -8,8 +8,8 @@ import logging
 import time
 
 from agent.manager.control.views import service_row, task_row
-from agent.manager.orchestrator import live
-from agent.manager.reconciler import Reconciler
+from agent.manager.reconcile.orchestrator import live
+from agent.manager.reconcile.reconciler import Reconciler
 from agent.manager.store import Event, Node, Service, Store, Task
 from broker.errors import BrokerError
 from broker.session import Session

@@ -1,6 +1,7 @@
 """The nodes, on the leader: their state (ready or down, from their retained state and from
-silence, see agent.manager.outage), managers joining the Raft group when they report ready,
-the monitoring view of each node, and `shoal node ls|rm|promote|demote` and a manager's leave."""
+silence, see agent.manager.reconcile.outage), managers joining the Raft group when they report
+ready, the monitoring view of each node, and `shoal node ls|rm|promote|demote` and a manager's
+leave."""
 
 from __future__ import annotations
 
@@ -13,17 +14,17 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agent.errors import ShoalError
 from agent.manager.broker_sync import BrokerSync
 from agent.manager.cluster import replace, serving
 from agent.manager.dispatcher import StatusLog
 from agent.manager.leader_components import LeaderComponents
-from agent.manager.outage import FleetWatch, OutageRule, silent_nodes
 from agent.manager.raft import ConfChangeType, NotLeader, RaftError
 from agent.manager.raftdriver import RaftDriver
+from agent.manager.reconcile.outage import FleetWatch, OutageRule, silent_nodes
 from agent.manager.revocation import Revocation
 from agent.manager.store import Cluster, Node, Store, StoreError, Tx
-from agent.stamps import now_text
+from agent.model.errors import ShoalError
+from agent.model.stamps import now_text
 from broker.envelope import Envelope
 from broker.errors import BrokerError
 from broker.session import Session
@@ -98,7 +99,7 @@ class Nodes:
 
     async def liveness_forever(self, every: float = 1.0) -> None:
         """On the leader: a node silent too long counts as down, one whose death no will told
-        of (it died during a broker outage, say; see agent.manager.outage); a silent node
+        of (it died during a broker outage, say; see agent.manager.reconcile.outage); a silent node
         heard again is ready again."""
         while True:
             await asyncio.sleep(every)

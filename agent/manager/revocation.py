@@ -12,7 +12,7 @@ from pathlib import Path
 from agent.manager.broker_sync import BrokerSync
 from agent.manager.cluster import cluster_ca, replace
 from agent.manager.store import Cluster, Node, Store, Tx
-from agent.stamps import now_text
+from agent.model.stamps import now_text
 from broker.errors import BrokerError
 from broker.session import Session, SessionConfig
 from broker.tls import client_context

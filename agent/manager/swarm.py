@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.errors import ShoalError
-from agent.limits import MAX_TASK_HISTORY
 from agent.manager.cluster import cluster_ca, cluster_of, replace
 from agent.manager.store import Cluster, Store, Tx
+from agent.model.errors import ShoalError
+from agent.model.limits import MAX_TASK_HISTORY
 from certs import JoinToken, new_unlock_key
 
 __all__ = ["Swarm"]

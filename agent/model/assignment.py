@@ -14,8 +14,8 @@ from typing import Any, TypeVar, cast
 
 from agent.model.errors import AssignmentError
 from agent.model.fields import FieldReader
+from agent.model.spec import PortConfig, SpecError, TaskSpec
 from agent.model.tasks import DESIRED_STATES, DesiredState
-from agent.spec import PortConfig, SpecError, TaskSpec
 
 __all__ = [
     "Assignment",

@@ -1,10 +1,21 @@
-"""The wire model's exceptions: one root, and every one is the sender's fault."""
+"""shoal's exception root, the wire model's exceptions (every one is the sender's fault), and
+the node's task-execution errors that the worker, its drivers and the node networking share."""
 
 from __future__ import annotations
 
-from agent.errors import ShoalError
+__all__ = [
+    "AssignmentError",
+    "DriverError",
+    "ModelError",
+    "ShoalError",
+    "StatusError",
+    "TaskRejected",
+    "WorkerError",
+]
 
-__all__ = ["AssignmentError", "ModelError", "StatusError"]
+
+class ShoalError(Exception):
+    """A failure a user should see as one line: what is wrong and what to do."""
 
 
 class ModelError(ShoalError, ValueError):
@@ -27,3 +38,22 @@ class StatusError(ModelError):
         self.field = field
         self.message = message
         super().__init__(f"task status {field}: {message}" if field else f"task status: {message}")
+
+
+class WorkerError(ShoalError):
+    """Root of everything the node side of task execution raises."""
+
+
+class TaskRejected(WorkerError):
+    """This node cannot run the task as specified (missing image, bad mount source, ...).
+
+    The task ends ``rejected`` with ``reason``; retrying here would not help.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class DriverError(WorkerError):
+    """The runtime failed to do what was asked (start, stop, inspect); the task may fail."""

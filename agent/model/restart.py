@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from agent.model.spec import SECOND, RestartPolicy
 from agent.model.tasks import TaskState
-from agent.spec import SECOND, RestartPolicy
 
 __all__ = ["restart_delay", "restarts_left", "should_restart"]
 

@@ -1,6 +1,7 @@
 """This node's side of networking: it applies the routing table the leader publishes to it.
 
-The table (see :mod:`agent.manager.routes`) arrives retained on ``node/<id>/net``. From it:
+The table (see :mod:`agent.manager.reconcile.routes`) arrives retained on ``node/<id>/net``. From
+it:
 
 - the kernel backend (:class:`agent.net.linux.LinuxNetwork`) gets the overlay networks
   this node's tasks are on (a bridge and a VXLAN device each, with every remote endpoint
@@ -35,6 +36,7 @@ from typing import Any
 
 from agent.model import Assignment
 from agent.model import check_table as _check
+from agent.model.errors import TaskRejected
 from agent.net.dns import DnsServer, read_resolv_conf
 from agent.net.errors import MeshError
 from agent.net.linux import (
@@ -48,7 +50,6 @@ from agent.net.linux import (
 )
 from agent.net.mesh import Mesh
 from agent.net.plan import DEVICE_PREFIXES, namespace_name
-from agent.worker.errors import TaskRejected
 
 __all__ = ["NetAgent", "NetworkUnavailable", "kernel_networking"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agent.worker.errors import WorkerError
+from agent.model.errors import WorkerError
 
 __all__ = ["MeshError"]
 

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from agent.model.errors import WorkerError
 from agent.net.plan import (
     DEFAULT_MTU,
     DEVICE_PREFIXES,
@@ -66,7 +67,6 @@ from agent.net.plan import (
     vip_rules,
     vxlan_name,
 )
-from agent.worker.errors import WorkerError
 
 __all__ = [
     "Interface",

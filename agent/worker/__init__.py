@@ -6,8 +6,8 @@ The executor reconciles a node's assignments with what runs locally through a dr
 driver's module imports aiodocker lazily; import it as ``agent.worker.docker``.
 """
 
+from agent.model.errors import DriverError, TaskRejected, WorkerError
 from agent.worker.driver import Driver, Observation, Owned, TaskRef
-from agent.worker.errors import DriverError, TaskRejected, WorkerError
 from agent.worker.executor import Executor, Report
 from agent.worker.hollow import HollowDriver
 from agent.worker.process import ProcessDriver

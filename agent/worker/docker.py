@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.model import Assignment, Health
+from agent.model.errors import DriverError, TaskRejected
 from agent.worker.docker_config import DEFAULT_STOP_SIGNAL, container_config, host_ports
 from agent.worker.docker_files import TaskDirs, config_target, secret_target
 from agent.worker.driver import (
@@ -30,7 +31,6 @@ from agent.worker.driver import (
     TaskRef,
     owned_from_labels,
 )
-from agent.worker.errors import DriverError, TaskRejected
 from agent.worker.taskfiles import NO_FILES, TaskFiles
 
 if TYPE_CHECKING:

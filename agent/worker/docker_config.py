@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agent.model import Assignment
-from agent.spec import ContainerSpec, Healthcheck, Mount, PortConfig, TaskSpec
+from agent.model.spec import ContainerSpec, Healthcheck, Mount, PortConfig, TaskSpec
 from agent.worker.docker_files import file_mounts
 from agent.worker.driver import labels_for
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.model import Assignment, is_id
-from agent.spec import ConfigRef, SecretRef
-from agent.worker.errors import TaskRejected
+from agent.model.errors import TaskRejected
+from agent.model.spec import ConfigRef, SecretRef
 
 __all__ = [
     "SECRETS_DIR",

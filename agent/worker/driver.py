@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from agent.model import Assignment, Health
-from agent.worker.errors import DriverError, TaskRejected
+from agent.model.errors import DriverError, TaskRejected
 from agent.worker.taskfiles import NO_FILES, TaskFiles
 
 __all__ = [

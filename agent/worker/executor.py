@@ -46,9 +46,9 @@ from agent.model import (
     restarts_left,
     should_restart,
 )
-from agent.spec import SECOND
+from agent.model.errors import TaskRejected, WorkerError
+from agent.model.spec import SECOND
 from agent.worker.driver import Driver, Observation, Owned
-from agent.worker.errors import TaskRejected, WorkerError
 from agent.worker.store import load_saved, save_assignments
 from agent.worker.taskfiles import NO_FILES, KeyLoader, TaskFiles
 

@@ -16,7 +16,7 @@ from typing import TypeVar
 import msgpack
 
 from agent.model import Assignment, AssignmentError, ConfigBlob, SecretBlob
-from agent.worker.errors import WorkerError
+from agent.model.errors import WorkerError
 
 __all__ = [
     "ASSIGNMENTS_FILE",

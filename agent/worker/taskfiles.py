@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.model import Assignment, ConfigBlob, SecretBlob
-from agent.spec import ConfigRef, SecretRef
-from agent.worker.errors import TaskRejected, WorkerError
+from agent.model.errors import TaskRejected, WorkerError
+from agent.model.spec import ConfigRef, SecretRef
 
 __all__ = ["NO_FILES", "KeyLoader", "TaskFiles", "load_node_key", "secret_context"]
 

@@ -43,7 +43,7 @@ class PartitionSwarm:
     def shoal(
         self, *args: str, node: str = "m1", check: bool = True, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
-        cmd = [*self.f.prefix_of(node), sys.executable, "-m", "agent"]
+        cmd = [*self.f.prefix_of(node), sys.executable, "-m", "agent.cli"]
         cmd += ["--data-dir", str(self.data[node]), *args]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
         if check and proc.returncode != 0:

@@ -32,7 +32,7 @@ def test_init_refuses_enroll_port_equal_to_cluster_port(
 
 def test_labels_are_key_value_flags_and_an_empty_key_names_the_flag() -> None:
     from agent.cli.flagvalues import parse_labels
-    from agent.errors import ShoalError
+    from agent.model.errors import ShoalError
 
     assert parse_labels(["zone=east", "ssd", "a=b=c"]) == {"zone": "east", "ssd": "", "a": "b=c"}
     assert parse_labels(None) == {}

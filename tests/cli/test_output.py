@@ -7,8 +7,8 @@ import json
 import pytest
 
 from agent.cli.output import format_inspect, inspect_json, render
-from agent.errors import ShoalError
-from agent.spec import ContainerSpec, ServiceSpec, TaskSpec
+from agent.model.errors import ShoalError
+from agent.model.spec import ContainerSpec, ServiceSpec, TaskSpec
 
 ROWS = [
     {

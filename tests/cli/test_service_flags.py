@@ -13,8 +13,8 @@ import pytest
 
 from agent.cli.createflags import add_create_flags, spec_from_create
 from agent.cli.updateflags import add_update_flags, apply_update
-from agent.errors import ShoalError
-from agent.spec import (
+from agent.model.errors import ShoalError
+from agent.model.spec import (
     SECOND,
     BindOptions,
     ConfigRef,

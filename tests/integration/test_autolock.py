@@ -28,7 +28,7 @@ def _restart(data: Path) -> None:
     os.kill(int((data / "shoal.pid").read_text()), signal.SIGKILL)
     with open(data / "shoal.log", "ab") as log:
         subprocess.Popen(
-            [sys.executable, "-m", "agent", "daemon", "--data-dir", str(data)],
+            [sys.executable, "-m", "agent.cli", "daemon", "--data-dir", str(data)],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -38,7 +38,7 @@ def _restart(data: Path) -> None:
 
 def _unlock(data: Path, key: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "agent", "swarm", "unlock", "--data-dir", str(data)],
+        [sys.executable, "-m", "agent.cli", "swarm", "unlock", "--data-dir", str(data)],
         input=key + "\n",
         capture_output=True,
         text=True,

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from agent import control
-from agent.errors import ShoalError
+from agent.model.errors import ShoalError
+from agent.model.spec import ContainerSpec, ServiceMode, ServiceSpec, TaskSpec
 from agent.paths import DataDir
-from agent.spec import ContainerSpec, ServiceMode, ServiceSpec, TaskSpec
 from tests.harness import Cluster, shoal
 
 pytestmark = pytest.mark.integration

@@ -80,7 +80,7 @@ class NetCluster:
             *self.f.prefix_of(node),
             sys.executable,
             "-m",
-            "agent",
+            "agent.cli",
             "--data-dir",
             str(self.data[node]),
             *args,

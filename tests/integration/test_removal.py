@@ -180,7 +180,7 @@ def test_a_node_cut_off_from_the_broker_keeps_its_tasks(nodes: dict[str, Any]) -
 
 
 def _ns_cli(f: Fabric, node: str, data: Path, *args: str) -> str:
-    cmd = [*f.prefix_of(node), sys.executable, "-m", "agent", "--data-dir", str(data), *args]
+    cmd = [*f.prefix_of(node), sys.executable, "-m", "agent.cli", "--data-dir", str(data), *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     if proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -237,7 +237,7 @@ def test_a_removed_node_removes_its_overlay_networking(tmp_path: Path) -> None:
         finally:
             for d in data.values():
                 subprocess.run(
-                    [*f.prefix_of("m"), sys.executable, "-m", "agent", "--data-dir", str(d),
+                    [*f.prefix_of("m"), sys.executable, "-m", "agent.cli", "--data-dir", str(d),
                      "swarm", "leave", "--force"],
                     capture_output=True, timeout=60, check=False,
                 )  # fmt: skip

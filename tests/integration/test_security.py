@@ -115,7 +115,7 @@ def test_a_removed_node_restarted_names_the_revocation_at_once_and_keeps_it(
     if record == "lost":  # e.g. stopped before it was written: the broker's refusal is named
         (worker / "removed.json").unlink()  # by the probe of the pending connect attempt
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "agent", "--data-dir", str(worker), "daemon"],
+        [sys.executable, "-m", "agent.cli", "--data-dir", str(worker), "daemon"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -139,7 +139,7 @@ def test_a_stack_deploys_with_secrets_and_configs_updates_prunes_and_goes(
         [
             sys.executable,
             "-m",
-            "agent",
+            "agent.cli",
             "--data-dir",
             str(c.manager),
             "stack",
@@ -310,7 +310,7 @@ def test_secrets_from_the_cli_reach_services_and_follow_their_updates(
         [
             sys.executable,
             "-m",
-            "agent",
+            "agent.cli",
             "--data-dir",
             str(c.manager),
             "secret",

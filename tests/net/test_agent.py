@@ -1,10 +1,10 @@
 """The node's network agent: routing tables in, kernel state, DNS answers and mesh ports out.
 
 The kernel backend and the routing mesh are in-memory fakes that record what they are given;
-the tables are the real ones, made by the allocator and :func:`agent.manager.routes.table_for`
-from store objects. The embedded DNS server is real: it is asked to listen on the networks'
-gateway addresses, which this machine does not hold, so it only logs that it cannot.
-"""
+the tables are the real ones, made by the allocator and
+:func:`agent.manager.reconcile.routes.table_for` from store objects. The embedded DNS server is
+real: it is asked to listen on the networks' gateway addresses, which this machine does not hold,
+so it only logs that it cannot."""
 
 from __future__ import annotations
 
@@ -19,16 +19,12 @@ from typing import Any, cast
 
 import pytest
 
-from agent.manager.allocation import Allocation
-from agent.manager.allocator import INGRESS_ID, allocate
-from agent.manager.routes import PROXY_PROTOCOL_LABEL, table_for
+from agent.manager.reconcile.allocation import Allocation
+from agent.manager.reconcile.allocator import INGRESS_ID, allocate
+from agent.manager.reconcile.routes import PROXY_PROTOCOL_LABEL, table_for
 from agent.manager.store import Network, Node, Service, Task
 from agent.model import Assignment
-from agent.net.agent import NetAgent, NetworkUnavailable
-from agent.net.linux import LinuxNetwork
-from agent.net.mesh import Mesh
-from agent.net.plan import Interface, NetworkState, NodeState, Peer, TaskNetState, Vip
-from agent.spec import (
+from agent.model.spec import (
     ContainerSpec,
     EndpointSpec,
     NetworkAttachment,
@@ -36,6 +32,10 @@ from agent.spec import (
     ServiceSpec,
     TaskSpec,
 )
+from agent.net.agent import NetAgent, NetworkUnavailable
+from agent.net.linux import LinuxNetwork
+from agent.net.mesh import Mesh
+from agent.net.plan import Interface, NetworkState, NodeState, Peer, TaskNetState, Vip
 
 N1_UNDERLAY = "192.0.2.1"
 N2_UNDERLAY = "192.0.2.2"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.spec import (
+from agent.model.spec import (
     SECOND,
     BindOptions,
     ConfigRef,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.spec import PortConfig
+from agent.model.spec import PortConfig
 from stacks import StackError, load_stack
 from tests.stacks.paths import EXAMPLES
 

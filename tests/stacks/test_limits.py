@@ -20,7 +20,7 @@ _SERVICE = (
 )
 
 
-_SHOAL = [sys.executable, "-m", "agent"]
+_SHOAL = [sys.executable, "-m", "agent.cli"]
 
 
 def _compose(size: int) -> str:

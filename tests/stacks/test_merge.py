@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.spec import Driver, Mount, PortConfig, SecretRef, ServiceMode, VolumeOptions
+from agent.model.spec import Driver, Mount, PortConfig, SecretRef, ServiceMode, VolumeOptions
 from stacks import SecretSpec, StackError, StackSpec, VolumeSpec, load_stack
 
 NS = "com.docker.stack.namespace"

@@ -1,4 +1,4 @@
-"""agent.spec: dicts out are plain JSON/msgpack values; dicts in are checked strictly."""
+"""agent.model.spec: dicts out are plain JSON/msgpack values; dicts in are checked strictly."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.spec import (
+from agent.model.spec import (
     SECOND,
     ContainerSpec,
     EndpointSpec,

@@ -10,11 +10,11 @@ from typing import Any
 import msgpack
 import pytest
 
-from agent.manager.allocation import DYNAMIC_PORTS, Allocation, AllocationError
-from agent.manager.allocator import INGRESS_ID, allocate
-from agent.manager.routes import receives_traffic, table_for
+from agent.manager.reconcile.allocation import DYNAMIC_PORTS, Allocation, AllocationError
+from agent.manager.reconcile.allocator import INGRESS_ID, allocate
+from agent.manager.reconcile.routes import receives_traffic, table_for
 from agent.manager.store import Network, Node, Service, Task
-from agent.spec import (
+from agent.model.spec import (
     ContainerSpec,
     EndpointSpec,
     NetworkAttachment,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 
-from agent.errors import ShoalError
 from agent.manager.enrollment import (
     MAX_CSR_BYTES,
     EnrollLimiter,
@@ -15,6 +14,7 @@ from agent.manager.enrollment import (
     TokenBucket,
     parse_request,
 )
+from agent.model.errors import ShoalError
 from tests.unit.test_decoders import _maybe, values
 
 

@@ -12,8 +12,14 @@ from typing import Any
 import msgpack
 import pytest
 
-from agent.errors import ShoalError
-from agent.limits import (
+from agent.manager.control.networks import NetworksAPI
+from agent.manager.control.secrets import SecretsAPI
+from agent.manager.control.services import ControlAPI
+from agent.manager.reconcile.orchestrator import BATCH, live, plan_service
+from agent.manager.reconcile.orchestrator_loop import OrchestratorLoop
+from agent.manager.store import Node, Service, Store, Task
+from agent.model.errors import ShoalError
+from agent.model.limits import (
     MAX_ARGS_BYTES,
     MAX_CLUSTER_TASKS,
     MAX_CONSTRAINTS,
@@ -29,13 +35,7 @@ from agent.limits import (
     MAX_SPEC_BYTES,
     LimitError,
 )
-from agent.manager.control.networks import NetworksAPI
-from agent.manager.control.secrets import SecretsAPI
-from agent.manager.control.services import ControlAPI
-from agent.manager.orchestrator import BATCH, live, plan_service
-from agent.manager.orchestrator_loop import OrchestratorLoop
-from agent.manager.store import Node, Service, Store, Task
-from agent.spec import ContainerSpec, Mount, PortConfig, ServiceMode, ServiceSpec, TaskSpec
+from agent.model.spec import ContainerSpec, Mount, PortConfig, ServiceMode, ServiceSpec, TaskSpec
 
 T0 = 1_700_000_000.0
 

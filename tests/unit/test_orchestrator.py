@@ -7,10 +7,10 @@ import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from agent.manager.orchestrator import Plan, live, observed, plan_service
+from agent.manager.reconcile.orchestrator import Plan, live, observed, plan_service
 from agent.manager.store import Node, Service, Task
 from agent.model import TaskState
-from agent.spec import (
+from agent.model.spec import (
     SECOND,
     ContainerSpec,
     Placement,
@@ -19,7 +19,7 @@ from agent.spec import (
     ServiceSpec,
     TaskSpec,
 )
-from agent.stamps import stamp_of
+from agent.model.stamps import stamp_of
 
 T0 = 1_700_000_000.0
 SERVICE_ID = "svc"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 
 from agent.manager.dispatcher import _clean_description
-from agent.manager.orchestrator import plan_service
-from agent.manager.outage import (
+from agent.manager.reconcile.orchestrator import plan_service
+from agent.manager.reconcile.outage import (
     FleetWatch,
     Hold,
     OutageRule,

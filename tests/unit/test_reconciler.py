@@ -9,7 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
-from agent.manager.reconciler import EVERYTHING, Reconciler, everything
+from agent.manager.reconcile.reconciler import EVERYTHING, Reconciler, everything
 from agent.manager.store import Event, Secret, Service, Store, View
 
 

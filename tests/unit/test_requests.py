@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from agent.errors import ShoalError
 from agent.manager.commands import UNANSWERED, CommandRunner
 from agent.manager.control.networks import NetworksAPI
 from agent.manager.control.secrets import SecretsAPI
@@ -27,6 +26,7 @@ from agent.manager.store import (
     Tx,
     current_request,
 )
+from agent.model.errors import ShoalError
 from broker.topics import Topics
 
 

@@ -7,8 +7,7 @@ from typing import Any, Literal
 
 import pytest
 
-from agent.limits import MAX_TASKS_PER_NODE
-from agent.manager.scheduler import (
+from agent.manager.reconcile.scheduler import (
     Constraint,
     Decisions,
     node_matches,
@@ -17,7 +16,8 @@ from agent.manager.scheduler import (
     schedule,
 )
 from agent.manager.store import Node, Task
-from agent.spec import (
+from agent.model.limits import MAX_TASKS_PER_NODE
+from agent.model.spec import (
     ContainerSpec,
     Placement,
     Platform,

@@ -7,11 +7,11 @@ import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from agent.manager.orchestrator import live, observed
+from agent.manager.reconcile.orchestrator import live, observed
+from agent.manager.reconcile.updater import UpdatePlan, dirty, plan_update, start_update
 from agent.manager.store import Node, Service, Task
-from agent.manager.updater import UpdatePlan, dirty, plan_update, start_update
 from agent.model import TaskState
-from agent.spec import (
+from agent.model.spec import (
     SECOND,
     ContainerSpec,
     EndpointSpec,
@@ -22,7 +22,7 @@ from agent.spec import (
     TaskSpec,
     UpdateConfig,
 )
-from agent.stamps import stamp_of
+from agent.model.stamps import stamp_of
 
 T0 = 1_700_000_000.0
 SERVICE_ID = "svc"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ShoalError
 from agent.manager.keys import DataKeyError, DataKeyFile, LockedError
+from agent.model.errors import ShoalError
 from certs import new_unlock_key
 
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from agent.model import Assignment, TaskState, TaskStatus
-from agent.spec import SECOND, ContainerSpec, PortConfig, RestartPolicy, TaskSpec
+from agent.model.spec import SECOND, ContainerSpec, PortConfig, RestartPolicy, TaskSpec
 from agent.worker import Executor
 
 NODE = "node1"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from agent.model import TaskState
-from agent.spec import (
+from agent.model.spec import (
     SECOND,
     DeviceMapping,
     Healthcheck,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.spec import Healthcheck, Mount, PortConfig, VolumeOptions
+from agent.model.spec import Healthcheck, Mount, PortConfig, VolumeOptions
 from agent.worker import Driver, HollowDriver, ProcessDriver
 from agent.worker.docker import DockerDriver
 from agent.worker.docker_config import container_config

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from agent.model import ConfigBlob, SecretBlob, TaskState
-from agent.spec import ConfigRef, SecretRef
+from agent.model.spec import ConfigRef, SecretRef
 from agent.worker.docker_files import TaskDirs, memory_root
 from agent.worker.taskfiles import secret_context
 from certs import new_private_key, seal

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.model import TaskState, TaskStatus
-from agent.spec import SECOND, RestartPolicy
+from agent.model.spec import SECOND, RestartPolicy
 from agent.worker import Driver, Executor, HollowDriver
 from agent.worker.store import ASSIGNMENTS_FILE, load_assignments
 from tests.worker.fakes import FakeDriver

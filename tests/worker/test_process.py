@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.model import TaskState
-from agent.spec import SECOND, RestartPolicy
+from agent.model.spec import SECOND, RestartPolicy
 from agent.worker import Executor, ProcessDriver
 from tests.worker.helpers import CLUSTER, NODE, Recorder, assignment, running, sh, until
 

@@ -22,10 +22,10 @@ from agent.model import (
     parse_configs,
     parse_secrets,
 )
-from agent.spec import ConfigRef, SecretRef
+from agent.model.errors import WorkerError
+from agent.model.spec import ConfigRef, SecretRef
 from agent.worker import HollowDriver, ProcessDriver, TaskRejected
 from agent.worker.docker_files import TaskDirs, file_mounts, memory_root
-from agent.worker.errors import WorkerError
 from agent.worker.node import NodeAgent
 from agent.worker.store import ASSIGNMENTS_FILE, load_saved
 from agent.worker.taskfiles import TaskFiles, load_node_key, secret_context

@@ -10,13 +10,13 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agent.errors import ShoalError
-from agent.limits import check_labels
-from agent.manager.allocator import INGRESS_ID, INGRESS_SUBNET, allocate
+from agent.manager.reconcile.allocator import INGRESS_ID, INGRESS_SUBNET, allocate
 from agent.manager.store import Network, Service, Store, Tx, View
-from agent.registry import bind
-from agent.spec import ServiceSpec
-from agent.stamps import now_text
+from agent.model.errors import ShoalError
+from agent.model.limits import check_labels
+from agent.model.registry import bind
+from agent.model.spec import ServiceSpec
+from agent.model.stamps import now_text
 from certs.identity import new_node_id
 
 __all__ = ["NetworksAPI", "check_networks", "with_subnet"]

@@ -11,12 +11,12 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agent.errors import ShoalError
-from agent.limits import MAX_OBJECT_BYTES, check_labels
 from agent.manager.store import Config, Secret, Service, Store, Tx, View
-from agent.registry import bind
-from agent.spec import ServiceSpec
-from agent.stamps import now_text
+from agent.model.errors import ShoalError
+from agent.model.limits import MAX_OBJECT_BYTES, check_labels
+from agent.model.registry import bind
+from agent.model.spec import ServiceSpec
+from agent.model.stamps import now_text
 from certs.identity import new_node_id
 
 __all__ = ["MAX_SIZE", "SecretsAPI", "resolve_refs", "users_of"]

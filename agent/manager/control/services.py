@@ -10,24 +10,24 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agent.errors import ShoalError
-from agent.limits import (
+from agent.manager.control.networks import check_networks
+from agent.manager.control.secrets import resolve_refs
+from agent.manager.control.views import node_row, service_row, task_row
+from agent.manager.reconcile.orchestrator import live
+from agent.manager.reconcile.scheduler import parse_constraint
+from agent.manager.reconcile.updater import start_update
+from agent.manager.store import Network, Node, Service, Store, Task, Tx, View
+from agent.model.errors import ShoalError
+from agent.model.limits import (
     check_cluster_tasks,
     check_labels,
     check_replicas,
     check_service_spec,
     desired_tasks,
 )
-from agent.manager.control.networks import check_networks
-from agent.manager.control.secrets import resolve_refs
-from agent.manager.control.views import node_row, service_row, task_row
-from agent.manager.orchestrator import live
-from agent.manager.scheduler import parse_constraint
-from agent.manager.store import Network, Node, Service, Store, Task, Tx, View
-from agent.manager.updater import start_update
-from agent.registry import bind
-from agent.spec import ServiceSpec, SpecError
-from agent.stamps import now_text
+from agent.model.registry import bind
+from agent.model.spec import ServiceSpec, SpecError
+from agent.model.stamps import now_text
 from certs.identity import new_node_id
 
 __all__ = ["ControlAPI"]
@@ -340,7 +340,7 @@ def _endpoint(view: View, s: Service) -> dict[str, Any]:
     """What the allocator gave the service, as Docker's Endpoint: ports as published (a
     dynamic port resolved), a virtual IP (with its subnet's prefix) per network, and what went
     wrong, if anything."""
-    from agent.manager.allocator_loop import stored_allocation
+    from agent.manager.reconcile.allocator_loop import stored_allocation
 
     allocation = stored_allocation(view)
     names = {n.id: n.name for n in view.list(Network)}

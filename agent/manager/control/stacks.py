@@ -16,17 +16,17 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from agent.errors import ShoalError
-from agent.limits import MAX_OBJECT_BYTES, check_labels
 from agent.manager.control.networks import with_subnet
 from agent.manager.control.secrets import resolve_refs
 from agent.manager.control.services import check_spec, check_total
 from agent.manager.control.views import service_row, task_row
+from agent.manager.reconcile.updater import start_update
 from agent.manager.store import Config, Network, Node, Secret, Service, Store, Task, Tx, View
-from agent.manager.updater import start_update
-from agent.registry import bind
-from agent.spec import SpecError
-from agent.stamps import now_text
+from agent.model.errors import ShoalError
+from agent.model.limits import MAX_OBJECT_BYTES, check_labels
+from agent.model.registry import bind
+from agent.model.spec import SpecError
+from agent.model.stamps import now_text
 from certs.identity import new_node_id
 from stacks.model import StackSpec
 from stacks.services import LABEL_NAMESPACE

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from agent.manager.orchestrator import live, observed
+from agent.manager.reconcile.orchestrator import live, observed
 from agent.manager.store import Node, Service, Task
 from agent.model import TaskState
-from agent.stamps import parse_stamp
+from agent.model.stamps import parse_stamp
 
 __all__ = ["node_row", "service_row", "task_row"]
 

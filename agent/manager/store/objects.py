@@ -129,7 +129,7 @@ class Client(StoreObject):
 
 @dataclass(frozen=True, slots=True)
 class Service(StoreObject):
-    """A service: its spec (agent.spec.ServiceSpec.to_dict()), the spec before the last update
+    """A service: its spec (agent.model.spec.ServiceSpec.to_dict()), the spec before the last update
     (for rollback), and how the last update went."""
 
     KIND: ClassVar[str] = "service"
@@ -198,8 +198,9 @@ class Network(StoreObject):
 
 @dataclass(frozen=True, slots=True)
 class NetworkAllocation(StoreObject):
-    """What the allocator gave out (agent.manager.allocation.Allocation.to_dict()): one object,
-    id "cluster", written by the leader's allocator only, so a new leader keeps every address."""
+    """What the allocator gave out (agent.manager.reconcile.allocation.Allocation.to_dict()): one
+        object, id "cluster", written by the leader's allocator only, so a new leader keeps every
+    address."""
 
     KIND: ClassVar[str] = "allocation"
     data: dict[str, Any] = field(default_factory=dict)

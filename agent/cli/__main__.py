@@ -1,3 +1,5 @@
+"""`python -m agent.cli`: the shoal command line."""
+
 from agent.cli.main import main
 
 raise SystemExit(main())

@@ -1,7 +1,7 @@
 """Per-node routing tables: the part of the cluster's networking that one node applies.
 
-:func:`table_for` turns the :class:`~agent.manager.allocation.Allocation` and the store's objects
-into one node's table, a JSON-friendly dict that the leader publishes to that node:
+:func:`table_for` turns the :class:`~agent.manager.reconcile.allocation.Allocation` and the store's
+objects into one node's table, a JSON-friendly dict that the leader publishes to that node:
 
 .. code-block:: python
 
@@ -74,12 +74,12 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from agent.manager.allocation import Allocation
-from agent.manager.allocator import INGRESS_ID, NetworkIndex, attachments, parse_spec
-from agent.manager.orchestrator import live, observed
+from agent.manager.reconcile.allocation import Allocation
+from agent.manager.reconcile.allocator import INGRESS_ID, NetworkIndex, attachments, parse_spec
+from agent.manager.reconcile.orchestrator import live, observed
 from agent.manager.store.objects import Network, Node, Service, Task
 from agent.model import TaskState
-from agent.spec import PortConfig, ServiceSpec, SpecError
+from agent.model.spec import PortConfig, ServiceSpec, SpecError
 
 __all__ = ["PROXY_PROTOCOL_LABEL", "receives_traffic", "table_for", "tables_for"]
 

@@ -1,8 +1,8 @@
 """The scheduler's loop: on the leader, pending tasks get a node as soon as one fits.
 
 After every commit that touches tasks or nodes, every pending task goes through the pure
-:func:`agent.manager.scheduler.schedule`; placed tasks are written as assigned to their node,
-and tasks that fit nowhere keep pending with the scheduler's explanation as their message.
+:func:`agent.manager.reconcile.scheduler.schedule`; placed tasks are written as assigned to their
+node, and tasks that fit nowhere keep pending with the scheduler's explanation as their message.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import logging
 import time
 from collections.abc import Callable
 
-from agent.manager.allocator_loop import needs_addresses, stored_allocation
 from agent.manager.raft import RaftError
-from agent.manager.reconciler import Reconciler, everything
-from agent.manager.scheduler import schedule
+from agent.manager.reconcile.allocator_loop import needs_addresses, stored_allocation
+from agent.manager.reconcile.reconciler import Reconciler, everything
+from agent.manager.reconcile.scheduler import schedule
 from agent.manager.store import Node, Store, StoreError, Task, Tx
-from agent.stamps import stamp_of
+from agent.model.stamps import stamp_of
 
 __all__ = ["SchedulerLoop"]
 

@@ -41,10 +41,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.manager.allocation import DYNAMIC_PORTS, Allocation, Subnet
-from agent.manager.orchestrator import live, observed
+from agent.manager.reconcile.allocation import DYNAMIC_PORTS, Allocation, Subnet
+from agent.manager.reconcile.orchestrator import live, observed
 from agent.manager.store.objects import Network, Service, Task
-from agent.spec import NetworkAttachment, PortConfig, ServiceSpec, SpecError
+from agent.model.spec import NetworkAttachment, PortConfig, ServiceSpec, SpecError
 
 __all__ = [
     "INGRESS_ID",

@@ -1,6 +1,7 @@
 """The updater's loop: on the leader, after each commit that touches services or tasks and
 when a step asks to be woken, every service whose update (or rollback) is under way takes its
-next step by :func:`agent.manager.updater.plan_update`, and the step is written to the store.
+next step by :func:`agent.manager.reconcile.updater.plan_update`, and the step is written to the
+store.
 
 It keeps, per service, when the last batch started and, per service and spec version, the new
 tasks that failed within their monitor period and those seen through it.
@@ -13,9 +14,9 @@ import logging
 from collections.abc import Callable
 
 from agent.manager.raft import RaftError
-from agent.manager.reconciler import EVERYTHING, Reconciler, everything
+from agent.manager.reconcile.reconciler import EVERYTHING, Reconciler, everything
+from agent.manager.reconcile.updater import UPDATING, UpdatePlan, plan_update, start_update
 from agent.manager.store import Node, Service, Store, StoreError, Task, Tx
-from agent.manager.updater import UPDATING, UpdatePlan, plan_update, start_update
 
 __all__ = ["UpdaterLoop"]
 

@@ -1,6 +1,6 @@
 """The orchestrator's loop: on the leader, every service whose service, tasks or nodes changed
-is planned again by :func:`agent.manager.orchestrator.plan_service` after each commit, and again
-when a plan asks to be woken; the plans are written to the store.
+is planned again by :func:`agent.manager.reconcile.orchestrator.plan_service` after each commit,
+and again when a plan asks to be woken; the plans are written to the store.
 
 A plan that says ``more`` (its batch of new tasks was full) is planned again on the next pass;
 a plan that could not be written is tried again shortly. A change in the leader's view of the
@@ -14,10 +14,10 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 
-from agent.manager.orchestrator import Plan, plan_service
-from agent.manager.outage import FleetWatch, OutageRule
 from agent.manager.raft import RaftError
-from agent.manager.reconciler import Reconciler
+from agent.manager.reconcile.orchestrator import Plan, plan_service
+from agent.manager.reconcile.outage import FleetWatch, OutageRule
+from agent.manager.reconcile.reconciler import Reconciler
 from agent.manager.store import Cluster, Event, Node, Service, Store, StoreError, Task, Tx, View
 
 __all__ = ["OrchestratorLoop"]

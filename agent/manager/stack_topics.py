@@ -12,13 +12,13 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from agent.errors import ShoalError
 from agent.manager.cluster import serving
 from agent.manager.control.stacks import StackAPI
 from agent.manager.raft import RaftError
 from agent.manager.raftdriver import RaftDriver
 from agent.manager.store import Client, Store, StoreError
-from agent.stamps import now_text
+from agent.model.errors import ShoalError
+from agent.model.stamps import now_text
 from broker.errors import BrokerError
 from broker.session import Session
 from broker.topics import Topics

@@ -13,8 +13,8 @@ rollback config). Order stop-first stops the old
 task as its successor is created; start-first lets the old one run until the new one runs (the
 orchestrator stops it then).
 
-:func:`plan_update` is pure; :class:`~agent.manager.updater_loop.UpdaterLoop` runs it on the
-leader.
+:func:`plan_update` is pure; :class:`~agent.manager.reconcile.updater_loop.UpdaterLoop` runs it on
+the leader.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.manager.orchestrator import live, new_task, observed
+from agent.manager.reconcile.orchestrator import live, new_task, observed
 from agent.manager.store import Node, Service, Task
 from agent.model import TaskState
-from agent.spec import SECOND, ServiceSpec, SpecError, UpdateConfig
-from agent.stamps import stamp_of
+from agent.model.spec import SECOND, ServiceSpec, SpecError, UpdateConfig
+from agent.model.stamps import stamp_of
 
 __all__ = ["UPDATING", "UpdatePlan", "dirty", "plan_update", "start_update"]
 

@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from agent.manager.store import Node
-from agent.stamps import parse_stamp
+from agent.model.stamps import parse_stamp
 
 __all__ = [
     "DEFAULT_HEARTBEAT",

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from agent.limits import MAX_TASKS_PER_NODE
 from agent.manager.store.objects import Node, Task
 from agent.model import TaskState
-from agent.spec import SpecError, TaskSpec
+from agent.model.limits import MAX_TASKS_PER_NODE
+from agent.model.spec import SpecError, TaskSpec
 
 __all__ = [
     "Constraint",

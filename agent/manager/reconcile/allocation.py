@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.spec import PortConfig, SpecError
+from agent.model.spec import PortConfig, SpecError
 
 __all__ = ["DYNAMIC_PORTS", "Allocation", "AllocationError", "Subnet"]
 

@@ -2,10 +2,10 @@
 holds, and every node's routing table published to it.
 
 After every commit that touches what networking depends on (services, networks, nodes, tasks
-of services that have networks or publish ports), :func:`agent.manager.allocator.allocate`
+of services that have networks or publish ports), :func:`agent.manager.reconcile.allocator.allocate`
 runs on the previous allocation, kept in the store as one ``NetworkAllocation`` object so that
-a new leader hands out nothing twice. Then :func:`agent.manager.routes.tables_for` computes
-each ready node's table, and the tables that changed are published, retained, on
+a new leader hands out nothing twice. Then :func:`agent.manager.reconcile.routes.tables_for`
+computes each ready node's table, and the tables that changed are published, retained, on
 ``node/<id>/net`` (each node may read only its own). A node that is not ready gets its table
 when it is again; a node that leaves the store has its retained table cleared.
 
@@ -19,11 +19,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from agent.manager.allocation import Allocation, AllocationError
-from agent.manager.allocator import allocate
 from agent.manager.raft import RaftError
-from agent.manager.reconciler import Reconciler, everything
-from agent.manager.routes import tables_for
+from agent.manager.reconcile.allocation import Allocation, AllocationError
+from agent.manager.reconcile.allocator import allocate
+from agent.manager.reconcile.reconciler import Reconciler, everything
+from agent.manager.reconcile.routes import tables_for
 from agent.manager.store import (
     Event,
     Network,

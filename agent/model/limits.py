@@ -16,8 +16,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from agent.errors import ShoalError
-from agent.spec import ServiceSpec
+from agent.model.errors import ShoalError
+from agent.model.spec import ServiceSpec
 
 __all__ = [
     "MAX_ARGS",

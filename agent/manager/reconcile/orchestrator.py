@@ -12,7 +12,7 @@ again (a restart delay or a node's disconnect window running out). It decides:
 - restarts by the restart policy (condition, delay, max attempts, window): a failed task's slot
   gets a new task once the delay has passed; a task on a drained or removed node, or on a node
   down for longer than the service's disconnect window, is replaced at once, except while a
-  broker outage holds the nodes where they are (:mod:`agent.manager.outage`);
+  broker outage holds the nodes where they are (:mod:`agent.manager.reconcile.outage`);
 - task history: stopped tasks are kept, ``history`` per slot, older ones deleted;
 - work per pass is bounded: a scale-up creates at most ``batch`` new tasks (``BATCH``) per plan
   and the plan says ``more``; its loop plans the service again on its next pass, so a large
@@ -22,7 +22,7 @@ A task is *live* while its desired state is "running". Only new tasks and desire
 written here: observed state belongs to the nodes. Tasks whose spec is older than the service's
 are left to the updater, except that a replacement always gets the current spec.
 
-:class:`~agent.manager.orchestrator_loop.OrchestratorLoop` runs it on the leader.
+:class:`~agent.manager.reconcile.orchestrator_loop.OrchestratorLoop` runs it on the leader.
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.manager.outage import Hold, replace_after
-from agent.manager.scheduler import node_matches
+from agent.manager.reconcile.outage import Hold, replace_after
+from agent.manager.reconcile.scheduler import node_matches
 from agent.manager.store import Node, Service, Task
 from agent.model import TaskState, should_restart
-from agent.spec import SECOND, ServiceSpec, SpecError, TaskSpec
-from agent.stamps import stamp_of
+from agent.model.spec import SECOND, ServiceSpec, SpecError, TaskSpec
+from agent.model.stamps import stamp_of
 from certs.identity import new_node_id
 
 __all__ = ["BATCH", "Plan", "live", "new_task", "observed", "plan_service"]
