@@ -61,9 +61,22 @@ quorum and only once it has committed an entry of its term.
 
 from __future__ import annotations
 
-from . import election, follower, leader
 from .config import Config, ProgressInfo, Ready, SoftState, Status
+from .election import handle_vote_request, hup, may_vote_now, step_candidate, tick_election
 from .errors import InvalidConfChange, NotLeader, ProposalDropped, RaftError
+from .follower import step_follower
+from .leader import (
+    after_conf_change,
+    append_entries,
+    bcast_append,
+    bcast_heartbeat,
+    become_leader,
+    check_quorum,
+    step_leader,
+    tick_heartbeat,
+)
+from .leader import read_index as leader_read_index
+from .leader import transfer_leadership as leader_transfer_leadership
 from .log import RaftLog
 from .messages import (
     ConfChange,
@@ -87,7 +100,10 @@ MT = MessageType
 
 class RaftNode:
     """One member of a Raft group. The helper modules `election`, `follower` and `leader`
-    of this package work on its underscored attributes; everyone else uses the public API."""
+    of this package work on its underscored attributes and reach one another only through its
+    role-transition methods (`_become_follower`, `_become_leader`, `_hup`, `_step_follower`,
+    `_bcast_append`), so that none of them imports another or this module; everyone else uses
+    the public API."""
 
     def __init__(self, config: Config) -> None:
         self._cfg = config
@@ -202,13 +218,13 @@ class RaftNode:
 
     def tick(self) -> None:
         if self._state is StateType.Leader:
-            leader.tick_heartbeat(self)
+            tick_heartbeat(self)
         else:
-            election.tick_election(self)
+            tick_election(self)
 
     def campaign(self) -> None:
         """Start an election now (a pre-vote round first when pre_vote is on)."""
-        election.hup(self, transfer=False)
+        hup(self, transfer=False)
 
     def step(self, m: Message) -> None:
         """Feed a message addressed to this node (a local one when its term is 0)."""
@@ -218,7 +234,7 @@ class RaftNode:
             self._step_local(m)
             return
         if m.term > self._term:
-            if m.type in (MT.Vote, MT.PreVote) and not election.may_vote_now(self, m):
+            if m.type in (MT.Vote, MT.PreVote) and not may_vote_now(self, m):
                 return
             if m.type is MT.PreVote or (m.type is MT.PreVoteResp and not m.reject):
                 pass  # a pre-vote round never changes our term
@@ -237,23 +253,23 @@ class RaftNode:
                 self._send(MT.PreVoteResp, m.frm, reject=True)
             return
         if m.type in (MT.Vote, MT.PreVote):
-            election.handle_vote_request(self, m)
+            handle_vote_request(self, m)
         elif self._state is StateType.Leader:
-            leader.step_leader(self, m)
+            step_leader(self, m)
         elif self._state is StateType.Follower:
-            follower.step_follower(self, m)
+            step_follower(self, m)
         else:
-            election.step_candidate(self, m)
+            step_candidate(self, m)
 
     def _step_local(self, m: Message) -> None:
         if m.type is MT.Hup:
-            election.hup(self, transfer=False)
+            hup(self, transfer=False)
         elif m.type is MT.Beat:
             if self._state is StateType.Leader:
-                leader.bcast_heartbeat(self)
+                bcast_heartbeat(self)
         elif m.type is MT.CheckQuorum:
             if self._state is StateType.Leader:
-                leader.check_quorum(self)
+                check_quorum(self)
         elif m.type is MT.Prop:
             for e in m.entries:
                 if e.type is EntryType.ConfChange:
@@ -300,20 +316,20 @@ class RaftNode:
         if self._lead_transferee is not None:
             raise ProposalDropped(f"leadership is being transferred to {self._lead_transferee}")
         entry = Entry(self._term, self.log.last_index() + 1, etype, data)
-        leader.append_entries(self, [entry])
-        leader.bcast_append(self)
+        append_entries(self, [entry])
+        bcast_append(self)
         return entry
 
     def transfer_leadership(self, to: str) -> None:
         """Hand leadership to voter `to` (leader only); aborted after an election timeout."""
         if self._state is not StateType.Leader:
             raise NotLeader(self._lead)
-        leader.transfer_leadership(self, to)
+        leader_transfer_leadership(self, to)
 
     def read_index(self, ctx: bytes) -> None:
         """Ask for a linearizable read point; the answer comes as a ReadState with `ctx`."""
         if self._state is StateType.Leader:
-            leader.read_index(self, bytes(ctx), self._id)
+            leader_read_index(self, bytes(ctx), self._id)
         elif self._lead is None:
             raise NotLeader(None)
         else:
@@ -323,7 +339,7 @@ class RaftNode:
         """Make a committed configuration change take effect; returns the new voters."""
         added = self._change_voters(cc)
         if self._state is StateType.Leader:
-            leader.after_conf_change(self, added)
+            after_conf_change(self, added)
         return self._voters
 
     def report_unreachable(self, to: str) -> None:
@@ -458,6 +474,20 @@ class RaftNode:
         self._reset(term)
         self._lead = lead
         self._state = StateType.Follower
+
+    def _become_leader(self) -> None:
+        become_leader(self)
+
+    def _hup(self, transfer: bool) -> None:
+        """Campaign if this node may (see `election.hup`); `transfer`: for a leadership
+        transfer (MsgTimeoutNow), no pre-vote and a vote granted within a leader's lease."""
+        hup(self, transfer)
+
+    def _step_follower(self, m: Message) -> None:
+        step_follower(self, m)
+
+    def _bcast_append(self) -> None:
+        bcast_append(self)
 
     def _change_voters(self, cc: ConfChange) -> str | None:
         """Apply `cc` to the voter set and progress; returns the id of a node added."""

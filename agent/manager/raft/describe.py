@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .core import Ready
+from .config import Ready
 from .errors import RaftWireError
 from .messages import ConfChange, Entry, EntryType, HardState, Message, MessageType, Snapshot
 

@@ -1,6 +1,7 @@
 """Elections: timeouts, pre-vote and vote rounds, vote requests, the candidate states.
 
-Functions here operate on a `RaftNode`'s internals (see core.py).
+Functions here operate on a `RaftNode`'s internals (see core.py); they reach the follower
+and leader roles through the node (`_step_follower`, `_become_leader`, `_bcast_append`).
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from . import follower, leader
 from .messages import EntryType, Message, MessageType
 from .progress import quorum
 from .state import StateType
@@ -83,7 +83,7 @@ def campaign(r: RaftNode, pre: bool, transfer: bool = False) -> None:
         if pre:
             campaign(r, pre=False)
         else:
-            leader.become_leader(r)
+            r._become_leader()
         return
     last, last_term = r.log.last_index(), r.log.last_term()
     ctx = CAMPAIGN_TRANSFER if transfer else b""
@@ -126,7 +126,7 @@ def handle_vote_request(r: RaftNode, m: Message) -> None:
 def step_candidate(r: RaftNode, m: Message) -> None:
     if m.type in (MT.App, MT.Heartbeat, MT.Snap):
         r._become_follower(m.term, m.frm)  # a leader exists for our term
-        follower.step_follower(r, m)
+        r._step_follower(m)
         return
     pre = r._state is StateType.PreCandidate
     if m.type is not (MT.PreVoteResp if pre else MT.VoteResp):
@@ -136,7 +136,7 @@ def step_candidate(r: RaftNode, m: Message) -> None:
         if pre:
             campaign(r, pre=False)
         else:
-            leader.become_leader(r)
-            leader.bcast_append(r)
+            r._become_leader()
+            r._bcast_append()
     elif result is VoteResult.Lost:
         r._become_follower(r._term, None)

@@ -1,13 +1,13 @@
 """The follower's side of replication: MsgApp, MsgHeartbeat, MsgSnap, and restoring snapshots.
 
-Functions here operate on a `RaftNode`'s internals (see core.py).
+Functions here operate on a `RaftNode`'s internals (see core.py); an election is started
+through the node (`_hup`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import election
 from .messages import Message, MessageType, ReadState, Snapshot
 from .state import StateType
 
@@ -28,7 +28,7 @@ def step_follower(r: RaftNode, m: Message) -> None:
         else:
             handle_snapshot(r, m)
     elif m.type is MT.TimeoutNow:
-        election.hup(r, transfer=True)
+        r._hup(transfer=True)
     elif m.type is MT.ReadIndexResp:
         r._read_states.append(ReadState(m.index, m.context))
     # A MsgReadIndex reaching a follower was meant for an earlier leader: dropped, the reader

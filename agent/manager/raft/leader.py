@@ -1,7 +1,8 @@
 """The leader: replication to followers, commitment, heartbeats, check-quorum, read index,
 leadership transfer.
 
-Functions here operate on a `RaftNode`'s internals (see core.py).
+Functions here operate on a `RaftNode`'s internals (see core.py); stepping down goes through
+the node (`_become_follower`).
 """
 
 from __future__ import annotations
