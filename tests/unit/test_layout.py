@@ -74,7 +74,7 @@ BOUNDARIES = [
     pytest.param(Boundary("net -> manager", ("agent.net",), ("agent.manager",)), id="net-manager"),
     pytest.param(
         Boundary(
-            "stacks -> roles",  # stack files become specs (agent.spec), nothing more
+            "stacks -> roles",  # stack files become specs (agent.model.spec), nothing more
             ("stacks",),
             ("agent.manager", "agent.worker", "agent.net", "agent.daemon"),
         ),
@@ -106,6 +106,7 @@ class Import:
     source: str  # the importing module
     targets: tuple[str, ...]  # the modules the import may name
     text: str
+    typing_only: bool = False  # under ``if TYPE_CHECKING:``: never runs
 
 
 def _module_name(path: Path) -> str:
@@ -118,7 +119,14 @@ def _module_name(path: Path) -> str:
 def _imports(path: Path, source: str) -> Iterator[Import]:
     module = _module_name(path)
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(source, filename=str(path))):
+    tree = ast.parse(source, filename=str(path))
+    typing_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for inner in ast.walk(node)
+    }
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             targets = tuple(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -132,7 +140,7 @@ def _imports(path: Path, source: str) -> Iterator[Import]:
         else:
             continue
         text = " ".join((ast.get_source_segment(source, node) or "").split())
-        yield Import(path, node.lineno, module, targets, text)
+        yield Import(path, node.lineno, module, targets, text, id(node) in typing_only)
 
 
 @functools.cache
@@ -174,3 +182,77 @@ def test_a_relative_or_submodule_import_names_the_module_it_reaches() -> None:
         "agent/manager/store/objects.py:1: from ...worker.executor import Executor",
         "agent/manager/store/objects.py:2: from agent import worker",
     ]
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected parts of a graph that hold more than one node, each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(edges.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            part = stack[stack.index(node) :]
+            del stack[stack.index(node) :]
+            if len(part) > 1:
+                found.append(sorted(part))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def _modules() -> set[str]:
+    return {i.source for i in _all_imports()} | {
+        _module_name(path) for package in PACKAGES for path in (ROOT / package).rglob("*.py")
+    }
+
+
+def _reached(target: str, names: set[str]) -> str | None:
+    """The module an import target lands in (``pkg.mod.func`` lands in ``pkg.mod``)."""
+    while target and target not in names:
+        target = target.rpartition(".")[0]
+    return target or None
+
+
+def test_no_modules_import_each_other_in_a_circle() -> None:
+    names = _modules()
+    edges: dict[str, set[str]] = {name: set() for name in names}
+    for i in _all_imports():
+        if i.typing_only:
+            continue
+        for target in i.targets:
+            reached = _reached(target, names)
+            if reached is not None and reached != i.source:
+                edges[i.source].add(reached)
+    assert cycles(edges) == [], "modules that import each other in a circle (at run time)"
+
+
+def test_the_packages_import_each_other_in_one_direction() -> None:
+    names = _modules()
+    packages = {_module_name(p) for pk in PACKAGES for p in (ROOT / pk).rglob("__init__.py")}
+    edges: dict[str, set[str]] = {name: set() for name in packages}
+    for i in _all_imports():  # every import counts here, TYPE_CHECKING ones too
+        source = _reached(i.source, packages)
+        for target in i.targets:
+            reached = _reached(target, names)
+            into = _reached(reached, packages) if reached else None
+            if source is not None and into is not None and into != source:
+                edges[source].add(into)
+    assert cycles(edges) == [], "packages that import each other in a circle"
+
+
+def test_a_circle_of_imports_is_found_and_a_line_is_not() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": {"e"}}
+    assert cycles(graph) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
