@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.worker.store import write_atomic
+from agent.worker.saved import write_atomic
 
 if TYPE_CHECKING:
     from agent.worker.node import NodeAgent

@@ -91,7 +91,7 @@ def install() -> None:
         "scheduler.decide",
         lambda r, pending, *a: {"n": len(pending), "placed": len(r.assigned)},
     )
-    wrap_async(Dispatcher, "_flush", "dispatcher.assign", lambda s: {"n": len(s._dirty_nodes)})
+    wrap_async(Dispatcher, "_flush", "dispatcher.assign", lambda s, dirty: {"n": len(dirty)})
     wrap_async(
         Dispatcher, "_write", "dispatcher.statuses", lambda s, batch, described: {"n": len(batch)}
     )

@@ -13,10 +13,9 @@ from typing import Any
 from agent.manager.broker_sync import BrokerSync
 from agent.manager.cluster import cluster_ca, cluster_of, lifetime, replace, serving
 from agent.manager.enrollment import RENEW_LIMITS, EnrollLimiter, RateLimited, parse_request
-from agent.manager.raft import RaftError
 from agent.manager.raftdriver import RaftDriver
 from agent.manager.revocation import Revocation
-from agent.manager.store import Client, Cluster, Node, Store, StoreError, Tx
+from agent.manager.store import Client, Cluster, Node, Store, Tx
 from agent.model.errors import ShoalError
 from agent.model.stamps import now_text
 from broker.envelope import Envelope
@@ -79,7 +78,7 @@ class CAServer:
         self.enroll_limiter.in_flight += 1
         try:
             reply = {"ok": True, **await self._enroll(env.body)}
-        except (ShoalError, CertError, RaftError, StoreError) as exc:
+        except (ShoalError, CertError) as exc:
             self.session.rejections.reject(topic, "enrollment refused")
             log.warning("enrollment from %s refused: %s", client, exc)
             reply = {"ok": False, "error": str(exc)}
@@ -145,7 +144,7 @@ class CAServer:
         except RateLimited as exc:
             self.session.rejections.reject(topic, "renewal rate limited")
             reply = {"ok": False, "error": str(exc), "retry_after": exc.retry_after}
-        except (ShoalError, CertError, RaftError, StoreError) as exc:
+        except (ShoalError, CertError) as exc:
             reply = {"ok": False, "error": str(exc)}
         with contextlib.suppress(BrokerError):
             await self.session.send(self.topics.node_resp(node_id), "renewed", reply, re=env.seq)

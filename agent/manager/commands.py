@@ -24,12 +24,14 @@ from typing import Any
 
 from agent.manager.raft import NotLeader, RaftError
 from agent.manager.raftdriver import RaftDriver
-from agent.manager.store import AlreadyApplied, RequestRecord, Store, StoreError, current_request
+from agent.manager.store import WRITE_ERRORS, AlreadyApplied, RequestRecord, Store, current_request
 from agent.model.errors import ShoalError
 from certs import CertError
 
 __all__ = ["UNANSWERED", "CommandRunner", "Handler", "new_request_id", "result_of"]
 
+# a reply that could not be written, or that msgpack cannot pack
+_NOT_RECORDED: tuple[type[Exception], ...] = (*WRITE_ERRORS, TypeError)
 log = logging.getLogger("shoal.commands")
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
@@ -88,13 +90,13 @@ class CommandRunner:
             return _replay(row) if row is not None else {"ok": False, "error": UNANSWERED}
         except NotLeader:
             raise
-        except (ShoalError, CertError, RaftError, StoreError) as exc:
+        except (ShoalError, CertError) as exc:
             reply = {"ok": False, "error": str(exc)}
         row = self.store.requests.get(request_id)
         if row is not None and row.attempt == attempt[1] and row.reply is None:
             try:
                 await self.store.answer(attempt, reply)
-            except (RaftError, StoreError, TypeError, TimeoutError) as exc:
+            except _NOT_RECORDED as exc:
                 # the writes stand; a resend of this request is told it was applied
                 log.warning("the reply to request %s was not recorded: %s", request_id, exc)
         return reply

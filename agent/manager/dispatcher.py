@@ -25,18 +25,18 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from agent.manager.raft import RaftError
+from agent.manager.reconcile.reconciler import Reconciler
 from agent.manager.store import (
-    Commit,
+    WRITE_ERRORS,
     Config,
     Event,
     Node,
     Secret,
     Service,
     Store,
-    StoreError,
     Task,
     Tx,
+    View,
 )
 from agent.model import StatusError, TaskStatus
 from agent.model.stamps import now_text
@@ -199,7 +199,11 @@ class Dispatcher:
         self._inbox: dict[str, tuple[str, dict[str, Any]]] = {}
         self._described: set[str] = set()
         self._inbox_ready = asyncio.Event()
-        self._dirty_nodes: set[str] = set()
+        # the assignment sets go out on the reconciler shell: after each commit, one pass over
+        # the nodes whose tasks changed (a status-only change moves nothing)
+        self.publisher: Reconciler[str] = Reconciler(
+            store, ("task", "node", "service"), self._flush, start=self._start, note=self._mark
+        )
         self._names: dict[str, str] = {}
         self._sent: dict[str, int] = {}
         self._sealed: dict[tuple[str, str, str, bytes], bytes] = {}
@@ -217,7 +221,7 @@ class Dispatcher:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._write_statuses())
-                tg.create_task(self._publish_assignments())
+                tg.create_task(self.publisher.run())
         finally:
             self.statuses.listener = None
             self.statuses.describe_listener = None
@@ -257,7 +261,7 @@ class Dispatcher:
             described, self._described = self._described, set()
             try:
                 await self._write(batch, described)
-            except (StoreError, RaftError, TimeoutError) as exc:
+            except WRITE_ERRORS as exc:
                 log.warning("could not record task statuses (will retry): %s", exc)
                 for k, v in batch.items():
                     self._inbox.setdefault(k, v)
@@ -294,41 +298,31 @@ class Dispatcher:
             )
 
     # out ---------------------------------------------------------------------------------
-    async def _publish_assignments(self) -> None:
-        view = self.store.view()
+    def _start(self, view: View) -> list[str]:
         self._names = {s.id: s.name for s in view.list(Service)}
-        async with self.store.watch("task", "node", "service") as q:
-            self._dirty_nodes.update(n.id for n in view.list(Node))
-            await self._flush()
-            while True:
-                ev = await q.get()
-                if isinstance(ev, Commit):
-                    await self._flush()
-                else:
-                    self._mark(ev)
+        return [n.id for n in view.list(Node)]
 
-    def _mark(self, ev: Event) -> None:
-        if ev.kind == "task":
-            for obj in (ev.old, ev.new):
-                if isinstance(obj, Task) and obj.node_id:
-                    if (
-                        ev.action == "update"
-                        and isinstance(ev.old, Task)
-                        and isinstance(ev.new, Task)
-                        and _same_assignment(ev.old, ev.new)
-                    ):
-                        continue  # only the observed status moved: the node knows it
-                    self._dirty_nodes.add(obj.node_id)
-        elif ev.kind == "service":
+    def _mark(self, ev: Event) -> list[str]:
+        """The nodes whose assignment set an event changes."""
+        if ev.kind == "service":
             if isinstance(ev.new, Service):
                 self._names[ev.id] = ev.new.name
-        elif ev.kind == "node" and ev.action == "create":
-            self._dirty_nodes.add(ev.id)
+            return []
+        if ev.kind == "node":
+            return [ev.id] if ev.action == "create" else []
+        if (
+            ev.action == "update"
+            and isinstance(ev.old, Task)
+            and isinstance(ev.new, Task)
+            and _same_assignment(ev.old, ev.new)
+        ):
+            return []  # only the observed status moved: the node knows it
+        return [obj.node_id for obj in (ev.old, ev.new) if isinstance(obj, Task) and obj.node_id]
 
-    async def _flush(self) -> None:
-        if not self._dirty_nodes:
-            return
-        dirty, self._dirty_nodes = self._dirty_nodes, set()
+    async def _flush(self, dirty: set[str]) -> bool:
+        """One pass of the publisher: the assignment set of every node in ``dirty``."""
+        if not dirty:
+            return True
         view = self.store.view()
         version = self.store.applied
         per_node: dict[str, list[Task]] = defaultdict(list)
@@ -353,6 +347,7 @@ class Dispatcher:
             sends.append(self._send(node_id, body))
         for i in range(0, len(sends), 200):
             await asyncio.gather(*sends[i : i + 200])
+        return True
 
     def _files(
         self, view: Any, node: Node, tasks: list[Task]
@@ -396,7 +391,7 @@ class Dispatcher:
             self._sent[node_id] = int(body["version"])
         except BrokerError as exc:
             log.warning("could not send node %s its assignments: %s", node_id, exc)
-            self._dirty_nodes.add(node_id)
+            self.publisher.mark([node_id])  # sent again after the next commit
 
     def _assignment(self, view: Any, t: Task) -> dict[str, Any]:
         return {

@@ -22,7 +22,7 @@ from agent.manager.raft import ConfChangeType, NotLeader, RaftError
 from agent.manager.raftdriver import RaftDriver
 from agent.manager.reconcile.outage import FleetWatch, OutageRule, silent_nodes
 from agent.manager.revocation import Revocation
-from agent.manager.store import Cluster, Node, Store, StoreError, Tx
+from agent.manager.store import WRITE_ERRORS, Cluster, Node, Store, StoreError, Tx
 from agent.model.errors import ShoalError
 from agent.model.stamps import now_text
 from broker.envelope import Envelope
@@ -106,7 +106,7 @@ class Nodes:
             if self.driver.is_leader and self.leader.watching:
                 try:
                     await self._check_silence()
-                except (RaftError, NotLeader, StoreError) as exc:
+                except WRITE_ERRORS as exc:
                     log.debug("the liveness check waits: %s", exc)
 
     async def _check_silence(self) -> None:
@@ -166,7 +166,7 @@ class Nodes:
         try:
             await self.driver.change_membership(ConfChangeType.AddNode, node_id)
             log.info("manager %s joined the raft group", node_id)
-        except (RaftError, NotLeader, TimeoutError) as exc:
+        except (RaftError, TimeoutError) as exc:
             log.warning("could not add manager %s to the raft group yet: %s", node_id, exc)
 
     async def take_over(self) -> None:

@@ -14,9 +14,8 @@ from typing import Any
 
 from agent.manager.cluster import serving
 from agent.manager.control.stacks import StackAPI
-from agent.manager.raft import RaftError
 from agent.manager.raftdriver import RaftDriver
-from agent.manager.store import Client, Store, StoreError
+from agent.manager.store import Client, Store
 from agent.model.errors import ShoalError
 from agent.model.stamps import now_text
 from broker.errors import BrokerError
@@ -92,7 +91,7 @@ class StackTopics:
             log.info("stack %s: %s by topic from %s", stack, verb, admin)
         except StackError as exc:
             doc.update(ok=False, errors=[str(e) for e in exc.errors])
-        except (ShoalError, StoreError, RaftError) as exc:
+        except ShoalError as exc:
             doc.update(ok=False, errors=[str(exc)])
         with contextlib.suppress(BrokerError):
             await self.session.publish(

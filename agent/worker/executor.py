@@ -49,7 +49,7 @@ from agent.model import (
 from agent.model.errors import TaskRejected, WorkerError
 from agent.model.spec import SECOND
 from agent.worker.driver import Driver, Observation, Owned
-from agent.worker.store import load_saved, save_assignments
+from agent.worker.saved import load_saved, save_assignments
 from agent.worker.taskfiles import NO_FILES, KeyLoader, TaskFiles
 
 __all__ = ["Executor", "Report"]

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from agent.model import Assignment
 from agent.model.errors import DriverError, TaskRejected
 from agent.worker.driver import Observation, Owned, TaskRef, owned_for
-from agent.worker.store import write_atomic
+from agent.worker.saved import write_atomic
 from agent.worker.taskfiles import NO_FILES, TaskFiles
 
 __all__ = ["ProcessDriver"]

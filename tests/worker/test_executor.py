@@ -10,7 +10,7 @@ from typing import Any
 from agent.model import TaskState, TaskStatus
 from agent.model.spec import SECOND, RestartPolicy
 from agent.worker import Driver, Executor, HollowDriver
-from agent.worker.store import ASSIGNMENTS_FILE, load_assignments
+from agent.worker.saved import ASSIGNMENTS_FILE, load_assignments
 from tests.worker.fakes import FakeDriver
 from tests.worker.helpers import CLUSTER, NODE, Recorder, running, sh, until
 

@@ -27,7 +27,7 @@ from agent.model.spec import ConfigRef, SecretRef
 from agent.worker import HollowDriver, ProcessDriver, TaskRejected
 from agent.worker.docker_files import TaskDirs, file_mounts, memory_root
 from agent.worker.node import NodeAgent
-from agent.worker.store import ASSIGNMENTS_FILE, load_saved
+from agent.worker.saved import ASSIGNMENTS_FILE, load_saved
 from agent.worker.taskfiles import TaskFiles, load_node_key, secret_context
 from broker.envelope import Envelope, Rejections, decode, encode
 from certs import ClusterCA, Role, key_to_pem, load_cert, make_csr, new_private_key, seal

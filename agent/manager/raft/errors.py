@@ -8,6 +8,8 @@ expected refusals of a proposal; `StorageError` comes from a `Storage` implement
 
 from __future__ import annotations
 
+from agent.model.errors import ShoalError
+
 __all__ = [
     "Compacted",
     "InvalidConfChange",
@@ -22,8 +24,9 @@ __all__ = [
 ]
 
 
-class RaftError(Exception):
-    """Root of every exception raised by shoal's Raft package."""
+class RaftError(ShoalError):
+    """Root of every exception raised by shoal's Raft package (a :class:`ShoalError`, as every
+    error of the manager is: one ``except ShoalError`` answers a user with its message)."""
 
 
 class RaftWireError(RaftError):

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.model.errors import ShoalError
 from agent.model.spec import PortConfig, SpecError
 
 __all__ = ["DYNAMIC_PORTS", "Allocation", "AllocationError", "Subnet"]
@@ -19,7 +20,7 @@ __all__ = ["DYNAMIC_PORTS", "Allocation", "AllocationError", "Subnet"]
 DYNAMIC_PORTS = (30000, 32767)  # inclusive, as Swarm's
 
 
-class AllocationError(ValueError):
+class AllocationError(ShoalError, ValueError):
     """A serialized allocation (``Allocation.from_dict``) is malformed."""
 
 

@@ -19,19 +19,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from agent.manager.raft import RaftError
 from agent.manager.reconcile.allocation import Allocation, AllocationError
 from agent.manager.reconcile.allocator import allocate
 from agent.manager.reconcile.reconciler import Reconciler, everything
 from agent.manager.reconcile.routes import tables_for
 from agent.manager.store import (
+    WRITE_ERRORS,
     Event,
     Network,
     NetworkAllocation,
     Node,
     Service,
     Store,
-    StoreError,
     Task,
     Tx,
     View,
@@ -110,7 +109,7 @@ class AllocatorLoop:
         if allocation.to_dict() != stored_allocation(view).to_dict():
             try:
                 await self.store.update(lambda tx: _write(tx, allocation))
-            except (StoreError, RaftError, TimeoutError) as exc:
+            except WRITE_ERRORS as exc:
                 log.warning("could not record the allocation (will retry): %s", exc)
                 return False
             view = self.store.view()

@@ -14,11 +14,20 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 
-from agent.manager.raft import RaftError
 from agent.manager.reconcile.orchestrator import Plan, plan_service
 from agent.manager.reconcile.outage import FleetWatch, OutageRule
 from agent.manager.reconcile.reconciler import Reconciler
-from agent.manager.store import Cluster, Event, Node, Service, Store, StoreError, Task, Tx, View
+from agent.manager.store import (
+    WRITE_ERRORS,
+    Cluster,
+    Event,
+    Node,
+    Service,
+    Store,
+    Task,
+    Tx,
+    View,
+)
 
 __all__ = ["OrchestratorLoop"]
 
@@ -128,7 +137,7 @@ class OrchestratorLoop:
 
         try:
             await self.store.update(write)
-        except (StoreError, RaftError, TimeoutError) as exc:
+        except WRITE_ERRORS as exc:
             log.warning("could not write the orchestrator's changes: %s", exc)
             return False
         return True

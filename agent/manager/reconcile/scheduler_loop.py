@@ -12,11 +12,10 @@ import logging
 import time
 from collections.abc import Callable
 
-from agent.manager.raft import RaftError
 from agent.manager.reconcile.allocator_loop import needs_addresses, stored_allocation
 from agent.manager.reconcile.reconciler import Reconciler, everything
 from agent.manager.reconcile.scheduler import schedule
-from agent.manager.store import Node, Store, StoreError, Task, Tx
+from agent.manager.store import WRITE_ERRORS, Node, Store, Task, Tx
 from agent.model.stamps import stamp_of
 
 __all__ = ["SchedulerLoop"]
@@ -89,7 +88,7 @@ class SchedulerLoop:
 
             try:
                 await self.store.update(write)
-            except (StoreError, RaftError, TimeoutError) as exc:
+            except WRITE_ERRORS as exc:
                 log.warning("could not record placements (will retry): %s", exc)
                 return False
         placed = len(decisions.assigned)

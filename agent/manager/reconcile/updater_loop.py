@@ -13,10 +13,9 @@ import dataclasses
 import logging
 from collections.abc import Callable
 
-from agent.manager.raft import RaftError
 from agent.manager.reconcile.reconciler import EVERYTHING, Reconciler, everything
 from agent.manager.reconcile.updater import UPDATING, UpdatePlan, plan_update, start_update
-from agent.manager.store import Node, Service, Store, StoreError, Task, Tx
+from agent.manager.store import WRITE_ERRORS, Node, Service, Store, Task, Tx
 
 __all__ = ["UpdaterLoop"]
 
@@ -113,7 +112,7 @@ class UpdaterLoop:
 
         try:
             await self.store.update(write)
-        except (StoreError, RaftError, TimeoutError) as exc:
+        except WRITE_ERRORS as exc:
             log.warning("could not write the update of service %s: %s", service.name, exc)
             self._wake_at(self.clock() + 0.5)
             return False

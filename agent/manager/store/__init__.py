@@ -17,6 +17,7 @@ from agent.manager.store.objects import (
 from agent.manager.store.requests import REQUEST_LIMIT, RequestRecord, Requests, current_request
 from agent.manager.store.store import (
     NAMED_KINDS,
+    WRITE_ERRORS,
     AlreadyApplied,
     Commit,
     Conflict,
@@ -31,6 +32,7 @@ __all__ = [
     "KINDS",
     "NAMED_KINDS",
     "REQUEST_LIMIT",
+    "WRITE_ERRORS",
     "AlreadyApplied",
     "Client",
     "Cluster",

@@ -11,6 +11,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+from agent.model.errors import ShoalError
+
 __all__ = [
     "KINDS",
     "Client",
@@ -28,7 +30,7 @@ __all__ = [
 ]
 
 
-class StoreError(Exception):
+class StoreError(ShoalError):
     """The store refused something (a malformed object, a conflicting transaction)."""
 
 

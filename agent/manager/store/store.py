@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import msgpack
 
+from agent.manager.raft.errors import RaftError
 from agent.manager.store.objects import KINDS, StoreError, StoreObject, kind_of
 from agent.manager.store.requests import Requests, current_request
 
@@ -53,6 +54,11 @@ class Conflict(StoreError):
 class AlreadyApplied(StoreError):
     """A write of a control request that another attempt of the same request has written
     already (a resend after a leader change): it was not applied again."""
+
+
+# what a write through `Store.update` raises when it did not go through: the store refused it,
+# Raft did (not the leader, not committed in time), or a wait on the commit ran out
+WRITE_ERRORS: tuple[type[Exception], ...] = (StoreError, RaftError, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
