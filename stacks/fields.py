@@ -145,41 +145,60 @@ _PORT_LONG = Obj(
 )
 
 
-class Ports(Kind):
+class ShortOrLong(Kind):
+    """A list whose items are each a map in the long syntax (``long``) or a short string that
+    :meth:`short` parses into zero or more items of the same shape."""
+
+    what = ""
+    long: Kind
+
     def check(self, node: Node, path: str, ctx: Ctx) -> Node | None:
         if not isinstance(node.value, list):
-            ctx.fail(node, path, f"expected a list of ports, found {describe(node)}")
+            ctx.fail(node, path, f"expected a list of {self.what}, found {describe(node)}")
             return None
         out: list[Node] = []
         for i, item in enumerate(node.value):
             where = f"{path}[{i}]"
             if isinstance(item.value, dict):
-                port = _PORT_LONG.check(item, where, ctx)
-                out.extend([port] if port is not None else [])
-                continue
-            text = _text(item)
-            if text is None:
-                ctx.fail(item, where, f"expected a port like '8080:80', found {describe(item)}")
-                continue
-            try:
-                entries = parse_port(text)
-            except ValueError as exc:
-                ctx.fail(item, where, str(exc))
-                continue
-            for e in entries:
-                _host_ip_warning(ctx, item, where, e.host_ip, e.published, e.target, e.protocol)
-                out.append(
-                    _wrap(
-                        item,
-                        {
-                            "target": e.target,
-                            "published": e.published,
-                            "protocol": e.protocol,
-                            "mode": "ingress",
-                        },
-                    )
-                )
+                found = self.long.check(item, where, ctx)
+                out.extend([found] if found is not None else [])
+            else:
+                out.extend(self.short(item, where, ctx))
         return node.with_value(out)
+
+    def short(self, item: Node, path: str, ctx: Ctx) -> list[Node]:
+        raise NotImplementedError
+
+
+class Ports(ShortOrLong):
+    what = "ports"
+    long = _PORT_LONG
+
+    def short(self, item: Node, path: str, ctx: Ctx) -> list[Node]:
+        text = _text(item)
+        if text is None:
+            ctx.fail(item, path, f"expected a port like '8080:80', found {describe(item)}")
+            return []
+        try:
+            entries = parse_port(text)
+        except ValueError as exc:
+            ctx.fail(item, path, str(exc))
+            return []
+        out: list[Node] = []
+        for e in entries:
+            _host_ip_warning(ctx, item, path, e.host_ip, e.published, e.target, e.protocol)
+            out.append(
+                _wrap(
+                    item,
+                    {
+                        "target": e.target,
+                        "published": e.published,
+                        "protocol": e.protocol,
+                        "mode": "ingress",
+                    },
+                )
+            )
+        return out
 
 
 def _volume_post(node: Node, path: str, ctx: Ctx) -> Node | None:
@@ -227,28 +246,18 @@ _VOLUME_LONG = Obj(
 )
 
 
-class ServiceVolumes(Kind):
-    def check(self, node: Node, path: str, ctx: Ctx) -> Node | None:
-        if not isinstance(node.value, list):
-            ctx.fail(node, path, f"expected a list of volumes, found {describe(node)}")
-            return None
-        out: list[Node] = []
-        for i, item in enumerate(node.value):
-            where = f"{path}[{i}]"
-            if isinstance(item.value, dict):
-                volume = _VOLUME_LONG.check(item, where, ctx)
-            elif isinstance(item.value, str):
-                volume = self.short(item, where, ctx)
-            else:
-                ctx.fail(
-                    item, where, f"expected a volume like 'data:/data', found {describe(item)}"
-                )
-                continue
-            if volume is not None:
-                out.append(volume)
-        return node.with_value(out)
+class ServiceVolumes(ShortOrLong):
+    what = "volumes"
+    long = _VOLUME_LONG
 
-    def short(self, item: Node, path: str, ctx: Ctx) -> Node | None:
+    def short(self, item: Node, path: str, ctx: Ctx) -> list[Node]:
+        if not isinstance(item.value, str):
+            ctx.fail(item, path, f"expected a volume like 'data:/data', found {describe(item)}")
+            return []
+        volume = self._parse(item, path, ctx)
+        return [volume] if volume is not None else []
+
+    def _parse(self, item: Node, path: str, ctx: Ctx) -> Node | None:
         try:
             entry = parse_volume(item.value)
         except ValueError as exc:

@@ -9,10 +9,10 @@ imports ``cryptography`` before a secret is opened, so an idle node never loads 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from agent.model import Assignment, ConfigBlob, SecretBlob
 from agent.model.errors import TaskRejected, WorkerError
@@ -29,6 +29,10 @@ def secret_context(node_id: str, secret_id: str) -> bytes:
     return b"shoal-secret:" + node_id.encode() + b":" + secret_id.encode()
 
 
+R = TypeVar("R", SecretRef, ConfigRef)
+B = TypeVar("B", SecretBlob, ConfigBlob)
+
+
 @dataclass(frozen=True, slots=True)
 class TaskFiles:
     """The blobs a task's secret and config references point at, by id, and the node's key."""
@@ -43,14 +47,7 @@ class TaskFiles:
         Blocks (it reads the key and does the cryptography): run it in a thread. Raises
         :class:`TaskRejected` naming the secret when one is missing or cannot be opened.
         """
-        wanted: list[tuple[SecretRef, SecretBlob]] = []
-        for ref in a.spec.container.secrets:
-            blob = self.secrets.get(ref.secret_id)
-            if blob is None:
-                raise TaskRejected(
-                    f"secret {ref.source} was not sent to this node with task {a.task_id}"
-                )
-            wanted.append((ref, blob))
+        wanted = _sent(a, "secret", a.spec.container.secrets, self.secrets, lambda r: r.secret_id)
         if not wanted:
             return []
         from certs.errors import SealError
@@ -83,15 +80,24 @@ class TaskFiles:
 
     def config_data(self, a: Assignment) -> list[tuple[ConfigRef, bytes]]:
         """Each of ``a``'s config references with the config's content, in spec order."""
-        out: list[tuple[ConfigRef, bytes]] = []
-        for ref in a.spec.container.configs:
-            blob = self.configs.get(ref.config_id)
-            if blob is None:
-                raise TaskRejected(
-                    f"config {ref.source} was not sent to this node with task {a.task_id}"
-                )
-            out.append((ref, blob.data))
-        return out
+        sent = _sent(a, "config", a.spec.container.configs, self.configs, lambda r: r.config_id)
+        return [(ref, blob.data) for ref, blob in sent]
+
+
+def _sent(
+    a: Assignment, what: str, refs: Iterable[R], blobs: Mapping[str, B], key: Callable[[R], str]
+) -> list[tuple[R, B]]:
+    """Each reference with the blob the manager sent for it, in spec order; a reference whose
+    blob was not sent rejects the task."""
+    out: list[tuple[R, B]] = []
+    for ref in refs:
+        blob = blobs.get(key(ref))
+        if blob is None:
+            raise TaskRejected(
+                f"{what} {ref.source} was not sent to this node with task {a.task_id}"
+            )
+        out.append((ref, blob))
+    return out
 
 
 NO_FILES = TaskFiles()
