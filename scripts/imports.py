@@ -9,7 +9,7 @@ imported). A node is a package (a directory with an ``__init__.py``) and stands 
 directly in it, so ``agent`` is the daemon, joining and the modules the roles share, and
 ``agent.manager`` is the manager role without its subpackages. An edge ``A --> B`` says some
 module of A imports one of B, wherever the import stands (top level, function body,
-``TYPE_CHECKING`` block). tests/unit/test_layout_picture.py fails when the doc's block is not
+``TYPE_CHECKING`` block). tests/layout/test_layout_picture.py fails when the doc's block is not
 what this prints.
 """
 

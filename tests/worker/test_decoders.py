@@ -24,7 +24,7 @@ from agent.net.errors import MeshError
 from agent.net.mesh import parse_ingress
 from agent.net.tcp import proxy_header
 from broker.errors import EnvelopeError
-from tests.unit.test_decoders import _maybe, mutate, values
+from tests.manager.test_decoders import _maybe, mutate, values
 from tests.worker.helpers import assignment
 
 GOOD_ASSIGNMENT = assignment("t1").to_dict()

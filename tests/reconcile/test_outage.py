@@ -16,7 +16,16 @@ from agent.manager.reconcile.outage import (
     silent_nodes,
 )
 from agent.manager.store import Node
-from tests.unit.test_orchestrator import T0, changed, created, empty, node, nodes, service, task
+from tests.reconcile.test_orchestrator import (
+    T0,
+    changed,
+    created,
+    empty,
+    node,
+    nodes,
+    service,
+    task,
+)
 
 RULE = OutageRule(grace=10.0, burst=2.0)
 LEADER = "m1"

@@ -15,7 +15,7 @@ from agent.manager.enrollment import (
     parse_request,
 )
 from agent.model.errors import ShoalError
-from tests.unit.test_decoders import _maybe, values
+from tests.manager.test_decoders import _maybe, values
 
 
 class Clock:
