@@ -16,7 +16,7 @@ from agent.manager.cluster import serving
 from agent.manager.control.stacks import StackAPI
 from agent.manager.raft import RaftError
 from agent.manager.raftdriver import RaftDriver
-from agent.manager.store import Client, Store, StoreError
+from agent.manager.store import Client, ClientRole, Store, StoreError
 from agent.model.errors import ShoalError
 from agent.model.stamps import now_text
 from broker.errors import BrokerError
@@ -58,7 +58,7 @@ class StackTopics:
             self.session.rejections.reject(topic, f"unknown stack verb {verb!r}")
             return
         client = self.store.view().get(Client, admin)
-        if client is None or client.role != "admin":
+        if client is None or client.role != ClientRole.ADMIN:
             self.session.rejections.reject(topic, "stack control from a client that is not admin")
             return
         if verb == "deploy" and not payload:
