@@ -38,6 +38,7 @@ from agent.manager.store import (
     Task,
     Tx,
 )
+from agent.manager.store.codec import task_spec_map
 from agent.model import DesiredState, StatusError, TaskStatus
 from agent.model.stamps import now_text
 from broker.envelope import Envelope
@@ -405,7 +406,7 @@ class Dispatcher:
             "service_name": self._names.get(t.service_id, "removed"),
             "slot": t.slot or None,
             "node_id": t.node_id,
-            "spec": t.spec.to_dict(),
+            "spec": task_spec_map(t.spec),
             "desired_state": str(t.desired_state),
             "version": view.version("task", t.id),
             "cluster_id": self.cluster_id,

@@ -357,3 +357,17 @@ def test_any_nested_value_decodes_or_is_a_store_error(kind: str, field: str, val
         KINDS[kind].from_dict({**raw, field: value})
     except StoreError:
         pass
+
+
+def test_tasks_with_the_same_spec_share_one_decoded_value_and_map() -> None:
+    one = Task.from_dict(copy.deepcopy(TASKS["pending"]))
+    two = Task.from_dict({**copy.deepcopy(TASKS["assigned"]), "id": "t9"})
+    assert one.spec is two.spec
+    assert one.to_dict()["spec"] is two.to_dict()["spec"] == TASK_SPEC
+
+
+def test_sharing_never_lets_a_map_through_that_differs_only_in_a_number_type() -> None:
+    good = {**TASKS["pending"], "spec": {**TASK_SPEC, "force_update": 1}}
+    assert Task.from_dict(good).spec.force_update == 1
+    with pytest.raises(StoreError, match=r"malformed task\.spec: force_update"):
+        Task.from_dict({**good, "spec": {**TASK_SPEC, "force_update": True}})

@@ -15,6 +15,8 @@ import enum
 from collections.abc import Callable
 from typing import Any
 
+import msgpack
+
 from agent.manager.store.fields import (
     ClientRole,
     NodeAvailability,
@@ -26,7 +28,7 @@ from agent.manager.store.fields import (
 from agent.model.spec import ServiceSpec, TaskSpec
 from agent.model.tasks import DesiredState, TaskStatus
 
-__all__ = ["CODECS", "Codec"]
+__all__ = ["CODECS", "Codec", "task_spec_map"]
 
 Codec = tuple[Callable[[Any], Any], Callable[[Any], Any]]  # (decode, encode)
 
@@ -82,6 +84,51 @@ def _to_dict(value: Any) -> dict[str, Any]:
     return out
 
 
+class _Shared:
+    """Decode and encode specs through a bounded cache: the tasks of one service carry the
+    same spec, so each distinct spec is parsed once and its map built once, and the tasks
+    share one frozen value. A map is known by its packed bytes (exact: 1, 1.0 and true
+    differ); a value by identity. Maps handed out are shared: read them, never change them."""
+
+    LIMIT = 4096
+
+    def __init__(self, decode: Callable[[Any], Any]) -> None:
+        self._decode = decode
+        self._values: dict[bytes, Any] = {}
+        self._maps: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+    def decode(self, raw: Any) -> Any:
+        try:
+            key = msgpack.packb(raw, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError):
+            return self._decode(raw)  # no map of the log is like this: it fails in decode
+        value = self._values.get(key)
+        if value is None:
+            value = self._decode(raw)
+            if len(self._values) >= self.LIMIT:
+                self._values.clear()
+            self._values[key] = value
+        return value
+
+    def encode(self, value: Any) -> dict[str, Any]:
+        held = self._maps.get(id(value))
+        if held is not None and held[0] is value:
+            return held[1]
+        out = _to_dict(value)
+        if len(self._maps) >= self.LIMIT:
+            self._maps.clear()
+        self._maps[id(value)] = (value, out)  # holding the value keeps its id unique
+        return out
+
+    def codec(self) -> Codec:
+        return self.decode, self.encode
+
+
+_SERVICE_SPECS = _Shared(ServiceSpec.from_dict)
+_TASK_SPECS = _Shared(TaskSpec.from_dict)
+_ENDPOINTS = _Shared(TaskEndpoint.from_dict)
+
+
 # A status set by a manager (pending, assigned) has no task id: it keeps its short form.
 _SHORT = ("state", "message", "timestamp")
 _STATUS_DEFAULTS = {"err": "", "exit_code": None, "container_id": "", "health": None, "restarts": 0}
@@ -120,10 +167,18 @@ CODECS: dict[str, Codec] = {
     "NodeRole": _enum(NodeRole),
     "ClientRole": _enum(ClientRole),
     "DesiredState": _enum(DesiredState),
-    "ServiceSpec": (ServiceSpec.from_dict, _to_dict),
-    "ServiceSpec | None": _optional(ServiceSpec.from_dict),
-    "TaskSpec": (TaskSpec.from_dict, _to_dict),
+    "ServiceSpec": _SERVICE_SPECS.codec(),
+    "ServiceSpec | None": (
+        _optional(_SERVICE_SPECS.decode)[0],
+        lambda value: {} if value is None else _SERVICE_SPECS.encode(value),
+    ),
+    "TaskSpec": _TASK_SPECS.codec(),
     "TaskStatus | None": (_optional(_decode_status)[0], _encode_status),
     "UpdateStatus | None": _optional(UpdateStatus.from_dict),
-    "TaskEndpoint": (TaskEndpoint.from_dict, _to_dict),
+    "TaskEndpoint": _ENDPOINTS.codec(),
 }
+
+
+def task_spec_map(spec: TaskSpec) -> dict[str, Any]:
+    """A task spec's map, built once per spec (shared: read it, never change it)."""
+    return _TASK_SPECS.encode(spec)
