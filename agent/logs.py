@@ -78,7 +78,7 @@ async def service_logs(
     tasks = [
         t
         for t in view.list(Task)
-        if t.service_id == service.id and t.node_id and t.status.get("container_id")
+        if t.service_id == service.id and t.node_id and t.status and t.status.container_id
     ]
 
     async def one(t: Any) -> dict[str, Any]:

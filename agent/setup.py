@@ -14,7 +14,7 @@ from agent.manager.broker_host import BrokerHost
 from agent.manager.keys import DataKeyFile, write_node_key
 from agent.manager.logstore import bootstrap_log
 from agent.manager.raft import Snapshot
-from agent.manager.store import Cluster, Node, initial_snapshot
+from agent.manager.store import Cluster, Node, NodeRole, NodeStatus, initial_snapshot
 from agent.model.errors import ShoalError
 from agent.model.stamps import now_text
 from agent.paths import DataDir, NodeConfig
@@ -142,11 +142,11 @@ def _first_state(
     )
     me = Node(
         id=node_id,
-        role="manager",
+        role=NodeRole.MANAGER,
         hostname=hostname,
         serials=(str(Identity.from_cert(cert).serial),),
         cert=cert,
-        status="ready",
+        status=NodeStatus.READY,
         created=stamp,
         updated=stamp,
     )

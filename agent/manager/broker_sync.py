@@ -13,7 +13,7 @@ from datetime import datetime
 
 from agent.manager.broker_host import BrokerHost
 from agent.manager.cluster import cluster_ca
-from agent.manager.store import Client, Cluster, Node, Store
+from agent.manager.store import Client, ClientRole, Cluster, Node, NodeRole, Store
 from broker.errors import BrokerError
 from broker.session import Session
 from broker.topics import Topics
@@ -53,15 +53,15 @@ class BrokerSync:
         if cluster is None:
             return
         nodes = view.list(Node)
-        managers = [n.id for n in nodes if n.role == "manager"]
+        managers = [n.id for n in nodes if n.role == NodeRole.MANAGER]
         clients = view.list(Client)
         revoked = [(int(s), datetime.fromisoformat(t)) for s, t in sorted(cluster.revoked.items())]
         self.broker_host.sync_from(
             cluster_ca(self.store),
             managers=managers,
-            nodes=[n.id for n in nodes if n.role != "manager"],
-            admins=[c.id for c in clients if c.role == "admin"],
-            monitors=[c.id for c in clients if c.role == "monitor"],
+            nodes=[n.id for n in nodes if n.role != NodeRole.MANAGER],
+            admins=[c.id for c in clients if c.role == ClientRole.ADMIN],
+            monitors=[c.id for c in clients if c.role == ClientRole.MONITOR],
             revoked=revoked,
         )
         if self.reload_broker is not None:

@@ -15,7 +15,7 @@ from agent.manager.cluster import cluster_ca, cluster_of, lifetime, replace, ser
 from agent.manager.enrollment import RENEW_LIMITS, EnrollLimiter, RateLimited, parse_request
 from agent.manager.raftdriver import RaftDriver
 from agent.manager.revocation import Revocation
-from agent.manager.store import Client, Cluster, Node, Store, Tx
+from agent.manager.store import Client, ClientRole, Cluster, Node, NodeRole, Store, Tx
 from agent.model.errors import ShoalError
 from agent.model.stamps import now_text
 from broker.envelope import Envelope
@@ -107,7 +107,7 @@ class CAServer:
             tx.put(
                 Node(
                     id=node_id,
-                    role=role,
+                    role=NodeRole(role),
                     hostname=hostname or node_id,
                     serials=(serial,),
                     cert=cert,
@@ -188,7 +188,9 @@ class CAServer:
             lifetime=life or lifetime(self.store),
         )
         serial = str(Identity.from_cert(cert).serial)
-        await self.store.update(lambda tx: tx.put(Client(id=ident_id, role=role, serial=serial)))
+        await self.store.update(
+            lambda tx: tx.put(Client(id=ident_id, role=ClientRole(role), serial=serial))
+        )
         log.info("issued a %s certificate %s", role, ident_id)
         return {"id": ident_id, "cert": cert.decode(), "ca": ca.cert_pem.decode()}
 

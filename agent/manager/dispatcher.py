@@ -38,7 +38,8 @@ from agent.manager.store import (
     Tx,
     View,
 )
-from agent.model import StatusError, TaskStatus
+from agent.manager.store.codec import task_spec_map
+from agent.model import DesiredState, StatusError, TaskStatus
 from agent.model.stamps import now_text
 from broker.envelope import Envelope
 from broker.errors import BrokerError
@@ -59,11 +60,11 @@ class StatusLog:
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.latest: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.latest: dict[str, tuple[str, TaskStatus]] = {}
         self._by_node: dict[str, dict[str, None]] = defaultdict(dict)  # in arrival order
         self.seen: dict[str, float] = {}
         self.descriptions: dict[str, dict[str, Any]] = {}
-        self.listener: Callable[[str, list[tuple[str, dict[str, Any]]]], None] | None = None
+        self.listener: Callable[[str, list[tuple[str, TaskStatus]]], None] | None = None
         self.describe_listener: Callable[[str], None] | None = None
         self.ack: Callable[[str], None] | None = None
 
@@ -96,7 +97,7 @@ class StatusLog:
         if len(raw) > self.MAX_TASKS_PER_NODE:
             self.session.rejections.reject(topic, "status of more tasks than a node may have")
             return
-        good: list[tuple[str, dict[str, Any]]] = []
+        good: list[tuple[str, TaskStatus]] = []
         for i, item in enumerate(raw):
             if i % 500 == 499:
                 await asyncio.sleep(0)  # a long report does not hold up the Raft driver
@@ -105,16 +106,18 @@ class StatusLog:
             except StatusError as exc:
                 self.session.rejections.reject(topic, f"bad task status: {exc}")
                 continue
-            doc = st.to_dict()
-            doc["message"] = doc["message"][: self.MAX_TEXT]
-            doc["err"] = doc["err"][: self.MAX_TEXT]
-            doc["container_id"] = doc["container_id"][:128]
-            self._remember(node_id, st.task_id, doc)
-            good.append((st.task_id, doc))
+            st = dataclasses.replace(
+                st,
+                message=st.message[: self.MAX_TEXT],
+                err=st.err[: self.MAX_TEXT],
+                container_id=st.container_id[:128],
+            )
+            self._remember(node_id, st.task_id, st)
+            good.append((st.task_id, st))
         if good and self.listener is not None:
             self.listener(node_id, good)
 
-    def _remember(self, node_id: str, task_id: str, doc: dict[str, Any]) -> None:
+    def _remember(self, node_id: str, task_id: str, doc: TaskStatus) -> None:
         """Keep the latest status of a task, at most MAX_TASKS_PER_NODE per node: a node
         cannot make managers remember more by reporting made-up tasks."""
         previous = self.latest.get(task_id)
@@ -196,7 +199,7 @@ class Dispatcher:
         self.max_batch = max_batch
         self.rejected = 0
         self.published = 0
-        self._inbox: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._inbox: dict[str, tuple[str, TaskStatus]] = {}
         self._described: set[str] = set()
         self._inbox_ready = asyncio.Event()
         # the assignment sets go out on the reconciler shell: after each commit, one pass over
@@ -239,7 +242,7 @@ class Dispatcher:
         self._acks.add(task)
         task.add_done_callback(self._acks.discard)
 
-    def _take(self, node_id: str, items: list[tuple[str, dict[str, Any]]]) -> None:
+    def _take(self, node_id: str, items: list[tuple[str, TaskStatus]]) -> None:
         for task_id, doc in items:
             self._inbox[task_id] = (node_id, doc)
         self._inbox_ready.set()
@@ -269,9 +272,7 @@ class Dispatcher:
                 self._inbox_ready.set()
                 await asyncio.sleep(0.5)
 
-    async def _write(
-        self, batch: dict[str, tuple[str, dict[str, Any]]], described: set[str]
-    ) -> None:
+    async def _write(self, batch: dict[str, tuple[str, TaskStatus]], described: set[str]) -> None:
         stamp = now_text()
         refused: list[str] = []
 
@@ -356,11 +357,11 @@ class Dispatcher:
         secret_ids: set[str] = set()
         config_ids: set[str] = set()
         for t in tasks:
-            if t.desired_state != "running":
+            if t.desired_state != DesiredState.RUNNING:
                 continue
-            container = t.spec.get("container") or {}
-            secret_ids.update(str(r.get("secret_id", "")) for r in container.get("secrets") or [])
-            config_ids.update(str(r.get("config_id", "")) for r in container.get("configs") or [])
+            container = t.spec.container
+            secret_ids.update(r.secret_id for r in container.secrets)
+            config_ids.update(r.config_id for r in container.configs)
         secrets = []
         for ident in sorted(secret_ids):
             secret = view.get(Secret, ident)
@@ -400,15 +401,12 @@ class Dispatcher:
             "service_name": self._names.get(t.service_id, "removed"),
             "slot": t.slot or None,
             "node_id": t.node_id,
-            "spec": t.spec,
-            "desired_state": t.desired_state if t.desired_state in _SENT_STATES else "shutdown",
+            "spec": task_spec_map(t.spec),
+            "desired_state": str(t.desired_state),
             "version": view.version("task", t.id),
             "cluster_id": self.cluster_id,
-            "ports": list(t.endpoint.get("ports", [])),
+            "ports": [p.to_dict() for p in t.endpoint.ports],
         }
-
-
-_SENT_STATES = ("running", "shutdown", "remove")
 
 
 def _same_assignment(old: Task, new: Task) -> bool:

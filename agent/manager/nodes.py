@@ -22,7 +22,16 @@ from agent.manager.raft import ConfChangeType, NotLeader, RaftError
 from agent.manager.raftdriver import RaftDriver
 from agent.manager.reconcile.outage import FleetWatch, OutageRule, silent_nodes
 from agent.manager.revocation import Revocation
-from agent.manager.store import WRITE_ERRORS, Cluster, Node, Store, StoreError, Tx
+from agent.manager.store import (
+    WRITE_ERRORS,
+    Cluster,
+    Node,
+    NodeRole,
+    NodeStatus,
+    Store,
+    StoreError,
+    Tx,
+)
 from agent.model.errors import ShoalError
 from agent.model.stamps import now_text
 from broker.envelope import Envelope
@@ -64,7 +73,7 @@ class Nodes:
         self.broker = broker
         self.revocation = revocation
         self.command = command  # a control command, run on the leader (see forwarding.py)
-        self.observed: dict[str, str] = {}
+        self.observed: dict[str, NodeStatus] = {}
         self._silenced: dict[str, float] = {}  # nodes counted down for their silence, and when
 
     # state -------------------------------------------------------------------------------
@@ -84,7 +93,7 @@ class Nodes:
             self.driver.leader_gone(node_id)
         if node_id == self.node_id:
             status = "ready"  # a will left by this manager's previous life
-        self.observed[node_id] = status
+        self.observed[node_id] = NodeStatus(status)
         self._silenced.pop(node_id, None)
         if not self.driver.is_leader or not await serving(self.driver):
             return
@@ -94,7 +103,11 @@ class Nodes:
             return
         if node.status != status:
             await self._set_status(node_id)
-        if status == "ready" and node.role == "manager" and node_id not in self.driver.voters:
+        if (
+            status == "ready"
+            and node.role == NodeRole.MANAGER
+            and node_id not in self.driver.voters
+        ):
             await self._add_voter(node_id)
 
     async def liveness_forever(self, every: float = 1.0) -> None:
@@ -127,7 +140,7 @@ class Nodes:
             since = f"{now - last:.0f} s" if last is not None else "this leader started"
             log.warning("node %s is down: nothing heard from it for %s", node_id, since)
             self._silenced[node_id] = now
-            self.observed[node_id] = "down"
+            self.observed[node_id] = NodeStatus.DOWN
             await self._set_status(node_id)
         for node_id, at in list(self._silenced.items()):
             node = nodes.get(node_id)
@@ -135,16 +148,16 @@ class Nodes:
                 del self._silenced[node_id]
             elif heard.get(node_id, -math.inf) > at:  # it spoke again: it was only silent
                 del self._silenced[node_id]
-                if node.status == "down" and self.observed.get(node_id) == "down":
+                if node.status == NodeStatus.DOWN and self.observed.get(node_id) == NodeStatus.DOWN:
                     log.info("node %s is heard from again", node_id)
-                    self.observed[node_id] = "ready"
+                    self.observed[node_id] = NodeStatus.READY
                     await self._set_status(node_id)
 
     async def _set_status(self, node_id: str) -> None:
         """Record the latest status seen for a node. Messages are handled concurrently, so the
         transaction reads the latest observation rather than the one that triggered it."""
         stamp = now_text()
-        written: list[str] = []
+        written: list[NodeStatus] = []
 
         def change(tx: Tx) -> None:
             status = self.observed.get(node_id)
@@ -172,7 +185,7 @@ class Nodes:
     async def take_over(self) -> None:
         """A new leader records what it saw while it was a follower (e.g. the old leader's
         will), then republishes the monitoring view."""
-        self.observed[self.node_id] = "ready"
+        self.observed[self.node_id] = NodeStatus.READY
         if not await serving(self.driver):
             return
         for node in self.store.view().list(Node):
@@ -204,11 +217,11 @@ class Nodes:
             await self.session.publish(self.topics.mon("node", node_id), payload, retain=True)
 
     def _manager_status(self, node: Node) -> str:
-        if node.role != "manager":
+        if node.role != NodeRole.MANAGER:
             return ""
         if node.id == self.driver.leader_id:
             return "Leader"
-        if node.id in self.driver.voters and node.status == "ready":
+        if node.id in self.driver.voters and node.status == NodeStatus.READY:
             return "Reachable"
         return "Unreachable"
 
@@ -248,14 +261,14 @@ class Nodes:
             raise ShoalError(
                 f"node {node.id} is the leader itself; use `shoal swarm leave --force`"
             )
-        if node.role == "manager" and not force:
+        if node.role == NodeRole.MANAGER and not force:
             raise ShoalError(
                 f"node {node.id} is a swarm manager; demote it to a worker before removal"
                 " (or use --force)"
             )
-        if node.status == "ready" and not force:
+        if node.status == NodeStatus.READY and not force:
             raise ShoalError(f"node {node.id} is not down and can't be removed (use --force)")
-        if node.role == "manager" and node.id in self.driver.voters:
+        if node.role == NodeRole.MANAGER and node.id in self.driver.voters:
             await self.driver.change_membership(ConfChangeType.RemoveNode, node.id)
         await self.revocation.forget(node.id)
         await self.broker.wait(self.store.applied)
@@ -275,7 +288,7 @@ class Nodes:
         if not others:
             return "last"
         if node.id == self.node_id:
-            ready = {n.id for n in self.store.view().list(Node) if n.status == "ready"}
+            ready = {n.id for n in self.store.view().list(Node) if n.status == NodeStatus.READY}
             self.driver.core.transfer_leadership(next((v for v in others if v in ready), others[0]))
             self.driver.wake()
             await self.driver.leader_changed(5.0)
@@ -288,17 +301,17 @@ class Nodes:
 
     async def promote(self, args: dict[str, Any]) -> str:
         node = self.find_node(str(args.get("node")))
-        if node.role == "manager":
+        if node.role == NodeRole.MANAGER:
             return f"Node {node.id} is already a manager."
-        await self._set_role(node.id, "manager")
+        await self._set_role(node.id, NodeRole.MANAGER)
         return f"Node {node.id} promoted to a manager in the swarm."
 
     async def demote(self, args: dict[str, Any]) -> str:
         node = self.find_node(str(args.get("node")))
-        if node.role != "manager":
+        if node.role != NodeRole.MANAGER:
             return f"Node {node.id} is already a worker."
         voters = self.driver.voters
-        managers = [n for n in self.store.view().list(Node) if n.role == "manager"]
+        managers = [n for n in self.store.view().list(Node) if n.role == NodeRole.MANAGER]
         if len(managers) <= 1:
             raise ShoalError("attempting to demote the last manager of the swarm")
         if node.id == self.broker.host_id:
@@ -306,7 +319,7 @@ class Nodes:
                 f"node {node.id} runs the swarm's embedded broker and must stay a manager"
             )
         remaining = [v for v in voters if v != node.id]
-        ready = {n.id for n in managers if n.status == "ready"}
+        ready = {n.id for n in managers if n.status == NodeStatus.READY}
         if node.id in voters and sum(v in ready for v in remaining) <= len(remaining) // 2:
             raise ShoalError(
                 f"can't demote {node.id}: the remaining managers would not have a quorum"
@@ -321,10 +334,10 @@ class Nodes:
             return str(await self.command("node-demote", args))
         if node.id in voters:
             await self.driver.change_membership(ConfChangeType.RemoveNode, node.id)
-        await self._set_role(node.id, "worker")
+        await self._set_role(node.id, NodeRole.WORKER)
         return f"Manager {node.id} demoted in the swarm."
 
-    async def _set_role(self, node_id: str, role: str) -> None:
+    async def _set_role(self, node_id: str, role: NodeRole) -> None:
         """Record the new role, let the broker's ACL catch up, then tell the node, which
         renews its certificate (the role on record goes into it) and changes what it runs."""
         stamp = now_text()

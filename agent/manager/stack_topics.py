@@ -15,7 +15,7 @@ from typing import Any
 from agent.manager.cluster import serving
 from agent.manager.control.stacks import StackAPI
 from agent.manager.raftdriver import RaftDriver
-from agent.manager.store import Client, Store
+from agent.manager.store import Client, ClientRole, Store
 from agent.model.errors import ShoalError
 from agent.model.stamps import now_text
 from broker.errors import BrokerError
@@ -57,7 +57,7 @@ class StackTopics:
             self.session.rejections.reject(topic, f"unknown stack verb {verb!r}")
             return
         client = self.store.view().get(Client, admin)
-        if client is None or client.role != "admin":
+        if client is None or client.role != ClientRole.ADMIN:
             self.session.rejections.reject(topic, "stack control from a client that is not admin")
             return
         if verb == "deploy" and not payload:

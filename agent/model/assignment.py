@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from agent.model.errors import AssignmentError
 from agent.model.fields import FieldReader
@@ -45,7 +45,7 @@ class Assignment:
     slot: int | None
     node_id: str
     spec: TaskSpec
-    desired_state: DesiredState = "running"
+    desired_state: DesiredState = DesiredState.RUNNING
     version: int = 0
     cluster_id: str
     ports: tuple[PortConfig, ...] = ()
@@ -64,7 +64,7 @@ class Assignment:
             "slot": self.slot,
             "node_id": self.node_id,
             "spec": self.spec.to_dict(),
-            "desired_state": self.desired_state,
+            "desired_state": str(self.desired_state),
             "version": self.version,
             "cluster_id": self.cluster_id,
             "ports": [p.to_dict() for p in self.ports],
@@ -103,7 +103,7 @@ class Assignment:
             slot=slot,
             node_id=r.id("node_id"),
             spec=spec,
-            desired_state=cast(DesiredState, desired),
+            desired_state=DesiredState(desired),
             version=r.integer("version", 0, minimum=0),
             cluster_id=r.id("cluster_id"),
             ports=tuple(ports),
@@ -203,7 +203,7 @@ def check_references(
     secret_ids = {s.id for s in secrets}
     config_ids = {c.id for c in configs}
     for a in assignments:
-        if a.desired_state != "running":
+        if a.desired_state != DesiredState.RUNNING:
             continue  # managers send files for running tasks only
         c = a.spec.container
         for i, ref in enumerate(c.secrets):

@@ -166,18 +166,14 @@ def check_service_spec(spec: ServiceSpec) -> None:
         )
 
 
-def desired_tasks(spec: Mapping[str, Any], nodes: int) -> int:
-    """How many tasks a stored service spec asks for at once (global kinds: one per node)."""
-    mode = spec.get("mode") or {}
-    kind = mode.get("kind", "replicated")
-    if kind in ("global", "global-job"):
+def desired_tasks(spec: ServiceSpec, nodes: int) -> int:
+    """How many tasks a service spec asks for at once (global kinds: one per node)."""
+    mode = spec.mode
+    if mode.kind in ("global", "global-job"):
         return nodes
-    replicas = mode.get("replicas", 1)
-    replicas = replicas if isinstance(replicas, int) else 0
-    concurrent = mode.get("max_concurrent")
-    if kind == "replicated-job" and isinstance(concurrent, int):
-        return min(replicas, concurrent)
-    return replicas
+    if mode.kind == "replicated-job" and mode.max_concurrent is not None:
+        return min(mode.replicas, mode.max_concurrent)
+    return mode.replicas
 
 
 def check_cluster_tasks(others: int, wanted: int, name: str) -> None:

@@ -16,8 +16,16 @@ from agent.model.fields import FieldReader
 
 __all__ = ["DESIRED_STATES", "DesiredState", "Health", "TaskState", "TaskStatus"]
 
-DesiredState = Literal["running", "shutdown", "remove"]
-DESIRED_STATES: tuple[DesiredState, ...] = ("running", "shutdown", "remove")
+
+class DesiredState(enum.StrEnum):
+    """What managers want of a task; on the wire, its plain string value."""
+
+    RUNNING = "running"
+    SHUTDOWN = "shutdown"
+    REMOVE = "remove"
+
+
+DESIRED_STATES: tuple[DesiredState, ...] = tuple(DesiredState)
 Health = Literal["starting", "healthy", "unhealthy"]
 _HEALTH: tuple[Health, ...] = ("starting", "healthy", "unhealthy")
 

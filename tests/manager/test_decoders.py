@@ -139,7 +139,7 @@ async def test_oversized_status_texts_are_cut_to_a_bounded_size() -> None:
     huge = dict(GOOD_STATUS, message="m" * 1_000_000, err="e" * 1_000_000)
     await log.on_status("shoal/c1/node/n1/status", env("status", {"tasks": [huge]}))
     doc = log.latest["t1"][1]
-    assert len(doc["message"]) <= 4096 and len(doc["err"]) <= 4096
+    assert len(doc.message) <= 4096 and len(doc.err) <= 4096
 
 
 async def test_a_status_envelope_on_a_topic_of_no_node_is_rejected() -> None:

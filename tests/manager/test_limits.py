@@ -110,7 +110,7 @@ async def test_scale_refuses_more_replicas_than_the_limit_and_keeps_the_spec() -
         api.service_scale({"service": "web", "replicas": 1_000_000_000}), "1,000,000,000"
     )
     (svc,) = s.view().list(Service)
-    assert svc.spec["mode"]["replicas"] == 2 and svc.spec_version == 1
+    assert svc.spec.mode.replicas == 2 and svc.spec_version == 1
 
 
 async def test_update_refuses_more_replicas_than_the_limit() -> None:
@@ -240,7 +240,9 @@ async def test_secret_and_config_size_and_labels_are_bounded(kind: str) -> None:
 
 # the orchestrator's passes --------------------------------------------------------------------
 def _service(replicas: int) -> Service:
-    return Service(id="svc", name="web", spec=_spec(replicas=replicas), spec_version=1)
+    return Service(
+        id="svc", name="web", spec=ServiceSpec.from_dict(_spec(replicas=replicas)), spec_version=1
+    )
 
 
 def test_a_plan_creates_at_most_the_batch_and_says_there_is_more() -> None:

@@ -22,8 +22,8 @@ import pytest
 from agent.manager.reconcile.allocation import Allocation
 from agent.manager.reconcile.allocator import INGRESS_ID, allocate
 from agent.manager.reconcile.routes import PROXY_PROTOCOL_LABEL, table_for
-from agent.manager.store import Network, Node, Service, Task
-from agent.model import Assignment
+from agent.manager.store import Network, Node, NodeStatus, Service, Task
+from agent.model import Assignment, DesiredState
 from agent.model.spec import (
     ContainerSpec,
     EndpointSpec,
@@ -36,6 +36,7 @@ from agent.net.agent import NetAgent, NetworkUnavailable
 from agent.net.linux import LinuxNetwork
 from agent.net.mesh import Mesh
 from agent.net.plan import Interface, NetworkState, NodeState, Peer, TaskNetState, Vip
+from tests.store.store_values import status
 
 N1_UNDERLAY = "192.0.2.1"
 N2_UNDERLAY = "192.0.2.2"
@@ -131,7 +132,7 @@ def service(
         ),
         endpoint_spec=EndpointSpec(mode="vip", ports=tuple(ports)),
     )
-    return Service(id=ident, name=ident, spec=spec.to_dict(), created=ident)
+    return Service(id=ident, name=ident, spec=spec, created=ident)
 
 
 def task(ident: str, svc: Service, node_id: str) -> Task:
@@ -139,16 +140,18 @@ def task(ident: str, svc: Service, node_id: str) -> Task:
         id=ident,
         service_id=svc.id,
         node_id=node_id,
-        desired_state="running",
-        spec=svc.spec["task_template"],
-        status={"state": "running", "message": "running", "health": None},
+        desired_state=DesiredState.RUNNING,
+        spec=svc.spec.task_template,
+        status=status("running", "running"),
     )
 
 
 def node(ident: str, address: str | None = None, **description: Any) -> Node:
     if address is not None:
         description["addresses"] = [address]
-    return Node(id=ident, hostname=f"host-{ident}", status="ready", description=description)
+    return Node(
+        id=ident, hostname=f"host-{ident}", status=NodeStatus.READY, description=description
+    )
 
 
 @dataclass

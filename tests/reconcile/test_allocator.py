@@ -13,7 +13,8 @@ import pytest
 from agent.manager.reconcile.allocation import DYNAMIC_PORTS, Allocation, AllocationError
 from agent.manager.reconcile.allocator import INGRESS_ID, allocate
 from agent.manager.reconcile.routes import receives_traffic, table_for
-from agent.manager.store import Network, Node, Service, Task
+from agent.manager.store import Network, Node, NodeStatus, Service, Task
+from agent.model import DesiredState
 from agent.model.spec import (
     ContainerSpec,
     EndpointSpec,
@@ -22,6 +23,7 @@ from agent.model.spec import (
     ServiceSpec,
     TaskSpec,
 )
+from tests.store.store_values import status
 
 # --- building objects -------------------------------------------------------------------------
 
@@ -52,7 +54,7 @@ def service(
         ),
         endpoint_spec=EndpointSpec(mode=mode, ports=ports),  # type: ignore[arg-type]
     )
-    return Service(id=ident, name=spec.name, spec=spec.to_dict(), created=created or ident)
+    return Service(id=ident, name=spec.name, spec=spec, created=created or ident)
 
 
 def task(
@@ -64,19 +66,20 @@ def task(
     desired: str = "running",
     health: str | None = None,
 ) -> Task:
-    status: dict[str, Any] = {"state": state, "message": state, "health": health}
     return Task(
         id=ident,
         service_id=svc.id,
         node_id=node,
-        desired_state=desired,
-        spec=svc.spec["task_template"],
-        status=status,
+        desired_state=DesiredState(desired),
+        spec=svc.spec.task_template,
+        status=status(state, state, health=health),
     )
 
 
 def node(ident: str, status: str = "ready", **description: Any) -> Node:
-    return Node(id=ident, hostname=f"host-{ident}", status=status, description=description)
+    return Node(
+        id=ident, hostname=f"host-{ident}", status=NodeStatus(status), description=description
+    )
 
 
 def ports(*configs: PortConfig) -> tuple[PortConfig, ...]:
@@ -698,7 +701,7 @@ def test_tables_are_identical_whatever_the_input_order_and_versioned_by_content(
         assert json.dumps(got) == expected
 
     version = json.loads(expected)["version"]
-    sick = [dataclasses.replace(tasks[0], status={"state": "running", "health": "unhealthy"})]
+    sick = [dataclasses.replace(tasks[0], status=status("running", health="unhealthy"))]
     changed = table_for("n1", alloc, nets, [web, db], sick + tasks[1:], NODES)
     assert changed["version"] != version
     unrelated = table_for("n1", alloc, [*nets, network("spare")], [web, db], tasks, NODES)

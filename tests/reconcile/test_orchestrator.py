@@ -5,11 +5,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from agent.manager.reconcile.orchestrator import Plan, live, observed, plan_service
-from agent.manager.store import Node, Service, Task
-from agent.model import TaskState
+from agent.manager.store import Node, NodeAvailability, NodeRole, NodeStatus, Service, Task
+from agent.model import DesiredState, TaskState
 from agent.model.spec import (
     SECOND,
     ContainerSpec,
@@ -20,6 +19,7 @@ from agent.model.spec import (
     TaskSpec,
 )
 from agent.model.stamps import stamp_of
+from tests.store.store_values import status
 
 T0 = 1_700_000_000.0
 SERVICE_ID = "svc"
@@ -59,15 +59,15 @@ def service(
     return Service(
         id=SERVICE_ID,
         name="web",
-        spec=spec.to_dict(),
+        spec=spec,
         spec_version=spec_version,
         created=stamp_of(T0 - 3600),
         updated=stamp_of(T0 - 3600),
     )
 
 
-def template_of(svc: Service) -> dict[str, Any]:
-    return ServiceSpec.from_dict(svc.spec).task_template.to_dict()
+def template_of(svc: Service) -> TaskSpec:
+    return svc.spec.task_template
 
 
 def task(
@@ -84,18 +84,15 @@ def task(
     exit_code: int | None = None,
     ident: str | None = None,
 ) -> Task:
-    status: dict[str, Any] = {"state": state, "message": state, "timestamp": timestamp}
-    if exit_code is not None:
-        status["exit_code"] = exit_code
     return Task(
         id=ident or f"task{next(_ids):04d}",
         service_id=SERVICE_ID,
         slot=slot,
         node_id=node,
-        desired_state=desired,
+        desired_state=DesiredState(desired),
         spec=template_of(svc or service()),
         spec_version=spec_version,
-        status=status,
+        status=status(state, state, timestamp=timestamp, exit_code=exit_code),
         restarts=restarts,
         created=stamp_of(created),
         updated=stamp_of(created),
@@ -112,10 +109,10 @@ def node(
 ) -> Node:
     return Node(
         id=node_id,
-        role=role,
+        role=NodeRole(role),
         hostname=node_id,
-        status=status,
-        availability=availability,
+        status=NodeStatus(status),
+        availability=NodeAvailability(availability),
         description={"hostname": node_id, "platform": {"os": "linux", "arch": "x86_64"}},
         created=stamp_of(T0 - 7200),
         updated=stamp_of(updated),
@@ -154,10 +151,8 @@ def report(
     out = []
     for t in tasks:
         if t.id in chosen:
-            status: dict[str, Any] = {"state": state, "message": state, "timestamp": at}
-            if exit_code is not None:
-                status["exit_code"] = exit_code
-            t = dataclasses.replace(t, node_id=t.node_id or node_id, status=status)
+            reported = status(state, state, timestamp=at, exit_code=exit_code)
+            t = dataclasses.replace(t, node_id=t.node_id or node_id, status=reported)
         out.append(t)
     return out
 
@@ -227,7 +222,10 @@ def test_scaling_3_to_5_to_2_converges_to_slots_1_to_n() -> None:
         svc = service(replicas)
         tasks = apply(tasks, plan_service(svc, tasks, NODES, now))
         tasks = report(
-            tasks, "running", now, which=[t.id for t in tasks if t.status["state"] == "pending"]
+            tasks,
+            "running",
+            now,
+            which=[t.id for t in tasks if t.status and t.status.state is TaskState.PENDING],
         )
         assert live_slots(tasks) == list(range(1, replicas + 1))
         assert empty(plan_service(svc, tasks, NODES, now + 1))
@@ -470,7 +468,10 @@ def test_replicated_job_task_waiting_for_its_restart_still_counts_against_max_co
     for now in (T0 + 2, T0 + 11, T0 + 12):
         tasks = apply(tasks, plan_service(svc, tasks, NODES, now))
         tasks = report(
-            tasks, "running", now, which=[t.id for t in tasks if t.status["state"] == "pending"]
+            tasks,
+            "running",
+            now,
+            which=[t.id for t in tasks if t.status and t.status.state is TaskState.PENDING],
         )
         unfinished = [t for t in tasks if live(t) and not observed(t).is_terminal]
         assert len(unfinished) <= 1, [t.slot for t in unfinished]
@@ -593,8 +594,8 @@ def test_start_first_keeps_the_old_task_when_its_successor_fails() -> None:
 
 def rebalancing(replicas: int = 4) -> Service:
     svc = service(replicas)
-    spec = dataclasses.replace(ServiceSpec.from_dict(svc.spec), rebalance=True)
-    return dataclasses.replace(svc, spec=spec.to_dict())
+    spec = dataclasses.replace(svc.spec, rebalance=True)
+    return dataclasses.replace(svc, spec=spec)
 
 
 def test_rebalance_moves_one_task_to_a_node_that_returned() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 from agent.manager.reconcile.reconciler import EVERYTHING, Reconciler, everything
 from agent.manager.store import Event, Secret, Service, Store, View
+from tests.store.store_values import service_spec
 
 
 class _Log:
@@ -31,7 +32,9 @@ def _store() -> Store:
 
 
 async def _put(s: Store, *services: str) -> None:
-    await s.update(lambda tx: [tx.put(Service(id=i, name=i)) for i in services])
+    await s.update(
+        lambda tx: [tx.put(Service(id=i, name=i, spec=service_spec(i))) for i in services]
+    )
 
 
 def _service_ids(ev: Event) -> Iterable[str]:

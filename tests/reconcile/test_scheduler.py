@@ -15,7 +15,15 @@ from agent.manager.reconcile.scheduler import (
     parse_preference,
     schedule,
 )
-from agent.manager.store import Node, Task
+from agent.manager.store import (
+    Node,
+    NodeAvailability,
+    NodeRole,
+    NodeStatus,
+    StoreError,
+    Task,
+)
+from agent.model import DesiredState
 from agent.model.limits import MAX_TASKS_PER_NODE
 from agent.model.spec import (
     ContainerSpec,
@@ -26,6 +34,7 @@ from agent.model.spec import (
     ResourceSpec,
     TaskSpec,
 )
+from tests.store.store_values import endpoint, status
 
 GIB = 1 << 30
 CPU = 1_000_000_000
@@ -55,10 +64,10 @@ def node(
         description["engine"] = {"name": "docker", "labels": engine_labels}
     return Node(
         id=node_id,
-        role=role,
+        role=NodeRole(role),
         hostname=hostname or node_id,
-        status=status,
-        availability=availability,
+        status=NodeStatus(status),
+        availability=NodeAvailability(availability),
         labels=labels or {},
         description=description,
     )
@@ -96,19 +105,19 @@ def task(
     host_ports: tuple[int, ...] = (),
     protocol: Literal["tcp", "udp", "sctp"] = "tcp",
 ) -> Task:
-    raw = task_spec if isinstance(task_spec, dict) else (task_spec or spec()).to_dict()
+    typed = TaskSpec.from_dict(task_spec) if isinstance(task_spec, dict) else task_spec or spec()
     ports = [
-        PortConfig(target=80, published=p, protocol=protocol, publish_mode="host").to_dict()
+        PortConfig(target=80, published=p, protocol=protocol, publish_mode="host")
         for p in host_ports
     ]
     return Task(
         id=task_id,
         service_id=service,
         node_id=on,
-        desired_state=desired,
-        spec=raw,
-        status={"state": state or ("running" if on else "pending")},
-        endpoint={"ports": ports} if ports else {},
+        desired_state=DesiredState(desired),
+        spec=typed,
+        status=status(state or ("running" if on else "pending")),
+        endpoint=endpoint(ports),
     )
 
 
@@ -326,9 +335,12 @@ def test_a_task_with_a_malformed_constraint_stays_unplaced_with_the_reason() -> 
     assert d.unplaced["t1"].startswith("invalid constraint 'node.role=manager'")
 
 
-def test_a_task_with_a_malformed_spec_stays_unplaced_with_the_reason() -> None:
-    d = schedule([task("t1", task_spec={"container": {}})], [node("n1")], [])
-    assert d.unplaced == {"t1": "invalid task spec: container.image: required key is missing"}
+def test_a_task_with_a_malformed_spec_never_reaches_the_scheduler_the_store_says_why() -> None:
+    raw = task("t1").to_dict()
+    raw["spec"] = {"container": {}}
+    with pytest.raises(StoreError) as info:
+        Task.from_dict(raw)
+    assert str(info.value) == "malformed task.spec: container.image: required key is missing"
 
 
 # --- host-mode ports ------------------------------------------------------------------------
@@ -361,9 +373,9 @@ def test_other_ports_protocols_and_ended_tasks_do_not_conflict() -> None:
 
 
 def test_ingress_ports_never_conflict() -> None:
-    ingress = PortConfig(target=80, published=8080).to_dict()
+    ingress = PortConfig(target=80, published=8080)
     tasks = [
-        Task(id=f"t{i}", service_id="web", spec=spec().to_dict(), endpoint={"ports": [ingress]})
+        Task(id=f"t{i}", service_id="web", spec=spec(), endpoint=endpoint([ingress]))
         for i in range(3)
     ]
     assert len(schedule(tasks, [node("n1")], []).assigned) == 3
@@ -530,8 +542,10 @@ def test_placement_is_deterministic() -> None:
 
 def test_thousands_of_tasks_spread_evenly_over_a_thousand_nodes() -> None:
     nodes = [node(f"node-{i:04d}", cpus=4 * CPU, memory=8 * GIB) for i in range(1000)]
-    raw = spec(memory=64 << 20).to_dict()
-    tasks = [task(f"svc{s}-{i}", f"svc{s}", task_spec=raw) for s in range(10) for i in range(1000)]
+    shared = spec(memory=64 << 20)
+    tasks = [
+        task(f"svc{s}-{i}", f"svc{s}", task_spec=shared) for s in range(10) for i in range(1000)
+    ]
     d = schedule(tasks, nodes, tasks)
     assert d.unplaced == {}
     assert len(d.assigned) == 10_000

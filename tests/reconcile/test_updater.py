@@ -9,8 +9,8 @@ from typing import Any
 
 from agent.manager.reconcile.orchestrator import live, observed
 from agent.manager.reconcile.updater import UpdatePlan, dirty, plan_update, start_update
-from agent.manager.store import Node, Service, Task
-from agent.model import TaskState
+from agent.manager.store import Node, NodeAvailability, NodeStatus, Service, Task
+from agent.model import DesiredState, TaskState
 from agent.model.spec import (
     SECOND,
     ContainerSpec,
@@ -23,6 +23,7 @@ from agent.model.spec import (
     UpdateConfig,
 )
 from agent.model.stamps import stamp_of
+from tests.store.store_values import endpoint, status
 
 T0 = 1_700_000_000.0
 SERVICE_ID = "svc"
@@ -57,7 +58,7 @@ def service(s: ServiceSpec, *, spec_version: int = 1) -> Service:
     return Service(
         id=SERVICE_ID,
         name=s.name,
-        spec=s.to_dict(),
+        spec=s,
         spec_version=spec_version,
         created=stamp_of(T0 - 3600),
         updated=stamp_of(T0 - 3600),
@@ -75,27 +76,28 @@ def task(
     timestamp: float = T0 - 600,
     health: str | None = None,
 ) -> Task:
-    ports = [p.to_dict() for p in of.endpoint_spec.ports]
-    status: dict[str, Any] = {"state": state, "message": state, "timestamp": timestamp}
-    if health is not None:
-        status["health"] = health
     return Task(
         id=f"old{next(_ids):04d}",
         service_id=SERVICE_ID,
         slot=slot,
         node_id=node,
-        desired_state=desired,
-        spec=of.task_template.to_dict(),
+        desired_state=DesiredState(desired),
+        spec=of.task_template,
         spec_version=spec_version,
-        status=status,
-        endpoint={"ports": ports} if ports else {},
+        status=status(state, state, timestamp=timestamp, health=health),
+        endpoint=endpoint(of.endpoint_spec.ports),
         created=stamp_of(T0 - 3600),
         updated=stamp_of(T0 - 3600),
     )
 
 
 def node(node_id: str) -> Node:
-    return Node(id=node_id, hostname=node_id, status="ready", availability="active")
+    return Node(
+        id=node_id,
+        hostname=node_id,
+        status=NodeStatus.READY,
+        availability=NodeAvailability.ACTIVE,
+    )
 
 
 NODES = {n: node(n) for n in ("n1", "n2", "n3")}
@@ -115,7 +117,7 @@ def updating(
     else:
         count = old.mode.replicas if replicas is None else replicas
         tasks = [task(s, f"n{(s - 1) % 3 + 1}", of=old) for s in range(1, count + 1)]
-    return start_update(before, new.to_dict(), T0 - 1, rollback=False), tasks
+    return start_update(before, new, T0 - 1, rollback=False), tasks
 
 
 def apply(tasks: Iterable[Task], plan: UpdatePlan) -> list[Task]:
@@ -138,10 +140,8 @@ def report(
     out = []
     for t in tasks:
         if t.id in chosen:
-            status: dict[str, Any] = {"state": state, "message": state, "timestamp": at}
-            if health is not None:
-                status["health"] = health
-            t = dataclasses.replace(t, node_id=t.node_id or "n1", status=status)
+            reported = status(state, state, timestamp=at, health=health)
+            t = dataclasses.replace(t, node_id=t.node_id or "n1", status=reported)
         out.append(t)
     return out
 
@@ -220,7 +220,7 @@ def test_parallelism_2_replaces_two_tasks_per_batch_stop_first() -> None:
     for t in fresh:
         assert t.desired_state == "running"
         assert t.spec_version == 2
-        assert t.spec == new.task_template.to_dict()
+        assert t.spec == new.task_template
         assert t.node_id == ""
         assert observed(t) is TaskState.PENDING
 
@@ -253,7 +253,7 @@ def test_the_update_completes_only_after_the_last_monitor_period() -> None:
     plan = step(svc, tasks, T0 + 3, last_batch_at=T0)
     assert plan.status is None and plan.wake_at == T0 + 6
     plan = step(svc, tasks, T0 + 6, last_batch_at=T0)
-    assert plan.status is not None and plan.status["state"] == "completed"
+    assert plan.status is not None and plan.status.state == "completed"
 
 
 def test_the_delay_holds_the_next_batch_back() -> None:
@@ -329,7 +329,7 @@ def test_a_rolling_update_progresses_batch_by_batch_to_completion() -> None:
             tasks = report(tasks, "running", now + 1, [t.id for t in started(plan)])
         now = plan.wake_at if plan.wake_at is not None else now + 1
     assert batches == [[1, 2], [3, 4], [5]]
-    assert plan.status is not None and plan.status["state"] == "completed"
+    assert plan.status is not None and plan.status.state == "completed"
     assert failures == set()
     assert sorted(t.slot for t in tasks if live(t)) == [1, 2, 3, 4, 5]
     assert all(t.spec_version == 2 for t in tasks if live(t))
@@ -356,8 +356,8 @@ def test_a_failed_new_task_with_failure_action_pause_pauses_the_update() -> None
     assert plan.put == []
     assert not plan.rollback
     assert plan.status is not None
-    assert plan.status["state"] == "paused"
-    assert fresh.id in plan.status["message"]
+    assert plan.status.state == "paused"
+    assert fresh.id in plan.status.message
     assert failures == {fresh.id}
 
 
@@ -375,14 +375,14 @@ def test_a_failed_task_during_a_rollback_pauses_the_rollback() -> None:
     bad = spec(image="nginx:2", update=cfg, rollback=cfg)
     good = spec(image="nginx:1", update=cfg, rollback=cfg)
     before = service(bad, spec_version=2)
-    svc = start_update(before, good.to_dict(), T0 - 1, rollback=True)
+    svc = start_update(before, good, T0 - 1, rollback=True)
     tasks = [task(s, of=bad, spec_version=2) for s in (1, 2)]
     first = step(svc, tasks, T0)
     tasks = apply(tasks, first)
     tasks = report(tasks, "failed", T0 + 2, [t.id for t in started(first)])
     plan = step(svc, tasks, T0 + 3, last_batch_at=T0)
     assert not plan.rollback
-    assert plan.status is not None and plan.status["state"] == "rollback_paused"
+    assert plan.status is not None and plan.status.state == "rollback_paused"
 
 
 def test_a_failed_new_task_with_failure_action_continue_lets_the_update_go_on() -> None:
@@ -408,7 +408,7 @@ def test_max_failure_ratio_tolerates_failures_up_to_the_ratio() -> None:
 
     tasks = report(tasks, "failed", T0 + 4, fresh[1:2])
     plan = step(svc, tasks, T0 + 5, last_batch_at=T0)
-    assert plan.status is not None and plan.status["state"] == "paused"  # 2 of 4
+    assert plan.status is not None and plan.status.state == "paused"  # 2 of 4
 
 
 def test_a_task_failing_after_its_monitor_period_is_not_an_update_failure() -> None:
@@ -428,7 +428,7 @@ def test_a_task_failing_after_its_monitor_period_is_not_an_update_failure() -> N
 
     tasks = report(tasks, "failed", T0 + 100, [a.id])  # long after its monitor period
     plan = step(svc, tasks, T0 + 100, last_batch_at=T0 + 6, failures=failures, passed=passed)
-    assert plan.status is None or plan.status["state"] != "paused"
+    assert plan.status is None or plan.status.state != "paused"
 
 
 # --- health --------------------------------------------------------------------------------
@@ -461,7 +461,7 @@ def test_a_new_task_that_turns_unhealthy_counts_as_a_failure() -> None:
     failures: set[str] = set()
     plan = step(svc, tasks, T0 + 2, last_batch_at=T0, failures=failures)
     assert failures == {fresh.id}
-    assert plan.status is not None and plan.status["state"] == "paused"
+    assert plan.status is not None and plan.status.state == "paused"
     assert plan.put == []
 
 
@@ -479,21 +479,22 @@ def test_the_update_completes_when_nothing_is_dirty_and_nothing_in_flight() -> N
     plan = step(svc, tasks, T0 + 4)
     assert plan.put == []
     assert plan.status is not None
-    assert plan.status["state"] == "completed"
-    assert plan.status["message"] == "update completed"
-    assert plan.status["completed_at"] == stamp_of(T0 + 4)
-    assert plan.status["started_at"] == svc.update_status["started_at"]
+    assert plan.status.state == "completed"
+    assert plan.status.message == "update completed"
+    assert plan.status.completed_at == stamp_of(T0 + 4)
+    assert svc.update_status is not None
+    assert plan.status.started_at == svc.update_status.started_at
 
 
 def test_a_rollback_completes_as_rollback_completed() -> None:
     bad = spec(2, image="nginx:2")
     good = spec(2, image="nginx:1")
-    svc = start_update(service(bad, spec_version=2), good.to_dict(), T0 - 100, rollback=True)
+    svc = start_update(service(bad, spec_version=2), good, T0 - 100, rollback=True)
     tasks = [task(s, of=good, spec_version=3, timestamp=T0 - 60) for s in (1, 2)]
     plan = step(svc, tasks, T0)
     assert plan.status is not None
-    assert plan.status["state"] == "rollback_completed"
-    assert plan.status["message"] == "rollback completed"
+    assert plan.status.state == "rollback_completed"
+    assert plan.status.message == "rollback completed"
 
 
 # --- global services -----------------------------------------------------------------------
@@ -515,20 +516,23 @@ def test_a_global_service_is_updated_on_the_same_nodes() -> None:
 
 def test_start_update_bumps_the_version_keeps_the_previous_spec_and_sets_the_status() -> None:
     before = service(OLD, spec_version=7)
-    new = spec(image="nginx:2").to_dict()
+    new = spec(image="nginx:2")
     after = start_update(before, new, T0, rollback=False)
     assert after.spec == new
     assert after.spec_version == 8
     assert after.previous_spec == before.spec
-    assert after.update_status == {
+    assert after.update_status is not None
+    assert after.update_status.to_dict() == {
         "state": "updating",
         "started_at": stamp_of(T0),
         "message": "update in progress",
     }
     assert after.updated == stamp_of(T0)
 
+    assert after.previous_spec is not None
     back = start_update(after, after.previous_spec, T0 + 5, rollback=True)
     assert back.spec == before.spec
     assert back.spec_version == 9
     assert back.previous_spec == new
-    assert back.update_status["state"] == "rollback_started"
+    assert back.update_status is not None
+    assert back.update_status.state == "rollback_started"

@@ -28,6 +28,9 @@ from agent.manager.store import (
 )
 from agent.model.errors import ShoalError
 from broker.topics import Topics
+from tests.store.store_values import service_spec
+
+WEB = service_spec("web")
 
 
 class Log:
@@ -74,7 +77,7 @@ def _attempt(request_id: str, attempt: str) -> Iterator[None]:
 
 def _create(name: str, ident: str, answer: Any = None) -> Any:
     def fn(tx: Tx) -> None:
-        tx.put(Service(id=ident, name=name))
+        tx.put(Service(id=ident, name=name, spec=service_spec(name)))
         if answer is not None:
             tx.answer(answer)
 
@@ -290,12 +293,12 @@ def test_a_rename_into_a_taken_name_is_refused_and_a_freed_name_can_be_taken() -
     s = Store()
     s.apply(2, _entry(_create("web", "s1"), s))
     s.apply(3, _entry(_create("api", "s2"), s))
-    s.apply(4, _entry(lambda tx: tx.put(Service(id="s2", name="web")), s))
+    s.apply(4, _entry(lambda tx: tx.put(Service(id="s2", name="web", spec=WEB)), s))
     assert {x.id: x.name for x in s.view().list(Service)} == {"s1": "web", "s2": "api"}
 
     def swap(tx: Tx) -> None:  # free "web" and take it in one transaction
         tx.delete(Service, "s1")
-        tx.put(Service(id="s2", name="web"))
+        tx.put(Service(id="s2", name="web", spec=WEB))
 
     s.apply(5, _entry(swap, s))
     assert {x.id: x.name for x in s.view().list(Service)} == {"s2": "web"}
@@ -303,10 +306,10 @@ def test_a_rename_into_a_taken_name_is_refused_and_a_freed_name_can_be_taken() -
 
 def test_objects_that_share_a_name_from_before_can_still_be_updated() -> None:
     s = Store()
-    s._tables["service"] = {"s1": (1, Service(id="s1", name="web"))}
-    s._tables["service"]["s2"] = (1, Service(id="s2", name="web"))
-    s.apply(2, _entry(lambda tx: tx.put(Service(id="s2", name="web", spec_version=2)), s))
-    assert s.view().get(Service, "s2") == Service(id="s2", name="web", spec_version=2)
+    s._tables["service"] = {"s1": (1, Service(id="s1", name="web", spec=WEB))}
+    s._tables["service"]["s2"] = (1, Service(id="s2", name="web", spec=WEB))
+    s.apply(2, _entry(lambda tx: tx.put(Service(id="s2", name="web", spec=WEB, spec_version=2)), s))
+    assert s.view().get(Service, "s2") == Service(id="s2", name="web", spec=WEB, spec_version=2)
 
 
 def test_unnamed_kinds_and_other_kinds_may_share_names() -> None:

@@ -4,6 +4,7 @@ are applied in the order the test chooses, as every manager applies the committe
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import msgpack
@@ -28,6 +29,8 @@ from agent.manager.store import (
     Tx,
     initial_snapshot,
 )
+from agent.model.spec import ServiceMode
+from tests.store.store_values import service_spec, status, task_spec
 
 
 class Log:
@@ -73,7 +76,7 @@ async def test_watchers_see_only_the_kinds_they_asked_for() -> None:
     async with s.watch("service") as q:
         await s.update(lambda tx: tx.put(Node(id="n1")))
         assert q.empty()
-        await s.update(lambda tx: tx.put(Service(id="s1", name="web")))
+        await s.update(lambda tx: tx.put(Service(id="s1", name="web", spec=service_spec())))
         assert isinstance(q.get_nowait(), Event)
 
 
@@ -151,8 +154,19 @@ async def test_a_snapshot_restores_every_kind_exactly() -> None:
     objects = [
         Cluster(id="cluster", cluster_id="c1", ca_key=b"\x00key", revoked={"12": "t"}),
         Node(id="n1", serials=("1", "2"), labels={"zone": "a"}),
-        Service(id="s1", name="web", spec={"name": "web", "mode": {"replicas": 3}}),
-        Task(id="t1", service_id="s1", slot=1, node_id="n1", status={"state": "running"}),
+        Service(
+            id="s1",
+            name="web",
+            spec=dataclasses.replace(service_spec("web"), mode=ServiceMode(replicas=3)),
+        ),
+        Task(
+            id="t1",
+            service_id="s1",
+            slot=1,
+            node_id="n1",
+            spec=task_spec(),
+            status=status("running"),
+        ),
         Secret(id="x1", name="db", data=b"\xffpassword"),
         Config(id="c1", name="nginx.conf", data=b"server {}"),
         Network(id="w1", name="front", subnet="10.0.1.0/24", attachable=True),

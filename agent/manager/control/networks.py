@@ -59,8 +59,8 @@ def with_subnet(existing: list[Network], network: Network) -> Network:
 def users_of(view: View, network: Network) -> list[str]:
     out = []
     for s in view.list(Service):
-        for a in (s.spec.get("task_template") or {}).get("networks") or []:
-            if a.get("target") in (network.id, network.name):
+        for a in s.spec.task_template.networks:
+            if a.target in (network.id, network.name):
                 out.append(s.name)
                 break
     return sorted(out)
@@ -70,8 +70,7 @@ def _publishing(view: View) -> list[str]:
     """Services that publish a port in ingress mode (they hold the ingress network)."""
     out = []
     for s in view.list(Service):
-        ports = (s.spec.get("endpoint_spec") or {}).get("ports") or []
-        if any(p.get("publish_mode", "ingress") == "ingress" for p in ports):
+        if any(p.publish_mode == "ingress" for p in s.spec.endpoint_spec.ports):
             out.append(s.name)
     return sorted(out)
 

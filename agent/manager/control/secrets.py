@@ -44,12 +44,15 @@ def find(view: View, cls: type[Obj], ref: str) -> Obj:
 
 def users_of(view: View, cls: type[Obj], obj: Obj) -> list[str]:
     """The names of the services that use ``obj``."""
-    key = "secrets" if cls is Secret else "configs"
-    ident = "secret_id" if cls is Secret else "config_id"
     out = []
     for s in view.list(Service):
-        refs = (s.spec.get("task_template") or {}).get("container", {}).get(key) or []
-        if any(r.get(ident) == obj.id or r.get("source") == obj.name for r in refs):
+        c = s.spec.task_template.container
+        refs: list[tuple[str, str]] = (
+            [(r.secret_id, r.source) for r in c.secrets]
+            if cls is Secret
+            else [(r.config_id, r.source) for r in c.configs]
+        )
+        if any(ident == obj.id or source == obj.name for ident, source in refs):
             out.append(s.name)
     return sorted(out)
 

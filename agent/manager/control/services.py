@@ -16,7 +16,7 @@ from agent.manager.control.views import node_row, service_row, task_row
 from agent.manager.reconcile.orchestrator import live
 from agent.manager.reconcile.scheduler import parse_constraint
 from agent.manager.reconcile.updater import start_update
-from agent.manager.store import Network, Node, Service, Store, Task, Tx, View
+from agent.manager.store import Network, Node, NodeAvailability, Service, Store, Task, Tx, View
 from agent.model.errors import ShoalError
 from agent.model.limits import (
     check_cluster_tasks,
@@ -74,7 +74,7 @@ def check_spec(raw: Any) -> ServiceSpec:
     return spec
 
 
-def check_total(view: View, current: Service | None, name: str, spec: dict[str, Any]) -> None:
+def check_total(view: View, current: Service | None, name: str, spec: ServiceSpec) -> None:
     """Refuse a spec that asks for more tasks than before when the cluster's total would pass
     its bound (asking for fewer is always allowed)."""
     nodes = len(view.list(Node))
@@ -128,7 +128,7 @@ class ControlAPI:
         service = Service(
             id=new_node_id(),
             name=spec.name,
-            spec=spec.to_dict(),
+            spec=spec,
             spec_version=1,
             created=stamp,
             updated=stamp,
@@ -138,7 +138,7 @@ class ControlAPI:
             if any(s.name == spec.name for s in tx.list(Service)):
                 raise ShoalError(f"service {spec.name} already exists")
             check_networks(tx, spec)
-            resolved = resolve_refs(tx, spec).to_dict()
+            resolved = resolve_refs(tx, spec)
             check_total(tx, None, spec.name, resolved)
             tx.put(dataclasses.replace(service, spec=resolved))
             tx.answer(answer)
@@ -199,14 +199,14 @@ class ControlAPI:
             if spec.name != current.name:
                 raise ShoalError("a service cannot be renamed")
             check_networks(tx, spec)
-            wanted = resolve_refs(tx, spec).to_dict()
+            wanted = resolve_refs(tx, spec)
             check_total(tx, current, current.name, wanted)
             if wanted == current.spec:
                 result.update(id=current.id, changed=False, spec_version=current.spec_version)
                 return
             new = start_update(current, wanted, now, rollback=False)
             if not _tasks_change(current.spec, new.spec):
-                new = dataclasses.replace(new, update_status=dict(current.update_status))
+                new = dataclasses.replace(new, update_status=current.update_status)
             tx.put(new)
             result.update(id=new.id, changed=True, spec_version=new.spec_version)
 
@@ -220,9 +220,9 @@ class ControlAPI:
 
         def rollback(tx: Tx) -> None:
             current = find_service(tx, ref)
-            if not current.previous_spec:
+            if current.previous_spec is None:
                 raise ShoalError(f"service {current.name} has no previous spec to roll back to")
-            new = start_update(current, dict(current.previous_spec), now, rollback=True)
+            new = start_update(current, current.previous_spec, now, rollback=True)
             tx.put(new)
             result.update(id=new.id, spec_version=new.spec_version)
 
@@ -240,13 +240,14 @@ class ControlAPI:
 
         def scale(tx: Tx) -> None:
             current = find_service(tx, ref)
-            mode = dict(current.spec.get("mode") or {})
-            if mode.get("kind", "replicated") not in ("replicated", "replicated-job"):
+            mode = current.spec.mode
+            if mode.kind not in ("replicated", "replicated-job"):
                 raise ShoalError(
                     f"{current.name}: scale can only be used with replicated or replicated-job mode"
                 )
-            mode["replicas"] = replicas
-            spec = {**current.spec, "mode": mode}
+            spec = dataclasses.replace(
+                current.spec, mode=dataclasses.replace(mode, replicas=replicas)
+            )
             check_total(tx, current, current.name, spec)
             tx.put(
                 dataclasses.replace(
@@ -294,7 +295,7 @@ class ControlAPI:
     async def node_update(self, args: dict[str, Any]) -> dict[str, Any]:
         ref = _text(args, "node")
         availability = args.get("availability")
-        if availability is not None and availability not in ("active", "pause", "drain"):
+        if availability is not None and availability not in tuple(NodeAvailability):
             raise ShoalError(f"invalid availability {availability!r}: use active, pause or drain")
         add = args.get("label_add") or {}
         rm = args.get("label_rm") or []
@@ -319,7 +320,10 @@ class ControlAPI:
             labels.update(add)
             check_labels(labels, f"labels of node {n.hostname}")
             new = dataclasses.replace(
-                n, labels=labels, availability=availability or n.availability, updated=stamp
+                n,
+                labels=labels,
+                availability=NodeAvailability(availability) if availability else n.availability,
+                updated=stamp,
             )
             if new != n:
                 tx.put(new)
@@ -329,11 +333,9 @@ class ControlAPI:
         return result
 
 
-def _tasks_change(old: dict[str, Any], new: dict[str, Any]) -> bool:
+def _tasks_change(old: ServiceSpec, new: ServiceSpec) -> bool:
     """Whether a spec change reaches the tasks (replicas alone do not)."""
-    return old.get("task_template") != new.get("task_template") or old.get(
-        "endpoint_spec"
-    ) != new.get("endpoint_spec")
+    return old.task_template != new.task_template or old.endpoint_spec != new.endpoint_spec
 
 
 def _endpoint(view: View, s: Service) -> dict[str, Any]:

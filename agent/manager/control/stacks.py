@@ -84,7 +84,7 @@ class StackAPI:
         return {"stack": stack.name, "actions": list(actions), "services": [s.name for s in specs]}
 
     def _stack_services(self, view: View, name: str) -> list[Service]:
-        out = [s for s in view.list(Service) if _in(name, s.spec.get("labels") or {})]
+        out = [s for s in view.list(Service) if _in(name, s.spec.labels)]
         if not out and not self._other_objects(view, name):
             raise ShoalError(f"nothing found in stack: {name}")
         return out
@@ -96,7 +96,7 @@ class StackAPI:
     async def ls(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         counts: dict[str, int] = {}
         for s in self.store.view().list(Service):
-            ns = (s.spec.get("labels") or {}).get(LABEL_NAMESPACE)
+            ns = s.spec.labels.get(LABEL_NAMESPACE)
             if ns:
                 counts[ns] = counts.get(ns, 0) + 1
         return [{"name": k, "services": v} for k, v in sorted(counts.items())]
@@ -126,7 +126,7 @@ class StackAPI:
 
         def remove(tx: Tx) -> None:
             removed.clear()
-            services = [s for s in tx.list(Service) if _in(name, s.spec.get("labels") or {})]
+            services = [s for s in tx.list(Service) if _in(name, s.spec.labels)]
             for s in services:
                 tx.delete(Service, s.id)
                 removed.append(f"Removing service {s.name}")
@@ -233,7 +233,7 @@ def _deploy_services(
     stack's services it no longer names removed."""
     services = {s.name: s for s in tx.list(Service)}
     for spec in specs:
-        wanted = resolve_refs(tx, spec).to_dict()
+        wanted = resolve_refs(tx, spec)
         current = services.get(spec.name)
         check_total(tx, current, spec.name, wanted)
         if current is None:
@@ -248,7 +248,7 @@ def _deploy_services(
                 )
             )
             actions.append(f"Creating service {spec.name}")
-        elif not _in(stack.name, current.spec.get("labels") or {}):
+        elif not _in(stack.name, current.spec.labels):
             raise ShoalError(
                 f"service {spec.name} exists and does not belong to stack {stack.name}"
             )
@@ -258,6 +258,6 @@ def _deploy_services(
     if prune:
         names = {s.name for s in specs}
         for s in services.values():
-            if _in(stack.name, s.spec.get("labels") or {}) and s.name not in names:
+            if _in(stack.name, s.spec.labels) and s.name not in names:
                 tx.delete(Service, s.id)
                 actions.append(f"Removing service {s.name}")

@@ -7,38 +7,29 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from agent.manager.reconcile.orchestrator import live, observed
-from agent.manager.store import Node, Service, Task
+from agent.manager.store import Node, NodeStatus, Service, Task
 from agent.model import TaskState
+from agent.model.spec import PortConfig
 from agent.model.stamps import parse_stamp
 
 __all__ = ["node_row", "service_row", "task_row"]
 
 
-def _mode(spec: Mapping[str, Any]) -> tuple[str, int]:
-    mode = spec.get("mode") or {}
-    return str(mode.get("kind", "replicated")), int(mode.get("replicas", 1))
-
-
-def _image(spec: Mapping[str, Any]) -> str:
-    return str(((spec.get("task_template") or {}).get("container") or {}).get("image", ""))
-
-
-def _ports(spec: Mapping[str, Any]) -> str:
-    ports = (spec.get("endpoint_spec") or {}).get("ports") or []
-    return ", ".join(
-        f"*:{p.get('published', 0)}->{p.get('target')}/{p.get('protocol', 'tcp')}" for p in ports
-    )
+def _ports(ports: Iterable[PortConfig]) -> str:
+    return ", ".join(f"*:{p.published}->{p.target}/{p.protocol}" for p in ports)
 
 
 def service_row(
     service: Service, tasks: Iterable[Task], nodes: Mapping[str, Node]
 ) -> dict[str, Any]:
-    kind, replicas = _mode(service.spec)
+    kind, replicas = service.spec.mode.kind, service.spec.mode.replicas
     mine = [t for t in tasks if t.service_id == service.id]
     running = sum(1 for t in mine if live(t) and observed(t) is TaskState.RUNNING)
     if kind == "global":
         desired = sum(
-            1 for t in mine if live(t) and (n := nodes.get(t.node_id)) and n.status == "ready"
+            1
+            for t in mine
+            if live(t) and (n := nodes.get(t.node_id)) and n.status == NodeStatus.READY
         )
     elif kind == "global-job":
         desired = sum(1 for t in mine if live(t))
@@ -60,10 +51,10 @@ def service_row(
         "running": running,
         "desired": desired,
         "completed": done,
-        "image": _image(service.spec),
-        "ports": _ports(service.spec),
+        "image": service.spec.task_template.container.image,
+        "ports": _ports(service.spec.endpoint_spec.ports),
         "spec_version": service.spec_version,
-        "update_status": dict(service.update_status),
+        "update_status": {} if service.update_status is None else service.update_status.to_dict(),
         "created": service.created,
         "updated": service.updated,
     }
@@ -75,7 +66,8 @@ def task_row(
     name = service.name if service is not None else task.service_id
     node = nodes.get(task.node_id)
     state = observed(task)
-    since = float(task.status.get("timestamp") or 0.0) or parse_stamp(task.updated, now)
+    status = task.status
+    since = (status.timestamp if status else 0.0) or parse_stamp(task.updated, now)
     slot = str(task.slot) if task.slot else task.node_id
     return {
         "id": task.id,
@@ -83,23 +75,19 @@ def task_row(
         "service_id": task.service_id,
         "service": name,
         "slot": task.slot,
-        "image": str((task.spec.get("container") or {}).get("image", "")),
+        "image": task.spec.container.image,
         "node_id": task.node_id,
         "node": node.hostname if node is not None else task.node_id,
-        "desired_state": task.desired_state,
+        "desired_state": str(task.desired_state),
         "state": state.value,
         "current_state": f"{state.value.capitalize()} {_ago(now - since)}",
-        "message": str(task.status.get("message", "")),
-        "error": str(task.status.get("err", "")),
-        "exit_code": task.status.get("exit_code"),
-        "container_id": str(task.status.get("container_id", "")),
-        "health": task.status.get("health"),
+        "message": status.message if status else "",
+        "error": status.err if status else "",
+        "exit_code": status.exit_code if status else None,
+        "container_id": status.container_id if status else "",
+        "health": status.health if status else None,
         "spec_version": task.spec_version,
-        "ports": ", ".join(
-            f"*:{q.get('published', 0)}->{q.get('target')}/{q.get('protocol', 'tcp')}"
-            for q in task.endpoint.get("ports") or []
-            if q.get("publish_mode") == "host"
-        ),
+        "ports": _ports(p for p in task.endpoint.ports if p.publish_mode == "host"),
         "created": task.created,
         "updated": task.updated,
     }
@@ -110,9 +98,9 @@ def node_row(node: Node, tasks: Iterable[Task]) -> dict[str, Any]:
     return {
         "id": node.id,
         "hostname": node.hostname,
-        "role": node.role,
-        "status": node.status,
-        "availability": node.availability,
+        "role": str(node.role),
+        "status": str(node.status),
+        "availability": str(node.availability),
         "labels": dict(node.labels),
         "platform": dict(desc.get("platform") or {}),
         "resources": dict(desc.get("resources") or {}),

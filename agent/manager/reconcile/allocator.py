@@ -39,12 +39,11 @@ import ipaddress
 import itertools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from agent.manager.reconcile.allocation import DYNAMIC_PORTS, Allocation, Subnet
 from agent.manager.reconcile.orchestrator import live, observed
 from agent.manager.store.objects import Network, Service, Task
-from agent.model.spec import NetworkAttachment, PortConfig, ServiceSpec, SpecError
+from agent.model.spec import NetworkAttachment, PortConfig, ServiceSpec
 
 __all__ = [
     "INGRESS_ID",
@@ -53,7 +52,6 @@ __all__ = [
     "NetworkIndex",
     "allocate",
     "attachments",
-    "parse_spec",
 ]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -98,11 +96,6 @@ class NetworkIndex:
     def name(self, ident: str) -> str:
         net = self.by_id.get(ident)
         return net.name if net is not None and net.name else ident
-
-
-def parse_spec(service: Service) -> ServiceSpec:
-    """The service's spec; SpecError if the store holds a malformed one."""
-    return ServiceSpec.from_dict(service.spec, "spec")
 
 
 def attachments(
@@ -367,23 +360,10 @@ def _holds_addresses(task: Task) -> bool:
 
 
 def _task_networks(task: Task, svc: _Service, index: NetworkIndex) -> list[str]:
-    if not task.spec:
-        nets = [n for n in svc.networks if n != INGRESS_ID]
-    else:
-        refs = []
-        for raw in _as_list(task.spec.get("networks")):
-            try:
-                refs.append(NetworkAttachment.from_dict(raw))
-            except SpecError:
-                continue
-        nets = [n for n in attachments(refs, index) if n != INGRESS_ID]
+    nets = [n for n in attachments(task.spec.networks, index) if n != INGRESS_ID]
     if INGRESS_ID in svc.networks:
         nets.append(INGRESS_ID)
     return sorted(set(nets))
-
-
-def _as_list(obj: object) -> list[Any]:
-    return list(obj) if isinstance(obj, list | tuple) else []
 
 
 # --- the whole ----------------------------------------------------------------------------------
@@ -441,15 +421,11 @@ def _parse_services(
     reasons: Mapping[str, str],
     errors: dict[str, list[str]],
 ) -> list[_Service]:
-    """The services whose spec parses, oldest first, with the networks they join that have a
-    subnet; what is wrong with each lands in ``errors``."""
+    """The services, oldest first, with the networks they join that have a subnet; what is
+    wrong with each lands in ``errors``."""
     parsed: list[_Service] = []
     for service in sorted(services, key=lambda s: (s.created, s.id)):
-        try:
-            spec = parse_spec(service)
-        except SpecError as exc:
-            errors.setdefault(service.id, []).append(f"malformed service spec: {exc}")
-            continue
+        spec = service.spec
         problems: list[str] = []
         nets = attachments(spec.task_template.networks, index, problems)
         if nets.pop(INGRESS_ID, None) is not None:

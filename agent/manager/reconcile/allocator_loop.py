@@ -29,6 +29,7 @@ from agent.manager.store import (
     Network,
     NetworkAllocation,
     Node,
+    NodeStatus,
     Service,
     Store,
     Task,
@@ -49,10 +50,9 @@ ALLOCATION_ID = "cluster"
 def needs_addresses(task: Task) -> bool:
     """Whether the task joins a network: its spec names one, or it publishes a port in ingress
     mode (its service joins the routing mesh's network)."""
-    if task.spec.get("networks"):
+    if task.spec.networks:
         return True
-    ports = task.endpoint.get("ports") or []
-    return any(isinstance(p, dict) and p.get("publish_mode", "ingress") == "ingress" for p in ports)
+    return any(p.publish_mode == "ingress" for p in task.endpoint.ports)
 
 
 def stored_allocation(view: View) -> Allocation:
@@ -71,9 +71,7 @@ def _networked(view: View) -> tuple[list[Service], list[Task]]:
     networking depends on (the others, often nearly all of a fleet's, are left out)."""
     services = []
     for s in view.list(Service):
-        template = s.spec.get("task_template") or {}
-        endpoint = s.spec.get("endpoint_spec") or {}
-        if template.get("networks") or endpoint.get("ports"):
+        if s.spec.task_template.networks or s.spec.endpoint_spec.ports:
             services.append(s)
     wanted = {s.id for s in services}
     return services, [t for t in view.list(Task) if t.service_id in wanted]
@@ -128,7 +126,9 @@ class AllocatorLoop:
     async def _publish(self, view: View, allocation: Allocation) -> bool:
         services, tasks = _networked(view)
         nodes = view.list(Node)
-        ready = [n.id for n in nodes if n.status == "ready"]  # the others get theirs when back
+        ready = [
+            n.id for n in nodes if n.status == NodeStatus.READY
+        ]  # the others get theirs when back
         tables = tables_for(ready, allocation, view.list(Network), services, tasks, nodes)
         ok = True
         for node_id, table in tables.items():

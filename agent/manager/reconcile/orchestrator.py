@@ -37,9 +37,17 @@ from typing import Any
 
 from agent.manager.reconcile.outage import Hold, replace_after
 from agent.manager.reconcile.scheduler import node_matches
-from agent.manager.store import Node, Service, Task
-from agent.model import TaskState, should_restart
-from agent.model.spec import SECOND, ServiceSpec, SpecError, TaskSpec
+from agent.manager.store import (
+    Node,
+    NodeAvailability,
+    NodeStatus,
+    Service,
+    Task,
+    TaskEndpoint,
+    set_by_manager,
+)
+from agent.model import DesiredState, TaskState, should_restart
+from agent.model.spec import SECOND, ServiceSpec, TaskSpec
 from agent.model.stamps import stamp_of
 from certs.identity import new_node_id
 
@@ -62,14 +70,11 @@ class Plan:
 
 
 def observed(task: Task) -> TaskState:
-    try:
-        return TaskState(task.status.get("state", "new"))
-    except ValueError:
-        return TaskState.NEW
+    return TaskState.NEW if task.status is None else task.status.state
 
 
 def live(task: Task) -> bool:
-    return task.desired_state == "running"
+    return task.desired_state == DesiredState.RUNNING
 
 
 def new_task(
@@ -83,28 +88,27 @@ def new_task(
     ident: str | None = None,
 ) -> Task:
     stamp = stamp_of(now)
-    ports = [p.to_dict() for p in spec.endpoint_spec.ports]
     if node_id:
-        status = {"state": "assigned", "message": "assigned", "timestamp": now}
+        status = set_by_manager(TaskState.ASSIGNED, "assigned", now)
     else:
-        status = {"state": "pending", "message": "pending task scheduling", "timestamp": now}
+        status = set_by_manager(TaskState.PENDING, "pending task scheduling", now)
     return Task(
         id=ident or new_node_id(),
         service_id=service.id,
         slot=slot,
         node_id=node_id,
-        desired_state="running",
-        spec=spec.task_template.to_dict(),
+        desired_state=DesiredState.RUNNING,
+        spec=spec.task_template,
         spec_version=service.spec_version,
         status=status,
-        endpoint={"ports": ports} if ports else {},
+        endpoint=TaskEndpoint(spec.endpoint_spec.ports),
         created=stamp,
         updated=stamp,
         restarts=restarts,
     )
 
 
-def _set_desired(task: Task, desired: str, now: float) -> Task:
+def _set_desired(task: Task, desired: DesiredState, now: float) -> Task:
     return dataclasses.replace(task, desired_state=desired, updated=stamp_of(now))
 
 
@@ -138,9 +142,9 @@ class _Context:
         node = self.nodes.get(task.node_id)
         if node is None:
             return "its node left the swarm"
-        if node.availability == "drain":
+        if node.availability == NodeAvailability.DRAIN:
             return "its node is drained"
-        if node.status == "down":
+        if node.status == NodeStatus.DOWN:
             window = self.spec.disconnect_window_ns / SECOND
             due = replace_after(node, self.nodes, window=window, now=self.now, hold=self.hold)
             if self.now >= due:
@@ -161,7 +165,8 @@ class _Context:
         history = [ms / 1000 for ms in task.restarts]
         if not should_restart(policy, ended, history, self.now):
             return None
-        ended_at = min(float(task.status.get("timestamp") or 0.0), self.now) or self.now
+        stamp = 0.0 if task.status is None else task.status.timestamp
+        ended_at = min(stamp, self.now) or self.now
         due = ended_at + policy.delay_ns / SECOND
         if self.now >= due:
             return True
@@ -173,7 +178,7 @@ class _Context:
         if counted:
             keep = max(self.policy_spec.restart_policy.max_attempts, 1)
             restarts = (*restarts, int(self.now * 1000))[-keep:]
-        self.plan.put.append(_set_desired(task, "shutdown", self.now))
+        self.plan.put.append(_set_desired(task, DesiredState.SHUTDOWN, self.now))
         self.plan.put.append(
             new_task(
                 self.service,
@@ -190,7 +195,7 @@ class _Context:
         trouble = self.node_trouble(task)
         if trouble:
             if node_bound:  # a global task cannot move: it just stops
-                self.plan.put.append(_set_desired(task, "shutdown", self.now))
+                self.plan.put.append(_set_desired(task, DesiredState.SHUTDOWN, self.now))
                 return False
             self.replace(task, counted=False)
             return False
@@ -214,11 +219,7 @@ def plan_service(
 ) -> Plan:
     if service is None:
         return _plan_removed(tasks, nodes, now)
-    try:
-        spec = ServiceSpec.from_dict(service.spec)
-    except SpecError as exc:  # written by a manager, so this is a bug; never crash on it
-        log.error("service %s has a malformed spec (%s); leaving its tasks alone", service.id, exc)
-        return Plan()
+    spec = service.spec
     ctx = _Context(service, spec, nodes, now, history, hold or Hold(), batch)
     kind = spec.mode.kind
     if kind == "replicated":
@@ -253,9 +254,9 @@ def _plan_replicated(ctx: _Context, tasks: Sequence[Task]) -> None:
             # an update with order start-first: the old task runs until its successor does
             if starting and observed(t) is TaskState.RUNNING and t is extra[-1]:
                 continue
-            ctx.plan.put.append(_set_desired(t, "shutdown", ctx.now))
+            ctx.plan.put.append(_set_desired(t, DesiredState.SHUTDOWN, ctx.now))
         if slot > wanted or slot < 1:
-            ctx.plan.put.append(_set_desired(current, "shutdown", ctx.now))
+            ctx.plan.put.append(_set_desired(current, DesiredState.SHUTDOWN, ctx.now))
             continue
         ctx.tend(current)
         occupied.add(slot)
@@ -281,7 +282,9 @@ def _rebalance(ctx: _Context, current: list[Task]) -> None:
     eligible = [
         n
         for n in ctx.nodes.values()
-        if n.status == "ready" and n.availability == "active" and node_matches(spec, n) is None
+        if n.status == NodeStatus.READY
+        and n.availability == NodeAvailability.ACTIVE
+        and node_matches(spec, n) is None
     ]
     if len(eligible) < 2:
         return
@@ -300,7 +303,10 @@ def _rebalance(ctx: _Context, current: list[Task]) -> None:
 
 
 def _eligible(ctx: _Context, node: Node) -> bool:
-    return node.availability != "drain" and node_matches(ctx.spec.task_template, node) is None
+    return (
+        node.availability != NodeAvailability.DRAIN
+        and node_matches(ctx.spec.task_template, node) is None
+    )
 
 
 def _plan_global(ctx: _Context, tasks: Sequence[Task], *, job: bool) -> None:
@@ -310,15 +316,19 @@ def _plan_global(ctx: _Context, tasks: Sequence[Task], *, job: bool) -> None:
         alive = [t for t in group if live(t)]
         if node is None or not _eligible(ctx, node):
             for t in alive:
-                ctx.plan.put.append(_set_desired(t, "shutdown", ctx.now))
+                ctx.plan.put.append(_set_desired(t, DesiredState.SHUTDOWN, ctx.now))
             continue
         if alive:
             *extra, current = alive
             for t in extra:
-                ctx.plan.put.append(_set_desired(t, "shutdown", ctx.now))
+                ctx.plan.put.append(_set_desired(t, DesiredState.SHUTDOWN, ctx.now))
             ctx.tend(current, node_bound=True)
     for node_id, node in sorted(ctx.nodes.items()):
-        if node.status != "ready" or node.availability != "active" or not _eligible(ctx, node):
+        if (
+            node.status != NodeStatus.READY
+            or node.availability != NodeAvailability.ACTIVE
+            or not _eligible(ctx, node)
+        ):
             continue
         group = per_node.get(node_id, [])
         if any(live(t) for t in group):
@@ -404,6 +414,6 @@ def _plan_removed(tasks: Sequence[Task], nodes: Mapping[str, Node], now: float) 
         node = nodes.get(t.node_id)
         if not t.node_id or node is None or observed(t).is_terminal:
             plan.delete.append(t.id)
-        elif t.desired_state != "remove":
-            plan.put.append(_set_desired(t, "remove", now))
+        elif t.desired_state != DesiredState.REMOVE:
+            plan.put.append(_set_desired(t, DesiredState.REMOVE, now))
     return plan

@@ -39,7 +39,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from agent.manager.store import Node
+from agent.manager.store import Node, NodeRole, NodeStatus
 from agent.model.stamps import parse_stamp
 
 __all__ = [
@@ -113,13 +113,15 @@ def mass_drop_end(
 ) -> float:
     """When the mass drop this down node belongs to ended (its last drop), or -inf if it went
     down on its own. See the module docstring for what counts as a mass drop."""
-    if node.status != "down":
+    if node.status != NodeStatus.DOWN:
         return -math.inf
     at = _down_at(node, now)
     others = [n for n in nodes.values() if n.id != leader_id]
-    together = [n for n in others if n.status == "down" and abs(_down_at(n, now) - at) <= burst]
-    workers = [n for n in others if n.role != "manager"]
-    dropped_workers = [n for n in together if n.role != "manager"]
+    together = [
+        n for n in others if n.status == NodeStatus.DOWN and abs(_down_at(n, now) - at) <= burst
+    ]
+    workers = [n for n in others if n.role != NodeRole.MANAGER]
+    dropped_workers = [n for n in together if n.role != NodeRole.MANAGER]
     if len(together) < 2:
         return -math.inf
     if 2 * len(together) > len(others) or (workers and len(dropped_workers) == len(workers)):
@@ -170,7 +172,7 @@ def silent_nodes(
         return []
     out = []
     for node in nodes.values():
-        if node.id == hold.leader_id or node.status != "ready":
+        if node.id == hold.leader_id or node.status != NodeStatus.READY:
             continue
         limit = silence_limit(heartbeats.get(node.id, DEFAULT_HEARTBEAT))
         due = max(heard.get(node.id, -math.inf) + limit, hold.since + max(limit, hold.rule.grace))

@@ -75,11 +75,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from agent.manager.reconcile.allocation import Allocation
-from agent.manager.reconcile.allocator import INGRESS_ID, NetworkIndex, attachments, parse_spec
+from agent.manager.reconcile.allocator import INGRESS_ID, NetworkIndex, attachments
 from agent.manager.reconcile.orchestrator import live, observed
-from agent.manager.store.objects import Network, Node, Service, Task
+from agent.manager.store.objects import Network, Node, NodeStatus, Service, Task
 from agent.model import TaskState
-from agent.model.spec import PortConfig, ServiceSpec, SpecError
+from agent.model.spec import PortConfig, ServiceSpec
 
 __all__ = ["PROXY_PROTOCOL_LABEL", "receives_traffic", "table_for", "tables_for"]
 
@@ -91,10 +91,10 @@ def receives_traffic(task: Task, nodes: Mapping[str, Node]) -> bool:
     """Running as desired, not known to be unhealthy or still starting, on a ready node."""
     if not live(task) or observed(task) is not TaskState.RUNNING:
         return False
-    if task.status.get("health") in _NOT_SERVING:
+    if task.status is not None and task.status.health in _NOT_SERVING:
         return False
     node = nodes.get(task.node_id)
-    return node is not None and node.status == "ready"
+    return node is not None and node.status == NodeStatus.READY
 
 
 def _reachable(node: Node | None) -> bool:
@@ -146,10 +146,7 @@ class _Cluster:
         self.nodes = {n.id: n for n in nodes}
         self.specs: dict[str, ServiceSpec] = {}
         for service in sorted(services, key=lambda s: s.id):
-            try:
-                self.specs[service.id] = parse_spec(service)
-            except SpecError:
-                continue
+            self.specs[service.id] = service.spec
         self.tasks = sorted(
             (t for t in tasks if live(t) and t.service_id in self.specs), key=lambda t: t.id
         )
@@ -222,11 +219,9 @@ class _Cluster:
         """The task's addresses, in the order its spec names its networks, ingress last."""
         held = self.allocation.addresses.get(task.id, {})
         order = []
-        for ref in task.spec.get("networks") or []:
-            with contextlib.suppress(LookupError, TypeError):
-                order.append(self.index.resolve(ref["target"]))
-        if not task.spec:
-            order = list(self.aliases.get(task.service_id, {}))
+        for ref in task.spec.networks:
+            with contextlib.suppress(LookupError):
+                order.append(self.index.resolve(ref.target))
         ranked = {ident: i for i, ident in enumerate(order)}
         idents = sorted(
             (i for i in held if i in self.allocation.networks),
@@ -266,7 +261,7 @@ class _Cluster:
         subnet = self.allocation.networks.get(INGRESS_ID)
         here = self.nodes.get(node_id)
         ports = []
-        if here is not None and here.status == "ready":
+        if here is not None and here.status == NodeStatus.READY:
             for service_id, published in self.allocation.ports.items():
                 spec = self.specs.get(service_id)
                 if spec is None:

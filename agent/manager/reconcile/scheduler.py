@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from agent.manager.store.objects import Node, Task
-from agent.model import TaskState
+from agent.manager.store.objects import Node, NodeAvailability, NodeStatus, Task, TaskEndpoint
+from agent.model import DesiredState
 from agent.model.limits import MAX_TASKS_PER_NODE
-from agent.model.spec import SpecError, TaskSpec
+from agent.model.spec import TaskSpec
 
 __all__ = [
     "Constraint",
@@ -174,7 +174,9 @@ class _NodeState:
         self.id = node.id
         self.hostname = node.hostname or _text(description.get("hostname"))
         self.role = node.role
-        self.available = node.status == "ready" and node.availability == "active"
+        self.available = (
+            node.status == NodeStatus.READY and node.availability == NodeAvailability.ACTIVE
+        )
         self.os = _text(platform.get("os")).strip().lower() or None
         self.arch = _arch(_text(platform.get("arch"))) or None
         self.labels = node.labels
@@ -208,34 +210,29 @@ class _NodeState:
         self.ports.update(ports)
 
 
-_TERMINAL = frozenset(state.value for state in TaskState if state.is_terminal)
 _NO_PORTS: frozenset[tuple[str, int]] = frozenset()
 
 
 def _occupies(task: Task) -> bool:
     """A task holds its node's resources and ports while it is meant to run and has not ended."""
-    if not task.node_id or task.desired_state != "running":
+    if not task.node_id or task.desired_state != DesiredState.RUNNING:
         return False
-    return _mapping(task.status).get("state", "new") not in _TERMINAL
+    return task.status is None or not task.status.state.is_terminal
 
 
-def _host_ports(endpoint: Mapping[str, Any]) -> frozenset[tuple[str, int]]:
-    ports = endpoint.get("ports") if endpoint else None
-    if not ports or not isinstance(ports, list | tuple):
+def _host_ports(endpoint: TaskEndpoint) -> frozenset[tuple[str, int]]:
+    if not endpoint.ports:
         return _NO_PORTS
-    found = set()
-    for port in ports:
-        port = _mapping(port)
-        published = _amount(port.get("published"))
-        if port.get("publish_mode") == "host" and published:
-            found.add((_text(port.get("protocol")) or "tcp", published))
-    return frozenset(found)
+    return frozenset(
+        (p.protocol, p.published)
+        for p in endpoint.ports
+        if p.publish_mode == "host" and p.published
+    )
 
 
-def _reservation(spec: Mapping[str, Any]) -> tuple[int, int]:
-    reservations = _mapping(_mapping(spec.get("resources")).get("reservations"))
-    cpu = _amount(reservations.get("nano_cpus")) or 0
-    return cpu, _amount(reservations.get("memory_bytes")) or 0
+def _reservation(spec: TaskSpec) -> tuple[int, int]:
+    reservations = spec.resources.reservations
+    return reservations.nano_cpus, reservations.memory_bytes
 
 
 # --- what a group of tasks asks for -----------------------------------------------------------
@@ -246,7 +243,7 @@ class _Group:
     """Pending tasks of one service sharing a spec and host ports: placed under the same rules."""
 
     service_id: str
-    raw: Mapping[str, Any]  # the spec as stored, to recognise the next task of the group
+    spec: TaskSpec  # to recognise the next task of the group
     ports: frozenset[tuple[str, int]] = _NO_PORTS
     tasks: list[Task] = field(default_factory=list)
     error: str = ""  # set when the spec itself cannot be scheduled
@@ -258,7 +255,7 @@ class _Group:
     max_replicas: int = 0  # 0 = unlimited
 
     @classmethod
-    def of(cls, service_id: str, spec: TaskSpec, raw: Mapping[str, Any] | None = None) -> _Group:
+    def of(cls, service_id: str, spec: TaskSpec) -> _Group:
         """Raises ValueError for a constraint that does not parse."""
         placement = spec.placement
         preferences = []
@@ -269,7 +266,7 @@ class _Group:
                 continue  # a preference only steers; Swarm skips one it does not know
         return cls(
             service_id,
-            raw if raw is not None else {},
+            spec,
             cpu=spec.resources.reservations.nano_cpus,
             memory=spec.resources.reservations.memory_bytes,
             platforms=tuple(
@@ -291,12 +288,10 @@ def _groups(pending: Sequence[Task]) -> list[_Group]:
         seen.add(task.id)
         ports = _host_ports(task.endpoint)
         bucket = index.setdefault((task.service_id, task.spec_version, ports), [])
-        group = next((g for g in bucket if g.raw is task.spec or g.raw == task.spec), None)
+        group = next((g for g in bucket if g.spec is task.spec or g.spec == task.spec), None)
         if group is None:
             try:
-                group = _Group.of(task.service_id, TaskSpec.from_dict(task.spec), task.spec)
-            except SpecError as exc:
-                group = _Group(task.service_id, task.spec, error=f"invalid task spec: {exc}")
+                group = _Group.of(task.service_id, task.spec)
             except ValueError as exc:
                 group = _Group(task.service_id, task.spec, error=str(exc))
             group.ports = ports

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from agent.manager.reconcile.allocator_loop import needs_addresses, stored_allocation
 from agent.manager.reconcile.reconciler import Reconciler, everything
 from agent.manager.reconcile.scheduler import schedule
-from agent.manager.store import WRITE_ERRORS, Node, Store, Task, Tx
+from agent.manager.store import WRITE_ERRORS, Node, Store, Task, Tx, set_by_manager
+from agent.model import DesiredState, TaskState
 from agent.model.stamps import stamp_of
 
 __all__ = ["SchedulerLoop"]
@@ -50,8 +51,8 @@ class SchedulerLoop:
             t
             for t in tasks
             if not t.node_id
-            and t.desired_state == "running"
-            and t.status.get("state", "pending") in ("new", "pending")
+            and t.desired_state == DesiredState.RUNNING
+            and (t.status is None or t.status.state in _UNPLACED)
         ]
         if not pending:
             return True
@@ -73,12 +74,12 @@ class SchedulerLoop:
         changes: list[tuple[str, str, str]] = []  # task id, node id, message
         for t in tasks:
             why = waiting.get(t.id)
-            if why is not None and t.status.get("message") != why:
+            if why is not None and _message(t) != why:
                 changes.append((t.id, "", why))
         for task_id, node_id in decisions.assigned.items():
             changes.append((task_id, node_id, "assigned"))
         for task_id, why in decisions.unplaced.items():
-            if by_id[task_id].status.get("message") != why:
+            if _message(by_id[task_id]) != why:
                 changes.append((task_id, "", why))
         for i in range(0, len(changes), self.chunk):
             part = changes[i : i + self.chunk]
@@ -102,10 +103,15 @@ def _write(tx: Tx, changes: list[tuple[str, str, str]], now: float) -> None:
     stamp = stamp_of(now)
     for task_id, node_id, message in changes:
         t = tx.get(Task, task_id)
-        if t is None or t.node_id or t.desired_state != "running":
+        if t is None or t.node_id or t.desired_state != DesiredState.RUNNING:
             continue
-        if node_id:
-            status = {"state": "assigned", "message": message, "timestamp": now}
-        else:
-            status = {"state": "pending", "message": message, "timestamp": now}
+        state = TaskState.ASSIGNED if node_id else TaskState.PENDING
+        status = set_by_manager(state, message, now)
         tx.put(dataclasses.replace(t, node_id=node_id, status=status, updated=stamp))
+
+
+_UNPLACED = (TaskState.NEW, TaskState.PENDING)
+
+
+def _message(task: Task) -> str | None:
+    return None if task.status is None else task.status.message

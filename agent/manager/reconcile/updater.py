@@ -23,25 +23,24 @@ import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from agent.manager.reconcile.orchestrator import live, new_task, observed
-from agent.manager.store import Node, Service, Task
-from agent.model import TaskState
-from agent.model.spec import SECOND, ServiceSpec, SpecError, UpdateConfig
+from agent.manager.store import Node, Service, Task, UpdateState, UpdateStatus
+from agent.model import DesiredState, TaskState
+from agent.model.spec import SECOND, ServiceSpec, UpdateConfig
 from agent.model.stamps import stamp_of
 
 __all__ = ["UPDATING", "UpdatePlan", "dirty", "plan_update", "start_update"]
 
 log = logging.getLogger("shoal.updater")
 
-UPDATING = ("updating", "rollback_started")
+UPDATING = (UpdateState.UPDATING, UpdateState.ROLLBACK_STARTED)
 
 
 @dataclass(slots=True)
 class UpdatePlan:
     put: list[Task] = field(default_factory=list)
-    status: dict[str, Any] | None = None  # the service's new update status, if it changes
+    status: UpdateStatus | None = None  # the service's new update status, if it changes
     rollback: bool = False  # roll back now (failure_action rollback)
     reason: str = ""
     batch_started: bool = False
@@ -52,46 +51,39 @@ class UpdatePlan:
 
 
 def dirty(task: Task, spec: ServiceSpec) -> bool:
-    ports = [p.to_dict() for p in spec.endpoint_spec.ports]
-    return (
-        task.spec != spec.task_template.to_dict() or list(task.endpoint.get("ports", [])) != ports
-    )
+    return task.spec != spec.task_template or task.endpoint.ports != spec.endpoint_spec.ports
 
 
-def start_update(
-    service: Service, new_spec: dict[str, Any], now: float, *, rollback: bool
-) -> Service:
+def start_update(service: Service, new_spec: ServiceSpec, now: float, *, rollback: bool) -> Service:
     """The service with ``new_spec`` in force and its update under way."""
-    state = "rollback_started" if rollback else "updating"
+    state = UpdateState.ROLLBACK_STARTED if rollback else UpdateState.UPDATING
     message = "manually requested rollback" if rollback else "update in progress"
     return dataclasses.replace(
         service,
         spec=new_spec,
-        previous_spec=dict(service.spec),
+        previous_spec=service.spec,
         spec_version=service.spec_version + 1,
-        update_status={"state": state, "started_at": stamp_of(now), "message": message},
+        update_status=UpdateStatus(state=state, started_at=stamp_of(now), message=message),
         updated=stamp_of(now),
     )
 
 
-def _config(spec: ServiceSpec, previous: Mapping[str, Any], rollback: bool) -> UpdateConfig:
+def _config(spec: ServiceSpec, previous: ServiceSpec | None, rollback: bool) -> UpdateConfig:
     if rollback:
         # a rollback is rolled out by the rollback config of the spec being left
-        try:
-            left = ServiceSpec.from_dict(previous) if previous else spec
-        except SpecError:
-            left = spec
+        left = previous or spec
         return left.rollback_config or spec.rollback_config or UpdateConfig()
     return spec.update_config or UpdateConfig()
 
 
 def _healthy_since(task: Task) -> float | None:
     """When the task started counting as up (running, and healthy if it has a healthcheck)."""
-    if observed(task) is not TaskState.RUNNING:
+    status = task.status
+    if status is None or status.state is not TaskState.RUNNING:
         return None
-    if task.status.get("health") in ("starting", "unhealthy"):
+    if status.health in ("starting", "unhealthy"):
         return None
-    return float(task.status.get("timestamp") or 0.0)
+    return status.timestamp
 
 
 def _watch(
@@ -112,7 +104,7 @@ def _watch(
     for t in fresh:
         state = observed(t)
         failed = state.is_terminal and state is not TaskState.COMPLETE
-        if failed or t.status.get("health") == "unhealthy":
+        if failed or (t.status is not None and t.status.health == "unhealthy"):
             if t.id not in passed:
                 failures.add(t.id)
             continue
@@ -132,7 +124,13 @@ def _watch(
 
 
 def _fail(
-    service: Service, cfg: UpdateConfig, failures: set[str], *, rollback: bool, plan: UpdatePlan
+    service: Service,
+    status: UpdateStatus,
+    cfg: UpdateConfig,
+    failures: set[str],
+    *,
+    rollback: bool,
+    plan: UpdatePlan,
 ) -> bool:
     """Apply the failure action to ``plan``; True when the step ends there."""
     action = cfg.failure_action
@@ -144,12 +142,12 @@ def _fail(
         return True
     if action in ("pause", "rollback"):  # a rollback that fails, or nothing to go back to
         what = "rollback" if rollback else "update"
-        plan.status = {
-            **service.update_status,
-            "state": "rollback_paused" if rollback else "paused",
-            "message": f"{what} paused due to failure or early termination of task"
+        plan.status = dataclasses.replace(
+            status,
+            state=UpdateState.ROLLBACK_PAUSED if rollback else UpdateState.PAUSED,
+            message=f"{what} paused due to failure or early termination of task"
             f" {sorted(failures)[0]}",
-        }
+        )
         return True
     return False
 
@@ -169,13 +167,9 @@ def plan_update(
     to step and updated in place: a task that fails after it passed is not an update failure."""
     passed = set() if passed is None else passed
     plan = UpdatePlan()
-    status = service.update_status
-    rollback = status.get("state") == "rollback_started"
-    try:
-        spec = ServiceSpec.from_dict(service.spec)
-    except SpecError as exc:
-        log.error("service %s has a malformed spec: %s", service.id, exc)
-        return plan
+    status = service.update_status or UpdateStatus(state=UpdateState.UPDATING)
+    rollback = status.state is UpdateState.ROLLBACK_STARTED
+    spec = service.spec
     cfg = _config(spec, service.previous_spec, rollback)
     mine = [t for t in tasks if t.service_id == service.id]
     old = [t for t in mine if live(t) and dirty(t, spec)]
@@ -183,15 +177,15 @@ def plan_update(
     in_flight, watched, last_up = _watch(fresh, cfg, now, failures, passed, plan)
     total = max(len(old) + len([t for t in fresh if live(t)]), 1)
     if failures and len(failures) / total > cfg.max_failure_ratio:
-        if _fail(service, cfg, failures, rollback=rollback, plan=plan):
+        if _fail(service, status, cfg, failures, rollback=rollback, plan=plan):
             return plan
     if not old and in_flight == 0 and watched == 0:
-        plan.status = {
-            **status,
-            "state": "rollback_completed" if rollback else "completed",
-            "completed_at": stamp_of(now),
-            "message": "rollback completed" if rollback else "update completed",
-        }
+        plan.status = dataclasses.replace(
+            status,
+            state=UpdateState.ROLLBACK_COMPLETED if rollback else UpdateState.COMPLETED,
+            completed_at=stamp_of(now),
+            message="rollback completed" if rollback else "update completed",
+        )
         return plan
     parallelism = cfg.parallelism or len(old)
     room = parallelism - in_flight
@@ -206,7 +200,9 @@ def plan_update(
     global_mode = spec.mode.kind in ("global", "global-job")
     for t in sorted(old, key=lambda t: (t.slot, t.node_id, t.created))[:room]:
         if cfg.order == "stop-first":
-            plan.put.append(dataclasses.replace(t, desired_state="shutdown", updated=stamp_of(now)))
+            plan.put.append(
+                dataclasses.replace(t, desired_state=DesiredState.SHUTDOWN, updated=stamp_of(now))
+            )
         plan.put.append(
             new_task(
                 service,

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from agent.manager.reconcile.reconciler import EVERYTHING, Reconciler, everything
 from agent.manager.reconcile.updater import UPDATING, UpdatePlan, plan_update, start_update
 from agent.manager.store import WRITE_ERRORS, Node, Service, Store, Task, Tx
+from agent.model import DesiredState
 
 __all__ = ["UpdaterLoop"]
 
@@ -48,7 +49,11 @@ class UpdaterLoop:
 
     async def _step(self, _dirty: set[str]) -> bool:
         view = self.store.view()
-        services = [s for s in view.list(Service) if s.update_status.get("state") in UPDATING]
+        services = [
+            s
+            for s in view.list(Service)
+            if s.update_status is not None and s.update_status.state in UPDATING
+        ]
         if not services:
             return True
         ids = {s.id for s in services}
@@ -84,26 +89,28 @@ class UpdaterLoop:
             if current is None or current.spec_version != service.spec_version:
                 return  # changed meanwhile: the next step sees the new state
             if plan.rollback:
-                back = start_update(current, dict(current.previous_spec), now, rollback=True)
+                if current.previous_spec is None:
+                    return  # nothing to go back to (plan_update asks only when there is)
+                back = start_update(current, current.previous_spec, now, rollback=True)
+                status = back.update_status
+                assert status is not None
                 back = dataclasses.replace(
                     back,
-                    update_status={
-                        **back.update_status,
-                        "message": plan.reason,
-                        "reason": plan.reason,
-                    },
+                    update_status=dataclasses.replace(
+                        status, message=plan.reason, reason=plan.reason
+                    ),
                 )
                 tx.put(back)
                 log.info("service %s: update failed, rolling back", current.name)
                 return
             if plan.status is not None:
                 tx.put(dataclasses.replace(current, update_status=plan.status))
-                log.info("service %s: %s", current.name, plan.status.get("message"))
+                log.info("service %s: %s", current.name, plan.status.message)
             for t in plan.put:
                 existing = tx.get(Task, t.id)
                 if existing is None:
                     tx.put(t)
-                elif existing.desired_state == "running":
+                elif existing.desired_state == DesiredState.RUNNING:
                     tx.put(
                         dataclasses.replace(
                             existing, desired_state=t.desired_state, updated=t.updated

@@ -8,25 +8,47 @@ may come from another manager, so a malformed object is a `StoreError`, never a 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
+from agent.manager.store.codec import CODECS
+from agent.manager.store.fields import (
+    ClientRole,
+    NodeAvailability,
+    NodeRole,
+    NodeStatus,
+    TaskEndpoint,
+    UpdateState,
+    UpdateStatus,
+    set_by_manager,
+)
 from agent.model.errors import ShoalError
+from agent.model.spec import ServiceSpec, TaskSpec
+from agent.model.tasks import DesiredState, TaskStatus
 
 __all__ = [
     "KINDS",
     "Client",
+    "ClientRole",
     "Cluster",
     "Config",
     "Network",
     "NetworkAllocation",
     "Node",
+    "NodeAvailability",
+    "NodeRole",
+    "NodeStatus",
     "Secret",
     "Service",
     "StoreError",
     "StoreObject",
     "Task",
+    "TaskEndpoint",
+    "UpdateState",
+    "UpdateStatus",
     "kind_of",
+    "set_by_manager",
 ]
 
 
@@ -40,31 +62,22 @@ class StoreObject:
     id: str
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = (
-                dict(value)
-                if isinstance(value, dict)
-                else (list(value) if isinstance(value, tuple) else value)
-            )
-        return out
+        return {name: encode(getattr(self, name)) for name, _, encode in _plan(type(self))}
 
     @classmethod
     def from_dict(cls: type[T], obj: Any) -> T:
         if not isinstance(obj, dict):
             raise StoreError(f"malformed {cls.KIND}: expected a map")
         kwargs: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in obj:
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                    raise StoreError(f"malformed {cls.KIND}: {f.name} is missing")
+        for name, decode, _ in _plan(cls):
+            if name not in obj:
+                if name in _required(cls):
+                    raise StoreError(f"malformed {cls.KIND}: {name} is missing")
                 continue
-            value = obj[f.name]
-            expected = _TYPES.get(str(f.type))
-            if expected is not None and not isinstance(value, expected):
-                raise StoreError(f"malformed {cls.KIND}.{f.name}: {type(value).__name__}")
-            kwargs[f.name] = tuple(value) if isinstance(value, list) else value
+            try:
+                kwargs[name] = decode(obj[name])
+            except ValueError as exc:
+                raise StoreError(f"malformed {cls.KIND}.{name}: {exc}") from None
         try:
             return cls(**kwargs)
         except TypeError as exc:
@@ -73,17 +86,28 @@ class StoreObject:
 
 T = TypeVar("T", bound=StoreObject)
 
-_TYPES: dict[str, type | tuple[type, ...]] = {
-    "str": str,
-    "int": int,
-    "bool": bool,
-    "bytes": bytes,
-    "str | None": (str, type(None)),
-    "tuple[int, ...]": (list, tuple),
-    "tuple[str, ...]": (list, tuple),
-    "dict[str, str]": dict,
-    "dict[str, Any]": dict,
-}
+_Plan = tuple[tuple[str, Callable[[Any], Any], Callable[[Any], Any]], ...]
+_PLANS: dict[type, _Plan] = {}
+_REQUIRED: dict[type, frozenset[str]] = {}
+
+
+def _plan(cls: type[StoreObject]) -> _Plan:
+    """Each field's name, decoder and encoder, in declaration order (the order of the map)."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        plan = _PLANS[cls] = tuple((f.name, *CODECS[str(f.type)]) for f in dataclasses.fields(cls))
+    return plan
+
+
+def _required(cls: type[StoreObject]) -> frozenset[str]:
+    required = _REQUIRED.get(cls)
+    if required is None:
+        required = _REQUIRED[cls] = frozenset(
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        )
+    return required
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +130,12 @@ class Cluster(StoreObject):
 @dataclass(frozen=True, slots=True)
 class Node(StoreObject):
     KIND: ClassVar[str] = "node"
-    role: str = "worker"  # manager | worker
+    role: NodeRole = NodeRole.WORKER
     hostname: str = ""
     serials: tuple[str, ...] = ()  # certificate serials, decimal (they exceed 64 bits)
     cert: bytes = b""  # the node's latest certificate (PEM): secrets are sealed to its key
-    status: str = "unknown"  # ready | down | unknown
-    availability: str = "active"  # active | pause | drain
+    status: NodeStatus = NodeStatus.UNKNOWN
+    availability: NodeAvailability = NodeAvailability.ACTIVE
     labels: dict[str, str] = field(default_factory=dict)
     # what the node last said about itself ("describe"): hostname, platform {os, arch},
     # resources {nano_cpus, memory_bytes}, engine {driver, name, version, labels}
@@ -125,21 +149,22 @@ class Client(StoreObject):
     """A certificate held by a person or tool: role admin or monitor."""
 
     KIND: ClassVar[str] = "client"
-    role: str = "monitor"
+    role: ClientRole = ClientRole.MONITOR
     serial: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Service(StoreObject):
-    """A service: its spec (agent.model.spec.ServiceSpec.to_dict()), the spec before the last update
-    (for rollback), and how the last update went."""
+    """A service: its spec, the spec before the last update (for rollback; None before the
+    first), and how the last update went (None if it never had one). ``endpoint`` is kept as
+    it always was, ``{}``: a service's addresses are in the allocator's record."""
 
     KIND: ClassVar[str] = "service"
     name: str = ""
-    spec: dict[str, Any] = field(default_factory=dict)
+    spec: ServiceSpec = field(kw_only=True)
     spec_version: int = 0
-    previous_spec: dict[str, Any] = field(default_factory=dict)
-    update_status: dict[str, Any] = field(default_factory=dict)
+    previous_spec: ServiceSpec | None = None
+    update_status: UpdateStatus | None = None
     endpoint: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     updated: str = ""
@@ -153,12 +178,12 @@ class Task(StoreObject):
     service_id: str = ""
     slot: int = 0  # replicated services; 0 for global ones (one task per node)
     node_id: str = ""
-    desired_state: str = "running"
-    spec: dict[str, Any] = field(default_factory=dict)
+    desired_state: DesiredState = DesiredState.RUNNING
+    spec: TaskSpec = field(kw_only=True)
     spec_version: int = 0
-    status: dict[str, Any] = field(default_factory=dict)  # agent.model.TaskStatus.to_dict()
-    # published ports as resolved for this task: {"ports": [PortConfig.to_dict(), ...]}
-    endpoint: dict[str, Any] = field(default_factory=dict)
+    # None until a manager sets it; task_id "" when a manager did, the task's id when its node did
+    status: TaskStatus | None = None
+    endpoint: TaskEndpoint = field(default_factory=TaskEndpoint)  # published ports, resolved
     restarts: tuple[int, ...] = ()  # when this slot was restarted (ms since the epoch), recent last
     created: str = ""
     updated: str = ""
