@@ -76,15 +76,15 @@ class ForcedGroup:
 
 
 def replay(storage: DiskStorage) -> tuple[Store, tuple[str, ...]]:
-    """The store and the voters after every entry of the log, committed or not (the log of
-    a voter holds only entries some leader wrote, and the dead majority may have committed
-    the ones this manager had not heard committed yet)."""
+    """The store and the voters after every entry the log knows committed. Entries past the
+    commit index are dropped, as etcd's `--force-new-cluster` drops them: no client was told
+    they were written (a write that failed for want of a quorum stays undone)."""
     snap = storage.snapshot()
     store = Store()
     store.restore(snap.data, snap.index)
     voters = list(snap.voters)
-    last = storage.last_index()
-    for e in storage.entries(storage.first_index(), last + 1) if last >= snap.index + 1 else []:
+    commit = min(storage.hard_state.commit, storage.last_index())
+    for e in storage.entries(snap.index + 1, commit + 1) if commit > snap.index else []:
         if e.type is EntryType.ConfChange:
             cc = ConfChange.decode(e.data)
             if cc.kind is ConfChangeType.AddNode and cc.node_id not in voters:
@@ -101,11 +101,11 @@ def replay(storage: DiskStorage) -> tuple[Store, tuple[str, ...]]:
 
 async def force_new_group(directory: Path, data_key: bytes, node_id: str) -> ForcedGroup:
     """Rewrite this manager's log into a group of one, `node_id` alone, keeping the whole
-    state: every entry is applied, the other managers are removed from the store (and their
-    certificates revoked, so they cannot come back with their old state), and the result is
-    written as a snapshot at a new term whose only voter is `node_id`. The manager then
-    starts as the leader of its own group (`RaftDriver.run`). Its daemon must not have the
-    log open (the storage's lock refuses a second opener)."""
+    state: every committed entry is applied (see `replay`), the other managers are removed
+    from the store (and their certificates revoked, so they cannot come back with their old
+    state), and the result is written as a snapshot at a new term whose only voter is
+    `node_id`. The manager then starts as the leader of its own group (`RaftDriver.run`).
+    Its daemon must not have the log open (the storage's lock refuses a second opener)."""
     storage = await asyncio.to_thread(open_log, directory, data_key)
     try:
         store, voters = replay(storage)

@@ -51,7 +51,7 @@ def _put(*objs: object) -> object:
 
 async def _three_manager_log(directory: Path) -> HardState:
     """m1's log: m1 created the swarm, m2 and m3 joined as voters, a worker joined and a
-    secret was created; the last entry (the secret) is not known committed yet."""
+    secret was created; the last entry (a second secret) is not known committed."""
     cluster = Cluster(id="cluster", cluster_id="c1", worker_token="w", manager_token="m")
     m1 = Node(id="m1", role="manager", hostname="h1", serials=("11",), status="ready")
     bootstrap_log(
@@ -65,7 +65,12 @@ async def _three_manager_log(directory: Path) -> HardState:
     m3 = Node(id="m3", role="manager", hostname="h3", serials=("31",), status="ready")
     w1 = Node(id="w1", role="worker", hostname="h4", serials=("41",), status="ready")
     datas = await _transactions(
-        store, _put(m2), _put(m3), _put(w1), _put(Secret(id="s1", name="db", data=b"pw"))
+        store,
+        _put(m2),
+        _put(m3),
+        _put(w1),
+        _put(Secret(id="s1", name="db", data=b"pw")),
+        _put(Secret(id="s2", name="late", data=b"x")),
     )
     add = [ConfChange(ConfChangeType.AddNode, n).encode() for n in ("m2", "m3")]
     ents = [
@@ -75,15 +80,16 @@ async def _three_manager_log(directory: Path) -> HardState:
         Entry(2, 5, EntryType.ConfChange, add[1]),
         Entry(3, 6, data=datas[2]),
         Entry(3, 7, data=datas[3]),
+        Entry(4, 8, data=datas[4]),
     ]
-    hs = HardState(term=4, vote="m2", commit=6)
+    hs = HardState(term=4, vote="m2", commit=7)
     storage = open_log(directory, KEY)
     storage.save(hs, ents)
     storage.close()
     return hs
 
 
-async def test_a_three_manager_log_forced_into_a_group_of_one_keeps_the_state(
+async def test_a_three_manager_log_forced_into_a_group_of_one_keeps_the_committed_state(
     tmp_path: Path,
 ) -> None:
     old = await _three_manager_log(tmp_path)
@@ -104,8 +110,10 @@ async def test_a_three_manager_log_forced_into_a_group_of_one_keeps_the_state(
     store = Store()
     store.restore(snap.data, snap.index)
     view = store.view()
-    assert view.get(Secret, "s1") is not None  # even the entry not known committed
     assert sorted(n.id for n in view.list(Node)) == ["m1", "w1"]
+    assert view.get(Secret, "s1") is not None
+    assert view.get(Secret, "s2") is None  # not committed: dropped, as no client was told
+
     cluster = view.get(Cluster, "cluster")
     assert cluster is not None and cluster.worker_token == "w"
     assert set(cluster.revoked) == {"21", "22", "31"}
@@ -146,5 +154,5 @@ async def test_a_log_whose_group_does_not_hold_the_manager_is_refused_and_kept(
         await force_new_group(tmp_path, KEY, "m9")
     storage = open_log(tmp_path, KEY)
     assert storage.snapshot().voters == ("m1",)
-    assert storage.last_index() == 7  # nothing was written
+    assert storage.last_index() == 8  # nothing was written
     storage.close()
