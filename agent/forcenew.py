@@ -80,6 +80,8 @@ async def force_new_cluster(daemon: Daemon, args: dict[str, Any]) -> dict[str, A
     daemon.session.reconnect()  # subscribe to the manager topics again
     if daemon.driver is None:
         raise ShoalError(f"--force-new-cluster: {daemon._manager_error}")
+    if not daemon.driver.is_leader:  # its run() campaigns at once, as the only voter
+        await daemon.driver.leader_changed(10.0)
     await daemon.driver.wait_serving(timeout=10.0)
     return {
         "node_id": node.node_id,
