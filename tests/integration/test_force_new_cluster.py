@@ -11,7 +11,16 @@ from typing import Any
 
 import pytest
 
-from tests.harness import Cluster, info_of, join_managers, new_cluster, shoal, wait_for
+from broker.tls import REVOKED
+from tests.harness import (
+    Cluster,
+    info_of,
+    join_managers,
+    new_cluster,
+    shoal,
+    start_daemon,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -121,3 +130,53 @@ def test_force_new_cluster_on_a_healthy_swarm_warns_and_goes_ahead(tmp_path: Pat
         assert (info_of(mgr) or {}).get("is_leader")
         c.nodes.remove(m2)
         shoal("swarm", "leave", "--force", data=m2, check=False)
+
+
+def test_force_new_cluster_starts_a_stopped_manager_and_recovers_from_its_state(
+    tmp_path: Path,
+) -> None:
+    with new_cluster(tmp_path) as (c, _):
+        mgr, m2 = join_managers(c, 2)
+        w1 = c.join("w1", driver="process")
+        shoal(
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "web",
+            "--constraint",
+            "node.hostname==w1",
+            "/bin/sh",
+            "-c",
+            "sleep 600",
+            data=mgr,
+        )
+        (task,) = wait_for(lambda: _running(c, "web"), 20, "the task running on w1")
+        _kill(m2)
+        c.nodes.remove(m2)
+        pid = int((mgr / "shoal.pid").read_text())
+        os.kill(pid, signal.SIGTERM)  # the survivor's daemon is stopped, as systemd stops it
+        wait_for(lambda: info_of(mgr) is None, 30, "the survivor's daemon stopped")
+
+        out = shoal("swarm", "init", "--force-new-cluster", data=mgr)
+        assert "Swarm initialized: current node" in out.stdout, out.stdout
+        assert (info_of(mgr) or {}).get("is_leader")
+        assert [n["hostname"] for n in c.node_ls()] == ["mgr", "w1"]
+        again = wait_for(lambda: _running(c, "web"), 30, "the task still running")
+        assert [t["container_id"] for t in again] == [task["container_id"]]
+        # the worker is back on the broker, with the same task, never restarted
+        wait_for(lambda: c.info(w1)["connected"], 30, "w1 connected again")
+        assert c.info(w1)["tasks"] == {task["id"]: "running"}
+        assert all(r == 0 for r in c.info(w1)["restarts"].values())
+        # the lost manager comes back after all, with its old state: the broker refuses it
+        back = start_daemon(m2)
+        try:
+            refused = wait_for(
+                lambda: (info_of(m2) or {}).get("last_error") == REVOKED, 30, "m2 refused"
+            )
+            assert refused and not (info_of(m2) or {}).get("connected")
+            assert [n["hostname"] for n in c.node_ls()] == ["mgr", "w1"]
+            assert (info_of(mgr) or {}).get("is_leader")
+        finally:
+            back.kill()
+            back.wait()
