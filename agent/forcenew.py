@@ -52,6 +52,14 @@ async def force_new_cluster(daemon: Daemon, args: dict[str, Any]) -> dict[str, A
         )
     if daemon.manager is None and daemon._manager_error is None:
         raise ShoalError("the manager role of this node is still starting; try again in a moment")
+    if not node.embedded_broker and not daemon.session.connected:
+        why = daemon.session.last_error or "not connected"
+        raise ShoalError(
+            f"--force-new-cluster: this node cannot reach the swarm's broker at"
+            f" {node.broker_host}:{node.broker_port} ({why}):"
+            " the recovered swarm would reach no node. Bring the broker back, or recover from"
+            " the manager that hosts it (the swarm's first manager)"
+        )
     warning = ""
     if await _has_quorum(daemon.driver):
         warning = (

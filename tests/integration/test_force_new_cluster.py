@@ -180,3 +180,18 @@ def test_force_new_cluster_starts_a_stopped_manager_and_recovers_from_its_state(
         finally:
             back.kill()
             back.wait()
+
+
+def test_force_new_cluster_without_the_broker_says_so_and_changes_nothing(tmp_path: Path) -> None:
+    with new_cluster(tmp_path) as (c, _):
+        mgr, m2 = join_managers(c, 2)
+        broker = c.info(mgr)["broker_pid"]
+        _kill(mgr)  # the broker's host is lost, and its broker with it
+        os.kill(broker, signal.SIGKILL)
+        wait_for(lambda: not (info_of(m2) or {}).get("connected", True), 30, "m2 cut off")
+        proc = shoal("swarm", "init", "--force-new-cluster", data=m2, check=False)
+        assert proc.returncode != 0
+        assert "cannot reach the swarm's broker at 127.0.0.1:" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+        info = info_of(m2)
+        assert info is not None and info["manager"] and not info["is_leader"]
