@@ -348,6 +348,11 @@ class Daemon:
         self.lock.unlock(self.node.role, str(args.get("key", "")))
         return {"unlocked": True}
 
+    async def _force_new_cluster(self, args: dict[str, Any]) -> dict[str, Any]:
+        from agent.forcenew import force_new_cluster
+
+        return await force_new_cluster(self, args)
+
     async def _cmd_renew(self, args: dict[str, Any]) -> dict[str, Any]:
         await self.renewal.renew()
         return {"ok": True}

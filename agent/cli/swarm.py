@@ -118,6 +118,8 @@ def run_foreground(data: DataDir, unlock_key: str = "") -> int:
 def cmd_swarm_init(a: argparse.Namespace, data: DataDir) -> int:
     from agent.setup import default_advertise, forget, init_cluster
 
+    if a.force_new_cluster:
+        return _force_new_cluster(a, data)
     host, port = a.listen_addr
     if a.enroll_port == port:
         raise ShoalError(
@@ -153,6 +155,49 @@ def cmd_swarm_init(a: argparse.Namespace, data: DataDir) -> int:
         forget(data)
         raise
     _print_init(node, token, unlock_key)
+    return 0
+
+
+def _force_new_cluster(a: argparse.Namespace, data: DataDir) -> int:
+    """Recover a swarm from this manager's state (its daemon is started if it is stopped):
+    it becomes the only manager, and the leader, of a swarm that keeps all else."""
+    if not data.exists():
+        raise ShoalError(
+            f"--force-new-cluster: {data.root} holds no swarm state: this node is not part of"
+            " a swarm (run it on a manager's data dir, or `shoal swarm init` without it)"
+        )
+    node = data.load_node()
+    if node.role != "manager":
+        raise ShoalError(
+            f"--force-new-cluster: this node ({node.node_id}) is a worker; run it on a manager"
+            " (its data dir holds the swarm's state)"
+        )
+    if a.foreground or a.autolock:
+        flag = "--foreground" if a.foreground else "--autolock"
+        raise ShoalError(f"--force-new-cluster cannot be used with {flag}")
+    proc = _start_daemon(data) if data.daemon_pid() is None else None
+    if proc is not None:
+        _wait_socket(data, proc)
+    if control.call(data.socket, "info", timeout=5).get("locked"):
+        raise ShoalError(
+            "Swarm is encrypted and needs to be unlocked before it can be used."
+            " Please use `shoal swarm unlock` to unlock it, then run this command again."
+        )
+    if proc is not None:
+        _wait_ready(data, proc)  # the manager role has started (on its old group)
+    res = control.call(data.socket, "force-new-cluster", {}, timeout=60)
+    if res.get("warning"):
+        print(f"Warning: {res['warning']}", file=sys.stderr)
+    token = control.call(data.socket, "join-token", {"role": "worker"}, timeout=20)["token"]
+    _print_init(node, token)
+    if res.get("removed"):
+        print(
+            "The other managers were removed from the swarm and their certificates revoked: "
+            + ", ".join(res["removed"])
+            + ". To bring one back, run `shoal swarm leave --force` on it and join it again.\n"
+        )
+    if not res.get("embedded_broker"):
+        print(f"This node reaches the swarm through the broker at {res.get('broker')}.")
     return 0
 
 
@@ -350,6 +395,11 @@ def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
     sp.add_argument("--foreground", action="store_true", help="run the daemon attached")
     sp.add_argument(
         "--autolock", action="store_true", help="managers need the unlock key after a restart"
+    )
+    sp.add_argument(
+        "--force-new-cluster",
+        action="store_true",
+        help="recover a swarm that lost its quorum: this manager alone, keeping all the state",
     )
     _node_options(sp)
 

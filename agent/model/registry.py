@@ -45,6 +45,7 @@ _TABLE = (
     Command("leave-prepare", _NODE, "_leave_prepare"),
     Command("leave", _NODE, "_leave"),
     Command("renew", _NODE, "_cmd_renew"),
+    Command("force-new-cluster", _NODE, "_force_new_cluster"),
     Command("service-logs", _MANAGER, "_service_logs"),
     Command("join-token", _LEADER, "swarm.join_token"),
     Command("swarm-update", _LEADER, "swarm.update"),
