@@ -1,7 +1,9 @@
 """The local control socket: the CLI talks to its node's daemon through it.
 
 One JSON object per line each way: ``{"cmd": ..., "args": {...}}`` in,
-``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}`` out. The socket is
+``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "..."}`` out. A command whose
+result is an async iterator (``service logs --follow``) streams: ``{"ok": true, "more": ...}``
+per item, then the usual last line; closing the connection ends the iterator. The socket is
 mode 0600 in the node's data dir, so only its owner can drive the daemon.
 """
 
@@ -12,7 +14,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +23,7 @@ from agent.model.errors import ShoalError
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["ControlServer", "call"]
+__all__ = ["ControlServer", "call", "stream"]
 
 log = logging.getLogger("shoal.control")
 
@@ -67,6 +69,9 @@ class ControlServer:
                 if not isinstance(args, dict):
                     raise ValueError("args must be an object")
                 result = await self.dispatch(req["cmd"], args)
+                if isinstance(result, AsyncIterator):
+                    await self._stream(result, reader, writer)
+                    result = None
                 resp: dict[str, Any] = {"ok": True, "result": result}
             except ShoalError as exc:
                 resp = {"ok": False, "error": str(exc)}
@@ -83,6 +88,35 @@ class ControlServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _stream(
+        self, items: AsyncIterator[Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Write each item until the iterator ends or the caller hangs up (which closes the
+        iterator: its cleanup runs)."""
+        import asyncio
+
+        async def pump() -> None:
+            async for item in items:
+                writer.write(json.dumps({"ok": True, "more": item}, default=str).encode() + b"\n")
+                await writer.drain()
+
+        pumping = asyncio.ensure_future(pump())
+        hangup = asyncio.ensure_future(reader.read())  # the caller sends nothing more: EOF
+        try:
+            await asyncio.wait({pumping, hangup}, return_when=asyncio.FIRST_COMPLETED)
+            if not pumping.done():
+                raise ConnectionError("the caller went away")
+            pumping.result()
+        finally:
+            for task in (pumping, hangup):
+                task.cancel()
+            with contextlib.suppress(BaseException):
+                await pumping
+            aclose = getattr(items, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
 
 
 def call(path: Path, cmd: str, args: dict[str, Any] | None = None, *, timeout: float = 60) -> Any:
@@ -117,3 +151,34 @@ def call(path: Path, cmd: str, args: dict[str, Any] | None = None, *, timeout: f
     if not resp.get("ok"):
         raise ShoalError(str(resp.get("error")))
     return resp.get("result")
+
+
+def stream(path: Path, cmd: str, args: dict[str, Any] | None = None) -> Generator[Any, None, None]:
+    """Send a streaming command and yield its items as they come (blocking; for the CLI).
+    Closing the generator hangs up, which ends the command in the daemon."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        try:
+            sock.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise ShoalError(
+                f"the shoal daemon of {path.parent} is not running"
+                " (start it with `shoal daemon`, or check --data-dir)"
+            ) from None
+        sock.sendall(json.dumps({"cmd": cmd, "args": args or {}}).encode() + b"\n")
+        with sock.makefile("rb") as lines:
+            for line in lines:
+                try:
+                    resp = json.loads(line)
+                except ValueError:
+                    raise ShoalError("the daemon sent a line that is not JSON") from None
+                if not resp.get("ok"):
+                    raise ShoalError(str(resp.get("error")))
+                if "more" not in resp:
+                    return
+                yield resp["more"]
+        raise ShoalError("the daemon closed the connection")
+    except OSError as exc:
+        raise ShoalError(f"cannot talk to the daemon at {path}: {exc}") from exc
+    finally:
+        sock.close()

@@ -75,6 +75,9 @@ class Daemon:
             data, self.session, self.topics, self.node.node_id, self.rng, lambda: self.lock.key
         )
         self.agent = self._make_agent()
+        from agent.logs import NodeLogs
+
+        self.logs = NodeLogs(self.session, self.topics, self.node.node_id, self.agent.executor)
         self.control = ControlServer(data.socket, self.dispatch)
         self._handlers = node_handlers(self)
         self._stop = asyncio.Event()
@@ -138,14 +141,8 @@ class Daemon:
         return session
 
     async def _on_unsolicited(self, topic: str, env: Envelope) -> None:
-        if env.type == "logs":
-            from agent.logs import answer_logs
-
-            task = asyncio.create_task(
-                answer_logs(self.session, self.topics, self.node.node_id, self.agent.executor, env)
-            )
-            self._side_tasks.add(task)
-            task.add_done_callback(self._side_tasks.discard)
+        if self.logs.handles(env.type):
+            self.logs.on_message(env)
             return
         if env.type == "ack":
             self.agent.managers_answered()
@@ -332,6 +329,8 @@ class Daemon:
             "driver": self.agent.driver.name,
             "tasks": {t: st.state.value for t, st in self.agent.executor.status().items()},
             "rejected_assignments": self.agent.executor.rejected_assignments,
+            "log_streams": len(self.logs.streams),
+            "log_lines_sent": self.logs.lines_sent,
             "restarts": {t: st.restarts for t, st in self.agent.executor.status().items()},
             "cert_serial": str(ident.serial),
             "cert_not_after": ident.not_after.isoformat(),
@@ -357,11 +356,13 @@ class Daemon:
         await self.renewal.renew()
         return {"ok": True}
 
-    async def _service_logs(self, args: dict[str, Any]) -> list[dict[str, Any]]:
-        from agent.logs import service_logs
-
+    async def _service_logs(self, args: dict[str, Any]) -> Any:
+        """A batch of lines, or with ``follow`` an async iterator of batches (the control
+        socket streams them until the follower goes away)."""
         manager = self._need_manager()
-        return await service_logs(self.session, self.topics, manager.store.view(), args)
+        if args.get("follow"):
+            return manager.logs.follow(manager.store.view, args)
+        return await manager.logs.once(manager.store.view(), args)
 
     async def _node_ls(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await self._need_manager().command("node-ls", args)
@@ -552,6 +553,7 @@ class Daemon:
         for task in background:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.logs.close()
         await self.session.close()
         await self.control.close()
         if self.broker is not None:

@@ -151,13 +151,14 @@ def _limits() -> list[str]:
 
 
 def node_acl(topics: Topics, node_id: str) -> list[str]:
-    """What one node may do: write its own state, status, requests and monitoring documents;
-    read its own answers, assignments and routing table."""
+    """What one node may do: write its own state, status, requests, followed log lines and
+    monitoring documents; read its own answers, assignments and routing table."""
     b, n = topics.base, check_id(node_id, "node id")
     return [
         f"topic write {b}/node/{n}/state",
         f"topic write {b}/node/{n}/status",
         f"topic write {b}/node/{n}/req",
+        f"topic write {b}/node/{n}/logs/+",
         f"topic read {b}/node/{n}/resp",
         f"topic read {b}/node/{n}/assign",
         f"topic read {b}/node/{n}/net",

@@ -10,6 +10,7 @@ same tree works on mosquitto, NATS, RabbitMQ and EMQX alike. docs/topics.md docu
     shoal/<cluster>/node/<node>/req      node -> managers    requests (certificate renewal, ...)
     shoal/<cluster>/node/<node>/resp     managers -> node    answers to those requests
     shoal/<cluster>/node/<node>/assign   managers -> node    (retained) tasks, secrets, configs
+    shoal/<cluster>/node/<node>/logs/<manager>  node -> that manager  lines of followed tasks
     shoal/<cluster>/mgr/<manager>/raft   manager -> manager  Raft messages
     shoal/<cluster>/mgr/<manager>/req    anyone allowed -> that manager (forwarded requests)
     shoal/<cluster>/ctl/<admin>/...      admin clients <-> managers
@@ -93,6 +94,22 @@ class Topics:
     def node_net(self, node_id: str) -> str:
         """The node's routing table (retained), from the leader's allocator."""
         return self.node(node_id, "net")
+
+    def node_logs(self, node_id: str, manager_id: str) -> str:
+        """Where a node streams the lines of the tasks a manager follows (`service logs -f`)."""
+        return self.node(node_id, f"logs/{check_id(manager_id, 'manager id')}")
+
+    def logs_for(self, manager_id: str) -> str:
+        """The filter a manager reads its followed lines on, from every node."""
+        return f"{self.base}/node/+/logs/{check_id(manager_id, 'manager id')}"
+
+    @staticmethod
+    def logs_node_of(topic: str) -> str | None:
+        """The node id in a `shoal/<cluster>/node/<node>/logs/<manager>` topic, or None."""
+        parts = topic.split("/")
+        if len(parts) == 6 and parts[0] == ROOT and parts[2] == "node" and parts[4] == "logs":
+            return parts[3] if _ID.match(parts[3]) else None
+        return None
 
     def all_nodes(self, leaf: str) -> str:
         return f"{self.base}/node/+/{leaf}"

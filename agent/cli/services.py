@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from agent import control
 from agent.cli.convergence import follow
 from agent.cli.createflags import add_create_flags, spec_from_create
+from agent.cli.logs import add_logs_flags, cmd_service_logs
 from agent.cli.output import for_each, format_inspect, inspect_json, print_error, render
 from agent.cli.updateflags import add_update_flags, apply_update
 from agent.model.errors import ShoalError
@@ -228,28 +228,6 @@ def cmd_service_rm(a: argparse.Namespace, data: DataDir) -> int:
     return for_each(a.services, rm)
 
 
-def cmd_service_logs(a: argparse.Namespace, data: DataDir) -> int:
-    tail = None if a.tail in (None, "all") else a.tail
-    if tail is not None and not tail.isdigit():
-        raise ShoalError(f'invalid argument "{a.tail}" for "--tail" flag: expected a number or all')
-    rows = _call(data, "service-logs", {"service": a.service, "tail": int(tail) if tail else None})
-    failed = 0
-    for r in rows:
-        if "error" in r:
-            print(f"error from {r['node']}: {r['error']}", file=sys.stderr)
-            failed += 1
-            continue
-        task = (
-            r["task"]
-            if a.no_trunc
-            else r["task"].rsplit(".", 1)[0] + "." + r["task"].rsplit(".", 1)[1][:12]
-        )
-        prefix = "" if a.raw else f"{task}@{r['node']}    | "
-        for line in r["text"].splitlines():
-            print(prefix + line)
-    return 1 if failed and failed == len(rows) else 0
-
-
 # node ------------------------------------------------------------------------------------------
 
 
@@ -280,10 +258,7 @@ def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
     sp.add_argument("--pretty", action="store_true", help="human-readable")
     sp.add_argument("services", nargs="+", metavar="SERVICE")
     sp = cmd(service, "logs", cmd_service_logs, "show the output of a service's tasks")
-    sp.add_argument("-n", "--tail", help="lines from the end of each task's output (default all)")
-    sp.add_argument("--raw", action="store_true", help="no task and node prefix")
-    sp.add_argument("--no-trunc", action="store_true", help="full task ids")
-    sp.add_argument("service", metavar="SERVICE")
+    add_logs_flags(sp)
     sp = cmd(service, "rm", cmd_service_rm, "remove services")
     sp.add_argument("services", nargs="+", metavar="SERVICE")
 

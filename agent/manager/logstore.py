@@ -18,7 +18,7 @@ from agent.manager.raft import (
     Snapshot,
     StorageError,
 )
-from agent.manager.store import Cluster, Node, Store, Tx
+from agent.manager.store import Cluster, Node, NodeRole, NodeStatus, Store, Tx
 from agent.manager.wal import SEGMENT_BYTES, DiskStorage, StorageLost
 from agent.manager.wal.synced import commit_beyond_log
 from agent.model.stamps import now_text
@@ -141,13 +141,13 @@ def _remove_others(tx: Tx, node_id: str, stamp: str) -> tuple[str, ...]:
     removed: list[str] = []
     revoked = dict(cluster.revoked)
     for n in tx.list(Node):
-        if n.role == "manager" and n.id != node_id:
+        if n.role == NodeRole.MANAGER and n.id != node_id:
             tx.delete(Node, n.id)
             revoked.update({s: stamp for s in n.serials})
             removed.append(n.id)
     if removed:
         tx.put(replace(cluster, revoked=revoked))
     me = tx.get(Node, node_id)
-    if me is not None and (me.role != "manager" or me.status != "ready"):
-        tx.put(replace(me, role="manager", status="ready", updated=stamp))
+    if me is not None and (me.role != NodeRole.MANAGER or me.status != NodeStatus.READY):
+        tx.put(replace(me, role=NodeRole.MANAGER, status=NodeStatus.READY, updated=stamp))
     return tuple(removed)

@@ -39,6 +39,7 @@ from agent.manager.revocation import Revocation
 from agent.manager.stack_topics import StackTopics
 from agent.manager.store import Cluster, Event, Node, Store
 from agent.manager.swarm import Swarm
+from agent.manager.tasklogs import TaskLogs
 from agent.model.errors import ShoalError
 from agent.model.registry import leader_handlers
 from broker.session import Session
@@ -101,6 +102,7 @@ class Manager:
         )
         self.swarm = Swarm(store=store, join_address=join_address)
         self.services = ControlAPI(store)
+        self.logs = TaskLogs(session, topics, node_id)
         self.stacks = StackAPI(store)
         self.commands = leader_handlers(
             {
@@ -174,6 +176,7 @@ class Manager:
         session.on(topics.all_nodes("state"), self.nodes.on_node_state, spawn=True)
         session.on(topics.all_nodes("req"), self.ca.on_node_request, spawn=True)
         session.on(topics.mgr_req(self.node_id), self.forwarding.on_forwarded, spawn=True)
+        self.logs.subscribe()
         session.on_raw(topics.mon("broker"), self.broker.on_announced)
         session.on_raw(topics.stack_ctl_filter, stack_topics.on_stack_ctl)
         session.on_connect(self._session_back)
@@ -192,6 +195,7 @@ class Manager:
             t.mgr_req(self.node_id),
             t.mon("broker"),
             t.mgr_raft(self.node_id),
+            t.logs_for(self.node_id),
         )
 
     async def command(

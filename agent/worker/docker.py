@@ -379,20 +379,20 @@ class DockerDriver:
         self._dirs.sweep(node_id, keep)
 
     async def logs(
-        self, a: TaskRef, *, tail: int | None = None, follow: bool = False
+        self, a: TaskRef, *, tail: int | None = None, follow: bool = False, since: int = 0
     ) -> AsyncIterator[bytes]:
         container = await self._find(a)
         if container is None:
             return
-        tail_arg = "all" if tail is None else str(tail)
+        params: dict[str, Any] = {"tail": "all" if tail is None else str(tail), "timestamps": True}
+        if since:
+            params["since"] = str(since // 1_000_000_000)  # whole seconds: the caller filters
         with _translate(f"read the logs of task {a.task_id}"):
             if follow:
-                async for piece in container.log(
-                    stdout=True, stderr=True, follow=True, tail=tail_arg
-                ):
+                async for piece in container.log(stdout=True, stderr=True, follow=True, **params):
                     yield piece.encode()
             else:
-                for piece in await container.log(stdout=True, stderr=True, tail=tail_arg):
+                for piece in await container.log(stdout=True, stderr=True, **params):
                     yield piece.encode()
 
     async def close(self) -> None:

@@ -129,8 +129,12 @@ class Driver(Protocol):
         ...
 
     def logs(
-        self, a: TaskRef, *, tail: int | None = None, follow: bool = False
-    ) -> AsyncIterator[bytes]: ...
+        self, a: TaskRef, *, tail: int | None = None, follow: bool = False, since: int = 0
+    ) -> AsyncIterator[bytes]:
+        """The task's output, each line as ``<RFC 3339 nanosecond timestamp> <text>``: the last
+        `tail` lines (None: all), none written before `since` (nanoseconds since the epoch;
+        lines of its second may come too), and with `follow` new lines until the task ends."""
+        ...
 
     async def close(self) -> None: ...
 

@@ -211,12 +211,13 @@ class Executor:
         return True
 
     def logs(
-        self, task_id: str, *, tail: int | None = None, follow: bool = False
+        self, task_id: str, *, tail: int | None = None, follow: bool = False, since: int = 0
     ) -> AsyncIterator[bytes]:
+        """See :meth:`Driver.logs`."""
         task = self._tasks.get(task_id)
         if task is None:
             raise WorkerError(f"task {task_id} is not known on this node")
-        return self.driver.logs(task.ref, tail=tail, follow=follow)
+        return self.driver.logs(task.ref, tail=tail, follow=follow, since=since)
 
     async def run(self) -> None:
         """Adopt, then reconcile until cancelled (tasks keep running after cancellation)."""

@@ -77,7 +77,7 @@ class HollowDriver:
         return None
 
     async def logs(
-        self, a: TaskRef, *, tail: int | None = None, follow: bool = False
+        self, a: TaskRef, *, tail: int | None = None, follow: bool = False, since: int = 0
     ) -> AsyncIterator[bytes]:
         return
         yield b""  # pragma: no cover - makes this an async generator

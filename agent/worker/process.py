@@ -2,7 +2,8 @@
 
 A task's ``argv`` is its container's ``command`` (or, without one, ``image`` naming the
 executable) followed by ``args``. Each task gets ``<state dir>/processes/<task id>/`` holding
-``process.json`` (pid, boot id, start time, argv, labels) and ``output.log`` (stdout and stderr).
+``process.json`` (pid, boot id, start time, argv, labels) and ``output.log`` (stdout and stderr,
+each line timestamped by :mod:`agent.worker.stamper`).
 Processes run in their own session, so they outlive an agent restart; the new agent re-adopts a
 process when ``/proc/<pid>`` still shows the same process: same boot, same start time (a shell's
 ``exec`` changes ``/proc/<pid>/cmdline``, never the start time), falling back to comparing the
@@ -22,6 +23,7 @@ import pwd
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ from typing import Any, Protocol
 
 from agent.model import Assignment
 from agent.model.errors import DriverError, TaskRejected
+from agent.model.logs import parse_stamped, stamp
 from agent.worker.driver import Observation, Owned, TaskRef, owned_for
 from agent.worker.saved import write_atomic
 from agent.worker.taskfiles import NO_FILES, TaskFiles
@@ -41,6 +44,8 @@ _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _RECORD = "process.json"
 _LOG = "output.log"
 _FOLLOW_INTERVAL = 0.25
+_STAMPER = Path(__file__).with_name("stamper.py")
+_STAMPERS: list[subprocess.Popen[bytes]] = []  # reaped as new ones start
 
 
 @dataclass(slots=True)
@@ -233,7 +238,7 @@ class ProcessDriver:
         return None  # a process task's directory goes with the task (``remove``)
 
     async def logs(
-        self, a: TaskRef, *, tail: int | None = None, follow: bool = False
+        self, a: TaskRef, *, tail: int | None = None, follow: bool = False, since: int = 0
     ) -> AsyncIterator[bytes]:
         path = self._dir(a.task_id) / _LOG
         try:
@@ -241,21 +246,26 @@ class ProcessDriver:
         except FileNotFoundError:
             return
         offset = len(data)
-        if tail is not None:
-            lines = data.splitlines(keepends=True)
-            data = b"".join(lines[-tail:]) if tail > 0 else b""
+        if since or tail is not None:
+            lines = [x for x in parse_stamped(data) if x.ns >= since]
+            if tail is not None:
+                lines = lines[-tail:] if tail > 0 else []
+            data = b"".join(f"{stamp(x.ns)} {x.text}\n".encode() for x in lines)
         if data:
             yield data
         if not follow:
             return
+        quiet = 0  # reads with nothing new since the process ended (its stamper may lag)
         while True:
             record = self._record(a)
             running = record is not None and self._alive(a.task_id, record)
             chunk = await asyncio.to_thread(_read_from, path, offset)
-            if chunk:
-                offset += len(chunk)
-                yield chunk
-            if not running:
+            complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits
+            if complete:
+                offset += len(complete)
+                yield complete
+            quiet = 0 if running or complete else quiet + 1
+            if quiet >= 3:
                 return
             await asyncio.sleep(_FOLLOW_INTERVAL)  # a log file has no change event to wait on
 
@@ -272,13 +282,24 @@ def _spawn(
     uid: int | None,
     gid: int | None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in its own session, output appended to the task's log file."""
+    """Start ``argv`` in its own session, its output through :mod:`stamper` (timestamped
+    lines) appended to the task's log file."""
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / _LOG, "ab") as output:
+    (directory / _LOG).touch()  # there from the start, before the stamper opens it
+    stamper = subprocess.Popen(
+        [sys.executable, "-I", str(_STAMPER), str(directory / _LOG)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )
+    assert stamper.stdin is not None
+    try:
         return subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
-            stdout=output,
+            stdout=stamper.stdin,
             stderr=subprocess.STDOUT,
             cwd=cwd,
             env=env,
@@ -287,6 +308,10 @@ def _spawn(
             group=gid,
             close_fds=True,
         )
+    finally:
+        stamper.stdin.close()  # the task holds the only writer now: EOF ends the stamper
+        _STAMPERS.append(stamper)
+        _STAMPERS[:] = [s for s in _STAMPERS if s.poll() is None]  # reap those that ended
 
 
 def _read_from(path: Path, offset: int) -> bytes:

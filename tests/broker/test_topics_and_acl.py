@@ -31,6 +31,24 @@ def test_topics_carry_ids_only() -> None:
     assert Topics.node_of("shoal/c1/mgr/n1/raft") is None
 
 
+def test_followed_log_lines_go_on_a_topic_per_node_and_manager() -> None:
+    t = Topics("c1")
+    assert t.node_logs("n1", "m1") == "shoal/c1/node/n1/logs/m1"
+    assert t.logs_for("m1") == "shoal/c1/node/+/logs/m1"
+    assert Topics.logs_node_of("shoal/c1/node/n1/logs/m1") == "n1"
+    assert Topics.logs_node_of("shoal/c1/node/n1/req") is None
+    assert Topics.node_of("shoal/c1/node/n1/logs/m1") is None
+
+
+def test_only_managers_read_log_lines_and_a_node_writes_only_its_own() -> None:
+    acl = render_cluster_acl(
+        Topics("c1"), managers=["m1"], nodes=["n1"], admins=["adm-x"], monitors=["mon-y"]
+    )
+    logs = [line for line in acl.splitlines() if "/logs/" in line]
+    assert logs == ["topic write shoal/c1/node/n1/logs/+"]  # managers read all of shoal/c1/#
+    assert _section(acl.splitlines(), "mon-y") == ["topic read shoal/c1/mon/#"]
+
+
 @pytest.mark.parametrize("bad", ["", "a.b", "a b", "a/b", "+", "#", "A", "x" * 65, "-a"])
 def test_ids_that_cannot_be_topic_levels_are_refused(bad: str) -> None:
     with pytest.raises(BrokerError):
@@ -54,6 +72,7 @@ def test_cluster_acl_gives_nodes_only_their_own_topics() -> None:
         "topic write shoal/c1/node/n1/state",
         "topic write shoal/c1/node/n1/status",
         "topic write shoal/c1/node/n1/req",
+        "topic write shoal/c1/node/n1/logs/+",
         "topic read shoal/c1/node/n1/resp",
         "topic read shoal/c1/node/n1/assign",
         "topic read shoal/c1/node/n1/net",

@@ -28,6 +28,7 @@ _BUILDERS: dict[str, Callable[[Topics, str], list[str]]] = {
     "node_resp": lambda t, x: [t.node_resp(x)],
     "node_assign": lambda t, x: [t.node_assign(x)],
     "node_net": lambda t, x: [t.node_net(x)],
+    "node_logs": lambda t, x: [t.node_logs(x, x), t.node_logs(x, "m-other")],
     "node": lambda t, x: [t.node(x, "state"), t.node(x, "other")],
     "mgr_raft": lambda t, x: [t.mgr_raft(x)],
     "mgr_req": lambda t, x: [t.mgr_req(x)],
@@ -46,7 +47,8 @@ _BUILDERS: dict[str, Callable[[Topics, str], list[str]]] = {
 }
 
 
-_NOT_BUILDERS = ("node_of", "parse_stack_ctl", "all_nodes")  # parsers and a filter
+_NOT_BUILDERS = ("node_of", "logs_node_of", "parse_stack_ctl", "all_nodes", "logs_for")
+# (parsers and filters)
 
 
 def _tree_builders() -> set[str]:

@@ -106,7 +106,7 @@ class FakeDriver:
         self.sweeps.append((node_id, set(keep)))
 
     async def logs(
-        self, a: TaskRef, *, tail: int | None = None, follow: bool = False
+        self, a: TaskRef, *, tail: int | None = None, follow: bool = False, since: int = 0
     ) -> AsyncIterator[bytes]:
         yield f"log of {a.task_id}\n".encode()
 

@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from pathlib import Path
 from typing import Any
 
 from agent.model import TaskState
+from agent.model.logs import parse_stamped
 from agent.model.spec import SECOND, RestartPolicy
 from agent.worker import Executor, ProcessDriver
 from tests.worker.helpers import CLUSTER, NODE, Recorder, assignment, running, sh, until
 
 S = TaskState
+
+
+def _text(stamped: bytes) -> bytes:
+    """The task's output without the timestamp the stamper puts on each line."""
+    return b"".join(f"{x.text}\n".encode() for x in parse_stamped(stamped))
+
+
+async def _output(ex: Any, task_id: str, timeout: float = 5.0) -> bytes:
+    """The task's output once its stamper has written it all (it ends after the task)."""
+    async with asyncio.timeout(timeout):
+        last = None
+        while True:
+            got = _text(b"".join([chunk async for chunk in ex.logs(task_id)]))
+            if got and got == last:
+                return got
+            last = got
+            await asyncio.sleep(0.3)
 
 
 def executor(state_dir: Path, rec: Recorder, **kwargs: Any) -> Executor:
@@ -52,7 +71,7 @@ async def test_process_that_exits_nonzero_fails_with_its_exit_code(tmp_path: Pat
     async with running(executor(tmp_path, rec)) as ex:
         await ex.set_assignments([sh("echo broken >&2; exit 3")])
         status = await rec.wait_state("task1", S.FAILED)
-        output = b"".join([chunk async for chunk in ex.logs("task1")])
+        output = await _output(ex, "task1")
     assert status.exit_code == 3 and status.err == "task: non-zero exit (3)"
     assert output == b"broken\n"
 
@@ -63,7 +82,7 @@ async def test_crashing_process_restarts_by_its_policy(tmp_path: Path) -> None:
     async with running(executor(tmp_path, rec)) as ex:
         await ex.set_assignments([sh("echo run; exit 1", restart=policy)])
         final = await rec.wait_state("task1", S.FAILED, count=3)
-        output = b"".join([chunk async for chunk in ex.logs("task1")])
+        output = await _output(ex, "task1")
     assert final.restarts == 2
     assert output == b"run\nrun\nrun\n"
 
@@ -74,7 +93,7 @@ async def test_env_and_working_directory_reach_the_process(tmp_path: Path) -> No
     async with running(executor(tmp_path / "state", rec)) as ex:
         await ex.set_assignments([task])
         await rec.wait_state("task1", S.COMPLETE)
-        output = b"".join([chunk async for chunk in ex.logs("task1")])
+        output = await _output(ex, "task1")
     assert output == f"hello {tmp_path}\n".encode()
 
 
@@ -154,7 +173,7 @@ async def test_following_logs_ends_when_the_process_exits(tmp_path: Path) -> Non
     async with running(executor(tmp_path, rec)) as ex:
         await ex.set_assignments([sh("echo first; sleep 0.3; echo second")])
         await rec.wait_state("task1", S.RUNNING)
-        output = b"".join([chunk async for chunk in ex.logs("task1", follow=True)])
+        output = _text(b"".join([chunk async for chunk in ex.logs("task1", follow=True)]))
     assert output == b"first\nsecond\n"
 
 
@@ -164,7 +183,7 @@ async def test_process_runs_as_the_requested_user(tmp_path: Path) -> None:
     async with running(executor(tmp_path, rec)) as ex:
         await ex.set_assignments([task])
         status = await rec.wait_for(lambda: (s := rec.last("task1")) and s.state.is_terminal and s)
-        output = b"".join([chunk async for chunk in ex.logs("task1")])
+        output = await _output(ex, "task1")
     if os.geteuid() == 0:
         assert status.state is S.COMPLETE and output == b"65534\n"
     else:
