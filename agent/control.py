@@ -119,19 +119,23 @@ class ControlServer:
                     await aclose()
 
 
+def _send_request(sock: socket.socket, path: Path, cmd: str, args: dict[str, Any] | None) -> None:
+    try:
+        sock.connect(str(path))
+    except (FileNotFoundError, ConnectionRefusedError):
+        raise ShoalError(
+            f"the shoal daemon of {path.parent} is not running"
+            " (start it with `shoal daemon`, or check --data-dir)"
+        ) from None
+    sock.sendall(json.dumps({"cmd": cmd, "args": args or {}}).encode() + b"\n")
+
+
 def call(path: Path, cmd: str, args: dict[str, Any] | None = None, *, timeout: float = 60) -> Any:
     """Send one command to the daemon and return its result (blocking; for the CLI)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
-        try:
-            sock.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise ShoalError(
-                f"the shoal daemon of {path.parent} is not running"
-                " (start it with `shoal daemon`, or check --data-dir)"
-            ) from None
-        sock.sendall(json.dumps({"cmd": cmd, "args": args or {}}).encode() + b"\n")
+        _send_request(sock, path, cmd, args)
         buf = b""
         while not buf.endswith(b"\n"):
             chunk = sock.recv(65536)
@@ -158,14 +162,7 @@ def stream(path: Path, cmd: str, args: dict[str, Any] | None = None) -> Generato
     Closing the generator hangs up, which ends the command in the daemon."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        try:
-            sock.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise ShoalError(
-                f"the shoal daemon of {path.parent} is not running"
-                " (start it with `shoal daemon`, or check --data-dir)"
-            ) from None
-        sock.sendall(json.dumps({"cmd": cmd, "args": args or {}}).encode() + b"\n")
+        _send_request(sock, path, cmd, args)
         with sock.makefile("rb") as lines:
             for line in lines:
                 try:

@@ -40,26 +40,32 @@ def _kill(data: Path) -> None:
     os.kill(int((data / "shoal.pid").read_text()), signal.SIGKILL)
 
 
+def _web_on_w1(c: Cluster, mgr: Path) -> dict[str, Any]:
+    """Service web's one task, running on the worker w1."""
+    shoal(
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "web",
+        "--constraint",
+        "node.hostname==w1",
+        "/bin/sh",
+        "-c",
+        "sleep 600",
+        data=mgr,
+    )
+    (task,) = wait_for(lambda: _running(c, "web"), 20, "the task running on w1")
+    return dict(task)
+
+
 def test_force_new_cluster_recovers_a_swarm_that_lost_two_of_three_managers(
     tmp_path: Path,
 ) -> None:
     with new_cluster(tmp_path) as (c, _):
         mgr, m2, m3 = join_managers(c, 3)
         c.join("w1", driver="process")
-        shoal(
-            "service",
-            "create",
-            "--detach",
-            "--name",
-            "web",
-            "--constraint",
-            "node.hostname==w1",
-            "/bin/sh",
-            "-c",
-            "sleep 600",
-            data=mgr,
-        )
-        (task,) = wait_for(lambda: _running(c, "web"), 20, "the task running on w1")
+        task = _web_on_w1(c, mgr)
         assert task["container_id"].startswith("pid-")
 
         # two manager hosts are lost for good: no quorum, no leader, no write
@@ -138,20 +144,7 @@ def test_force_new_cluster_starts_a_stopped_manager_and_recovers_from_its_state(
     with new_cluster(tmp_path) as (c, _):
         mgr, m2 = join_managers(c, 2)
         w1 = c.join("w1", driver="process")
-        shoal(
-            "service",
-            "create",
-            "--detach",
-            "--name",
-            "web",
-            "--constraint",
-            "node.hostname==w1",
-            "/bin/sh",
-            "-c",
-            "sleep 600",
-            data=mgr,
-        )
-        (task,) = wait_for(lambda: _running(c, "web"), 20, "the task running on w1")
+        task = _web_on_w1(c, mgr)
         _kill(m2)
         c.nodes.remove(m2)
         pid = int((mgr / "shoal.pid").read_text())
