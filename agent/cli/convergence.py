@@ -104,6 +104,7 @@ def assess(
         return p
     p.converged = (
         state in settled
+        and (bool(by_slot) or not global_mode)  # a global service's tasks are not made yet
         and p.running >= p.desired
         and len(by_slot) <= p.desired
         and all(t["state"] == goal for t in by_slot.values())

@@ -22,7 +22,7 @@ from agent.cli.flagvalues import ip_address, parse_addr, parse_bool, parse_durat
 from agent.model.errors import ShoalError
 from agent.paths import DataDir, NodeConfig, process_alive
 
-__all__ = ["register", "run_foreground"]
+__all__ = ["leave_refusal", "register", "run_foreground"]
 
 
 # daemon start/stop -------------------------------------------------------------------------
@@ -273,11 +273,7 @@ def cmd_swarm_leave(a: argparse.Namespace, data: DataDir) -> int:
 
     node = data.load_node()
     if node.role == "manager" and not a.force:
-        raise ShoalError(
-            "You are attempting to leave the swarm on a node that is participating as a manager."
-            " Removing the last manager erases all current state of the swarm."
-            " Use `--force` to ignore this message."
-        )
+        raise ShoalError(leave_refusal(_manager_stats(data)))
     if data.daemon_pid() is not None:
         try:
             res = control.call(data.socket, "leave-prepare", {"force": a.force}, timeout=20)
@@ -290,6 +286,40 @@ def cmd_swarm_leave(a: argparse.Namespace, data: DataDir) -> int:
     forget(data)
     print("Node left the swarm.")
     return 0
+
+
+def _manager_stats(data: DataDir) -> tuple[int, int] | None:
+    """(reachable, unreachable) managers as the cluster sees them; None when unknown."""
+    try:
+        rows = control.call(data.socket, "node-ls", timeout=5)
+    except ShoalError:
+        return None
+    status = [str(n.get("manager_status") or "") for n in rows]
+    reachable = sum(1 for s in status if s in ("Leader", "Reachable"))
+    return reachable, sum(1 for s in status if s == "Unreachable")
+
+
+def leave_refusal(stats: tuple[int, int] | None) -> str:
+    """Docker's refusal to let a manager leave without --force, for (reachable, unreachable)
+    managers (None when the cluster could not be asked)."""
+    msg = "You are attempting to leave the swarm on a node that is participating as a manager. "
+    if stats is not None:
+        reachable, unreachable = stats
+        if reachable == 1 and unreachable == 0:
+            return msg + (
+                "Removing the last manager erases all current state of the swarm."
+                " Use `--force` to ignore this message."
+            )
+        if reachable - 2 <= unreachable:  # the managers left are no majority of the rest
+            msg += (
+                f"Removing this node leaves {reachable - 1} managers out of"
+                f" {reachable + unreachable}. Without a Raft quorum your swarm will be"
+                " inaccessible. "
+            )
+    return msg + (
+        "The only way to restore a swarm that has lost consensus is to reinitialize it with"
+        " `--force-new-cluster`. Use `--force` to suppress this message."
+    )
 
 
 def _read_key(prompt: str) -> str:

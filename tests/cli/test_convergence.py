@@ -97,3 +97,13 @@ def test_jobs_converge_on_completion_and_global_services_count_their_nodes() -> 
     tasks = [task(0, "running", node_id="a", node="a"), task(0, "running", node_id="b", node="b")]
     p = assess(svc(0, "global"), tasks, since=0, failures={})
     assert p.converged and p.lines[0] == "overall progress: 2 out of 2 tasks"
+
+
+def test_a_global_service_with_no_tasks_yet_waits_for_them() -> None:
+    p = assess(svc(0, "global"), [], since=0, failures={})
+    assert not p.converged and not p.error
+    assert p.lines == ["overall progress: 0 out of 0 tasks"]
+    starting = [task(0, "starting", node_id="a", node="a")]
+    assert not assess(svc(0, "global"), starting, since=0, failures={}).converged
+    running = [task(0, "running", node_id="a", node="a")]
+    assert assess(svc(0, "global"), running, since=0, failures={}).converged
