@@ -18,6 +18,7 @@ from agent import control
 from agent.cli import networks, nodes, secrets, services, stacks, swarm
 from agent.cli.flagvalues import parse_duration
 from agent.cli.output import print_error, table
+from agent.cli.parser import ShoalParser
 from agent.cli.swarm import run_foreground
 from agent.model.errors import ShoalError
 from agent.paths import DataDir, default_data_dir
@@ -91,14 +92,14 @@ def cmd_version(a: argparse.Namespace, data: DataDir) -> int:
 
 # parser ------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = ShoalParser(add_help=False)
     common.add_argument(
         "--data-dir",
         type=Path,
         default=argparse.SUPPRESS,
         help="this node's state directory (default: $SHOAL_DATA_DIR or /var/lib/shoal as root)",
     )
-    p = argparse.ArgumentParser(
+    p = ShoalParser(
         prog="shoal", description="Run container stacks on fleets of edge devices, over MQTT."
     )
     p.add_argument("--data-dir", type=Path, default=None, help=argparse.SUPPRESS)

@@ -7,7 +7,7 @@ from typing import Any
 from agent.model import Assignment
 from agent.model.spec import ContainerSpec, Healthcheck, Mount, PortConfig, TaskSpec
 from agent.worker.docker_files import file_mounts
-from agent.worker.driver import labels_for
+from agent.worker.driver import labels_for, swarm_labels
 
 __all__ = ["DEFAULT_STOP_SIGNAL", "container_config", "host_ports"]
 
@@ -35,7 +35,7 @@ def container_config(
     c: ContainerSpec = spec.container
     config: dict[str, Any] = {
         "Image": c.image,
-        "Labels": {**c.labels, **labels_for(a)},
+        "Labels": {**c.labels, **swarm_labels(a), **labels_for(a)},
         "Env": list(c.env),
         "Tty": c.tty,
         "OpenStdin": c.open_stdin,

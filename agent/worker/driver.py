@@ -45,6 +45,7 @@ __all__ = [
     "TaskRejected",
     "labels_for",
     "owned_from_labels",
+    "swarm_labels",
 ]
 
 LABEL_CLUSTER = "com.shoal.cluster"
@@ -149,6 +150,20 @@ def labels_for(a: Assignment) -> dict[str, str]:
         LABEL_TASK_ID: a.task_id,
         LABEL_TASK_SLOT: "" if a.slot is None else str(a.slot),
         LABEL_TASK_VERSION: str(a.version),
+    }
+
+
+def swarm_labels(a: Assignment) -> dict[str, str]:
+    """Docker Swarm's labels on a task's container, so tools that filter on them (log shippers,
+    dashboards) see shoal's tasks as Swarm's. A stack's service also carries
+    ``com.docker.stack.namespace`` among its container labels (stacks/services.py)."""
+    return {
+        "com.docker.swarm.node.id": a.node_id,
+        "com.docker.swarm.service.id": a.service_id,
+        "com.docker.swarm.service.name": a.service_name,
+        "com.docker.swarm.task": "",
+        "com.docker.swarm.task.id": a.task_id,
+        "com.docker.swarm.task.name": a.container_name,
     }
 
 

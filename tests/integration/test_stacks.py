@@ -118,6 +118,16 @@ def test_a_stack_deploys_with_secrets_and_configs_updates_prunes_and_goes(
 
     # the secret and the config are inside the containers, read-only, with their modes
     (container, *_) = _containers(cid, "app_app")
+    # tools that filter on Docker Swarm's labels find the stack's containers
+    found = _docker(
+        "ps",
+        "-q",
+        "--filter",
+        "label=com.docker.stack.namespace=app",
+        "--filter",
+        "label=com.docker.swarm.service.name=app_app",
+    ).split()
+    assert sorted(found) == sorted(_containers(cid, "app_app")) and len(found) == 2
     assert _docker("exec", container, "cat", "/run/secrets/db_password") == "s3cret\n"
     assert _docker("exec", container, "cat", "/run/secrets/keys/api") == "key-123"
     assert _docker("exec", container, "stat", "-c", "%a", "/run/secrets/keys/api").strip() == "400"

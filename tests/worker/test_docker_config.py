@@ -69,6 +69,17 @@ def test_shoal_labels_win_over_user_labels() -> None:
     assert labels["com.shoal.task.id"] == "task1" and labels["app"] == "x"
 
 
+def test_containers_carry_docker_swarms_labels_and_they_win_over_user_labels() -> None:
+    a = sh("true", labels={"com.docker.swarm.task.id": "forged", "app": "x"})
+    labels = container_config(a)["Labels"]
+    assert labels["com.docker.swarm.task.id"] == a.task_id and labels["app"] == "x"
+    assert labels["com.docker.swarm.service.name"] == a.service_name
+    assert labels["com.docker.swarm.service.id"] == a.service_id
+    assert labels["com.docker.swarm.node.id"] == a.node_id
+    assert labels["com.docker.swarm.task.name"] == a.container_name
+    assert a.container_name.endswith(f".{a.task_id}")
+
+
 def test_named_volume_with_options() -> None:
     mount = Mount(
         type="volume",
