@@ -81,9 +81,7 @@ def cmd_stack_services(a: argparse.Namespace, data: DataDir) -> int:
 
 def cmd_stack_ps(a: argparse.Namespace, data: DataDir) -> int:
     tasks = control.call(data.socket, "stack-ps", {"stack": a.stack})
-    tasks.sort(
-        key=lambda t: (t["service"], t["slot"], t["node_id"], t["desired_state"] != "running")
-    )
+    tasks.sort(key=lambda t: t["service"])  # stable: each service's tasks keep their order
     rows = task_rows(tasks, no_trunc=a.no_trunc)
     print(render(rows, TASK_COLUMNS, a.format, quiet_key="id", quiet=a.quiet))
     return 0

@@ -8,6 +8,7 @@ import logging
 import time
 
 from agent.manager.control.views import service_row, task_row
+from agent.manager.reconcile.allocator_loop import stored_allocation
 from agent.manager.reconcile.orchestrator import live
 from agent.manager.reconcile.reconciler import Reconciler
 from agent.manager.store import Event, Node, Service, Store, Task
@@ -49,12 +50,13 @@ class Monitor:
         nodes = {n.id: n for n in view.list(Node)}
         tasks = [t for t in view.list(Task) if t.service_id in dirty]
         now = time.time()
+        ports = stored_allocation(view).ports
         for service_id in sorted(dirty):
             service = view.get(Service, service_id)
             payload = b""
             if service is not None:
                 mine = [t for t in tasks if t.service_id == service_id]
-                doc = service_row(service, mine, nodes)
+                doc = service_row(service, mine, nodes, ports.get(service_id, ()))
                 doc["tasks"] = [
                     {
                         k: row[k]

@@ -57,6 +57,9 @@ def test_a_task_that_fits_nowhere_says_why_and_runs_once_a_node_fits(cluster: Cl
     assert task["message"] == (
         "no suitable node (3 nodes do not satisfy the scheduling constraints)"
     ), task["message"]
+    assert task["error"] == task["message"], task  # Docker's ERROR column shows the reason
+    table = shoal("service", "ps", "--no-trunc", "east", data=c.manager).stdout
+    assert '"no suitable node (3 nodes do not satisfy the scheduling constraints)"' in table, table
     shoal("node", "update", "--label-add", "zone=east", "w2", data=c.manager)
     wait_for(lambda: _running_on(c, "east") == ["w2"], 15, "the task placed on w2")
     inspect = json.loads(shoal("node", "inspect", "w2", data=c.manager).stdout)[0]

@@ -12,7 +12,8 @@ from typing import Any
 
 from agent.manager.control.networks import check_networks
 from agent.manager.control.secrets import resolve_refs
-from agent.manager.control.views import node_row, service_row, task_row
+from agent.manager.control.views import node_row, ps_order, service_row, task_row
+from agent.manager.reconcile.allocator_loop import stored_allocation
 from agent.manager.reconcile.orchestrator import live
 from agent.manager.reconcile.scheduler import parse_constraint
 from agent.manager.reconcile.updater import start_update
@@ -153,7 +154,11 @@ class ControlAPI:
         by_service: dict[str, list[Task]] = {}
         for t in view.list(Task):
             by_service.setdefault(t.service_id, []).append(t)
-        return [service_row(s, by_service.get(s.id, ()), nodes) for s in view.list(Service)]
+        ports = stored_allocation(view).ports
+        return [
+            service_row(s, by_service.get(s.id, ()), nodes, ports.get(s.id, ()))
+            for s in view.list(Service)
+        ]
 
     async def service_inspect(self, args: dict[str, Any]) -> dict[str, Any]:
         view = self.store.view()
@@ -161,7 +166,9 @@ class ControlAPI:
         nodes = {n.id: n for n in view.list(Node)}
         out = s.to_dict()
         out["version"] = view.version("service", s.id)
-        out["status"] = service_row(s, [t for t in view.list(Task) if t.service_id == s.id], nodes)
+        mine = [t for t in view.list(Task) if t.service_id == s.id]
+        published = stored_allocation(view).ports.get(s.id, ())
+        out["status"] = service_row(s, mine, nodes, published)
         out["endpoint"] = _endpoint(view, s)
         return out
 
@@ -173,8 +180,7 @@ class ControlAPI:
         tasks = [t for t in view.list(Task) if t.service_id == s.id]
         if args.get("running_only"):
             tasks = [t for t in tasks if live(t)]
-        tasks.sort(key=lambda t: (t.slot, t.node_id, not live(t), _neg(t.created)))
-        return [task_row(t, s, nodes, now) for t in tasks]
+        return [task_row(t, s, nodes, now) for t in ps_order(tasks)]
 
     async def task_ls(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         view = self.store.view()
@@ -289,8 +295,7 @@ class ControlAPI:
         nodes = {x.id: x for x in view.list(Node)}
         now = self.clock()
         tasks = [t for t in view.list(Task) if t.node_id == n.id]
-        tasks.sort(key=lambda t: (t.service_id, t.slot, not live(t), _neg(t.created)))
-        return [task_row(t, services.get(t.service_id), nodes, now) for t in tasks]
+        return [task_row(t, services.get(t.service_id), nodes, now) for t in ps_order(tasks)]
 
     async def node_update(self, args: dict[str, Any]) -> dict[str, Any]:
         ref = _text(args, "node")
@@ -342,8 +347,6 @@ def _endpoint(view: View, s: Service) -> dict[str, Any]:
     """What the allocator gave the service, as Docker's Endpoint: ports as published (a
     dynamic port resolved), a virtual IP (with its subnet's prefix) per network, and what went
     wrong, if anything."""
-    from agent.manager.reconcile.allocator_loop import stored_allocation
-
     allocation = stored_allocation(view)
     names = {n.id: n.name for n in view.list(Network)}
     vips = []
@@ -360,8 +363,3 @@ def _endpoint(view: View, s: Service) -> dict[str, Any]:
     if s.id in allocation.errors:
         endpoint["errors"] = list(allocation.errors[s.id])
     return endpoint
-
-
-def _neg(stamp: str) -> str:
-    """Sorts ISO stamps newest first."""
-    return "".join(chr(0x10FFFF - ord(c)) for c in stamp)

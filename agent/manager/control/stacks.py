@@ -19,7 +19,8 @@ from typing import Any
 from agent.manager.control.networks import with_subnet
 from agent.manager.control.secrets import resolve_refs
 from agent.manager.control.services import check_spec, check_total
-from agent.manager.control.views import service_row, task_row
+from agent.manager.control.views import ps_order, service_row, task_row
+from agent.manager.reconcile.allocator_loop import stored_allocation
 from agent.manager.reconcile.updater import start_update
 from agent.manager.store import Config, Network, Node, Secret, Service, Store, Task, Tx, View
 from agent.model.errors import ShoalError
@@ -105,8 +106,10 @@ class StackAPI:
         view = self.store.view()
         nodes = {n.id: n for n in view.list(Node)}
         tasks = view.list(Task)
+        ports = stored_allocation(view).ports
         return [
-            service_row(s, tasks, nodes) for s in self._stack_services(view, str(args.get("stack")))
+            service_row(s, tasks, nodes, ports.get(s.id, ()))
+            for s in self._stack_services(view, str(args.get("stack")))
         ]
 
     async def ps(self, args: dict[str, Any]) -> list[dict[str, Any]]:
@@ -114,10 +117,11 @@ class StackAPI:
         nodes = {n.id: n for n in view.list(Node)}
         mine = {s.id: s for s in self._stack_services(view, str(args.get("stack")))}
         now = self.clock()
-        return [
-            task_row(t, mine[t.service_id], nodes, now)
-            for t in view.list(Task)
-            if t.service_id in mine
+        tasks = view.list(Task)
+        return [  # service by service (by name), each in `service ps` order
+            task_row(t, s, nodes, now)
+            for s in sorted(mine.values(), key=lambda s: s.name)
+            for t in ps_order(t for t in tasks if t.service_id == s.id)
         ]
 
     async def rm(self, args: dict[str, Any]) -> dict[str, Any]:

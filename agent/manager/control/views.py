@@ -3,16 +3,17 @@ and for the retained JSON monitoring topics."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from agent.manager.reconcile.orchestrator import live, observed
+from agent.manager.reconcile.scheduler import UNPLACED
 from agent.manager.store import Node, NodeStatus, Service, Task
-from agent.model import TaskState
+from agent.model import TaskState, TaskStatus
 from agent.model.spec import PortConfig
 from agent.model.stamps import parse_stamp
 
-__all__ = ["node_row", "service_row", "task_row"]
+__all__ = ["node_row", "ps_order", "service_row", "task_row"]
 
 
 def _ports(ports: Iterable[PortConfig]) -> str:
@@ -20,8 +21,13 @@ def _ports(ports: Iterable[PortConfig]) -> str:
 
 
 def service_row(
-    service: Service, tasks: Iterable[Task], nodes: Mapping[str, Node]
+    service: Service,
+    tasks: Iterable[Task],
+    nodes: Mapping[str, Node],
+    published: Sequence[PortConfig] = (),
 ) -> dict[str, Any]:
+    """``published``: the ports as the allocator gave them out (a dynamic port resolved);
+    until it has, the spec's."""
     kind, replicas = service.spec.mode.kind, service.spec.mode.replicas
     mine = [t for t in tasks if t.service_id == service.id]
     running = sum(1 for t in mine if live(t) and observed(t) is TaskState.RUNNING)
@@ -52,7 +58,7 @@ def service_row(
         "desired": desired,
         "completed": done,
         "image": service.spec.task_template.container.image,
-        "ports": _ports(service.spec.endpoint_spec.ports),
+        "ports": _ports(published or service.spec.endpoint_spec.ports),
         "spec_version": service.spec_version,
         "update_status": {} if service.update_status is None else service.update_status.to_dict(),
         "created": service.created,
@@ -82,7 +88,7 @@ def task_row(
         "state": state.value,
         "current_state": f"{state.value.capitalize()} {_ago(now - since)}",
         "message": status.message if status else "",
-        "error": status.err if status else "",
+        "error": _error(state, status),
         "exit_code": status.exit_code if status else None,
         "container_id": status.container_id if status else "",
         "health": status.health if status else None,
@@ -91,6 +97,31 @@ def task_row(
         "created": task.created,
         "updated": task.updated,
     }
+
+
+def _error(state: TaskState, status: TaskStatus | None) -> str:
+    """What went wrong, as Docker's ERROR column shows it: the task's error, or for a pending
+    task the scheduler's reason why it fits on no node."""
+    if status is None:
+        return ""
+    if not status.err and state is TaskState.PENDING and status.message.startswith(UNPLACED):
+        return status.message
+    return status.err
+
+
+def ps_order(tasks: Iterable[Task]) -> list[Task]:
+    """Docker's `service ps` order: slot by slot (node by node for a global service), the
+    slot's current task first (the newest that should run, else the newest), then its
+    history, newest first."""
+    slots: dict[tuple[str, int, str], list[Task]] = {}
+    for t in tasks:
+        slots.setdefault((t.service_id, t.slot, "" if t.slot else t.node_id), []).append(t)
+    out: list[Task] = []
+    for key in sorted(slots):
+        mine = sorted(slots[key], key=lambda t: (t.created, t.id), reverse=True)
+        current = next((t for t in mine if live(t)), mine[0])
+        out += [current, *(t for t in mine if t is not current)]
+    return out
 
 
 def node_row(node: Node, tasks: Iterable[Task]) -> dict[str, Any]:

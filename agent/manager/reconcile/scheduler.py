@@ -26,6 +26,7 @@ from agent.model.limits import MAX_TASKS_PER_NODE
 from agent.model.spec import TaskSpec
 
 __all__ = [
+    "UNPLACED",
     "Constraint",
     "Decisions",
     "node_matches",
@@ -33,6 +34,9 @@ __all__ = [
     "parse_preference",
     "schedule",
 ]
+
+
+UNPLACED = "no suitable node"  # how every explanation of a task that fits nowhere begins
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,14 +428,14 @@ def _fits(group: _Group, node: _NodeState) -> bool:
 def _explain(group: _Group, nodes: Sequence[_NodeState]) -> str:
     """Count each node once, under the first filter that refuses it."""
     if not nodes:
-        return "no suitable node (no nodes in the cluster)"
+        return f"{UNPLACED} (no nodes in the cluster)"
     refused = dict.fromkeys(_PIPELINE, 0)
     for node in nodes:
         first = next((f for f in _PIPELINE if not f.check(group, node)), None)
         if first is not None:
             refused[first] += 1
     parts = [f.explain(count) for f, count in refused.items() if count]
-    return f"no suitable node ({'; '.join(parts)})" if parts else "no suitable node"
+    return f"{UNPLACED} ({'; '.join(parts)})" if parts else UNPLACED
 
 
 def node_matches(spec: TaskSpec, node: Node) -> str | None:
