@@ -16,11 +16,13 @@ from agent.manager.reconcile.scheduler import (
     parse_preference,
     schedule,
 )
+from agent.manager.reconcile.scheduler_loop import SchedulerLoop
 from agent.manager.store import (
     Node,
     NodeAvailability,
     NodeRole,
     NodeStatus,
+    Store,
     StoreError,
     Task,
 )
@@ -679,3 +681,27 @@ def test_all_tasks_of_the_group_avoid_the_node_and_spread_over_the_others() -> N
 def test_without_a_clock_history_is_not_consulted() -> None:
     d = schedule([task("t1")], [node("n1"), node("n2")], [ended("old", "n1")])
     assert d.assigned == {"t1": "n1"}
+
+
+async def test_the_loop_records_the_avoided_node_in_the_assigned_tasks_message() -> None:
+    store = Store()
+    index = 1
+
+    async def commit(data: bytes) -> int:
+        nonlocal index
+        index += 1
+        store.apply(index, data)
+        return index
+
+    store.proposer = commit
+    await store.update(
+        lambda tx: [tx.put(obj) for obj in (node("n1"), node("n2"), ended("old", "n1"), task("t1"))]
+    )
+    loop = SchedulerLoop(store, clock=lambda: NOW)
+    assert await loop._pass()
+    placed = store.view().get(Task, "t1")
+    assert placed is not None and placed.node_id == "n2"
+    assert placed.status is not None
+    assert placed.status.message == (
+        "assigned; avoided node n1: 1 task of this service rejected there in the last 5m"
+    )
