@@ -705,3 +705,8 @@ async def test_the_loop_records_the_avoided_node_in_the_assigned_tasks_message()
     assert placed.status.message == (
         "assigned; avoided node n1: 1 task of this service rejected there in the last 5m"
     )
+
+
+def test_a_rejection_stamped_by_a_node_whose_clock_runs_ahead_still_counts() -> None:
+    d = schedule([task("t1")], [node("n1"), node("n2")], [ended("old", "n1", ago=-2.0)], NOW)
+    assert d.assigned == {"t1": "n2"}

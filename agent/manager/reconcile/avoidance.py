@@ -45,7 +45,7 @@ def recent_endings(tasks: Sequence[Task], now: float | None) -> History:
         status = task.status
         if status is None or status.state not in AVOID_AFTER or not task.node_id:
             continue
-        if not now - AVOID_WINDOW <= status.timestamp <= now:
+        if status.timestamp < now - AVOID_WINDOW:  # one a little ahead (a node's clock) counts
             continue
         nodes = history.setdefault((task.service_id, task.spec_version), {})
         nodes.setdefault(task.node_id, Counter())[status.state] += 1
