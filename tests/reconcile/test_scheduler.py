@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from typing import Any, Literal
 
@@ -15,11 +16,13 @@ from agent.manager.reconcile.scheduler import (
     parse_preference,
     schedule,
 )
+from agent.manager.reconcile.scheduler_loop import SchedulerLoop
 from agent.manager.store import (
     Node,
     NodeAvailability,
     NodeRole,
     NodeStatus,
+    Store,
     StoreError,
     Task,
 )
@@ -591,3 +594,119 @@ def test_replacements_for_a_lost_node_spread_over_the_nodes_left() -> None:
     ]
     d = schedule(pending(2), nodes, existing)
     assert placed_on(d) == {"b": 1, "c": 1}  # not both onto one node, none onto the down one
+
+
+# --- nodes that rejected the service's tasks ------------------------------------------------
+
+NOW = 1_000_000.0
+
+
+def ended(
+    task_id: str, on: str, state: str = "rejected", *, ago: float = 10.0, service: str = "web"
+) -> Task:
+    """A task of ``service`` that ended ``state`` on ``on`` ``ago`` seconds before NOW."""
+    return Task(
+        id=task_id,
+        service_id=service,
+        node_id=on,
+        desired_state=DesiredState.SHUTDOWN,
+        spec=spec(),
+        status=status(state, "this node runs no overlay networks", timestamp=NOW - ago),
+    )
+
+
+def test_a_node_that_rejected_the_service_is_avoided_for_its_next_task() -> None:
+    history = [ended("old", "n1")]
+    # n1 is the node spread would choose (by id) without the rejection.
+    d = schedule([task("t1")], [node("n1"), node("n2")], history, NOW)
+    assert d.assigned == {"t1": "n2"}
+    assert d.notes == {
+        "t1": "avoided node n1: 1 task of this service rejected there in the last 5m"
+    }
+
+
+def test_when_only_the_rejecting_node_fits_the_task_still_goes_there() -> None:
+    history = [ended("old1", "n1"), ended("old2", "n1")]
+    d = schedule([task("t1")], [node("n1"), node("n2", availability="drain")], history, NOW)
+    assert d.assigned == {"t1": "n1"}
+    assert d.notes == {
+        "t1": "no other node fits: n1 taken despite 2 tasks of this service rejected there "
+        "in the last 5m"
+    }
+
+
+def test_when_every_node_rejected_the_least_rejecting_one_gets_the_task() -> None:
+    history = [ended("a", "n1"), ended("b", "n1"), ended("c", "n2")]
+    d = schedule([task("t1")], [node("n1"), node("n2")], history, NOW)
+    assert d.assigned == {"t1": "n2"}
+
+
+def test_rejections_older_than_the_window_do_not_count() -> None:
+    history = [ended("old", "n1", ago=301.0)]
+    d = schedule([task("t1")], [node("n1"), node("n2")], history, NOW)
+    assert d.assigned == {"t1": "n1"}
+    assert d.notes == {}
+
+
+def test_rejections_of_another_service_do_not_count() -> None:
+    history = [ended("old", "n1", service="db")]
+    d = schedule([task("t1")], [node("n1"), node("n2")], history, NOW)
+    assert d.assigned == {"t1": "n1"}
+    assert d.notes == {}
+
+
+def test_failures_count_from_five_as_in_swarm() -> None:
+    nodes = [node("n1"), node("n2")]
+    four = [ended(f"f{i}", "n1", "failed") for i in range(4)]
+    assert schedule([task("t1")], nodes, four, NOW).assigned == {"t1": "n1"}
+    five = [*four, ended("f4", "n1", "failed")]
+    d = schedule([task("t1")], nodes, five, NOW)
+    assert d.assigned == {"t1": "n2"}
+    assert d.notes["t1"] == "avoided node n1: 5 tasks of this service failed there in the last 5m"
+
+
+def test_a_new_service_version_starts_without_the_old_rejections() -> None:
+    history = [ended("old", "n1")]
+    newer = dataclasses.replace(task("t1"), spec_version=2)
+    d = schedule([newer], [node("n1"), node("n2")], history, NOW)
+    assert d.assigned == {"t1": "n1"}
+
+
+def test_all_tasks_of_the_group_avoid_the_node_and_spread_over_the_others() -> None:
+    history = [ended("old", "n1")]
+    d = schedule(pending(4), [node("n1"), node("n2"), node("n3")], history, NOW)
+    assert placed_on(d) == {"n2": 2, "n3": 2}
+
+
+def test_without_a_clock_history_is_not_consulted() -> None:
+    d = schedule([task("t1")], [node("n1"), node("n2")], [ended("old", "n1")])
+    assert d.assigned == {"t1": "n1"}
+
+
+async def test_the_loop_records_the_avoided_node_in_the_assigned_tasks_message() -> None:
+    store = Store()
+    index = 1
+
+    async def commit(data: bytes) -> int:
+        nonlocal index
+        index += 1
+        store.apply(index, data)
+        return index
+
+    store.proposer = commit
+    await store.update(
+        lambda tx: [tx.put(obj) for obj in (node("n1"), node("n2"), ended("old", "n1"), task("t1"))]
+    )
+    loop = SchedulerLoop(store, clock=lambda: NOW)
+    assert await loop._pass()
+    placed = store.view().get(Task, "t1")
+    assert placed is not None and placed.node_id == "n2"
+    assert placed.status is not None
+    assert placed.status.message == (
+        "assigned; avoided node n1: 1 task of this service rejected there in the last 5m"
+    )
+
+
+def test_a_rejection_stamped_by_a_node_whose_clock_runs_ahead_still_counts() -> None:
+    d = schedule([task("t1")], [node("n1"), node("n2")], [ended("old", "n1", ago=-2.0)], NOW)
+    assert d.assigned == {"t1": "n2"}

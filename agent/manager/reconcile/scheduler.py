@@ -7,25 +7,49 @@ available for new tasks; 1 node has insufficient memory)". Among the nodes that 
 spread: evenly over the values of each placement preference (``spread=node.labels.zone``), then
 to the node running the fewest tasks of the service, then the fewest tasks overall, then by id.
 
-Nothing here waits, reads a clock or draws a random number: the same inputs give the same
-decisions, so the driver around it (and a simulation) can replay them.
+A node where tasks of the same service version were recently rejected (or kept failing) is
+avoided while another node passes every filter, as Swarm does; when only such nodes fit, the
+task still goes to the one with the fewest of them, so a reason that passes cannot starve the
+service. The task's message names the nodes avoided.
+
+Nothing here waits, reads a clock or draws a random number (the caller says what time it is):
+the same inputs give the same decisions, so the driver around it (and a simulation) can replay
+them.
 """
 
 from __future__ import annotations
 
 import heapq
-import re
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
+from agent.manager.reconcile.avoidance import (
+    AVOID_AFTER,
+    AVOID_WINDOW,
+    avoidance,
+    counted,
+    is_avoided,
+    recent_endings,
+    window,
+)
+from agent.manager.reconcile.constraints import (
+    ENGINE_LABELS,
+    NODE_LABELS,
+    Constraint,
+    docker_arch,
+    parse_constraint,
+    parse_preference,
+)
 from agent.manager.store.objects import Node, NodeAvailability, NodeStatus, Task, TaskEndpoint
-from agent.model import DesiredState
+from agent.model import DesiredState, TaskState
 from agent.model.limits import MAX_TASKS_PER_NODE
 from agent.model.spec import TaskSpec
 
 __all__ = [
+    "AVOID_AFTER",
+    "AVOID_WINDOW",
     "UNPLACED",
     "Constraint",
     "Decisions",
@@ -43,94 +67,7 @@ UNPLACED = "no suitable node"  # how every explanation of a task that fits nowhe
 class Decisions:
     assigned: dict[str, str]  # task id -> node id
     unplaced: dict[str, str]  # task id -> why no node fits
-
-
-# --- node attributes, constraints, preferences ------------------------------------------------
-
-_NODE_LABELS = "node.labels."
-_ENGINE_LABELS = "engine.labels."
-_ATTRIBUTES = ("node.id", "node.hostname", "node.role", "node.platform.os", "node.platform.arch")
-_KNOWN = (
-    "node.id, node.hostname, node.role, node.platform.os, node.platform.arch, "
-    "node.labels.<name> or engine.labels.<name>"
-)
-_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]+")
-# No operator characters (=, !, <, >, ~) and no quotes: a value is a word, a path or a pattern.
-_VALUE = re.compile(r"[A-Za-z0-9:_.\-*()?+\[\]\\^$|/ \t]+")
-# Docker's names for the architectures ``uname -m`` reports.
-_ARCH_ALIASES = {
-    "x86_64": "amd64",
-    "x86-64": "amd64",
-    "aarch64": "arm64",
-    "armv7l": "arm",
-    "armv7": "arm",
-    "armv6l": "arm",
-    "armhf": "arm",
-    "armel": "arm",
-    "i386": "386",
-    "i686": "386",
-}
-
-
-def _arch(name: str) -> str:
-    name = name.strip().lower()
-    return _ARCH_ALIASES.get(name, name)
-
-
-@dataclass(frozen=True, slots=True)
-class Constraint:
-    """``node.labels.zone==east``: ``key`` names a node attribute, ``op`` is ``==`` or ``!=``.
-
-    As in Swarm, values compare case-insensitively, label names case-sensitively, and a label a
-    node lacks equals nothing (so ``!=`` holds). Architectures compare by Docker's name
-    (``x86_64`` is ``amd64``).
-    """
-
-    key: str
-    op: str
-    value: str
-
-
-def _attribute_key(key: str, what: str) -> str:
-    """``key`` with its fixed part in lower case (label names keep theirs), else ValueError."""
-    if not key:
-        raise ValueError(f"{what}: the node attribute before the operator is missing")
-    if not _KEY.fullmatch(key):
-        raise ValueError(f"{what}: {key!r} is not a node attribute (expected {_KNOWN})")
-    lowered = key.lower()
-    if lowered in _ATTRIBUTES:
-        return lowered
-    for prefix in (_NODE_LABELS, _ENGINE_LABELS):
-        if lowered.startswith(prefix) and len(key) > len(prefix):
-            return prefix + key[len(prefix) :]
-    raise ValueError(f"{what}: unknown node attribute {key!r} (expected {_KNOWN})")
-
-
-@lru_cache(maxsize=1024)
-def parse_constraint(text: str) -> Constraint:
-    """Parse ``<attribute>==<value>`` or ``<attribute>!=<value>``; ValueError says what is wrong."""
-    what = f"invalid constraint {text!r}"
-    for op in ("==", "!="):
-        key, found, value = text.partition(op)
-        if found:
-            break
-    else:
-        raise ValueError(f"{what}: expected <attribute>==<value> or <attribute>!=<value>")
-    key, value = _attribute_key(key.strip(), what), value.strip()
-    if not value:
-        raise ValueError(f"{what}: the value after {op} is missing")
-    if not _VALUE.fullmatch(value):
-        raise ValueError(f"{what}: value {value!r} has characters a constraint cannot hold")
-    return Constraint(key, op, value)
-
-
-def parse_preference(text: str) -> str:
-    """Parse ``spread=<attribute>`` (the only strategy, as in Swarm) into the attribute key."""
-    strategy, found, descriptor = text.partition("=")
-    what = f"invalid placement preference {text!r}"
-    if not found or strategy.strip().lower() != "spread":
-        raise ValueError(f"{what}: expected spread=<attribute>, e.g. spread=node.labels.zone")
-    return _attribute_key(descriptor.strip(), what)
+    notes: dict[str, str] = field(default_factory=dict)  # assigned task id -> nodes avoided
 
 
 # --- the nodes as the scheduler sees them -----------------------------------------------------
@@ -182,7 +119,7 @@ class _NodeState:
             node.status == NodeStatus.READY and node.availability == NodeAvailability.ACTIVE
         )
         self.os = _text(platform.get("os")).strip().lower() or None
-        self.arch = _arch(_text(platform.get("arch"))) or None
+        self.arch = docker_arch(_text(platform.get("arch"))) or None
         self.labels = node.labels
         self.engine_labels = {k: v for k, v in engine_labels.items() if isinstance(v, str)}
         self.cpu = _amount(resources.get("nano_cpus"))
@@ -192,10 +129,10 @@ class _NodeState:
         self.ports: set[tuple[str, int]] = set()
 
     def attribute(self, key: str) -> str | None:
-        if key.startswith(_NODE_LABELS):
-            return self.labels.get(key[len(_NODE_LABELS) :])
-        if key.startswith(_ENGINE_LABELS):
-            return self.engine_labels.get(key[len(_ENGINE_LABELS) :])
+        if key.startswith(NODE_LABELS):
+            return self.labels.get(key[len(NODE_LABELS) :])
+        if key.startswith(ENGINE_LABELS):
+            return self.engine_labels.get(key[len(ENGINE_LABELS) :])
         if key == "node.id":
             return self.id
         if key == "node.hostname":
@@ -274,7 +211,7 @@ class _Group:
             cpu=spec.resources.reservations.nano_cpus,
             memory=spec.resources.reservations.memory_bytes,
             platforms=tuple(
-                (p.os.strip().lower(), _arch(p.architecture)) for p in placement.platforms
+                (p.os.strip().lower(), docker_arch(p.architecture)) for p in placement.platforms
             ),
             constraints=tuple(parse_constraint(text) for text in placement.constraints),
             preferences=tuple(preferences),
@@ -346,7 +283,7 @@ def _platform(group: _Group, node: _NodeState) -> bool:
 def _satisfies(constraint: Constraint, node: _NodeState) -> bool:
     actual, expected = node.attribute(constraint.key), constraint.value
     if constraint.key == "node.platform.arch":
-        expected = _arch(expected)
+        expected = docker_arch(expected)
     equal = actual is not None and actual.casefold() == expected.casefold()
     return equal if constraint.op == "==" else not equal
 
@@ -474,7 +411,10 @@ class _Spread:
         self.nodes: list[tuple[int, int, str, _NodeState]] = []
 
     @classmethod
-    def build(cls, group: _Group, nodes: Sequence[_NodeState]) -> _Spread:
+    def build(
+        cls, group: _Group, nodes: Sequence[_NodeState], only: Callable[[str], bool] | None = None
+    ) -> _Spread:
+        """All ``nodes`` count for spread; only those ``only`` admits (all: None) take tasks."""
         root = cls()
         for node in nodes:
             count = node.by_service.get(group.service_id, 0)
@@ -483,7 +423,7 @@ class _Spread:
                 value = node.attribute(key) or ""
                 branch = branch.branches.setdefault(value, cls())
                 branch.tasks += count
-            if all(f.check(group, node) for f in _STATIC):
+            if (only is None or only(node.id)) and all(f.check(group, node) for f in _STATIC):
                 branch.nodes.append((count, node.total, node.id, node))
         root.finish()
         return root
@@ -535,12 +475,16 @@ class _Spread:
 # --- the entry point --------------------------------------------------------------------------
 
 
-def schedule(pending: Sequence[Task], nodes: Sequence[Node], tasks: Sequence[Task]) -> Decisions:
+def schedule(
+    pending: Sequence[Task], nodes: Sequence[Node], tasks: Sequence[Task], now: float | None = None
+) -> Decisions:
     """Choose a node for each pending task, or say why none fits.
 
     ``tasks`` is every task in the store; those assigned to a node, desired running and not
     ended occupy it (resources, host ports, spread counts). Tasks placed by this call occupy
-    their node for the tasks placed after them.
+    their node for the tasks placed after them. Given ``now``, those of the same service version
+    that ended rejected or failed within :data:`AVOID_WINDOW` make their node a last resort
+    (:data:`AVOID_AFTER`).
     """
     states: dict[str, _NodeState] = {}
     for node in nodes:
@@ -551,17 +495,45 @@ def schedule(pending: Sequence[Task], nodes: Sequence[Node], tasks: Sequence[Tas
             cpu, memory = _reservation(task.spec)
             state.occupy(task.service_id, cpu, memory, _host_ports(task.endpoint))
     candidates = list(states.values())
-    assigned: dict[str, str] = {}
-    unplaced: dict[str, str] = {}
+    history = recent_endings(tasks, now)
+    decisions = Decisions({}, {})
     for group in _groups(pending):
         if group.error:
-            unplaced.update(dict.fromkeys((t.id for t in group.tasks), group.error))
+            decisions.unplaced.update(dict.fromkeys((t.id for t in group.tasks), group.error))
             continue
-        spread = _Spread.build(group, candidates)
-        for i, task in enumerate(group.tasks):
-            if spread.best(group) is None:
-                why = _explain(group, candidates)
-                unplaced.update(dict.fromkeys((t.id for t in group.tasks[i:]), why))
-                break
-            assigned[task.id] = spread.place(group).id
-    return Decisions(assigned, unplaced)
+        recent = history.get((group.service_id, group.tasks[0].spec_version), {})
+        _place(group, candidates, recent, decisions)
+    return decisions
+
+
+def _place(
+    group: _Group,
+    candidates: Sequence[_NodeState],
+    recent: Mapping[str, Counter[TaskState]],
+    decisions: Decisions,
+) -> None:
+    """Place the group's tasks: on nodes it need not avoid, else on the least-failing ones."""
+    avoided = {
+        n.id: (n.hostname or n.id, recent[n.id])
+        for n in candidates
+        if n.id in recent and is_avoided(recent[n.id])
+    }
+    tiers = [_Spread.build(group, candidates, lambda i: i not in avoided)]
+    for total in sorted({counts.total() for _, counts in avoided.values()}):
+        tier = {i for i, (_, counts) in avoided.items() if counts.total() == total}
+        tiers.append(_Spread.build(group, candidates, tier.__contains__))
+    for i, task in enumerate(group.tasks):
+        spread = next((s for s in tiers if s.best(group) is not None), None)
+        if spread is None:
+            why = _explain(group, candidates)
+            decisions.unplaced.update(dict.fromkeys((t.id for t in group.tasks[i:]), why))
+            return
+        node = spread.place(group)
+        decisions.assigned[task.id] = node.id
+        if node.id in avoided:
+            name, counts = avoided[node.id]
+            decisions.notes[task.id] = (
+                f"no other node fits: {name} taken despite {counted(counts)} in the last {window()}"
+            )
+        elif avoided:
+            decisions.notes[task.id] = avoidance(avoided)

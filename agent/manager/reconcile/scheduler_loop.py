@@ -2,7 +2,8 @@
 
 After every commit that touches tasks or nodes, every pending task goes through the pure
 :func:`agent.manager.reconcile.scheduler.schedule`; placed tasks are written as assigned to their
-node, and tasks that fit nowhere keep pending with the scheduler's explanation as their message.
+node (their message names any node avoided for the service's recent rejections), and tasks that
+fit nowhere keep pending with the scheduler's explanation as their message.
 """
 
 from __future__ import annotations
@@ -68,8 +69,8 @@ class SchedulerLoop:
                         else "waiting for network addresses"
                     )
             pending = [t for t in pending if t.id not in waiting]
-        decisions = schedule(pending, view.list(Node), tasks)
         now = self.clock()
+        decisions = schedule(pending, view.list(Node), tasks, now)
         by_id = {t.id: t for t in pending}
         changes: list[tuple[str, str, str]] = []  # task id, node id, message
         for t in tasks:
@@ -77,7 +78,8 @@ class SchedulerLoop:
             if why is not None and _message(t) != why:
                 changes.append((t.id, "", why))
         for task_id, node_id in decisions.assigned.items():
-            changes.append((task_id, node_id, "assigned"))
+            note = decisions.notes.get(task_id)
+            changes.append((task_id, node_id, f"assigned; {note}" if note else "assigned"))
         for task_id, why in decisions.unplaced.items():
             if _message(by_id[task_id]) != why:
                 changes.append((task_id, "", why))
