@@ -76,7 +76,7 @@ def info_text(info: dict[str, Any]) -> str:
         f" ID: {info.get('ID', info.get('node_id', ''))}",
         " Node:",
         f"  Connects: {info.get('connects', 0)}",
-        f"  Rejected Messages: {info.get('rejected', 0)}",
+        f"  Rejected Messages: {info.get('rejected', 0)}{_reasons(info)}",
         f"  Rejected Assignments: {info.get('rejected_assignments', 0)}",
         f"  Log Streams: {info.get('log_streams', 0)}",
         f"  Log Lines Sent: {info.get('log_lines_sent', 0)}",
@@ -91,6 +91,11 @@ def info_text(info: dict[str, Any]) -> str:
     if info.get("last_error"):
         lines.append(f"  Last Error: {info['last_error']}")
     return "\n".join(lines)
+
+
+def _reasons(info: dict[str, Any]) -> str:
+    counts = info.get("rejected_reasons") or {}
+    return f" ({', '.join(f'{why}: {n}' for why, n in sorted(counts.items()))})" if counts else ""
 
 
 def _connection(info: dict[str, Any]) -> str:

@@ -98,6 +98,11 @@ def test_info_on_a_manager_prints_dockers_server_and_swarm_sections() -> None:
     assert "  Leader: n1 (this node)" in lines
 
 
+def test_info_lists_the_reasons_of_rejected_messages() -> None:
+    rejecting = {**MANAGER, "rejected": 3, "rejected_reasons": {"empty message": 1, "x": 2}}
+    assert "  Rejected Messages: 3 (empty message: 1, x: 2)" in info_text(rejecting)
+
+
 def test_info_on_a_worker_says_only_what_a_worker_knows() -> None:
     swarm = {
         "NodeID": "w1",
