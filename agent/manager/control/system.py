@@ -9,6 +9,7 @@ manager's disk. Both are pure functions of a view (and, for the disk, a director
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,15 +83,27 @@ def _size(obj: StoreObject) -> int:
     return len(msgpack.packb(obj.to_dict(), use_bin_type=True))
 
 
-def _row(kind: str, objs: list[Any], active: list[Any]) -> dict[str, Any]:
-    size = sum(_size(o) for o in objs)
-    used = sum(_size(o) for o in active)
+def _row(
+    kind: str,
+    objs: list[Any],
+    used: Callable[[Any], bool],
+    size_of: Callable[[Any], int] = _size,
+) -> dict[str, Any]:
+    size = reclaimable = 0
+    active = 0
+    for o in objs:
+        n = size_of(o)
+        size += n
+        if used(o):
+            active += 1
+        else:
+            reclaimable += n
     return {
         "type": kind,
         "total": len(objs),
-        "active": len(active),
+        "active": active,
         "size": size,
-        "reclaimable": size - used,
+        "reclaimable": reclaimable,
     }
 
 
@@ -114,59 +127,69 @@ def disk_usage(view: View, raft_dir: Path | None) -> dict[str, Any]:
     tasks = view.list(Task)
     running = [t for t in tasks if live(t) and observed(t) is TaskState.RUNNING]
     busy = {t.service_id for t in running}
-    rows = [
-        _row("Services", services, [s for s in services if s.id in busy]),
-        _row("Tasks", tasks, [t for t in tasks if live(t)]),
-    ]
-    secrets, configs = view.list(Secret), view.list(Config)
-    rows.append(_row("Secrets", secrets, [o for o in secrets if users_of(view, Secret, o)]))
-    rows.append(_row("Configs", configs, [o for o in configs if users_of(view, Config, o)]))
-    networks = view.list(Network)
+    task_size = {t.id: _size(t) for t in tasks}  # the bulk of the store: encoded once
     publishing = any(
         p.publish_mode == "ingress" for s in services for p in s.spec.endpoint_spec.ports
     )
-    rows.append(
+    rows = [
+        _row("Services", services, lambda s: s.id in busy),
+        _row("Tasks", tasks, live, lambda t: task_size[t.id]),
+        _row("Secrets", view.list(Secret), lambda o: bool(users_of(view, Secret, o))),
+        _row("Configs", view.list(Config), lambda o: bool(users_of(view, Config, o))),
         _row(
             "Networks",
-            networks,
-            [n for n in networks if network_users(view, n) or (n.id == INGRESS_ID and publishing)],
-        )
-    )
+            view.list(Network),
+            lambda n: bool(network_users(view, n)) or (n.id == INGRESS_ID and publishing),
+        ),
+    ]
     wal = _files(raft_dir / "wal", "*.seg") if raft_dir else []
     snaps = _files(raft_dir / "snap", "*.snap") if raft_dir else []
-    size = sum(f["bytes"] for f in wal)
-    rows.append(
-        {"type": "Raft log", "total": len(wal), "active": len(wal), "size": size, "reclaimable": 0}
-    )
+    rows += _raft_rows(wal, snaps)
+    return {
+        "types": rows,
+        "services": _services(services, tasks, running, task_size),
+        "tasks_by_state": dict(sorted(Counter(observed(t).value for t in tasks).items())),
+        "raft": {"wal": wal, "snapshots": snaps},
+    }
+
+
+def _raft_rows(wal: list[dict[str, Any]], snaps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     # a manager restores from its newest snapshot: older ones are kept only as fallbacks
-    size = sum(f["bytes"] for f in snaps)
-    older = sum(f["bytes"] for f in snaps[:-1])
-    rows.append(
+    return [
+        {
+            "type": "Raft log",
+            "total": len(wal),
+            "active": len(wal),
+            "size": sum(f["bytes"] for f in wal),
+            "reclaimable": 0,
+        },
         {
             "type": "Raft snapshots",
             "total": len(snaps),
             "active": min(len(snaps), 1),
-            "size": size,
-            "reclaimable": older,
+            "size": sum(f["bytes"] for f in snaps),
+            "reclaimable": sum(f["bytes"] for f in snaps[:-1]),
+        },
+    ]
+
+
+def _services(
+    services: list[Service], tasks: list[Task], running: list[Task], task_size: dict[str, int]
+) -> list[dict[str, Any]]:
+    count: Counter[str] = Counter()
+    size: Counter[str] = Counter()
+    for t in tasks:
+        count[t.service_id] += 1
+        size[t.service_id] += task_size[t.id]
+    up = Counter(t.service_id for t in running)
+    return [
+        {
+            "id": s.id,
+            "name": s.name,
+            "mode": s.spec.mode.kind,
+            "tasks": count[s.id],
+            "running": up[s.id],
+            "size": _size(s) + size[s.id],
         }
-    )
-    per_service = Counter(t.service_id for t in tasks)
-    live_per_service = Counter(t.service_id for t in tasks if live(t))
-    running_per_service = Counter(t.service_id for t in running)
-    return {
-        "types": rows,
-        "services": [
-            {
-                "id": s.id,
-                "name": s.name,
-                "mode": s.spec.mode.kind,
-                "tasks": per_service[s.id],
-                "live": live_per_service[s.id],
-                "running": running_per_service[s.id],
-                "size": _size(s) + sum(_size(t) for t in tasks if t.service_id == s.id),
-            }
-            for s in services
-        ],
-        "tasks_by_state": dict(sorted(Counter(observed(t).value for t in tasks).items())),
-        "raft": {"wal": wal, "snapshots": snaps},
-    }
+        for s in services
+    ]
