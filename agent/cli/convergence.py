@@ -97,7 +97,7 @@ def assess(
         if state == "rollback_completed":
             p.after = [f"rollback: {status.get('message') or 'rollback completed'}"]
     if eligible is not None and not eligible and time.time() - since > 5:
-        p.error = "no node can run a task of this global service now: " + NO_ELIGIBLE
+        p.error = NO_ELIGIBLE
         return p
     p.converged = (
         state in settled
@@ -109,7 +109,8 @@ def assess(
 
 MANUAL_ROLLBACK = "manually requested rollback"  # the reason Swarm gives a `service rollback`
 NO_ELIGIBLE = (
-    "none is ready and active and satisfies its placement (each such node gets one as it does)"
+    "no node can run this global service's tasks now (none is ready, active and allowed by its"
+    " placement); each node that becomes so gets one"
 )
 
 

@@ -141,7 +141,7 @@ def test_a_global_service_no_node_can_run_is_an_error_after_a_while() -> None:
     assert p.lines == ["overall progress: waiting for new tasks"]
     p = assess(glob([]), [], since=time.time() - 10, failures={})
     assert not p.converged
-    assert p.error.startswith("no node can run a task of this global service now")
+    assert p.error.startswith("no node can run this global service's tasks now")
 
 
 def test_a_manual_rollback_says_so_then_reports_its_completion() -> None:
