@@ -313,35 +313,14 @@ class Daemon:
         return await self._need_manager().command(cmd, args)
 
     async def _info(self, args: dict[str, Any]) -> dict[str, Any]:
-        ident = read_cert_info(self.data.node_cert)
-        return {
-            "locked": self._locked(),
-            "node_id": self.node.node_id,
-            "cluster_id": self.node.cluster_id,
-            "role": self.node.role,
-            "hostname": self.node.hostname,
-            "connected": self.session.connected,
-            "last_error": self._manager_error or self.session.last_error,
-            "manager_error": self._manager_error,
-            "connects": self.session.connects,
-            "rejected": self.session.rejections.total,
-            "rejected_reasons": dict(self.session.rejections.counts),
-            "driver": self.agent.driver.name,
-            "tasks": {t: st.state.value for t, st in self.agent.executor.status().items()},
-            "rejected_assignments": self.agent.executor.rejected_assignments,
-            "log_streams": len(self.logs.streams),
-            "log_lines_sent": self.logs.lines_sent,
-            "restarts": {t: st.restarts for t, st in self.agent.executor.status().items()},
-            "cert_serial": str(ident.serial),
-            "cert_not_after": ident.not_after.isoformat(),
-            "broker_pid": self.broker.pid if self.broker else None,
-            "manager": self.manager is not None,
-            "removed": self.removed.describe() if self.removed else None,
-            "leader": self.driver.leader_id if self.driver else None,
-            "is_leader": bool(self.driver and self.driver.is_leader),
-            "raft_term": self.driver.core.term if self.driver else None,
-            "applied": self.driver.store.applied if self.driver else None,
-        }
+        from agent.nodeinfo import node_info
+
+        return node_info(self)
+
+    async def _system_df(self, args: dict[str, Any]) -> dict[str, Any]:
+        from agent.nodeinfo import disk_usage
+
+        return disk_usage(self)
 
     async def _cmd_unlock(self, args: dict[str, Any]) -> dict[str, Any]:
         self.lock.unlock(self.node.role, str(args.get("key", "")))

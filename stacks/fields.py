@@ -534,9 +534,11 @@ _RESTART = re.compile(r"^(no|always|unless-stopped|on-failure)(?::(\d{1,9}))?$")
 
 
 class Restart(Kind):
-    """The service-level ``restart`` policy, used when ``deploy.restart_policy`` is absent."""
+    """The service-level ``restart`` policy, used when ``deploy.restart_policy`` is absent.
+    ``docker stack deploy`` warns that it ignores the key, and uses it all the same: so do we."""
 
     def check(self, node: Node, path: str, ctx: Ctx) -> Node | None:
+        ctx.unsupported["restart"] = None
         if isinstance(node.value, bool):  # YAML 1.1 reads a bare `no` as false
             text = None if node.value else "no"
         else:

@@ -29,6 +29,7 @@ class Progress:
     desired: int = 0
     converged: bool = False
     error: str = ""
+    after: list[str] = field(default_factory=list)  # printed once it has converged
 
 
 def _bar(state: str) -> str:
@@ -58,36 +59,25 @@ def assess(
     live = [t for t in tasks if t["desired_state"] == "running"]
     global_mode = kind in ("global", "global-job")
     goal = "complete" if kind.endswith("job") else "running"
+    # a global service's nodes, as the managers see them: every ready, active node its
+    # placement allows gets a task (None from a manager that does not say)
+    eligible = service.get("eligible_nodes") if kind == "global" else None
+    if eligible is not None:
+        live = [t for t in live if t.get("node_id") in eligible]
 
     by_slot: dict[str, dict[str, Any]] = {}
     for t in live:
         by_slot.setdefault(_slot(t), t)  # service-ps lists the newest task of a slot first
-    p.desired = len(by_slot) if global_mode else int(mode.get("replicas", 1))
+    if eligible is not None:
+        p.desired = len(eligible)
+    else:
+        p.desired = len(by_slot) if global_mode else int(mode.get("replicas", 1))
     p.running = sum(1 for t in by_slot.values() if t["state"] == goal)
-    total = max(p.desired, len(by_slot))
-    noun = "tasks" if total != 1 else "task"
-    p.lines.append(f"overall progress: {p.running} out of {p.desired} {noun}")
-    for i, (_, t) in enumerate(sorted(by_slot.items(), key=lambda kv: _order(kv[0]))):
-        label = t["node"][:12] if global_mode else f"{i + 1}/{total}"
-        st = t["state"]
-        why = (t["error"] or t["message"]) if st in ("failed", "rejected", "pending") else ""
-        p.lines.append(f"{label}: {st:<9} {why or _bar(st)}".rstrip())
+    rolling_back = expect in ("update", "rollback") and state.startswith("rollback")
+    p.lines = _progress_lines(p, by_slot, global_mode, rolling_back)
 
-    for t in tasks:
-        if t["state"] in ("failed", "rejected") and parse_stamp(str(t["updated"])) >= since:
-            failures.setdefault(_slot(t), set()).add(t["id"])
-    if state in ("paused", "rollback_paused"):
-        p.error = str(status.get("message") or "update paused")
-        return p
-    for slot, failed in sorted(failures.items()):
-        if len(failed) >= _GIVE_UP_FAILURES:
-            last = next((t for t in tasks if t["id"] in failed and t["error"]), None)
-            why = last["error"] if last else "tasks keep failing"
-            p.error = f"{len(failed)} tasks of slot {slot} failed: {why}"
-            return p
-    stuck = [t for t in live if t["state"] == "pending" and "no suitable node" in t["message"]]
-    if stuck and time.time() - since > 5:
-        p.error = stuck[0]["message"]
+    p.error = _failure(tasks, live, status, since, failures)
+    if p.error:
         return p
     settled = {"update": ("completed",), "rollback": ("rollback_completed",)}.get(
         expect, ("", "completed", "rollback_completed", "paused", "rollback_paused")
@@ -102,14 +92,68 @@ def assess(
         if state == "rollback_completed" and settled_now:
             p.error = f"rollback: {status.get('reason') or 'update rolled back'}"
         return p
+    if expect == "rollback" and state.startswith("rollback"):
+        p.lines.insert(0, f"rollback: {MANUAL_ROLLBACK}")
+        if state == "rollback_completed":
+            p.after = [f"rollback: {status.get('message') or 'rollback completed'}"]
+    if eligible is not None and not eligible and time.time() - since > 5:
+        p.error = NO_ELIGIBLE
+        return p
     p.converged = (
         state in settled
         and (bool(by_slot) or not global_mode)  # a global service's tasks are not made yet
-        and p.running >= p.desired
-        and len(by_slot) <= p.desired
-        and all(t["state"] == goal for t in by_slot.values())
+        and settled_now
     )
     return p
+
+
+MANUAL_ROLLBACK = "manually requested rollback"  # the reason Swarm gives a `service rollback`
+NO_ELIGIBLE = (
+    "no node can run this global service's tasks now (none is ready, active and allowed by its"
+    " placement); each node that becomes so gets one"
+)
+
+
+def _progress_lines(
+    p: Progress, by_slot: dict[str, dict[str, Any]], global_mode: bool, rolling_back: bool
+) -> list[str]:
+    if global_mode and not by_slot:
+        return ["overall progress: waiting for new tasks"]  # none is made yet
+    total = max(p.desired, len(by_slot))
+    noun = "tasks" if total != 1 else "task"
+    prefix = "rolling back update: " if rolling_back else ""
+    lines = [f"overall progress: {prefix}{p.running} out of {p.desired} {noun}"]
+    for i, (_, t) in enumerate(sorted(by_slot.items(), key=lambda kv: _order(kv[0]))):
+        label = t["node"][:12] if global_mode else f"{i + 1}/{total}"
+        st = t["state"]
+        why = (t["error"] or t["message"]) if st in ("failed", "rejected", "pending") else ""
+        lines.append(f"{label}: {st:<9} {why or _bar(st)}".rstrip())
+    return lines
+
+
+def _failure(
+    tasks: list[dict[str, Any]],
+    live: list[dict[str, Any]],
+    status: dict[str, Any],
+    since: float,
+    failures: dict[str, set[str]],
+) -> str:
+    """Why the service cannot converge ("" while it may): a paused update, a slot whose tasks
+    keep failing, a task that fits on no node for more than 5 s."""
+    for t in tasks:
+        if t["state"] in ("failed", "rejected") and parse_stamp(str(t["updated"])) >= since:
+            failures.setdefault(_slot(t), set()).add(t["id"])
+    if str(status.get("state", "")) in ("paused", "rollback_paused"):
+        return str(status.get("message") or "update paused")
+    for slot, failed in sorted(failures.items()):
+        if len(failed) >= _GIVE_UP_FAILURES:
+            last = next((t for t in tasks if t["id"] in failed and t["error"]), None)
+            why = last["error"] if last else "tasks keep failing"
+            return f"{len(failed)} tasks of slot {slot} failed: {why}"
+    stuck = [t for t in live if t["state"] == "pending" and "no suitable node" in t["message"]]
+    if stuck and time.time() - since > 5:
+        return str(stuck[0]["message"])
+    return ""
 
 
 def _slot(t: dict[str, Any]) -> str:
@@ -147,6 +191,8 @@ def follow(
             return 1
         if p.converged:
             print("verify: Service converged", file=out)
+            for line in p.after:
+                print(line, file=out)
             return 0
         if time.monotonic() > deadline:
             print("Error: the service did not converge in time", file=out)

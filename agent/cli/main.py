@@ -1,21 +1,20 @@
 """The `shoal` parser and its dispatch, and the commands too small for a module of their own.
 
-Each group of commands (`swarm`, `node`, `service`, `secret`/`config`, `stack`, `network`)
-adds itself to the parser with its module's ``register``; `cert`, `info`, `daemon` and
-`version` live here.
+Each group of commands (`swarm`, `node`, `service`, `secret`/`config`, `stack`, `network`,
+`system` with `info`) adds itself to the parser with its module's ``register``; `cert`,
+`daemon` and `version` live here.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from agent import control
-from agent.cli import networks, nodes, secrets, services, stacks, swarm
+from agent.cli import networks, nodes, secrets, services, stacks, swarm, system
 from agent.cli.flagvalues import parse_duration
 from agent.cli.output import print_error, table
 from agent.cli.parser import ShoalParser
@@ -26,7 +25,7 @@ from agent.paths import DataDir, default_data_dir
 __all__ = ["main"]
 
 
-# cert, info, daemon, version ---------------------------------------------------------------
+# cert, daemon, version ---------------------------------------------------------------------
 def cmd_cert_issue(a: argparse.Namespace, data: DataDir) -> int:
     from certs import key_to_pem, make_csr, new_private_key, write_file_atomic
 
@@ -60,16 +59,6 @@ def cmd_cert_ls(a: argparse.Namespace, data: DataDir) -> int:
 def cmd_cert_rm(a: argparse.Namespace, data: DataDir) -> int:
     for ident in a.ids:
         print(control.call(data.socket, "cert-rm", {"id": ident}))
-    return 0
-
-
-def cmd_info(a: argparse.Namespace, data: DataDir) -> int:
-    info = control.call(data.socket, "info")
-    if a.format == "json":
-        print(json.dumps(info))
-    else:
-        for k, v in info.items():
-            print(f"{k}: {v}")
     return 0
 
 
@@ -116,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     secrets.register(sub, cmd)
     stacks.register(sub, cmd)
     networks.register(sub, cmd)
+    system.register(sub, cmd)
 
     cert = sub.add_parser("cert", help="certificates for people and tools").add_subparsers(
         dest="sub", metavar="COMMAND", required=True
@@ -130,8 +120,6 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd(cert, "rm", cmd_cert_rm, "revoke admin or monitoring certificates")
     sp.add_argument("ids", nargs="+", metavar="ID")
 
-    sp = cmd(sub, "info", cmd_info, "show this node's state")
-    sp.add_argument("--format", choices=["table", "json"], default="table")
     cmd(sub, "daemon", cmd_daemon, "run this node's daemon in the foreground (for systemd)")
     cmd(sub, "version", cmd_version, "show the version")
     return p

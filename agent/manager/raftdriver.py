@@ -93,15 +93,14 @@ class RaftDriver:
         self.on_membership = on_membership
         snap = storage.snapshot()
         store.restore(snap.data, snap.index)
-        self.core = RaftNode(
-            Config(
-                id=node_id,
-                storage=storage,
-                rng=rng or random.Random(),
-                election_tick=election_tick,
-                applied=snap.index,
-            )
+        self.config = Config(
+            id=node_id,
+            storage=storage,
+            rng=rng or random.Random(),
+            election_tick=election_tick,
+            applied=snap.index,
         )
+        self.core = RaftNode(self.config)
         self._wake = asyncio.Event()
         self._waiters: dict[int, tuple[int, asyncio.Future[int]]] = {}
         self._reads: dict[bytes, asyncio.Future[int]] = {}

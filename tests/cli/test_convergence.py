@@ -102,8 +102,82 @@ def test_jobs_converge_on_completion_and_global_services_count_their_nodes() -> 
 def test_a_global_service_with_no_tasks_yet_waits_for_them() -> None:
     p = assess(svc(0, "global"), [], since=0, failures={})
     assert not p.converged and not p.error
-    assert p.lines == ["overall progress: 0 out of 0 tasks"]
+    assert p.lines == ["overall progress: waiting for new tasks"]
     starting = [task(0, "starting", node_id="a", node="a")]
     assert not assess(svc(0, "global"), starting, since=0, failures={}).converged
     running = [task(0, "running", node_id="a", node="a")]
     assert assess(svc(0, "global"), running, since=0, failures={}).converged
+
+
+def glob(eligible: list[str], state: str = "") -> dict:  # type: ignore[type-arg]
+    return {**svc(0, "global", state), "eligible_nodes": eligible}
+
+
+def on(node: str, state: str) -> dict:  # type: ignore[type-arg]
+    return task(0, state, node_id=node, node=node, id=f"t-{node}-{state}")
+
+
+def test_a_global_service_waits_for_a_running_task_on_every_eligible_node() -> None:
+    p = assess(glob(["a", "b"]), [on("a", "running")], since=0, failures={})
+    assert not p.converged and p.lines[0] == "overall progress: 1 out of 2 tasks"
+    p = assess(glob(["a", "b"]), [on("a", "running"), on("b", "starting")], since=0, failures={})
+    assert not p.converged
+    p = assess(glob(["a", "b"]), [on("a", "running"), on("b", "running")], since=0, failures={})
+    assert p.converged and p.lines[0] == "overall progress: 2 out of 2 tasks"
+
+
+def test_a_global_services_task_on_a_node_it_does_not_count_is_left_out() -> None:
+    tasks = [on("a", "running"), on("gone", "starting")]
+    p = assess(glob(["a"]), tasks, since=0, failures={})
+    assert p.converged and p.lines == [
+        "overall progress: 1 out of 1 task",
+        "a: running   [=================================================>]",
+    ]
+
+
+def test_a_global_service_no_node_can_run_is_an_error_after_a_while() -> None:
+    p = assess(glob([]), [], since=time.time(), failures={})
+    assert not p.converged and not p.error
+    assert p.lines == ["overall progress: waiting for new tasks"]
+    p = assess(glob([]), [], since=time.time() - 10, failures={})
+    assert not p.converged
+    assert p.error.startswith("no node can run this global service's tasks now")
+
+
+def test_a_manual_rollback_says_so_then_reports_its_completion() -> None:
+    tasks = [task(1, "running")]
+    started = svc(1, state="rollback_started", message="manually requested rollback")
+    p = assess(started, tasks, since=0, failures={}, expect="rollback")
+    assert p.lines[:2] == [
+        "rollback: manually requested rollback",
+        "overall progress: rolling back update: 1 out of 1 task",
+    ]
+    assert not p.converged
+    done = svc(1, state="rollback_completed", message="rollback completed")
+    p = assess(done, tasks, since=0, failures={}, expect="rollback")
+    assert p.converged and p.lines[0] == "rollback: manually requested rollback"
+    assert p.after == ["rollback: rollback completed"]
+
+
+def test_follow_prints_a_manual_rollback_as_docker_does() -> None:
+    import io
+
+    from agent.cli.convergence import follow
+
+    states = iter(["rollback_started", "rollback_completed"])
+
+    def fetch() -> tuple[dict, list[dict]]:  # type: ignore[type-arg]
+        state = next(states, "rollback_completed")
+        message = "manually requested rollback" if state == "rollback_started" else ""
+        message = message or "rollback completed"
+        return svc(1, state=state, message=message), [task(1, "running")]
+
+    out = io.StringIO()
+    assert follow(fetch, expect="rollback", out=out, poll=0) == 0
+    assert out.getvalue().splitlines() == [
+        "rollback: manually requested rollback",
+        "overall progress: rolling back update: 1 out of 1 task",
+        "1/1: running   [=================================================>]",
+        "verify: Service converged",
+        "rollback: rollback completed",
+    ]

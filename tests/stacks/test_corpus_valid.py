@@ -309,7 +309,7 @@ def test_long_and_short_syntaxes(in_valid: Path) -> None:
         SecretSpec(name="edge-tls-2024", external=True),
     )
     assert [(c.name, c.data) for c in spec.configs] == [("plant_edge_conf", b"listen 80\n")]
-    assert spec.warnings == ()
+    assert [str(w) for w in spec.warnings] == ["Ignoring unsupported options: restart"]
 
 
 def test_specs_survive_a_round_trip_through_dicts(in_valid: Path) -> None:

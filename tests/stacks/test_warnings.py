@@ -27,8 +27,8 @@ def test_ignored_options_are_listed_like_docker_does() -> None:
     spec = load_stack_text(IGNORED, stack_name="app")
 
     assert [str(w) for w in spec.warnings] == [
-        "Ignoring unsupported options: build, depends_on, links, network_mode, security_opt, "
-        "shm_size",
+        "Ignoring unsupported options: build, depends_on, links, network_mode, restart, "
+        "security_opt, shm_size",
         "Ignoring deprecated options:\n\n"
         "container_name: Setting the container name is not supported.\n\n"
         "expose: Exposing ports is unnecessary - services on the same network can access each "
@@ -91,3 +91,21 @@ def test_unset_variables_warn_and_become_empty() -> None:
         'stack.yml:4:5: services.web.command: The "GREETING" variable is not set. '
         "Defaulting to a blank string."
     ]
+
+
+def test_restart_is_warned_about_as_docker_does_and_still_applies() -> None:
+    spec = load_stack_text(
+        "services:\n  job:\n    image: x\n    restart: on-failure:3\n", stack_name="app"
+    )
+    assert [str(w) for w in spec.warnings] == ["Ignoring unsupported options: restart"]
+    policy = spec.service("job").task_template.restart_policy
+    assert (policy.condition, policy.max_attempts) == ("on-failure", 3)
+
+
+def test_restart_policy_under_deploy_brings_no_warning() -> None:
+    spec = load_stack_text(
+        "services:\n  job:\n    image: x\n    deploy:\n      restart_policy:\n"
+        "        condition: none\n",
+        stack_name="app",
+    )
+    assert spec.warnings == ()

@@ -14,7 +14,7 @@ from agent.manager.control.networks import check_networks
 from agent.manager.control.secrets import resolve_refs
 from agent.manager.control.views import node_row, ps_order, service_row, task_row
 from agent.manager.reconcile.allocator_loop import stored_allocation
-from agent.manager.reconcile.orchestrator import live
+from agent.manager.reconcile.orchestrator import live, runs_global_task
 from agent.manager.reconcile.scheduler import parse_constraint
 from agent.manager.reconcile.updater import start_update
 from agent.manager.store import Network, Node, NodeAvailability, Service, Store, Task, Tx, View
@@ -170,6 +170,11 @@ class ControlAPI:
         published = stored_allocation(view).ports.get(s.id, ())
         out["status"] = service_row(s, mine, nodes, published)
         out["endpoint"] = _endpoint(view, s)
+        if s.spec.mode.kind == "global":
+            # the nodes the orchestrator gives a task: `service create` waits for each
+            out["eligible_nodes"] = sorted(
+                n.id for n in nodes.values() if runs_global_task(s.spec, n)
+            )
         return out
 
     async def service_ps(self, args: dict[str, Any]) -> list[dict[str, Any]]:

@@ -46,6 +46,7 @@ from agent.manager.store.objects import Network, Service, Task
 from agent.model.spec import NetworkAttachment, PortConfig, ServiceSpec
 
 __all__ = [
+    "DEFAULT_ADDR_POOL",
     "INGRESS_ID",
     "INGRESS_SUBNET",
     "INGRESS_VNI",
@@ -60,7 +61,8 @@ INGRESS_ID = "ingress"
 INGRESS_SUBNET = "10.254.0.0/16"
 INGRESS_VNI = 4096
 _MAX_VNI = 2**24 - 1
-_AUTO_POOL = ipaddress.IPv4Network("10.0.0.0/8")
+DEFAULT_ADDR_POOL = ipaddress.IPv4Network("10.0.0.0/8")  # a network without a subnet gets a /24
+_AUTO_POOL = DEFAULT_ADDR_POOL
 _AUTO_FIRST = ipaddress.IPv4Network("10.0.1.0/24")
 
 

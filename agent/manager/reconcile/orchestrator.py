@@ -51,7 +51,7 @@ from agent.model.spec import SECOND, ServiceSpec, TaskSpec
 from agent.model.stamps import stamp_of
 from certs.identity import new_node_id
 
-__all__ = ["BATCH", "Plan", "live", "new_task", "observed", "plan_service"]
+__all__ = ["BATCH", "Plan", "live", "new_task", "observed", "plan_service", "runs_global_task"]
 
 log = logging.getLogger("shoal.orchestrator")
 
@@ -309,6 +309,16 @@ def _eligible(ctx: _Context, node: Node) -> bool:
     )
 
 
+def runs_global_task(spec: ServiceSpec, node: Node) -> bool:
+    """Whether a global service gets a task on ``node`` now: ready, active, and allowed by
+    its placement (a node that stops being so keeps a running task only if not drained)."""
+    return (
+        node.status == NodeStatus.READY
+        and node.availability == NodeAvailability.ACTIVE
+        and node_matches(spec.task_template, node) is None
+    )
+
+
 def _plan_global(ctx: _Context, tasks: Sequence[Task], *, job: bool) -> None:
     per_node = _by(tasks, lambda t: t.node_id)
     for node_id, group in sorted(per_node.items()):
@@ -324,11 +334,7 @@ def _plan_global(ctx: _Context, tasks: Sequence[Task], *, job: bool) -> None:
                 ctx.plan.put.append(_set_desired(t, DesiredState.SHUTDOWN, ctx.now))
             ctx.tend(current, node_bound=True)
     for node_id, node in sorted(ctx.nodes.items()):
-        if (
-            node.status != NodeStatus.READY
-            or node.availability != NodeAvailability.ACTIVE
-            or not _eligible(ctx, node)
-        ):
+        if not runs_global_task(ctx.spec, node):
             continue
         group = per_node.get(node_id, [])
         if any(live(t) for t in group):
