@@ -56,13 +56,18 @@ def human_since(stamp: str, now: float) -> str:
     elif s < 60:
         text = f"{int(s)} seconds"
     elif s < 3600:
-        minutes = round(s / 60)
+        minutes = int(s // 60)
         text = "About a minute" if minutes == 1 else f"{minutes} minutes"
-    elif s < 48 * 3600:
-        hours = round(s / 3600)
+    elif (hours := int(s / 3600 + 0.5)) < 48:
         text = "About an hour" if hours == 1 else f"{hours} hours"
+    elif hours < 24 * 7 * 2:
+        text = f"{hours // 24} days"
+    elif hours < 24 * 30 * 2:
+        text = f"{hours // 24 // 7} weeks"
+    elif hours < 24 * 365 * 2:
+        text = f"{hours // 24 // 30} months"
     else:
-        text = f"{int(s // 86400)} days"
+        text = f"{hours // 24 // 365} years"
     return f"{text} ago"
 
 
