@@ -407,7 +407,12 @@ def node_shape(n: Node, *, version: int, manager: ManagerInfo | None = None) -> 
             **_some(Leader=manager.leader),
             "Reachability": manager.reachability,
         }
-    out["Shoal"] = _some(Driver=engine.get("driver"), EngineName=engine.get("name"))
+    out["Shoal"] = _some(
+        Driver=engine.get("driver"),
+        EngineName=engine.get("name"),
+        Addresses=list(addresses),
+        NAT=bool(desc.get("nat")),
+    )
     return out
 
 
