@@ -18,7 +18,7 @@ _TYPES = ("node", "service", "task", "network", "secret", "config")
 
 
 def cmd_inspect(a: argparse.Namespace, data: DataDir) -> int:
-    """What was found is printed (as Docker does) even when some references were not."""
+    """What was found is printed (`[]` for nothing, as Docker does), then what was not."""
     found: list[Any] = []
     failed = 0
     for ref in a.refs:
@@ -28,7 +28,7 @@ def cmd_inspect(a: argparse.Namespace, data: DataDir) -> int:
         except ShoalError as exc:
             print_error(exc)
             failed += 1
-    if found or not failed:
+    if found or not a.format:
         print(format_inspect(found, a.format) if a.format else inspect_json(found))
     return 1 if failed else 0
 

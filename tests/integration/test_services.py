@@ -424,8 +424,15 @@ def test_inspect_prints_docker_s_shape_for_templates_pretty_and_any_object(
     assert fmt("service", "web", "{{.Spec.Mode.Replicated.Replicas}}") == "1"
     assert fmt("service", "web", "{{.Spec.TaskTemplate.ContainerSpec.Image}}") == "/bin/sleep"
     pretty = shoal("service", "inspect", "--pretty", "web", data=c.manager).stdout
-    for line in ("Name:\t\tweb", " Replicas:\t1", " Image:\t\t/bin/sleep", " Args:\t\t1000 ",
-                 " PublishedPort = 8089", "  PublishMode = host", " Constraints:\t[node.role==worker]"):  # fmt: skip
+    for line in (
+        "Name:\t\tweb",
+        " Replicas:\t1",
+        " Constraints:\t[node.role==worker]",
+        " Image:\t\t/bin/sleep",
+        " Args:\t\t1000 ",
+        " PublishedPort = 8089",
+        "  PublishMode = host",
+    ):
         assert line in pretty.splitlines(), pretty
     (service,) = json.loads(shoal("service", "inspect", "web", data=c.manager).stdout)
     assert service["Version"]["Index"] > 0 and service["CreatedAt"].endswith("Z")
@@ -439,5 +446,5 @@ def test_inspect_prints_docker_s_shape_for_templates_pretty_and_any_object(
     )
     assert task["Status"]["State"] == "running"
     proc = shoal("inspect", "web", "no-such-thing", data=c.manager, check=False)
-    assert proc.returncode == 1 and "no such object: no-such-thing" in proc.stderr, proc.stderr
+    assert proc.returncode == 1 and "No such object: no-such-thing" in proc.stderr, proc.stderr
     assert json.loads(proc.stdout)[0]["Spec"]["Name"] == "web"  # what was found is printed

@@ -343,9 +343,9 @@ async def test_inspect_finds_an_object_of_any_kind_by_id_name_or_prefix() -> Non
     assert (await lookup({"ref": "edge-9"}))["ID"] == "node9"
     assert (await lookup({"ref": "back"}))["Id"] == "net1"
     assert (await lookup({"ref": "ingress"}))["Ingress"] is True  # the default one
-    with pytest.raises(ShoalError, match="no such object: nothing"):
+    with pytest.raises(ShoalError, match="No such object: nothing"):
         await lookup({"ref": "nothing"})
-    with pytest.raises(ShoalError, match="no such object: web"):
+    with pytest.raises(ShoalError, match="No such object: web"):
         await lookup({"ref": "web", "type": "node"})
     with pytest.raises(ShoalError, match="invalid type 'volume'"):
         await lookup({"ref": "web", "type": "volume"})

@@ -100,7 +100,7 @@ class InspectAPI:
             raise ShoalError(f"invalid type {kind!r}: use {', '.join(KINDS)}")
         found = _lookup(view, ref, (kind,) if kind else KINDS)
         if found is None:
-            raise ShoalError(f"no such object: {ref}")
+            raise ShoalError(f"No such object: {ref}")
         return self._shape(view, found)
 
     # shapes ------------------------------------------------------------------------------
