@@ -192,11 +192,12 @@ class Shoal:
 
     def updated(self, name: str, n: int) -> bool:
         info = self.inspect(name)
-        if (info.get("update_status") or {}).get("state") != "completed":
+        if (info.get("UpdateStatus") or {}).get("State") != "completed":
             return False
         live = self.live(name)
+        version = info["Shoal"]["SpecVersion"]
         return len(live) == n and all(
-            t["state"] == "running" and t["spec_version"] == info["spec_version"] for t in live
+            t["state"] == "running" and t["spec_version"] == version for t in live
         )
 
     def containers(self, name: str, *, all_: bool = True) -> list[str]:

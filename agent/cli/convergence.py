@@ -1,8 +1,8 @@
 """Docker's convergence progress for `service create|update|scale|rollback` without --detach.
 
-:func:`assess` is pure: from the service (as `service-inspect` returns it) and its tasks (as
-`service-ps` returns them) it says how far the service is, whether it has converged, and
-whether it cannot converge (and why). :func:`follow` polls and prints.
+:func:`assess` is pure: from the service (as `service-inspect` returns it, in Docker's
+shape) and its tasks (as `service-ps` returns them) it says how far the service is, whether
+it has converged, and whether it cannot converge (and why). :func:`follow` polls and prints.
 """
 
 from __future__ import annotations
@@ -51,17 +51,15 @@ def assess(
     ``failures`` (slot -> failed task ids seen since the command started) is kept by the
     caller between calls."""
     p = Progress()
-    spec = service.get("spec") or {}
-    mode = spec.get("mode") or {}
-    kind = mode.get("kind", "replicated")
-    status = service.get("update_status") or {}
+    kind, replicas = _mode(service)
+    status = _update_status(service)
     state = str(status.get("state", ""))
     live = [t for t in tasks if t["desired_state"] == "running"]
     global_mode = kind in ("global", "global-job")
     goal = "complete" if kind.endswith("job") else "running"
     # a global service's nodes, as the managers see them: every ready, active node its
     # placement allows gets a task (None from a manager that does not say)
-    eligible = service.get("eligible_nodes") if kind == "global" else None
+    eligible = (service.get("Shoal") or {}).get("EligibleNodes") if kind == "global" else None
     if eligible is not None:
         live = [t for t in live if t.get("node_id") in eligible]
 
@@ -71,7 +69,7 @@ def assess(
     if eligible is not None:
         p.desired = len(eligible)
     else:
-        p.desired = len(by_slot) if global_mode else int(mode.get("replicas", 1))
+        p.desired = len(by_slot) if global_mode else replicas
     p.running = sum(1 for t in by_slot.values() if t["state"] == goal)
     rolling_back = expect in ("update", "rollback") and state.startswith("rollback")
     p.lines = _progress_lines(p, by_slot, global_mode, rolling_back)
@@ -154,6 +152,31 @@ def _failure(
     if stuck and time.time() - since > 5:
         return str(stuck[0]["message"])
     return ""
+
+
+def _mode(service: dict[str, Any]) -> tuple[str, int]:
+    """The mode's kind and replicas (total completions for a job) from Docker's Spec.Mode."""
+    mode = (service.get("Spec") or {}).get("Mode") or {}
+    if "Global" in mode:
+        return "global", 0
+    if "GlobalJob" in mode:
+        return "global-job", 0
+    if "ReplicatedJob" in mode:
+        return "replicated-job", int(mode["ReplicatedJob"].get("TotalCompletions", 1))
+    return "replicated", int((mode.get("Replicated") or {}).get("Replicas", 1))
+
+
+def _update_status(service: dict[str, Any]) -> dict[str, str]:
+    """State, message and (when a failed update rolled itself back) reason of the last
+    update, from Docker's UpdateStatus and shoal's own UpdateReason."""
+    status = service.get("UpdateStatus") or {}
+    if not status:
+        return {}
+    return {
+        "state": str(status.get("State", "")),
+        "message": str(status.get("Message", "")),
+        "reason": str((service.get("Shoal") or {}).get("UpdateReason", "")),
+    }
 
 
 def _slot(t: dict[str, Any]) -> str:

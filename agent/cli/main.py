@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import control
-from agent.cli import networks, nodes, secrets, services, stacks, swarm, system
+from agent.cli import inspect, networks, nodes, secrets, services, stacks, swarm, system
 from agent.cli.flagvalues import parse_duration
 from agent.cli.output import print_error, table
 from agent.cli.parser import ShoalParser
@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     stacks.register(sub, cmd)
     networks.register(sub, cmd)
     system.register(sub, cmd)
+    inspect.register(sub, cmd)
 
     cert = sub.add_parser("cert", help="certificates for people and tools").add_subparsers(
         dest="sub", metavar="COMMAND", required=True

@@ -9,6 +9,7 @@ from typing import Any
 from agent import control
 from agent.cli.flagvalues import parse_labels
 from agent.cli.output import for_each, format_inspect, inspect_json, render
+from agent.cli.pretty import node_pretty
 from agent.cli.services import TASK_COLUMNS, listing_flags, task_rows
 from agent.paths import DataDir
 
@@ -58,34 +59,10 @@ def cmd_node_demote(a: argparse.Namespace, data: DataDir) -> int:
 def cmd_node_inspect(a: argparse.Namespace, data: DataDir) -> int:
     objs = [control.call(data.socket, "node-inspect", {"node": ref}) for ref in a.nodes]
     if a.pretty:
-        for o in objs:
-            print(_pretty_node(o))
+        print("\n\n".join(node_pretty(o) for o in objs))
         return 0
     print(format_inspect(objs, a.format) if a.format else inspect_json(objs))
     return 0
-
-
-def _pretty_node(o: dict[str, Any]) -> str:
-    platform = o.get("platform") or {}
-    res = o.get("resources") or {}
-    engine = o.get("engine") or {}
-    lines = [
-        f"ID:\t\t\t{o['id']}",
-        f"Hostname:\t\t{o['hostname']}",
-        f"Status:\n State:\t\t\t{o['status'].capitalize()}",
-        f" Availability:\t\t{o['availability'].capitalize()}",
-        f"Role:\t\t\t{o['role']}",
-        f"Platform:\n Operating System:\t{platform.get('os', '')}",
-        f" Architecture:\t\t{platform.get('arch', '')}",
-        f"Resources:\n CPUs:\t\t\t{res.get('nano_cpus', 0) / 1e9:g}",
-        f" Memory:\t\t{res.get('memory_bytes', 0) / 2**20:.0f}MiB",
-        f"Engine:\t\t\t{engine.get('name', engine.get('driver', ''))}"
-        f" {engine.get('version', '')}".rstrip(),
-    ]
-    if o.get("labels"):
-        lines.append("Labels:")
-        lines += [f" - {k}={v}" for k, v in sorted(o["labels"].items())]
-    return "\n".join(lines)
 
 
 def cmd_node_ps(a: argparse.Namespace, data: DataDir) -> int:

@@ -56,12 +56,14 @@ def _commands(kind: str) -> dict[str, Callable[[argparse.Namespace, DataDir], in
         objs = [control.call(data.socket, f"{kind}-inspect", {"ref": r}) for r in a.refs]
         if a.pretty:
             for o in objs:
-                print(f"ID:              {o['id']}\nName:            {o['name']}")
-                if o["labels"]:
-                    print("Labels:\n" + "\n".join(f" - {k}={v}" for k, v in o["labels"].items()))
-                print(f"Created at:      {o['created']}\nUpdated at:      {o['updated']}")
+                spec = o["Spec"]
+                print(f"ID:              {o['ID']}\nName:            {spec['Name']}")
+                if spec["Labels"]:
+                    labels = sorted(spec["Labels"].items())
+                    print("Labels:\n" + "\n".join(f" - {k}={v}" for k, v in labels))
+                print(f"Created at:      {o['CreatedAt']}\nUpdated at:      {o['UpdatedAt']}")
                 if kind == "config":
-                    print("Data:\n" + base64.b64decode(o["data"]).decode("utf-8", "replace"))
+                    print("Data:\n" + base64.b64decode(spec["Data"]).decode("utf-8", "replace"))
             return 0
         print(format_inspect(objs, a.format) if a.format else inspect_json(objs))
         return 0

@@ -11,6 +11,7 @@ from agent.cli.convergence import follow
 from agent.cli.createflags import add_create_flags, spec_from_create
 from agent.cli.logs import add_logs_flags, cmd_service_logs
 from agent.cli.output import for_each, format_inspect, inspect_json, print_error, render
+from agent.cli.pretty import service_pretty
 from agent.cli.updateflags import add_update_flags, apply_update
 from agent.model.errors import ShoalError
 from agent.model.limits import check_replicas
@@ -91,7 +92,7 @@ def cmd_service_create(a: argparse.Namespace, data: DataDir) -> int:
 
 
 def cmd_service_update(a: argparse.Namespace, data: DataDir) -> int:
-    info = _call(data, "service-inspect", {"service": a.service})
+    info = _call(data, "service-spec", {"service": a.service})
     if getattr(a, "rollback", False):
         _call(data, "service-rollback", {"service": info["id"]})
         print(info["name"])
@@ -112,12 +113,12 @@ def cmd_service_update(a: argparse.Namespace, data: DataDir) -> int:
     if a.detach or a.quiet:
         return 0
     after = _call(data, "service-inspect", {"service": info["id"]})
-    updating = (after.get("update_status") or {}).get("state") == "updating" and result["changed"]
+    updating = (after.get("UpdateStatus") or {}).get("State") == "updating" and result["changed"]
     return follow(fetch(data, info["id"]), expect="update" if updating else "")
 
 
 def cmd_service_rollback(a: argparse.Namespace, data: DataDir) -> int:
-    info = _call(data, "service-inspect", {"service": a.service})
+    info = _call(data, "service-spec", {"service": a.service})
     _call(data, "service-rollback", {"service": info["id"]})
     print(info["name"])
     if a.detach or a.quiet:
@@ -179,45 +180,10 @@ def cmd_service_ps(a: argparse.Namespace, data: DataDir) -> int:
 def cmd_service_inspect(a: argparse.Namespace, data: DataDir) -> int:
     objs = [_call(data, "service-inspect", {"service": ref}) for ref in a.services]
     if a.pretty:
-        for o in objs:
-            print(_pretty(o))
+        print("\n\n".join(service_pretty(o) for o in objs))
         return 0
     print(format_inspect(objs, a.format) if a.format else inspect_json(objs))
     return 0
-
-
-def _pretty(o: dict[str, Any]) -> str:
-    spec = o["spec"]
-    tt = spec["task_template"]
-    c = tt["container"]
-    mode = spec["mode"]
-    lines = [
-        f"ID:\t\t{o['id']}",
-        f"Name:\t\t{o['name']}",
-        f"Service Mode:\t{mode['kind'].capitalize()}",
-    ]
-    if mode["kind"] in ("replicated", "replicated-job"):
-        lines.append(f" Replicas:\t{mode['replicas']}")
-    status = o.get("update_status") or {}
-    if status:
-        lines.append(f"UpdateStatus:\n State:\t\t{status.get('state')}")
-        lines.append(f" Message:\t{status.get('message', '')}")
-    constraints = tt["placement"]["constraints"]
-    if constraints:
-        lines.append("Placement:\n Constraints:\t" + ", ".join(constraints))
-    lines.append("ContainerSpec:")
-    lines.append(f" Image:\t\t{c['image']}")
-    if c.get("args"):
-        lines.append(" Args:\t\t" + " ".join(c["args"]))
-    ports = spec["endpoint_spec"]["ports"]
-    if ports:
-        lines.append("Ports:")
-        for p in ports:
-            lines.append(
-                f" PublishedPort = {p['published']}\n  Protocol = {p['protocol']}\n"
-                f"  TargetPort = {p['target']}\n  PublishMode = {p['publish_mode']}"
-            )
-    return "\n".join(lines)
 
 
 def cmd_service_rm(a: argparse.Namespace, data: DataDir) -> int:
@@ -226,9 +192,6 @@ def cmd_service_rm(a: argparse.Namespace, data: DataDir) -> int:
         print(ref)
 
     return for_each(a.services, rm)
-
-
-# node ------------------------------------------------------------------------------------------
 
 
 def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
@@ -254,7 +217,7 @@ def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
     sp.add_argument("-f", "--filter", action="append", help="desired-state=running|shutdown")
     sp.add_argument("services", nargs="+", metavar="SERVICE")
     sp = cmd(service, "inspect", cmd_service_inspect, "show services in detail")
-    sp.add_argument("-f", "--format", help="Go-style template, e.g. '{{.spec.name}}'")
+    sp.add_argument("-f", "--format", help="Go-style template, e.g. '{{.Spec.Name}}'")
     sp.add_argument("--pretty", action="store_true", help="human-readable")
     sp.add_argument("services", nargs="+", metavar="SERVICE")
     sp = cmd(service, "logs", cmd_service_logs, "show the output of a service's tasks")

@@ -22,6 +22,7 @@ from agent.manager.broker_host import BrokerHost
 from agent.manager.broker_sync import BrokerSync
 from agent.manager.ca_server import CAServer
 from agent.manager.commands import CommandRunner
+from agent.manager.control.inspect import InspectAPI
 from agent.manager.control.networks import NetworksAPI
 from agent.manager.control.secrets import SecretsAPI
 from agent.manager.control.services import ControlAPI
@@ -111,6 +112,9 @@ class Manager:
                 "swarm": self.swarm,
                 "services": self.services,
                 "secrets": SecretsAPI(store),
+                "inspect": InspectAPI(
+                    store, leadership=lambda: (driver.leader_id, tuple(driver.voters))
+                ),
                 "networks": NetworksAPI(store),
                 "stacks": self.stacks,
             }

@@ -61,21 +61,22 @@ _TABLE = (
     Command("cert-rm", _LEADER, "ca.cert_rm"),
     *(
         Command(f"service-{verb}", _LEADER, f"services.service_{verb}")
-        for verb in ("create", "ls", "inspect", "ps", "update", "rollback", "scale", "rm")
+        for verb in ("create", "ls", "spec", "ps", "update", "rollback", "scale", "rm")
     ),
-    Command("node-inspect", _LEADER, "services.node_inspect"),
+    Command("inspect", _LEADER, "inspect.lookup"),
+    *(
+        Command(f"{kind}-inspect", _LEADER, f"inspect.{kind}")
+        for kind in ("service", "node", "network", "secret", "config")
+    ),
     Command("node-ps", _LEADER, "services.node_ps"),
     Command("node-update", _LEADER, "services.node_update"),
     Command("task-ls", _LEADER, "services.task_ls"),
     *(
         Command(f"{kind}-{verb}", _LEADER, f"secrets.{kind}_{verb}")
         for kind in ("secret", "config")
-        for verb in ("create", "ls", "inspect", "rm")
+        for verb in ("create", "ls", "rm")
     ),
-    *(
-        Command(f"network-{verb}", _LEADER, f"networks.{verb}")
-        for verb in ("create", "ls", "inspect", "rm")
-    ),
+    *(Command(f"network-{verb}", _LEADER, f"networks.{verb}") for verb in ("create", "ls", "rm")),
     Command("stack-deploy", _LEADER, "stacks.deploy_command"),
     *(
         Command(f"stack-{verb}", _LEADER, f"stacks.{verb}")

@@ -9,10 +9,19 @@ from agent.cli.convergence import assess
 
 
 def svc(replicas: int = 2, kind: str = "replicated", state: str = "", **status: Any) -> dict:  # type: ignore[type-arg]
-    return {
-        "spec": {"mode": {"kind": kind, "replicas": replicas}},
-        "update_status": {"state": state, **status} if state else {},
-    }
+    """A service as `service-inspect` returns it (Docker's shape), reduced to what matters."""
+    mode = {
+        "replicated": {"Replicated": {"Replicas": replicas}},
+        "replicated-job": {"ReplicatedJob": {"TotalCompletions": replicas}},
+        "global": {"Global": {}},
+        "global-job": {"GlobalJob": {}},
+    }[kind]
+    out: dict[str, Any] = {"Spec": {"Mode": mode}, "Shoal": {}}
+    if state:
+        out["UpdateStatus"] = {"State": state, "Message": status.get("message", "")}
+        if status.get("reason"):
+            out["Shoal"]["UpdateReason"] = status["reason"]
+    return out
 
 
 def task(slot: int, state: str, desired: str = "running", **kw: Any) -> dict:  # type: ignore[type-arg]
@@ -110,7 +119,8 @@ def test_a_global_service_with_no_tasks_yet_waits_for_them() -> None:
 
 
 def glob(eligible: list[str], state: str = "") -> dict:  # type: ignore[type-arg]
-    return {**svc(0, "global", state), "eligible_nodes": eligible}
+    base = svc(0, "global", state)
+    return {**base, "Shoal": {**base.get("Shoal", {}), "EligibleNodes": eligible}}
 
 
 def on(node: str, state: str) -> dict:  # type: ignore[type-arg]

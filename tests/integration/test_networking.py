@@ -214,10 +214,8 @@ def test_a_task_reaches_a_service_on_another_node_by_name_and_the_vip_spreads(
     )
     assert vip not in task_addresses
     (inspected,) = json.loads(c.shoal("service", "inspect", "web"))
-    assert inspected["endpoint"]["virtual_ips"] == [
-        {"network": "back", "network_id": inspected["endpoint"]["virtual_ips"][0]["network_id"],
-         "addr": f"{vip}/24"}
-    ]  # fmt: skip
+    (back,) = json.loads(c.shoal("network", "inspect", "back"))
+    assert inspected["Endpoint"]["VirtualIPs"] == [{"NetworkID": back["Id"], "Addr": f"{vip}/24"}]
 
     answers = wait_for(
         lambda: (
@@ -379,8 +377,8 @@ def test_containers_join_the_overlay_find_each_other_and_process_tasks_by_name(
 def test_a_node_behind_nat_gets_no_traffic_from_other_nodes(net: NetCluster) -> None:
     c = net
     (described,) = json.loads(c.shoal("node", "inspect", "n"))
-    assert described["description"]["nat"] is True
-    assert described["description"]["addresses"] == [c.f.addresses["n"]]
+    assert described["Shoal"]["NAT"] is True
+    assert described["Status"]["Addr"] == c.f.addresses["n"]
     for node in ("b", "n"):
         c.shoal("node", "update", "--label-add", "pair=1", node)
     c.service(

@@ -63,7 +63,9 @@ def test_a_task_that_fits_nowhere_says_why_and_runs_once_a_node_fits(cluster: Cl
     shoal("node", "update", "--label-add", "zone=east", "w2", data=c.manager)
     wait_for(lambda: _running_on(c, "east") == ["w2"], 15, "the task placed on w2")
     inspect = json.loads(shoal("node", "inspect", "w2", data=c.manager).stdout)[0]
-    assert inspect["labels"] == {"zone": "east"} and inspect["tasks"] == 1
+    assert (
+        inspect["Spec"]["Labels"] == {"zone": "east"} and inspect["Description"]["Hostname"] == "w2"
+    )
 
 
 def test_a_global_service_runs_one_task_per_eligible_node(cluster: Cluster) -> None:
@@ -383,12 +385,13 @@ def test_the_ingress_network_can_be_replaced_while_no_service_publishes(cluster:
     c.join("w1", driver="hollow")
     shoal("network", "create", "--ingress", "--subnet", "10.77.0.0/16", "edge-mesh", data=c.manager)
     (row,) = json.loads(shoal("network", "inspect", "edge-mesh", data=c.manager).stdout)
-    assert row["id"] == "ingress" and row["ingress"] is True and row["subnet"] == "10.77.0.0/16"
+    assert row["Id"] == "ingress" and row["Ingress"] is True
+    assert row["IPAM"]["Config"][0]["Subnet"] == "10.77.0.0/16"
     _create(c, "web", "-p", "8088:80", "--constraint", "node.role==worker")
     wait_for(lambda: _running_on(c, "web") == ["w1"], 15, "web running")
     (inspected,) = json.loads(shoal("service", "inspect", "web", data=c.manager).stdout)
-    (vip,) = inspected["endpoint"]["virtual_ips"]
-    assert vip["network"] == "edge-mesh" and vip["addr"].startswith("10.77.0."), vip
+    (vip,) = inspected["Endpoint"]["VirtualIPs"]
+    assert vip["NetworkID"] == "ingress" and vip["Addr"].startswith("10.77.0."), vip
     for args, why in (
         (("network", "rm", "edge-mesh"), "in use by the following service(s): web"),
         (("network", "create", "--ingress", "again"), "an ingress network exists already"),
@@ -400,4 +403,48 @@ def test_the_ingress_network_can_be_replaced_while_no_service_publishes(cluster:
     shoal("service", "rm", "web", data=c.manager)
     shoal("network", "rm", "edge-mesh", data=c.manager)
     (back,) = json.loads(shoal("network", "inspect", "ingress", data=c.manager).stdout)
-    assert back["subnet"] == "10.254.0.0/16"  # the default again
+    assert back["IPAM"]["Config"][0]["Subnet"] == "10.254.0.0/16"  # the default again
+
+
+def test_inspect_prints_docker_s_shape_for_templates_pretty_and_any_object(
+    cluster: Cluster,
+) -> None:
+    c = cluster
+    c.join("w1", driver="process")
+    shoal("node", "update", "--label-add", "zone=east", "w1", data=c.manager)
+    shoal("service", "create", "--detach", "--name", "web", "--replicas", "1",
+          "--publish", "published=8089,target=80,mode=host", "--constraint", "node.role==worker",
+          "/bin/sleep", "1000", data=c.manager)  # fmt: skip
+    wait_for(lambda: _running_on(c, "web") == ["w1"], 30, "the task running on w1")
+
+    def fmt(kind: str, ref: str, template: str) -> str:
+        return shoal(kind, "inspect", "--format", template, ref, data=c.manager).stdout.strip()
+
+    assert fmt("node", "w1", "{{.Spec.Labels}}") == "map[zone:east]"
+    assert fmt("service", "web", "{{.Spec.Mode.Replicated.Replicas}}") == "1"
+    assert fmt("service", "web", "{{.Spec.TaskTemplate.ContainerSpec.Image}}") == "/bin/sleep"
+    pretty = shoal("service", "inspect", "--pretty", "web", data=c.manager).stdout
+    for line in (
+        "Name:\t\tweb",
+        " Replicas:\t1",
+        " Constraints:\t[node.role==worker]",
+        " Image:\t\t/bin/sleep",
+        " Args:\t\t1000 ",
+        " PublishedPort = 8089",
+        "  PublishMode = host",
+    ):
+        assert line in pretty.splitlines(), pretty
+    (service,) = json.loads(shoal("service", "inspect", "web", data=c.manager).stdout)
+    assert service["Version"]["Index"] > 0 and service["CreatedAt"].endswith("Z")
+    assert service["Endpoint"]["Ports"][0]["PublishedPort"] == 8089
+    task_id = _live(c, "web")[0]["id"]
+    (task,) = json.loads(shoal("inspect", task_id, data=c.manager).stdout)
+    assert (task["ID"], task["ServiceID"], task["DesiredState"]) == (
+        task_id,
+        service["ID"],
+        "running",
+    )
+    assert task["Status"]["State"] == "running"
+    proc = shoal("inspect", "web", "no-such-thing", data=c.manager, check=False)
+    assert proc.returncode == 1 and "No such object: no-such-thing" in proc.stderr, proc.stderr
+    assert json.loads(proc.stdout)[0]["Spec"]["Name"] == "web"  # what was found is printed

@@ -361,7 +361,7 @@ def test_secrets_from_the_cli_reach_services_and_follow_their_updates(
     assert _docker("exec", container, "cat", "/etc/motd") == "hello\n"
     assert [r["name"] for r in _rows(c, "secret", "ls")] == ["token"]
     inspect = json.loads(shoal("secret", "inspect", "token", data=c.manager).stdout)[0]
-    assert "data" not in inspect and inspect["services"] == ["svc"]  # a secret never comes back
+    assert "Data" not in inspect["Spec"] and inspect["Shoal"]["Services"] == ["svc"]  # never back
     # the service drops the secret: its new task has no such file, and the secret can go
     shoal("service", "update", "--secret-rm", "token", "svc", data=c.manager)
     wait_for(

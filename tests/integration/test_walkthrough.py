@@ -167,8 +167,8 @@ def test_the_swarm_walkthrough(fleet: Cluster) -> None:
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "rollback: update rolled back due to failure" in proc.stdout + proc.stderr
     inspect = json.loads(shoal("service", "inspect", "web", data=c.manager).stdout)[0]
-    assert inspect["update_status"]["state"] == "rollback_completed"
-    assert inspect["spec"]["task_template"]["container"]["healthcheck"] is None
+    assert inspect["UpdateStatus"]["State"] == "rollback_completed"
+    assert "Healthcheck" not in inspect["Spec"]["TaskTemplate"]["ContainerSpec"]
     wait_for(lambda: _converged(c, "web", 5), 30, "five healthy tasks after the rollback")
 
     # remove: nothing left behind on any node

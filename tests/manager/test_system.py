@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from agent.manager.control.inspect import InspectAPI
 from agent.manager.control.services import ControlAPI
 from agent.manager.control.system import RaftSettings, disk_usage, swarm_info
 from agent.manager.store import (
@@ -185,7 +186,8 @@ async def test_inspect_of_a_global_service_lists_the_nodes_that_get_its_task() -
     api = ControlAPI(s)
     spec = _spec("agent", mode="global", placement=placement)
     await api.service_create({"spec": spec.to_dict()})
-    out = await api.service_inspect({"service": "agent"})
-    assert out["eligible_nodes"] == ["a", "e"]
+    inspect = InspectAPI(s)
+    out = await inspect.service({"service": "agent"})
+    assert out["Shoal"]["EligibleNodes"] == ["a", "e"]
     await api.service_create({"spec": _spec("web").to_dict()})
-    assert "eligible_nodes" not in await api.service_inspect({"service": "web"})
+    assert "EligibleNodes" not in (await inspect.service({"service": "web"}))["Shoal"]

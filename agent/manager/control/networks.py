@@ -164,14 +164,6 @@ class NetworksAPI:
             "services": _publishing(view) if n.id == INGRESS_ID else users_of(view, n),
         }
 
-    async def inspect(self, args: dict[str, Any]) -> dict[str, Any]:
-        view = self.store.view()
-        ref = str(args.get("ref", ""))
-        if ref == INGRESS_ID and view.get(Network, INGRESS_ID) is None:
-            default = Network(id=INGRESS_ID, name=INGRESS_ID, subnet=INGRESS_SUBNET)
-            return self._row(view, default)
-        return self._row(view, find_network(view, ref))
-
     async def rm(self, args: dict[str, Any]) -> dict[str, Any]:
         ref = str(args.get("ref", ""))
         result: dict[str, Any] = {}

@@ -104,11 +104,9 @@ class SecretsAPI:
         self.store = store
         self.secret_create = self._create(Secret)
         self.secret_ls = self._ls(Secret)
-        self.secret_inspect = self._inspect(Secret)
         self.secret_rm = self._rm(Secret)
         self.config_create = self._create(Config)
         self.config_ls = self._ls(Config)
-        self.config_inspect = self._inspect(Config)
         self.config_rm = self._rm(Config)
         self.commands: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = bind(self, "secrets")
 
@@ -164,16 +162,6 @@ class SecretsAPI:
         if cls is Config:
             row["data"] = base64.b64encode(o.data).decode()
         return row
-
-    def _inspect(self, cls: type[Obj]) -> Callable[[dict[str, Any]], Awaitable[Any]]:
-        async def inspect(args: dict[str, Any]) -> dict[str, Any]:
-            view = self.store.view()
-            ref = args.get("ref")
-            if not isinstance(ref, str) or not ref:
-                raise ShoalError(f"which {_kind(cls)}?")
-            return self._row(view, cls, find(view, cls, ref))
-
-        return inspect
 
     def _rm(self, cls: type[Obj]) -> Callable[[dict[str, Any]], Awaitable[Any]]:
         async def rm(args: dict[str, Any]) -> dict[str, Any]:

@@ -12,12 +12,12 @@ from typing import Any
 
 from agent.manager.control.networks import check_networks
 from agent.manager.control.secrets import resolve_refs
-from agent.manager.control.views import node_row, ps_order, service_row, task_row
+from agent.manager.control.views import ps_order, service_row, task_row
 from agent.manager.reconcile.allocator_loop import stored_allocation
-from agent.manager.reconcile.orchestrator import live, runs_global_task
+from agent.manager.reconcile.orchestrator import live
 from agent.manager.reconcile.scheduler import parse_constraint
 from agent.manager.reconcile.updater import start_update
-from agent.manager.store import Network, Node, NodeAvailability, Service, Store, Task, Tx, View
+from agent.manager.store import Node, NodeAvailability, Service, Store, Task, Tx, View
 from agent.model.errors import ShoalError
 from agent.model.limits import (
     check_cluster_tasks,
@@ -160,22 +160,12 @@ class ControlAPI:
             for s in view.list(Service)
         ]
 
-    async def service_inspect(self, args: dict[str, Any]) -> dict[str, Any]:
-        view = self.store.view()
-        s = find_service(view, _text(args, "service"))
-        nodes = {n.id: n for n in view.list(Node)}
-        out = s.to_dict()
-        out["version"] = view.version("service", s.id)
-        mine = [t for t in view.list(Task) if t.service_id == s.id]
-        published = stored_allocation(view).ports.get(s.id, ())
-        out["status"] = service_row(s, mine, nodes, published)
-        out["endpoint"] = _endpoint(view, s)
-        if s.spec.mode.kind == "global":
-            # the nodes the orchestrator gives a task: `service create` waits for each
-            out["eligible_nodes"] = sorted(
-                n.id for n in nodes.values() if runs_global_task(s.spec, n)
-            )
-        return out
+    async def service_spec(self, args: dict[str, Any]) -> dict[str, Any]:
+        """What `service update` changes and sends back: the stored spec and its version
+        (`inspect` shows the service in Docker's shape instead)."""
+        s = find_service(self.store.view(), _text(args, "service"))
+        spec = s.spec.to_dict()
+        return {"id": s.id, "name": s.name, "spec": spec, "spec_version": s.spec_version}
 
     async def service_ps(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         view = self.store.view()
@@ -286,13 +276,6 @@ class ControlAPI:
         return result
 
     # nodes -------------------------------------------------------------------------------
-    async def node_inspect(self, args: dict[str, Any]) -> dict[str, Any]:
-        view = self.store.view()
-        n = find_node(view, _text(args, "node"))
-        out = node_row(n, view.list(Task))
-        out["description"] = dict(n.description)
-        return out
-
     async def node_ps(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         view = self.store.view()
         n = find_node(view, _text(args, "node"))
@@ -346,25 +329,3 @@ class ControlAPI:
 def _tasks_change(old: ServiceSpec, new: ServiceSpec) -> bool:
     """Whether a spec change reaches the tasks (replicas alone do not)."""
     return old.task_template != new.task_template or old.endpoint_spec != new.endpoint_spec
-
-
-def _endpoint(view: View, s: Service) -> dict[str, Any]:
-    """What the allocator gave the service, as Docker's Endpoint: ports as published (a
-    dynamic port resolved), a virtual IP (with its subnet's prefix) per network, and what went
-    wrong, if anything."""
-    allocation = stored_allocation(view)
-    names = {n.id: n.name for n in view.list(Network)}
-    vips = []
-    for ident, vip in allocation.vips.get(s.id, {}).items():
-        subnet = allocation.networks.get(ident)
-        prefix = subnet.subnet.partition("/")[2] if subnet else ""
-        vips.append(
-            {"network": names.get(ident, ident), "network_id": ident, "addr": f"{vip}/{prefix}"}
-        )
-    endpoint: dict[str, Any] = {
-        "ports": [p.to_dict() for p in allocation.ports.get(s.id, ())],
-        "virtual_ips": vips,
-    }
-    if s.id in allocation.errors:
-        endpoint["errors"] = list(allocation.errors[s.id])
-    return endpoint

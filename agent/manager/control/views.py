@@ -13,7 +13,7 @@ from agent.model import TaskState, TaskStatus
 from agent.model.spec import PortConfig
 from agent.model.stamps import parse_stamp
 
-__all__ = ["node_row", "ps_order", "service_row", "task_row"]
+__all__ = ["ps_order", "service_row", "task_row"]
 
 
 def _ports(ports: Iterable[PortConfig]) -> str:
@@ -122,24 +122,6 @@ def ps_order(tasks: Iterable[Task]) -> list[Task]:
         current = next((t for t in mine if live(t)), mine[0])
         out += [current, *(t for t in mine if t is not current)]
     return out
-
-
-def node_row(node: Node, tasks: Iterable[Task]) -> dict[str, Any]:
-    desc = node.description
-    return {
-        "id": node.id,
-        "hostname": node.hostname,
-        "role": str(node.role),
-        "status": str(node.status),
-        "availability": str(node.availability),
-        "labels": dict(node.labels),
-        "platform": dict(desc.get("platform") or {}),
-        "resources": dict(desc.get("resources") or {}),
-        "engine": dict(desc.get("engine") or {}),
-        "tasks": sum(1 for t in tasks if t.node_id == node.id and live(t)),
-        "created": node.created,
-        "updated": node.updated,
-    }
 
 
 def _ago(seconds: float) -> str:
