@@ -25,14 +25,14 @@ _COLUMNS = {
         ("ID", "short_id"),
         ("NAME", "name"),
         ("DRIVER", "driver"),
-        ("CREATED", "created_ago"),
-        ("UPDATED", "updated_ago"),
+        ("CREATED", "created_at"),
+        ("UPDATED", "updated_at"),
     ],
     "config": [
         ("ID", "short_id"),
         ("NAME", "name"),
-        ("CREATED", "created_ago"),
-        ("UPDATED", "updated_ago"),
+        ("CREATED", "created_at"),
+        ("UPDATED", "updated_at"),
     ],
 }
 
@@ -48,8 +48,8 @@ def object_rows(rows: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
     for r in rows:
         r["short_id"] = r["id"][:25]
         r.setdefault("driver", "")
-        r["created_ago"] = ago(str(r.get("created") or ""), now)
-        r["updated_ago"] = ago(str(r.get("updated") or ""), now)
+        r["created_at"] = ago(str(r.get("created") or ""), now)
+        r["updated_at"] = ago(str(r.get("updated") or ""), now)
     return rows
 
 
