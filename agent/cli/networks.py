@@ -9,6 +9,7 @@ from typing import Any
 from agent import control
 from agent.cli.flagvalues import parse_labels
 from agent.cli.output import for_each, format_inspect, inspect_json, render
+from agent.cli.services import filter_flag
 from agent.paths import DataDir
 
 __all__ = ["register"]
@@ -37,7 +38,9 @@ def cmd_network_create(a: argparse.Namespace, data: DataDir) -> int:
 
 
 def cmd_network_ls(a: argparse.Namespace, data: DataDir) -> int:
-    rows: list[dict[str, Any]] = control.call(data.socket, "network-ls", {})
+    rows: list[dict[str, Any]] = control.call(
+        data.socket, "network-ls", {"filters": a.filter or []}
+    )
     for r in rows:
         r["short_id"] = r["id"][:12]
     print(render(rows, _COLUMNS, a.format, quiet_key="id", quiet=a.quiet))
@@ -77,6 +80,7 @@ def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
     sp = cmd(group, "ls", cmd_network_ls, "list networks")
     sp.add_argument("--format", help="table (default), json, or a Go-style template")
     sp.add_argument("-q", "--quiet", action="store_true", help="only display ids")
+    filter_flag(sp, "driver, id, label, name, scope, type")
     sp = cmd(group, "inspect", cmd_network_inspect, "show networks in detail")
     sp.add_argument("-f", "--format", help="Go-style template")
     sp.add_argument("refs", nargs="+", metavar="NETWORK")

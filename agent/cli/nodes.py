@@ -10,14 +10,14 @@ from agent import control
 from agent.cli.flagvalues import parse_labels
 from agent.cli.output import for_each, format_inspect, inspect_json, render
 from agent.cli.pretty import node_pretty
-from agent.cli.services import TASK_COLUMNS, listing_flags, task_rows
+from agent.cli.services import TASK_COLUMNS, TASK_FILTERS, filter_flag, listing_flags, task_rows
 from agent.paths import DataDir
 
 __all__ = ["register"]
 
 
 def cmd_node_ls(a: argparse.Namespace, data: DataDir) -> int:
-    nodes = control.call(data.socket, "node-ls")
+    nodes = control.call(data.socket, "node-ls", {"filters": a.filter or []})
     for n in nodes:
         n["id_mark"] = n["id"] + (" *" if n["self"] else "")
         n["status_text"] = n["status"].capitalize()
@@ -28,6 +28,7 @@ def cmd_node_ls(a: argparse.Namespace, data: DataDir) -> int:
         ("STATUS", "status_text"),
         ("AVAILABILITY", "availability_text"),
         ("MANAGER STATUS", "manager_status"),
+        ("ENGINE VERSION", "engine_version"),
     ]
     if a.format == "json":
         for n in nodes:
@@ -70,7 +71,8 @@ def cmd_node_ps(a: argparse.Namespace, data: DataDir) -> int:
     for ref in a.nodes or ["self"]:
         if ref == "self":
             ref = control.call(data.socket, "info")["node_id"]
-        out += task_rows(control.call(data.socket, "node-ps", {"node": ref}), no_trunc=a.no_trunc)
+        args = {"node": ref, "filters": a.filter or []}
+        out += task_rows(control.call(data.socket, "node-ps", args), no_trunc=a.no_trunc)
     print(render(out, TASK_COLUMNS, a.format, quiet_key="id", quiet=a.quiet))
     return 0
 
@@ -95,6 +97,7 @@ def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
     sp = cmd(node, "ls", cmd_node_ls, "list nodes")
     sp.add_argument("--format", help="table (default), json, or a Go-style template")
     sp.add_argument("--quiet", "-q", action="store_true", help="only display ids")
+    filter_flag(sp, "id, label (engine), node.label, membership, name, role")
     sp = cmd(node, "promote", cmd_node_promote, "promote nodes to managers")
     sp.add_argument("nodes", nargs="+", metavar="NODE")
     sp = cmd(node, "demote", cmd_node_demote, "demote managers to workers")
@@ -108,6 +111,7 @@ def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
     sp.add_argument("nodes", nargs="+", metavar="NODE")
     sp = cmd(node, "ps", cmd_node_ps, "list the tasks of nodes (default: this one)")
     listing_flags(sp)
+    filter_flag(sp, TASK_FILTERS)
     sp.add_argument("--no-trunc", action="store_true")
     sp.add_argument("nodes", nargs="*", metavar="NODE")
     sp = cmd(node, "update", cmd_node_update, "update a node's availability or labels")

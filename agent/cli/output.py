@@ -128,6 +128,32 @@ def table(lines: list[list[str]]) -> str:
     return "\n".join(out)
 
 
+def human_duration(seconds: float) -> str:
+    """How long, as Docker words it in listings ("2 minutes", "About an hour", "3 days")."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s < 60:
+        return f"{s} second{'s' if s != 1 else ''}"
+    minutes = s // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = round(s / 3600)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 14:
+        return f"{hours // 24} days"
+    if hours < 24 * 60:
+        return f"{hours // (24 * 7)} weeks"
+    if hours < 24 * 730:
+        return f"{hours // (24 * 30)} months"
+    return f"{s // (3600 * 24 * 365)} years"
+
+
 def print_error(message: object) -> None:
     """A problem, on stderr, as every command reports one: ``Error: ...``."""
     print(f"Error: {message}", file=sys.stderr)

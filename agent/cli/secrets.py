@@ -5,19 +5,52 @@ from __future__ import annotations
 import argparse
 import base64
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 from agent import control
 from agent.cli.flagvalues import parse_labels
-from agent.cli.output import for_each, format_inspect, inspect_json, render
+from agent.cli.output import for_each, format_inspect, human_duration, inspect_json, render
+from agent.cli.services import filter_flag
 from agent.model.errors import ShoalError
+from agent.model.stamps import parse_stamp
 from agent.paths import DataDir
 
 __all__ = ["register"]
 
 _MAX = 500 * 1024
-_COLUMNS = [("ID", "short_id"), ("NAME", "name"), ("CREATED", "created"), ("UPDATED", "updated")]
+_COLUMNS = {
+    "secret": [
+        ("ID", "short_id"),
+        ("NAME", "name"),
+        ("DRIVER", "driver"),
+        ("CREATED", "created_at"),
+        ("UPDATED", "updated_at"),
+    ],
+    "config": [
+        ("ID", "short_id"),
+        ("NAME", "name"),
+        ("CREATED", "created_at"),
+        ("UPDATED", "updated_at"),
+    ],
+}
+
+
+def ago(stamp: str, now: float) -> str:
+    """A store stamp as Docker's listings show it: "2 minutes ago"."""
+    if not stamp:
+        return ""
+    return f"{human_duration(now - parse_stamp(stamp, now))} ago"
+
+
+def object_rows(rows: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    for r in rows:
+        r["short_id"] = r["id"][:25]
+        r.setdefault("driver", "")
+        r["created_at"] = ago(str(r.get("created") or ""), now)
+        r["updated_at"] = ago(str(r.get("updated") or ""), now)
+    return rows
 
 
 def _read(source: str) -> bytes:
@@ -46,10 +79,9 @@ def _commands(kind: str) -> dict[str, Callable[[argparse.Namespace, DataDir], in
         return 0
 
     def ls(a: argparse.Namespace, data: DataDir) -> int:
-        rows: list[dict[str, Any]] = control.call(data.socket, f"{kind}-ls", {})
-        for r in rows:
-            r["short_id"] = r["id"][:25]
-        print(render(rows, _COLUMNS, a.format, quiet_key="id", quiet=a.quiet))
+        args = {"filters": a.filter or []}
+        rows = object_rows(control.call(data.socket, f"{kind}-ls", args), time.time())
+        print(render(rows, _COLUMNS[kind], a.format, quiet_key="id", quiet=a.quiet))
         return 0
 
     def inspect(a: argparse.Namespace, data: DataDir) -> int:
@@ -91,6 +123,7 @@ def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
         sp = cmd(group, "ls", fns["ls"], f"list {kind}s")
         sp.add_argument("--format", help="table (default), json, or a Go-style template")
         sp.add_argument("-q", "--quiet", action="store_true", help="only display ids")
+        filter_flag(sp, "id, label, name")
         sp = cmd(group, "inspect", fns["inspect"], f"show {kind}s in detail")
         sp.add_argument("-f", "--format", help="Go-style template")
         sp.add_argument("--pretty", action="store_true", help="human-readable")

@@ -18,7 +18,16 @@ from agent.model.limits import check_replicas
 from agent.model.spec import ServiceSpec, SpecError
 from agent.paths import DataDir
 
-__all__ = ["SERVICE_COLUMNS", "TASK_COLUMNS", "fetch", "listing_flags", "register", "task_rows"]
+__all__ = [
+    "SERVICE_COLUMNS",
+    "TASK_COLUMNS",
+    "TASK_FILTERS",
+    "fetch",
+    "filter_flag",
+    "listing_flags",
+    "register",
+    "task_rows",
+]
 
 SERVICE_COLUMNS = [
     ("ID", "short_id"),
@@ -67,7 +76,7 @@ def task_rows(tasks: list[dict[str, Any]], *, no_trunc: bool) -> list[dict[str, 
                 **t,
                 "short_id": t["id"] if no_trunc else t["id"][:12],
                 "name": name,
-                "desired": t["desired_state"].capitalize(),
+                "desired": str(t.get("desired") or t["desired_state"]).capitalize(),
                 "error_text": f'"{error}"' if error else "",
             }
         )
@@ -151,14 +160,9 @@ def cmd_service_scale(a: argparse.Namespace, data: DataDir) -> int:
 
 
 def cmd_service_ls(a: argparse.Namespace, data: DataDir) -> int:
-    rows = _call(data, "service-ls")
+    rows = _call(data, "service-ls", {"filters": a.filter or []})
     for r in rows:
         r["short_id"] = r["id"][:12]
-    for f in a.filter or []:
-        key, _, value = f.partition("=")
-        if key not in ("name", "id", "mode"):
-            raise ShoalError(f"invalid filter {key!r}: use name, id or mode")
-        rows = [r for r in rows if str(r[key]).startswith(value)]
     print(render(rows, SERVICE_COLUMNS, a.format, quiet_key="id", quiet=a.quiet))
     return 0
 
@@ -166,12 +170,7 @@ def cmd_service_ls(a: argparse.Namespace, data: DataDir) -> int:
 def cmd_service_ps(a: argparse.Namespace, data: DataDir) -> int:
     out: list[dict[str, Any]] = []
     for ref in a.services:
-        tasks = _call(data, "service-ps", {"service": ref})
-        for f in a.filter or []:
-            key, _, value = f.partition("=")
-            if key != "desired-state":
-                raise ShoalError(f"invalid filter {key!r}: use desired-state")
-            tasks = [t for t in tasks if t["desired_state"] == value]
+        tasks = _call(data, "service-ps", {"service": ref, "filters": a.filter or []})
         out += task_rows(tasks, no_trunc=a.no_trunc)
     print(render(out, TASK_COLUMNS, a.format, quiet_key="id", quiet=a.quiet))
     return 0
@@ -210,11 +209,11 @@ def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
     sp.add_argument("pairs", nargs="+", metavar="SERVICE=REPLICAS")
     sp = cmd(service, "ls", cmd_service_ls, "list services")
     listing_flags(sp)
-    sp.add_argument("-f", "--filter", action="append", help="name=, id= or mode=")
+    filter_flag(sp, "id, label, mode, name")
     sp = cmd(service, "ps", cmd_service_ps, "list the tasks of services")
     listing_flags(sp)
     sp.add_argument("--no-trunc", action="store_true", help="do not truncate output")
-    sp.add_argument("-f", "--filter", action="append", help="desired-state=running|shutdown")
+    filter_flag(sp, TASK_FILTERS)
     sp.add_argument("services", nargs="+", metavar="SERVICE")
     sp = cmd(service, "inspect", cmd_service_inspect, "show services in detail")
     sp.add_argument("-f", "--format", help="Go-style template, e.g. '{{.Spec.Name}}'")
@@ -229,6 +228,20 @@ def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
 def listing_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--format", help="table (default), json, or a Go-style template")
     sp.add_argument("-q", "--quiet", action="store_true", help="only display ids")
+
+
+TASK_FILTERS = "desired-state (running, shutdown, accepted), id, name, node"
+
+
+def filter_flag(sp: argparse.ArgumentParser, keys: str) -> None:
+    """Docker's ``-f/--filter key=value``, repeatable (the manager checks the keys)."""
+    sp.add_argument(
+        "-f",
+        "--filter",
+        action="append",
+        metavar="KEY=VALUE",
+        help=f"keep what matches; a key given again matches either value ({keys})",
+    )
 
 
 def _detach(sp: argparse.ArgumentParser) -> None:

@@ -13,7 +13,7 @@ from agent import control
 from agent.cli.convergence import follow
 from agent.cli.flagvalues import parse_bool
 from agent.cli.output import for_each, print_error, render
-from agent.cli.services import TASK_COLUMNS, fetch, task_rows
+from agent.cli.services import TASK_COLUMNS, TASK_FILTERS, fetch, filter_flag, task_rows
 from agent.model.errors import ShoalError
 from agent.paths import DataDir
 
@@ -72,7 +72,9 @@ def cmd_stack_ls(a: argparse.Namespace, data: DataDir) -> int:
 def cmd_stack_services(a: argparse.Namespace, data: DataDir) -> int:
     from agent.cli.services import SERVICE_COLUMNS
 
-    rows = control.call(data.socket, "stack-services", {"stack": a.stack})
+    rows = control.call(
+        data.socket, "stack-services", {"stack": a.stack, "filters": a.filter or []}
+    )
     for r in rows:
         r["short_id"] = r["id"][:12]
     print(render(rows, SERVICE_COLUMNS, a.format, quiet_key="id", quiet=a.quiet))
@@ -80,7 +82,7 @@ def cmd_stack_services(a: argparse.Namespace, data: DataDir) -> int:
 
 
 def cmd_stack_ps(a: argparse.Namespace, data: DataDir) -> int:
-    tasks = control.call(data.socket, "stack-ps", {"stack": a.stack})
+    tasks = control.call(data.socket, "stack-ps", {"stack": a.stack, "filters": a.filter or []})
     tasks.sort(key=lambda t: t["service"])  # stable: each service's tasks keep their order
     rows = task_rows(tasks, no_trunc=a.no_trunc)
     print(render(rows, TASK_COLUMNS, a.format, quiet_key="id", quiet=a.quiet))
@@ -134,11 +136,13 @@ def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
     sp = cmd(stack, "services", cmd_stack_services, "list the services of a stack")
     sp.add_argument("--format", help="table (default), json, or a Go-style template")
     sp.add_argument("-q", "--quiet", action="store_true")
+    filter_flag(sp, "id, label, mode, name")
     sp.add_argument("stack", metavar="STACK")
     sp = cmd(stack, "ps", cmd_stack_ps, "list the tasks of a stack")
     sp.add_argument("--format", help="table (default), json, or a Go-style template")
     sp.add_argument("-q", "--quiet", action="store_true")
     sp.add_argument("--no-trunc", action="store_true")
+    filter_flag(sp, TASK_FILTERS)
     sp.add_argument("stack", metavar="STACK")
     sp = cmd(stack, "rm", cmd_stack_rm, "remove stacks")
     sp.add_argument("stacks", nargs="+", metavar="STACK")

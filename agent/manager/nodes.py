@@ -16,6 +16,7 @@ from typing import Any
 
 from agent.manager.broker_sync import BrokerSync
 from agent.manager.cluster import replace, serving
+from agent.manager.control.filters import NODES
 from agent.manager.dispatcher import StatusLog
 from agent.manager.leader_components import LeaderComponents
 from agent.manager.raft import ConfChangeType, NotLeader, RaftError
@@ -229,8 +230,11 @@ class Nodes:
     async def ls(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         with contextlib.suppress(RaftError, TimeoutError):
             await self.driver.read_barrier()
+        nodes = NODES.select(self.store.view().list(Node), args.get("filters"))
         out = []
-        for n in sorted(self.store.view().list(Node), key=lambda n: (n.hostname, n.id)):
+        for n in sorted(nodes, key=lambda n: (n.hostname, n.id)):
+            engine = n.description.get("engine")
+            engine = engine if isinstance(engine, dict) else {}
             out.append(
                 {
                     "id": n.id,
@@ -239,6 +243,7 @@ class Nodes:
                     "status": n.status,
                     "availability": n.availability,
                     "manager_status": self._manager_status(n),
+                    "engine_version": str(engine.get("version") or ""),
                     "self": False,
                 }
             )

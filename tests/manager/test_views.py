@@ -6,7 +6,14 @@ from agent.cli.services import task_rows
 from agent.manager.control.views import ps_order, service_row, task_row
 from agent.manager.store import Node, NodeStatus, Service, Task
 from agent.model import DesiredState
-from agent.model.spec import ContainerSpec, EndpointSpec, PortConfig, ServiceSpec, TaskSpec
+from agent.model.spec import (
+    ContainerSpec,
+    EndpointSpec,
+    PortConfig,
+    ServiceMode,
+    ServiceSpec,
+    TaskSpec,
+)
 from tests.store.store_values import status
 
 NOW = 1_700_000_000.0
@@ -125,3 +132,66 @@ def test_a_task_waiting_to_be_scheduled_shows_no_error() -> None:
         message="pending task scheduling",
     )
     assert task_row(task, _service(), NODES, NOW)["error"] == ""
+
+
+def _job(kind: str, replicas: int, max_concurrent: int | None = None) -> Service:
+    mode = ServiceMode(kind=kind, replicas=replicas, max_concurrent=max_concurrent)  # type: ignore[arg-type]
+    spec = ServiceSpec(name="job", task_template=SPEC, mode=mode)
+    return Service(id="svc", name="job", spec=spec, spec_version=1)
+
+
+def _job_task(ident: str, state: str, *, slot: int = 1, node: str = "n1") -> Task:
+    return Task(
+        id=ident,
+        service_id="svc",
+        slot=slot,
+        node_id=node,
+        desired_state=DesiredState.RUNNING,
+        spec=SPEC,
+        spec_version=1,
+        status=status(state),
+        created=_stamp(1),
+    )
+
+
+def test_a_replicated_job_shows_running_of_those_that_may_run_and_its_completions() -> None:
+    job = _job("replicated-job", 5, max_concurrent=2)
+    tasks = [
+        _job_task("a", "complete", slot=1),
+        _job_task("b", "complete", slot=2),
+        _job_task("c", "running", slot=3),
+        _job_task("d", "running", slot=4),
+    ]
+    row = service_row(job, tasks, NODES)
+    assert row["mode"] == "replicated-job"
+    assert row["replicas"] == "2/2 (2/5 completed)"
+    tasks = [_job_task(str(i), "complete", slot=i) for i in range(1, 6)]
+    assert service_row(job, tasks, NODES)["replicas"] == "0/0 (5/5 completed)"
+
+
+def test_a_global_job_counts_the_nodes_still_to_complete() -> None:
+    job = _job("global-job", 0)
+    tasks = [
+        _job_task("a", "complete", slot=0, node="n1"),
+        _job_task("b", "running", slot=0, node="n2"),
+    ]
+    assert service_row(job, tasks, NODES)["replicas"] == "1/1 (1/2 completed)"
+
+
+def test_a_jobs_completed_task_shows_desired_state_complete_and_a_running_one_running() -> None:
+    job = _job("replicated-job", 2)
+    done, running = _job_task("a", "complete"), _job_task("b", "running", slot=2)
+    rows = task_rows([task_row(t, job, NODES, NOW) for t in (done, running)], no_trunc=True)
+    assert [r["desired"] for r in rows] == ["Complete", "Running"]
+    assert [r["desired_state"] for r in rows] == ["running", "running"]  # what scripts read
+
+
+def test_a_replicated_services_completed_task_keeps_its_desired_state() -> None:
+    task = _task("t", _stamp(1), desired=DesiredState.RUNNING, state="complete")
+    assert task_row(task, _service(), NODES, NOW)["desired"] == "running"
+
+
+def test_service_rows_carry_the_services_labels() -> None:
+    spec = ServiceSpec(name="cache", task_template=SPEC, labels={"tier": "db"})
+    row = service_row(Service(id="svc", name="cache", spec=spec, spec_version=1), (), NODES)
+    assert row["labels"] == {"tier": "db"}

@@ -10,6 +10,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from agent.manager.control.filters import NETWORKS
 from agent.manager.reconcile.allocator import INGRESS_ID, INGRESS_SUBNET, allocate
 from agent.manager.store import Network, Service, Store, Tx, View
 from agent.model.errors import ShoalError
@@ -144,11 +145,11 @@ class NetworksAPI:
 
     async def ls(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         view = self.store.view()
-        rows = [self._row(view, n) for n in view.list(Network)]
+        networks = [*view.list(Network)]
         if view.get(Network, INGRESS_ID) is None:  # the default routing mesh network
-            default = Network(id=INGRESS_ID, name=INGRESS_ID, subnet=INGRESS_SUBNET)
-            rows.insert(0, self._row(view, default))
-        return rows
+            networks.append(Network(id=INGRESS_ID, name=INGRESS_ID, subnet=INGRESS_SUBNET))
+        chosen = NETWORKS.select(networks, args.get("filters"))
+        return [self._row(view, n) for n in sorted(chosen, key=lambda n: (n.name, n.id))]
 
     def _row(self, view: View, n: Network) -> dict[str, Any]:
         return {

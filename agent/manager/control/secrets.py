@@ -11,6 +11,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from agent.manager.control.filters import OBJECTS
 from agent.manager.store import Config, Secret, Service, Store, Tx, View
 from agent.model.errors import ShoalError
 from agent.model.limits import MAX_OBJECT_BYTES, check_labels
@@ -145,7 +146,8 @@ class SecretsAPI:
     def _ls(self, cls: type[Obj]) -> Callable[[dict[str, Any]], Awaitable[Any]]:
         async def ls(args: dict[str, Any]) -> list[dict[str, Any]]:
             view = self.store.view()
-            return [self._row(view, cls, o) for o in view.list(cls)]
+            chosen = OBJECTS.select(view.list(cls), args.get("filters"))
+            return [self._row(view, cls, o) for o in sorted(chosen, key=lambda o: (o.name, o.id))]
 
         return ls
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from agent.manager.control.filters import SERVICES, TASKS
 from agent.manager.control.networks import check_networks
 from agent.manager.control.secrets import resolve_refs
 from agent.manager.control.views import ps_order, service_row, task_row
@@ -155,9 +156,10 @@ class ControlAPI:
         for t in view.list(Task):
             by_service.setdefault(t.service_id, []).append(t)
         ports = stored_allocation(view).ports
+        services = SERVICES.select(view.list(Service), args.get("filters"))
         return [
             service_row(s, by_service.get(s.id, ()), nodes, ports.get(s.id, ()))
-            for s in view.list(Service)
+            for s in sorted(services, key=lambda s: (s.name, s.id))
         ]
 
     async def service_spec(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -168,6 +170,7 @@ class ControlAPI:
         return {"id": s.id, "name": s.name, "spec": spec, "spec_version": s.spec_version}
 
     async def service_ps(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        TASKS.parse(args.get("filters"))
         view = self.store.view()
         s = find_service(view, _text(args, "service"))
         nodes = {n.id: n for n in view.list(Node)}
@@ -175,7 +178,8 @@ class ControlAPI:
         tasks = [t for t in view.list(Task) if t.service_id == s.id]
         if args.get("running_only"):
             tasks = [t for t in tasks if live(t)]
-        return [task_row(t, s, nodes, now) for t in ps_order(tasks)]
+        rows = [task_row(t, s, nodes, now) for t in ps_order(tasks)]
+        return TASKS.select(rows, args.get("filters"))
 
     async def task_ls(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         view = self.store.view()
@@ -277,13 +281,15 @@ class ControlAPI:
 
     # nodes -------------------------------------------------------------------------------
     async def node_ps(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        TASKS.parse(args.get("filters"))
         view = self.store.view()
         n = find_node(view, _text(args, "node"))
         services = {s.id: s for s in view.list(Service)}
         nodes = {x.id: x for x in view.list(Node)}
         now = self.clock()
         tasks = [t for t in view.list(Task) if t.node_id == n.id]
-        return [task_row(t, services.get(t.service_id), nodes, now) for t in ps_order(tasks)]
+        rows = [task_row(t, services.get(t.service_id), nodes, now) for t in ps_order(tasks)]
+        return TASKS.select(rows, args.get("filters"))
 
     async def node_update(self, args: dict[str, Any]) -> dict[str, Any]:
         ref = _text(args, "node")

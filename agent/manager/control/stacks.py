@@ -16,6 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from agent.manager.control.filters import SERVICES, TASKS
 from agent.manager.control.networks import with_subnet
 from agent.manager.control.secrets import resolve_refs
 from agent.manager.control.services import check_spec, check_total
@@ -107,22 +108,27 @@ class StackAPI:
         nodes = {n.id: n for n in view.list(Node)}
         tasks = view.list(Task)
         ports = stored_allocation(view).ports
+        mine = SERVICES.select(
+            self._stack_services(view, str(args.get("stack"))), args.get("filters")
+        )
         return [
             service_row(s, tasks, nodes, ports.get(s.id, ()))
-            for s in self._stack_services(view, str(args.get("stack")))
+            for s in sorted(mine, key=lambda s: (s.name, s.id))
         ]
 
     async def ps(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        TASKS.parse(args.get("filters"))
         view = self.store.view()
         nodes = {n.id: n for n in view.list(Node)}
         mine = {s.id: s for s in self._stack_services(view, str(args.get("stack")))}
         now = self.clock()
         tasks = view.list(Task)
-        return [  # service by service (by name), each in `service ps` order
+        rows = [  # service by service (by name), each in `service ps` order
             task_row(t, s, nodes, now)
             for s in sorted(mine.values(), key=lambda s: s.name)
             for t in ps_order(t for t in tasks if t.service_id == s.id)
         ]
+        return TASKS.select(rows, args.get("filters"))
 
     async def rm(self, args: dict[str, Any]) -> dict[str, Any]:
         name = str(args.get("stack"))

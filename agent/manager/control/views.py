@@ -9,7 +9,7 @@ from typing import Any
 from agent.manager.reconcile.orchestrator import live, observed
 from agent.manager.reconcile.scheduler import UNPLACED
 from agent.manager.store import Node, NodeStatus, Service, Task
-from agent.model import TaskState, TaskStatus
+from agent.model import DesiredState, TaskState, TaskStatus
 from agent.model.spec import PortConfig
 from agent.model.stamps import parse_stamp
 
@@ -28,36 +28,41 @@ def service_row(
 ) -> dict[str, Any]:
     """``published``: the ports as the allocator gave them out (a dynamic port resolved);
     until it has, the spec's."""
-    kind, replicas = service.spec.mode.kind, service.spec.mode.replicas
+    mode = service.spec.mode
     mine = [t for t in tasks if t.service_id == service.id]
     running = sum(1 for t in mine if live(t) and observed(t) is TaskState.RUNNING)
-    if kind == "global":
-        desired = sum(
-            1
-            for t in mine
-            if live(t) and (n := nodes.get(t.node_id)) and n.status == NodeStatus.READY
-        )
-    elif kind == "global-job":
-        desired = sum(1 for t in mine if live(t))
-    else:
-        desired = replicas
     done = sum(
         1
         for t in mine
         if observed(t) is TaskState.COMPLETE and t.spec_version == service.spec_version
     )
+    if mode.kind == "global":
+        desired = sum(
+            1
+            for t in mine
+            if live(t) and (n := nodes.get(t.node_id)) and n.status == NodeStatus.READY
+        )
+    elif mode.kind == "global-job":  # the nodes still to complete
+        desired = sum(1 for t in mine if live(t) and observed(t) is not TaskState.COMPLETE)
+    elif mode.kind == "replicated-job":  # as many as may run at once, of those still to run
+        desired = max(0, min(mode.max_concurrent or mode.replicas, mode.replicas - done))
+    else:
+        desired = mode.replicas
     text = f"{running}/{desired}"
-    if kind.endswith("job"):
-        text += f" ({done}/{desired} completed)"
+    if mode.kind == "replicated-job":
+        text += f" ({done}/{mode.replicas} completed)"
+    elif mode.kind == "global-job":
+        text += f" ({done}/{desired + done} completed)"
     return {
         "id": service.id,
         "name": service.name,
-        "mode": kind,
+        "mode": mode.kind,
         "replicas": text,
         "running": running,
         "desired": desired,
         "completed": done,
         "image": service.spec.task_template.container.image,
+        "labels": dict(service.spec.labels),
         "ports": _ports(published or service.spec.endpoint_spec.ports),
         "spec_version": service.spec_version,
         "update_status": {} if service.update_status is None else service.update_status.to_dict(),
@@ -85,6 +90,7 @@ def task_row(
         "node_id": task.node_id,
         "node": node.hostname if node is not None else task.node_id,
         "desired_state": str(task.desired_state),
+        "desired": _desired(task, service, state),
         "state": state.value,
         "current_state": f"{state.value.capitalize()} {_ago(now - since)}",
         "message": status.message if status else "",
@@ -97,6 +103,14 @@ def task_row(
         "created": task.created,
         "updated": task.updated,
     }
+
+
+def _desired(task: Task, service: Service | None, state: TaskState) -> str:
+    """The desired state as Docker shows it: a job's task that completed is ``complete``."""
+    job = service is not None and service.spec.mode.kind.endswith("job")
+    if job and state is TaskState.COMPLETE and task.desired_state == DesiredState.RUNNING:
+        return "complete"
+    return str(task.desired_state)
 
 
 def _error(state: TaskState, status: TaskStatus | None) -> str:
