@@ -1,7 +1,7 @@
 """The `shoal` parser and its dispatch, and the commands too small for a module of their own.
 
-Each group of commands (`swarm`, `node`, `service`, `secret`/`config`, `stack`, `network`)
-adds itself to the parser with its module's ``register``; `cert`, `info`, `daemon` and
+Each group of commands (`swarm`, `node`, `service`, `secret`/`config`, `stack`, `network`,
+`events`) adds itself to the parser with its module's ``register``; `cert`, `info`, `daemon`,
 `version` live here.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import control
-from agent.cli import networks, nodes, secrets, services, stacks, swarm
+from agent.cli import events, networks, nodes, secrets, services, stacks, swarm
 from agent.cli.flagvalues import parse_duration
 from agent.cli.output import print_error, table
 from agent.cli.parser import ShoalParser
@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     secrets.register(sub, cmd)
     stacks.register(sub, cmd)
     networks.register(sub, cmd)
+    events.register(sub, cmd)
 
     cert = sub.add_parser("cert", help="certificates for people and tools").add_subparsers(
         dest="sub", metavar="COMMAND", required=True

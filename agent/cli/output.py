@@ -4,8 +4,9 @@
 ``--format`` takes what Docker's does: ``json`` for one JSON object per line, or a Go-template
 subset: ``{{.Name}}``, nested ``{{.Spec.Name}}``, ``{{json .}}``, ``{{upper .Name}}``, pipes
 (``{{.Name | lower}}``), ``\\t`` and ``\\n`` escapes, and a leading ``table`` that adds a header
-row and aligns tab-separated columns. A field is found under its own name or in snake_case, so
-``{{.CurrentState}}`` reads the key ``current_state``. Results carry no trailing newline.
+row and aligns tab-separated columns. A field is found under its own name, in snake_case or
+in lowerCamelCase, so ``{{.CurrentState}}`` reads the key ``current_state`` and
+``{{.TimeNano}}`` the key ``timeNano``. Results carry no trailing newline.
 """
 
 from __future__ import annotations
@@ -351,7 +352,7 @@ class Template:
 
 
 def _lookup(mapping: Mapping[str, Any], name: str) -> str | None:
-    for key in (name, _snake(name)):
+    for key in (name, _snake(name), name[:1].lower() + name[1:]):
         if key in mapping:
             return key
     return None
