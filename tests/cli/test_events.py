@@ -128,6 +128,8 @@ def test_json_and_templates_read_dockers_field_names() -> None:
     )
     template = "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Scope}} {{.TimeNano}}"
     assert renderer(template)(doc) == f"service create web swarm {T}"
+    dotted = '{{index .Actor.Attributes "state.new"}} {{index .Actor.Attributes "nope"}}|'
+    assert renderer(dotted)(TASK.to_dict()) == "running |"
 
 
 # the command, against a daemon stand-in ---------------------------------------------------
