@@ -4,9 +4,10 @@
 ``--format`` takes what Docker's does: ``json`` for one JSON object per line, or a Go-template
 subset: ``{{.Name}}``, nested ``{{.Spec.Name}}``, ``{{json .}}``, ``{{upper .Name}}``,
 ``{{index .Labels "a.b"}}``, pipes (``{{.Name | lower}}``), ``\\t`` and ``\\n`` escapes, and a
-leading ``table`` that adds a header row and aligns tab-separated columns. A field is found under its own name, in snake_case or
-in lowerCamelCase, so ``{{.CurrentState}}`` reads the key ``current_state`` and
-``{{.TimeNano}}`` the key ``timeNano``. Results carry no trailing newline.
+leading ``table`` that adds a header row and aligns tab-separated columns. A field is found
+under its own name, in snake_case or in lowerCamelCase, so ``{{.CurrentState}}`` reads the key
+``current_state`` and ``{{.TimeNano}}`` the key ``timeNano``. Results carry no trailing
+newline.
 """
 
 from __future__ import annotations
