@@ -342,6 +342,16 @@ class Daemon:
             "is_leader": bool(self.driver and self.driver.is_leader),
             "raft_term": self.driver.core.term if self.driver else None,
             "applied": self.driver.store.applied if self.driver else None,
+            **self._event_counts(),
+        }
+
+    def _event_counts(self) -> dict[str, int | None]:
+        """Events kept for `shoal events`, and those this leader published or dropped."""
+        m = self.manager
+        return {
+            "events_kept": len(m.events.recent) if m else None,
+            "events_published": m.leader.events.published if m else None,
+            "events_dropped": m.leader.events.dropped if m else None,
         }
 
     async def _cmd_unlock(self, args: dict[str, Any]) -> dict[str, Any]:

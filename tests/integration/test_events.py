@@ -118,6 +118,9 @@ async def test_service_create_is_an_event_on_the_topic_and_in_shoal_events(
         timeout=20,
     )
     assert out.stdout.splitlines() == ["service create web"], out.stdout
+    info = await asyncio.to_thread(c.info, c.manager)
+    assert info["events_published"] >= len(lines) and info["events_dropped"] == 0, info
+    assert info["events_kept"] >= len(lines), info
 
 
 async def test_a_worker_cannot_publish_on_the_events_topic(
