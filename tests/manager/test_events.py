@@ -366,3 +366,43 @@ async def test_the_leader_publishes_each_new_event_as_json_on_mon_events_not_ret
     doc = json.loads(payload)
     assert doc["Type"] == "service" and doc["Actor"]["Attributes"] == {"name": "web"}
     assert ClusterEvent.from_dict(doc).actor_id == "s1"
+
+
+async def test_every_manager_derives_the_same_events_at_the_same_times() -> None:
+    writer = Store(clock=lambda: T)
+    follower = Store(clock=lambda: T + 7)  # another manager, its clock a little off
+    index = 1
+
+    async def commit(data: bytes) -> int:
+        nonlocal index
+        index += 1
+        for s in (writer, follower):
+            s.apply(index, data)
+        return index
+
+    writer.proposer = commit
+    logs = [EventLog(s, clock=lambda: T + 10**9) for s in (writer, follower)]
+    tasks = [asyncio.create_task(log.run()) for log in logs]
+    await _settle()
+    try:
+        await _create(writer, "web", "s1")
+        await writer.update(lambda tx: tx.put(_task("pending")))
+        await _settle()
+    finally:
+        for task in tasks:
+            task.cancel()
+    kept = [list(log.recent) for log in logs]
+    assert kept[0] == kept[1] and [e.time_ns for e in kept[0]] == [T, T]
+    assert [(e.type, e.attributes["name"]) for e in kept[0]] == [
+        ("service", "web"),
+        ("task", "web.1"),
+    ]
+
+
+async def test_an_entry_that_does_not_say_when_it_was_written_takes_the_time_it_was_seen() -> None:
+    async with _running() as (_store, events, clock):
+        clock.now = T + 42
+        [ev] = events.take(
+            [Event("secret", "create", "x1", None, Secret(id="x1", name="k"))], Commit(9)
+        )
+    assert ev.time_ns == T + 42
