@@ -44,6 +44,7 @@ class _Feed:
     def __init__(self) -> None:
         self.queue: asyncio.Queue[ClusterEvent] = asyncio.Queue(maxsize=QUEUE)
         self.dropped = 0
+        self.ended = asyncio.Event()  # the log stopped: no more events will come
 
     def put(self, ev: ClusterEvent) -> None:
         try:
@@ -66,9 +67,18 @@ class EventLog:
         self.max_age_ns = max_age_ns
         self.recent: deque[ClusterEvent] = deque(maxlen=limit)
         self._feeds: set[_Feed] = set()
+        self.stopped = False  # run() ended: no more events
 
     # taking events in ----------------------------------------------------------------------
     async def run(self) -> None:
+        try:
+            await self._watch()
+        finally:  # the manager role stopped: followers hear no more, and are told
+            self.stopped = True
+            for feed in self._feeds:
+                feed.ended.set()
+
+    async def _watch(self) -> None:
         async with self.store.watch() as q:
             batch: list[Event] = []
             while True:
@@ -112,6 +122,8 @@ class EventLog:
     def feed(self) -> Iterator[_Feed]:
         """New events from now on, while the context lasts."""
         f = _Feed()
+        if self.stopped:
+            f.ended.set()
         self._feeds.add(f)
         try:
             yield f
@@ -144,9 +156,8 @@ class EventLog:
                 wait = None if until is None else (until - self.clock()) / 1e9
                 if wait is not None and wait <= 0:
                     return
-                try:
-                    first = await asyncio.wait_for(f.queue.get(), wait)
-                except TimeoutError:
+                first = await _next(f, wait)
+                if first is None:
                     return
                 got = [first]
                 while not f.queue.empty():
@@ -159,6 +170,23 @@ class EventLog:
                 dropped, f.dropped = f.dropped, 0
                 if shown or dropped:
                     yield {"events": shown, "dropped": dropped}
+
+
+async def _next(f: _Feed, wait: float | None) -> ClusterEvent | None:
+    """The feed's next event; None when `wait` seconds pass first. A `ShoalError` when the
+    log ends (this node stopped being a manager)."""
+    getting = asyncio.ensure_future(f.queue.get())
+    ending = asyncio.ensure_future(f.ended.wait())
+    try:
+        done, _ = await asyncio.wait({getting, ending}, timeout=wait, return_when="FIRST_COMPLETED")
+    finally:
+        for waiter in (getting, ending):
+            waiter.cancel()
+    if getting in done:
+        return getting.result()
+    if ending in done:
+        raise ShoalError("the events ended: this node is no longer a manager")
+    return None
 
 
 def _ns(args: dict[str, Any], key: str) -> int | None:

@@ -31,6 +31,7 @@ from agent.manager.store import (
     UpdateStatus,
     initial_snapshot,
 )
+from agent.model.errors import ShoalError
 from agent.model.events import ClusterEvent, EventFilter
 from agent.model.spec import ServiceMode
 from broker.errors import BrokerError
@@ -322,9 +323,9 @@ async def test_a_slow_follower_loses_new_events_and_is_told_how_many() -> None:
 
 async def test_bad_ranges_from_the_socket_are_refused_with_a_clear_error() -> None:
     async with _running() as (_store, events, _clock):
-        with pytest.raises(Exception, match="since must be nanoseconds"):
+        with pytest.raises(ShoalError, match="since must be nanoseconds"):
             await events.follow({"since": "yesterday"}).__anext__()
-        with pytest.raises(Exception, match="invalid filter 'colour'"):
+        with pytest.raises(ShoalError, match="invalid filter 'colour'"):
             await events.follow({"filters": {"colour": ["red"]}}).__anext__()
 
 
@@ -406,3 +407,18 @@ async def test_an_entry_that_does_not_say_when_it_was_written_takes_the_time_it_
             [Event("secret", "create", "x1", None, Secret(id="x1", name="k"))], Commit(9)
         )
     assert ev.time_ns == T + 42
+
+
+async def test_a_follower_is_told_when_this_node_stops_being_a_manager() -> None:
+    store = Store()
+    events = EventLog(store)
+    task = asyncio.create_task(events.run())
+    await _settle()
+    it = events.follow({})
+    waiting = asyncio.ensure_future(it.__anext__())
+    await _settle()
+    task.cancel()  # the manager role stops
+    with pytest.raises(ShoalError, match="no longer a manager"):
+        await asyncio.wait_for(waiting, 2)
+    with pytest.raises(ShoalError, match="no longer a manager"):  # and a new one at once
+        await asyncio.wait_for(events.follow({}).__anext__(), 2)
