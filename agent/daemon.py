@@ -181,6 +181,7 @@ class Daemon:
         if self.driver is None:
             return  # the manager role was refused (see _manager_failed)
         for coro in (
+            self.manager.events.run(),  # first: it sees the entries the driver replays
             self.driver.run(),
             self.manager.watch_forever(),
             self.manager.refresh_crl_forever(),
@@ -322,6 +323,15 @@ class Daemon:
 
         return disk_usage(self)
 
+    def _event_counts(self) -> dict[str, int | None]:
+        """Events kept for `shoal events`, and those this leader published or dropped."""
+        m = self.manager
+        return {
+            "events_kept": len(m.events.recent) if m else None,
+            "events_published": m.leader.events.published if m else None,
+            "events_dropped": m.leader.events.dropped if m else None,
+        }
+
     async def _cmd_unlock(self, args: dict[str, Any]) -> dict[str, Any]:
         self.lock.unlock(self.node.role, str(args.get("key", "")))
         return {"unlocked": True}
@@ -342,6 +352,11 @@ class Daemon:
         if args.get("follow"):
             return manager.logs.follow(manager.store.view, args)
         return await manager.logs.once(manager.store.view(), args)
+
+    async def _events(self, args: dict[str, Any]) -> Any:
+        """`shoal events`: an async iterator of batches of events (the control socket streams
+        them until the range ends or the caller goes away)."""
+        return self._need_manager().events.follow(args)
 
     async def _node_ls(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await self._need_manager().command("node-ls", args)

@@ -58,6 +58,7 @@ def node_info(d: Any) -> dict[str, Any]:
         "is_leader": bool(driver and driver.is_leader),
         "raft_term": driver.core.term if driver else None,
         "applied": driver.store.applied if driver else None,
+        **d._event_counts(),
     }
     running = sum(1 for st in status.values() if st.state is TaskState.RUNNING)
     info.update(

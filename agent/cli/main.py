@@ -1,8 +1,8 @@
 """The `shoal` parser and its dispatch, and the commands too small for a module of their own.
 
 Each group of commands (`swarm`, `node`, `service`, `secret`/`config`, `stack`, `network`,
-`system` with `info`) adds itself to the parser with its module's ``register``; `cert`,
-`daemon` and `version` live here.
+`system` with `info`, `events`) adds itself to the parser with its module's ``register``;
+`cert`, `daemon` and `version` live here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import control
-from agent.cli import inspect, networks, nodes, secrets, services, stacks, swarm, system
+from agent.cli import events, inspect, networks, nodes, secrets, services, stacks, swarm, system
 from agent.cli.flagvalues import parse_duration
 from agent.cli.output import print_error, table
 from agent.cli.parser import ShoalParser
@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     networks.register(sub, cmd)
     system.register(sub, cmd)
     inspect.register(sub, cmd)
+    events.register(sub, cmd)
 
     cert = sub.add_parser("cert", help="certificates for people and tools").add_subparsers(
         dest="sub", metavar="COMMAND", required=True

@@ -2,10 +2,12 @@
 (JSON, templates), and its error lines.
 
 ``--format`` takes what Docker's does: ``json`` for one JSON object per line, or a Go-template
-subset: ``{{.Name}}``, nested ``{{.Spec.Name}}``, ``{{json .}}``, ``{{upper .Name}}``, pipes
-(``{{.Name | lower}}``), ``\\t`` and ``\\n`` escapes, and a leading ``table`` that adds a header
-row and aligns tab-separated columns. A field is found under its own name or in snake_case, so
-``{{.CurrentState}}`` reads the key ``current_state``. Results carry no trailing newline.
+subset: ``{{.Name}}``, nested ``{{.Spec.Name}}``, ``{{json .}}``, ``{{upper .Name}}``,
+``{{index .Labels "a.b"}}``, pipes (``{{.Name | lower}}``), ``\\t`` and ``\\n`` escapes, and a
+leading ``table`` that adds a header row and aligns tab-separated columns. A field is found
+under its own name, in snake_case or in lowerCamelCase, so ``{{.CurrentState}}`` reads the key
+``current_state`` and ``{{.TimeNano}}`` the key ``timeNano``. Results carry no trailing
+newline.
 """
 
 from __future__ import annotations
@@ -181,7 +183,19 @@ _FUNCTIONS: dict[str, tuple[int, Callable[..., Any]]] = {
     "join": (2, lambda items, sep: _text(sep).join(_text(i) for i in items or ())),
     "split": (2, lambda text, sep: _text(text).split(_text(sep))),
     "truncate": (2, lambda text, n: _text(text)[: int(n)]),
+    "index": (2, lambda items, key: _index(items, key)),
 }
+
+
+def _index(items: Any, key: Any) -> Any:
+    """Go's ``index``: a map's value (none for a missing key) or a list's item."""
+    if isinstance(items, Mapping):
+        return items.get(key)
+    if isinstance(items, list | tuple) and isinstance(key, int) and -len(items) <= key < len(items):
+        return items[key]
+    raise ShoalError(f"template: index of {key!r}: not a key or an index of that value")
+
+
 _TOKEN = re.compile(
     r"""\s*(?:
         (?P<field>(?:\.[A-Za-z_][A-Za-z0-9_]*)+|\.)
@@ -377,7 +391,7 @@ class Template:
 
 
 def _lookup(mapping: Mapping[str, Any], name: str) -> str | None:
-    for key in (name, _snake(name)):
+    for key in (name, _snake(name), name[:1].lower() + name[1:]):
         if key in mapping:
             return key
     return None

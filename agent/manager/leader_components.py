@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.manager.dispatcher import Dispatcher, StatusLog
+from agent.manager.eventlog import EventLog, EventPublisher
 from agent.manager.monitor import Monitor
 from agent.manager.raftdriver import RaftDriver
 from agent.manager.reconcile.allocator_loop import AllocatorLoop
@@ -38,6 +39,7 @@ class LeaderComponents:
         statuses: StatusLog,
         cluster_id: str,
         fleet: FleetWatch | None = None,
+        events: EventLog | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -52,6 +54,7 @@ class LeaderComponents:
         self.dispatcher = Dispatcher(store, session, topics, statuses, cluster_id=cluster_id)
         self.updater = UpdaterLoop(store, clock=clock)
         self.monitor = Monitor(store, session, topics)
+        self.events = EventPublisher(events or EventLog(store), session, topics)
         self._task: asyncio.Task[None] | None = None
         self.watching = False  # serving, and the fleet watch started for this leadership
 
@@ -92,6 +95,7 @@ class LeaderComponents:
             self.dispatcher,
             self.updater,
             self.monitor,
+            self.events,
         ]
         while True:
             try:

@@ -28,6 +28,7 @@ from agent.manager.control.secrets import SecretsAPI
 from agent.manager.control.services import ControlAPI
 from agent.manager.control.stacks import StackAPI
 from agent.manager.dispatcher import StatusLog
+from agent.manager.eventlog import EventLog
 from agent.manager.forwarding import Forwarding
 from agent.manager.keys import DataKeyFile
 from agent.manager.leader_components import LeaderComponents
@@ -77,6 +78,7 @@ class Manager:
         self.statuses = StatusLog(session)
         self.runner = CommandRunner(store, driver)
         self.fleet = FleetWatch()
+        self.events = EventLog(store)
         self.leader = LeaderComponents(
             store=store,
             driver=driver,
@@ -85,6 +87,7 @@ class Manager:
             statuses=self.statuses,
             cluster_id=topics.cluster_id,
             fleet=self.fleet,
+            events=self.events,
         )
         self.on_unlock_key: Callable[[str], None] | None = None
         self._build_ca(broker_host, reload_broker, work_dir, kick_address, cluster_port)

@@ -92,13 +92,13 @@ def parse_stamped(data: bytes) -> list[LogLine]:
     return out
 
 
-def parse_since(text: str, now_ns: int) -> int:
-    """``--since`` as Docker takes it: an RFC 3339 timestamp (date only, or without zone, is
-    UTC), a Unix timestamp with optional fraction, or a duration back from now (``10m``,
-    ``1h30m``, ``90s``)."""
+def parse_since(text: str, now_ns: int, flag: str = "--since") -> int:
+    """``--since`` (or ``--until``: `flag`) as Docker takes it: an RFC 3339 timestamp (date
+    only, or without zone, is UTC), a Unix timestamp with optional fraction, or a duration
+    back from now (``10m``, ``1h30m``, ``90s``)."""
     value = text.strip()
     if not value:
-        raise ShoalError('invalid value "" for "--since": give a timestamp or a duration')
+        raise ShoalError(f'invalid value "" for "{flag}": give a timestamp or a duration')
     if _DURATION.sub("", value) == "" and _DURATION.match(value):
         total = sum(
             int(float(n) * _UNIT_NS[u]) for n, u in _DURATION.findall(value)
@@ -117,7 +117,7 @@ def parse_since(text: str, now_ns: int) -> int:
         if ns is not None:
             return ns
     raise ShoalError(
-        f'invalid value "{text}" for "--since": expected an RFC 3339 timestamp'
+        f'invalid value "{text}" for "{flag}": expected an RFC 3339 timestamp'
         " (2026-12-03T09:00:00Z), a Unix timestamp or a duration (10m, 1h30m)"
     )
 

@@ -48,6 +48,7 @@ _TABLE = (
     Command("force-new-cluster", _NODE, "_force_new_cluster"),
     Command("service-logs", _MANAGER, "_service_logs"),
     Command("system-df", _MANAGER, "_system_df"),
+    Command("events", _MANAGER, "_events"),
     Command("join-token", _LEADER, "swarm.join_token"),
     Command("swarm-update", _LEADER, "swarm.update"),
     Command("unlock-key", _LEADER, "swarm.unlock_key"),

@@ -41,6 +41,7 @@ _BUILDERS: dict[str, Callable[[Topics, str], list[str]]] = {
         t.mon("node", x, "tasks"),
         t.mon("service", x),
         t.mon("broker"),
+        t.mon("events"),
     ],
     "enroll_req": lambda t, x: [enroll_req(x)],
     "enroll_resp": lambda t, x: [enroll_resp(x)],

@@ -49,8 +49,11 @@ class Log:
         return self.index
 
 
+WRITTEN_AT = 1_796_300_000_000_000_000  # the writer's clock, ns
+
+
 def _store() -> tuple[Store, Log]:
-    s = Store()
+    s = Store(clock=lambda: WRITTEN_AT)
     log = Log(s)
     s.proposer = log
     return s, log
@@ -66,7 +69,7 @@ async def test_updates_are_seen_by_views_and_announced_to_watchers() -> None:
             and ev.action == "create"
             and ev.new == Node(id="n1", hostname="pi-1")
         )
-        assert q.get_nowait() == Commit(2)
+        assert q.get_nowait() == Commit(2, at=WRITTEN_AT)  # when its writer wrote it
     assert s.view().get(Node, "n1") == Node(id="n1", hostname="pi-1")
     assert s.view().version("node", "n1") == 2
 

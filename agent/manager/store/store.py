@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -72,7 +73,13 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class Commit:
+    """The end of one applied entry's events: its index, when its author wrote it (ns since
+    the epoch by the author's clock; 0 when the entry does not say), and whether the events
+    came from restoring a snapshot rather than from an entry."""
+
     index: int
+    at: int = 0
+    restored: bool = False
 
 
 class View:
@@ -147,12 +154,14 @@ class Tx(View):
         self._written[key] = None
         self.ops.append(("del", key[0], key[1], None))
 
-    def encode(self) -> bytes:
+    def encode(self, at: int = 0) -> bytes:
         entry: dict[str, Any] = {
             "tx": secrets.token_hex(8),
             "checks": [[k, i, v] for (k, i), v in sorted(self.checks.items())],
             "ops": [list(op) for op in self.ops],
         }
+        if at:
+            entry["at"] = at  # when it was written: when its events happened (see events.py)
         if self.request is not None:
             entry["req"] = list(self.request)
             if self.reply is not None:
@@ -164,7 +173,8 @@ Proposer = Callable[[bytes], Awaitable[int]]
 
 
 class Store:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], int] = time.time_ns) -> None:
+        self.clock = clock  # ns since the epoch: stamps the entries this store writes
         self._tables: Tables = {kind: {} for kind in KINDS}
         self._order: dict[str, list[str]] = {}  # sorted ids per kind; dropped when ids change
         self.applied = 0
@@ -203,7 +213,7 @@ class Store:
             result = fn(tx)
             if not tx.ops:
                 return result
-            outcome = await self._commit(tx.encode())
+            outcome = await self._commit(tx.encode(self.clock()))
             if outcome is None:
                 return result
             log.debug("transaction retried: %s", outcome)
@@ -241,6 +251,8 @@ class Store:
             tx = msgpack.unpackb(data, raw=False)
             checks, ops, tx_id = tx["checks"], tx["ops"], tx["tx"]
             request = _request_of(tx.get("req"))
+            at = tx.get("at", 0)
+            at = at if type(at) is int and at > 0 else 0
         except (ValueError, TypeError, KeyError, AttributeError, msgpack.UnpackException) as exc:
             log.error("skipping a malformed entry at %d: %s", index, exc)
             self.applied = index
@@ -270,7 +282,7 @@ class Store:
         if len(self._outcomes) > 10000:
             self._outcomes.pop(next(iter(self._outcomes)))
         self.applied = index
-        self._publish(events, index)
+        self._publish(events, Commit(index, at))
 
     def _write(self, index: int, staged: list[tuple[str, str, str, Any]]) -> list[Event]:
         events: list[Event] = []
@@ -316,7 +328,7 @@ class Store:
                     return f"{_NAME_TAKEN}{kind} {name}"
         return None
 
-    def _publish(self, events: Iterable[Event], index: int) -> None:
+    def _publish(self, events: Iterable[Event], commit: Commit) -> None:
         events = list(events)
         for q in self._watchers:
             kinds = q.kinds  # type: ignore[attr-defined]
@@ -324,7 +336,7 @@ class Store:
             if mine:
                 for e in mine:
                     q.put_nowait(e)
-                q.put_nowait(Commit(index))
+                q.put_nowait(commit)
 
     # snapshots -----------------------------------------------------------------------
     def snapshot(self) -> bytes:
@@ -375,7 +387,7 @@ class Store:
                             o,
                         )
                     )
-        self._publish(events, index)
+        self._publish(events, Commit(index, restored=True))
 
 
 def _request_of(raw: Any) -> tuple[str, str] | None:
