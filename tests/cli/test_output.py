@@ -173,11 +173,14 @@ def test_error_position_counts_lines() -> None:
         ("ok {{.Name}} {{", "template: :1: unclosed action"),
         ("{{}}", "template: :1: missing value for command"),
         ("{{ nope .Name }}", 'template: :1: function "nope" not defined'),
-        ("{{ .Name ! }}", 'template: :1: unexpected "!" in command'),
+        ("{{ .Name ! }}", "template: :1: unrecognized character in action: U+0021 '!'"),
         ("{{ | upper }}", "template: :1: missing command before |"),
         ('{{ .Name "x" }}', "template: :1: can't give argument to non-function .Name"),
         ("{{ .Name | .ID }}", "template: :1: can't give argument to non-function .ID"),
-        ("{{ join upper .Names }}", "template: :1: function 'upper' used as an argument"),
+        (
+            "{{ join upper .Names }}",
+            'template: :1:8: executing "" at <upper>: wrong number of args for upper: want 1 got 0',
+        ),
         ('{{ join .Names "\\q" }}', 'template: :1: malformed string "\\q"'),
     ],
 )
