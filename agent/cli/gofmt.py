@@ -263,18 +263,48 @@ def _quote(value: str) -> str:
 
 
 def table(lines: list[list[str]]) -> str:
-    """Cells padded to their column's width, 3 spaces apart; a line's last cell is not padded.
+    """Cells aligned as Docker's tab writer aligns them (Go's ``text/tabwriter`` with minimum
+    width 10 and padding 3): each column as wide as its widest cell plus 3, at least 10; a
+    line's last cell is not padded, and lines end without trailing spaces.
 
-    The first line is the header, when there is one; lines may have fewer cells than others.
+    A column spans a run of adjacent lines that have a cell in it (not counting each line's
+    last); a line with fewer cells ends the run, as in Go.
     """
-    widths: list[int] = []
-    for cells in lines:
-        for i, cell in enumerate(cells[:-1]):
-            if i == len(widths):
-                widths.append(0)
-            widths[i] = max(widths[i], len(cell))
-    out = []
-    for cells in lines:
-        padded = [cell.ljust(widths[i]) for i, cell in enumerate(cells[:-1])] + cells[-1:]
-        out.append("   ".join(padded).rstrip())
-    return "\n".join(out)
+    out = [""] * len(lines)
+    _columns(lines, out, [], 0, len(lines))
+    return "\n".join(line.rstrip(" ") for line in out)
+
+
+def _columns(
+    lines: list[list[str]], out: list[str], widths: list[int], start: int, stop: int
+) -> None:
+    column = len(widths)
+    first = start
+    this = start
+    while this < stop:
+        if column >= len(lines[this]) - 1:
+            this += 1
+            continue
+        _write(lines, out, widths, first, this)
+        first = this
+        width = _MIN_WIDTH
+        while this < stop and column < len(lines[this]) - 1:
+            width = max(width, len(lines[this][column]) + _PADDING)
+            this += 1
+        _columns(lines, out, [*widths, width], first, this)
+        first = this
+    _write(lines, out, widths, first, stop)
+
+
+def _write(
+    lines: list[list[str]], out: list[str], widths: list[int], start: int, stop: int
+) -> None:
+    for i in range(start, stop):
+        cells = lines[i]
+        out[i] = "".join(
+            cell.ljust(widths[j]) if j < len(widths) else cell for j, cell in enumerate(cells)
+        )
+
+
+_MIN_WIDTH = 10
+_PADDING = 3
