@@ -97,7 +97,12 @@ class Template:
         return _Run(self, row, header=False).output()
 
     def header(self) -> str:
-        return _Run(self, _Header(), header=True).output()
+        """The header row; as in Docker, a template failing on it leaves what it printed."""
+        run = _Run(self, _Header(), header=True)
+        try:
+            return run.output()
+        except TemplateError:
+            return "".join(run.out)
 
     def title(self, path: tuple[str, ...]) -> str:
         """A column's title: the listing's own for a field it has, else ``NODE ID`` style."""
@@ -222,10 +227,20 @@ class _Run:
         if isinstance(node, Field):
             return self.fields(node, dot, node.path)
         if isinstance(node, Var):
-            value = next(v for name, v in reversed(self.vars) if name == node.name)
-            return self.fields(node, value, node.path) if node.path else value
+            return (
+                self.fields(node, self.variable(node), node.path)
+                if node.path
+                else self.variable(node)
+            )
         value = self.pipeline(node.pipe, dot)
         return self.fields(node, value, node.path) if node.path else value
+
+    def variable(self, node: Var) -> Any:
+        for name, value in reversed(self.vars):
+            if name == node.name:
+                return value
+        # declared in an {{if}}'s body and read in its {{else}}, as Go allows
+        raise self.error(node, node.at, f"undefined variable: {node.name}")
 
     def fields(self, node: Field | Var | Sub, value: Any, path: tuple[str, ...]) -> Any:
         if self.header:

@@ -189,3 +189,14 @@ def test_a_bad_format_on_the_command_line_is_one_error_line_and_exit_1(
     )
     assert main(["service", "ls", "--format", "{{if .Name}}{{.Name | upper}}{{end}}"]) == 0
     assert capsys.readouterr().out == "WEB\n"
+
+
+def test_a_variable_declared_in_an_if_body_is_undefined_in_its_else_branch() -> None:
+    assert _error("{{if .Empty}}{{$y := 1}}{{else}}{{$y}}{{end}}", {"Empty": ""}) == (
+        'template: :1:34: executing "" at <$y>: undefined variable: $y'
+    )
+
+
+def test_a_table_header_failing_keeps_what_it_printed_and_the_rows_still_print() -> None:
+    template = Template(r"table {{.Name}}\t{{if eq .N 3}}three{{end}}")
+    assert template.render_all([ROW]) == "NAME\nweb       three"
