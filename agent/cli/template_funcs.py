@@ -120,6 +120,8 @@ def _kind(value: Any) -> str:
 
 
 def _eq(first: Any, *others: Any) -> bool:
+    if not others:
+        raise CallError("missing argument for comparison")
     for other in others:
         kinds = {_kind(first), _kind(other)}
         if "other" in kinds:
@@ -158,7 +160,10 @@ def _title(text: Any) -> str:
     out = []
     previous = " "
     for char in _string(text):
-        separator = not (previous.isalnum() or previous == "_")
+        if previous.isascii():
+            separator = not (previous.isalnum() or previous == "_")
+        else:
+            separator = previous.isspace()
         out.append(char.upper() if separator else char)
         previous = char
     return "".join(out)
@@ -178,7 +183,7 @@ FUNCTIONS: dict[str, Function] = {
     "and": Function(1, None, lambda *args: args[-1]),
     "or": Function(1, None, lambda *args: args[-1]),
     "not": Function(1, 1, lambda value: not truth(value)),
-    "eq": Function(2, None, _eq),
+    "eq": Function(1, None, _eq),
     "ne": Function(2, 2, lambda a, b: not _eq(a, b)),
     "lt": Function(2, 2, _less),
     "le": Function(2, 2, lambda a, b: _less(a, b) or _eq(a, b)),

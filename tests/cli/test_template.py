@@ -97,6 +97,11 @@ def test_a_malformed_template_is_refused_before_it_runs(fmt: str, message: str) 
             "for comparison",
         ),
         (
+            "{{eq .N}}",
+            'template: :1:2: executing "" at <eq .N>: error calling eq: missing argument for '
+            "comparison",
+        ),
+        (
             "{{lt .Args .N}}",
             'template: :1:2: executing "" at <lt .Args .N>: error calling lt: invalid type for '
             "comparison",
@@ -200,3 +205,8 @@ def test_a_variable_declared_in_an_if_body_is_undefined_in_its_else_branch() -> 
 def test_a_table_header_failing_keeps_what_it_printed_and_the_rows_still_print() -> None:
     template = Template(r"table {{.Name}}\t{{if eq .N 3}}three{{end}}")
     assert template.render_all([ROW]) == "NAME\nweb       three"
+
+
+def test_title_treats_ascii_punctuation_and_spaces_as_word_breaks_as_go_does() -> None:
+    out = Template('{{title "ab-cd_ef é\u2013gh\u00a0ij"}}').execute({})
+    assert out == "Ab-Cd_ef É\u2013gh\u00a0Ij"
