@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from agent.cli.output import human_duration
 from agent.model.stamps import parse_stamp
 
 __all__ = ["go_duration", "human_bytes", "human_since", "node_pretty", "service_pretty"]
@@ -48,27 +49,7 @@ def human_bytes(size: float) -> str:
 
 def human_since(stamp: str, now: float) -> str:
     """Docker's ``units.HumanDuration`` of the time since ``stamp``, with "ago"."""
-    s = max(now - parse_stamp(stamp, now), 0)
-    if s < 1:
-        text = "Less than a second"
-    elif s < 2:
-        text = "1 second"
-    elif s < 60:
-        text = f"{int(s)} seconds"
-    elif s < 3600:
-        minutes = int(s // 60)
-        text = "About a minute" if minutes == 1 else f"{minutes} minutes"
-    elif (hours := int(s / 3600 + 0.5)) < 48:
-        text = "About an hour" if hours == 1 else f"{hours} hours"
-    elif hours < 24 * 7 * 2:
-        text = f"{hours // 24} days"
-    elif hours < 24 * 30 * 2:
-        text = f"{hours // 24 // 7} weeks"
-    elif hours < 24 * 365 * 2:
-        text = f"{hours // 24 // 30} months"
-    else:
-        text = f"{hours // 24 // 365} years"
-    return f"{text} ago"
+    return f"{human_duration(max(now - parse_stamp(stamp, now), 0))} ago"
 
 
 def _labels(labels: Mapping[str, str]) -> list[str]:

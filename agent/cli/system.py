@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent import control
-from agent.cli.output import Template, render, table
+from agent.cli.output import Template, human_duration, render, table
 from agent.paths import DataDir
 
 __all__ = ["df_text", "human_duration", "human_size", "info_text", "register"]
@@ -34,30 +34,6 @@ def human_size(n: float) -> str:
         size /= 1000
         unit += 1
     return f"{size:.4g}{_UNITS[unit]}"
-
-
-def human_duration(seconds: float) -> str:
-    """A duration as Docker says it (``5 seconds``, ``About a minute``, ``3 months``)."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s < 60:
-        return "1 second" if s == 1 else f"{s} seconds"
-    minutes = s // 60
-    if minutes < 60:
-        return "About a minute" if minutes == 1 else f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds // 3600) // 24 // 365} years"
 
 
 # info ----------------------------------------------------------------------------------------

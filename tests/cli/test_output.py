@@ -33,11 +33,11 @@ ROWS = [
 COLUMNS = [("ID", "id"), ("NAME", "name"), ("CURRENT STATE", "current_state"), ("NODE", "node")]
 
 
-def test_default_table_aligns_columns_three_spaces_apart_without_trailing_spaces() -> None:
+def test_default_table_pads_columns_by_three_to_at_least_ten_without_trailing_spaces() -> None:
     assert render(ROWS, COLUMNS) == (
-        "ID         NAME   CURRENT STATE           NODE\n"
-        "abc        web    Running 2 minutes ago\n"
-        "defghijk   db     Pending                 edge-7"
+        "ID         NAME      CURRENT STATE           NODE\n"
+        "abc        web       Running 2 minutes ago\n"
+        "defghijk   db        Pending                 edge-7"
     )
 
 
@@ -46,7 +46,7 @@ def test_format_table_alone_is_the_default_table() -> None:
 
 
 def test_empty_table_still_has_its_header() -> None:
-    assert render([], COLUMNS) == "ID   NAME   CURRENT STATE   NODE"
+    assert render([], COLUMNS) == "ID        NAME      CURRENT STATE   NODE"
 
 
 def test_nested_values_in_a_table_cell_print_like_go() -> None:
@@ -140,7 +140,7 @@ def test_table_headers_come_from_the_columns_when_a_field_is_one_of_them() -> No
 
 
 def test_table_template_with_no_rows_prints_the_header() -> None:
-    assert render([], COLUMNS, r"table {{.ID}}\t{{.Name}}") == "ID   NAME"
+    assert render([], COLUMNS, r"table {{.ID}}\t{{.Name}}") == "ID        NAME"
 
 
 def test_missing_field_names_the_field() -> None:
@@ -173,11 +173,14 @@ def test_error_position_counts_lines() -> None:
         ("ok {{.Name}} {{", "template: :1: unclosed action"),
         ("{{}}", "template: :1: missing value for command"),
         ("{{ nope .Name }}", 'template: :1: function "nope" not defined'),
-        ("{{ .Name ! }}", 'template: :1: unexpected "!" in command'),
+        ("{{ .Name ! }}", "template: :1: unrecognized character in action: U+0021 '!'"),
         ("{{ | upper }}", "template: :1: missing command before |"),
         ('{{ .Name "x" }}', "template: :1: can't give argument to non-function .Name"),
         ("{{ .Name | .ID }}", "template: :1: can't give argument to non-function .ID"),
-        ("{{ join upper .Names }}", "template: :1: function 'upper' used as an argument"),
+        (
+            "{{ join upper .Names }}",
+            'template: :1:8: executing "" at <upper>: wrong number of args for upper: want 1 got 0',
+        ),
         ('{{ join .Names "\\q" }}', 'template: :1: malformed string "\\q"'),
     ],
 )

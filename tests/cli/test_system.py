@@ -175,10 +175,10 @@ USAGE: dict[str, Any] = {
 
 def test_df_prints_dockers_summary_table() -> None:
     assert df_text(USAGE).splitlines() == [
-        "TYPE       TOTAL   ACTIVE   SIZE   RECLAIMABLE",
-        "Services   2       1        2kB    0B (0%)",
-        "Secrets    2       1        400B   100B (25%)",
-        "Configs    0       0        0B     0B",
+        "TYPE       TOTAL     ACTIVE    SIZE      RECLAIMABLE",
+        "Services   2         1         2kB       0B (0%)",
+        "Secrets    2         1         400B      100B (25%)",
+        "Configs    0         0         0B        0B",
     ]
 
 
@@ -199,8 +199,8 @@ def test_df_formats_rows_with_dockers_field_names() -> None:
 
 def test_df_verbose_lists_services_tasks_by_state_and_raft_files() -> None:
     text = df_text(USAGE, verbose=True)
-    assert "Services space usage:\n\nNAME   MODE         TASKS   RUNNING   SIZE\n" in text
-    assert "web    replicated   4       3         1.5kB" in text
+    assert "Services space usage:\n\nNAME      MODE         TASKS     RUNNING   SIZE\n" in text
+    assert "web       replicated   4         3         1.5kB" in text
     assert "STATE     COUNT\nfailed    1\nrunning   3" in text
     assert "wal/0001.seg     54.84kB\nsnap/0001.snap   2.63kB" in text
     assert json.loads(df_text(USAGE, verbose=True, fmt="json")) == USAGE
