@@ -10,7 +10,14 @@ from agent import control
 from agent.cli.flagvalues import parse_labels
 from agent.cli.output import for_each, format_inspect, inspect_json, render
 from agent.cli.pretty import node_pretty
-from agent.cli.services import TASK_COLUMNS, TASK_FILTERS, filter_flag, listing_flags, task_rows
+from agent.cli.services import (
+    TASK_COLUMNS,
+    TASK_FIELDS,
+    TASK_FILTERS,
+    filter_flag,
+    listing_flags,
+    task_rows,
+)
 from agent.paths import DataDir
 
 __all__ = ["register"]
@@ -34,7 +41,8 @@ def cmd_node_ls(a: argparse.Namespace, data: DataDir) -> int:
         for n in nodes:
             for key in ("id_mark", "status_text", "availability_text"):
                 del n[key]
-    print(render(nodes, columns, a.format, quiet_key="id", quiet=a.quiet))
+    shown = {"Status": "status_text", "Availability": "availability_text"}
+    print(render(nodes, columns, a.format, quiet_key="id", quiet=a.quiet, fields=shown))
     return 0
 
 
@@ -73,7 +81,7 @@ def cmd_node_ps(a: argparse.Namespace, data: DataDir) -> int:
             ref = control.call(data.socket, "info")["node_id"]
         args = {"node": ref, "filters": a.filter or []}
         out += task_rows(control.call(data.socket, "node-ps", args), no_trunc=a.no_trunc)
-    print(render(out, TASK_COLUMNS, a.format, quiet_key="id", quiet=a.quiet))
+    print(render(out, TASK_COLUMNS, a.format, quiet_key="id", quiet=a.quiet, fields=TASK_FIELDS))
     return 0
 
 

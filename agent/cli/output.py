@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from agent.cli.gofmt import plain, table, text, to_json
@@ -37,8 +37,13 @@ def render(
     fmt: str | None = None,
     quiet_key: str | None = None,
     quiet: bool = False,
+    fields: Mapping[str, str] | None = None,
 ) -> str:
-    """``rows`` as a table of ``columns`` (HEADER, key), ids only, JSON lines or a template."""
+    """``rows`` as a table of ``columns`` (HEADER, key), ids only, JSON lines or a template.
+
+    ``fields`` names Docker's template fields whose value is another key of the row (the
+    value as the table shows it: ``{{.Status}}`` is ``Ready`` where the JSON says ``ready``).
+    """
     if quiet:
         if quiet_key is None:
             raise ValueError("quiet output needs a quiet_key")
@@ -49,7 +54,9 @@ def render(
     if fmt.strip() == "json":
         return "\n".join(to_json(row) for row in rows)
     template = Template(fmt, headers={key: title for title, key in columns})
-    return template.render_all([plain(row) for row in rows])
+    shown = dict(fields or {})
+    views = [{**row, **{f: row.get(k) for f, k in shown.items()}} for row in rows]
+    return template.render_all([plain(row) for row in views])
 
 
 def inspect_json(objs: Sequence[Any]) -> str:

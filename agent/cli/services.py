@@ -21,6 +21,7 @@ from agent.paths import DataDir
 __all__ = [
     "SERVICE_COLUMNS",
     "TASK_COLUMNS",
+    "TASK_FIELDS",
     "TASK_FILTERS",
     "fetch",
     "filter_flag",
@@ -47,6 +48,7 @@ TASK_COLUMNS = [
     ("ERROR", "error_text"),
     ("PORTS", "ports"),
 ]
+TASK_FIELDS = {"DesiredState": "desired"}  # as the table shows it: Running, Shutdown, Complete
 
 
 def _call(data: DataDir, cmd: str, args: dict[str, Any] | None = None) -> Any:
@@ -172,7 +174,7 @@ def cmd_service_ps(a: argparse.Namespace, data: DataDir) -> int:
     for ref in a.services:
         tasks = _call(data, "service-ps", {"service": ref, "filters": a.filter or []})
         out += task_rows(tasks, no_trunc=a.no_trunc)
-    print(render(out, TASK_COLUMNS, a.format, quiet_key="id", quiet=a.quiet))
+    print(render(out, TASK_COLUMNS, a.format, quiet_key="id", quiet=a.quiet, fields=TASK_FIELDS))
     return 0
 
 

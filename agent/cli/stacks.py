@@ -13,7 +13,14 @@ from agent import control
 from agent.cli.convergence import follow
 from agent.cli.flagvalues import parse_bool
 from agent.cli.output import for_each, print_error, render
-from agent.cli.services import TASK_COLUMNS, TASK_FILTERS, fetch, filter_flag, task_rows
+from agent.cli.services import (
+    TASK_COLUMNS,
+    TASK_FIELDS,
+    TASK_FILTERS,
+    fetch,
+    filter_flag,
+    task_rows,
+)
 from agent.model.errors import ShoalError
 from agent.paths import DataDir
 
@@ -85,7 +92,7 @@ def cmd_stack_ps(a: argparse.Namespace, data: DataDir) -> int:
     tasks = control.call(data.socket, "stack-ps", {"stack": a.stack, "filters": a.filter or []})
     tasks.sort(key=lambda t: t["service"])  # stable: each service's tasks keep their order
     rows = task_rows(tasks, no_trunc=a.no_trunc)
-    print(render(rows, TASK_COLUMNS, a.format, quiet_key="id", quiet=a.quiet))
+    print(render(rows, TASK_COLUMNS, a.format, quiet_key="id", quiet=a.quiet, fields=TASK_FIELDS))
     return 0
 
 

@@ -222,3 +222,17 @@ def test_format_inspect_without_a_template_is_inspect_json() -> None:
     objs = [{"id": "1"}]
     assert format_inspect(objs, None) == inspect_json(objs)
     assert format_inspect(objs, "json") == inspect_json(objs)
+
+
+def test_templates_read_docker_fields_as_the_table_shows_them_while_json_keeps_the_row() -> None:
+    rows = [{"id": "n1", "status": "ready", "status_text": "Ready"}]
+    columns = [("ID", "id"), ("STATUS", "status_text")]
+    shown = {"Status": "status_text"}
+    assert render(
+        rows, columns, '{{.Status}} {{if eq .Status "Ready"}}up{{end}}', fields=shown
+    ) == ("Ready up")
+    assert render(rows, columns, "table {{.ID}}\t{{.Status}}", fields=shown).splitlines() == [
+        "ID        STATUS",
+        "n1        Ready",
+    ]
+    assert '"status":"ready"' in render(rows, columns, "json", fields=shown)
