@@ -1,7 +1,7 @@
 """shoal against Docker Swarm, side by side: same machine, same engine, same containers.
 
-    python bench/swarm_compare.py [--quick] [--rounds K] [--sizes 1,5,10,25,50]
-                                  [--scale 10,25] [--no-scale] [--no-replace] [--no-update]
+    python bench/swarm_compare.py [--quick] [--rounds K] [--sizes 1,5,10,20,25,50]
+                                  [--scale 10,20,25] [--no-scale] [--no-replace] [--no-update]
                                   [--restart-delay 5s] [--poll cli|socket]
                                   [--swarm-image id|tag] [--timeout 300]
 
@@ -10,8 +10,8 @@ Docker Swarm (`docker swarm init --advertise-addr 127.0.0.1`) on the same Docker
 times the same operations on both, from issuing the command (`--detach`) to the state it asks
 for, as each orchestrator reports it:
 
-  create N      `service create --replicas N` until N tasks run (N = 1, 5, 10, 25, 50)
-  scale N->2N   `service scale NAME=2N` until 2N tasks run (N = 10, 25)
+  create N      `service create --replicas N` until N tasks run (N = 1, 5, 10, 20, 25, 50)
+  scale N->2N   `service scale NAME=2N` until 2N tasks run (N = 10, 20, 25)
   replace       with 5 tasks running, `docker kill` one container; until 5 run again, none of
                 them the killed task (the restart delay counts: 5 s, Swarm's default)
   update 10     `service update --env-add X=2 --update-parallelism 2 --update-delay 0s` of 10
@@ -25,8 +25,13 @@ registry), so by default Swarm gets the image's id, which it never pulls: Swarm 
 shoal is polled with `shoal service ps --format json` (and `service inspect`), or, with
 `--poll socket`, with the same listings read straight from the daemon's control socket (no
 interpreter start per poll); Swarm with `docker service ps` (and `docker service inspect`).
-The target is shoal/swarm <= 0.7 on every row. The engine is left as it was found: the swarm is
-left, every service and container made here removed, the shoal daemon and its broker stopped.
+Beside both, the create and scale rows measure the engine's floor: the same containers started
+straight on the engine, with the docker driver's create body and start concurrency and no
+orchestrator (bench/engine_floor.py says how). Each row prints shoal/floor and shoal/swarm;
+the rounds of a row interleave the three, in an order turned each round, and the median is
+shown. The targets: shoal/swarm <= 0.7 and shoal/floor <= 1.15 on every row. The engine is
+left as it was found: the swarm is left, every service and container made here removed, the
+shoal daemon and its broker stopped.
 """
 
 from __future__ import annotations
@@ -43,18 +48,22 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent import control  # noqa: E402
 from agent.model.errors import ShoalError  # noqa: E402
+from agent.worker.executor import START_CONCURRENCY  # noqa: E402
+from bench.engine_floor import Floor  # noqa: E402
 from tests.harness import free_ports  # noqa: E402
 
 IMAGE = "shoal/busybox:latest"
 COMMAND = ("sleep", "3600")
-TARGET = 0.7
+TARGET = 0.7  # shoal/swarm
+FLOOR_TARGET = 1.15  # shoal/floor
+GRACE_S = 1
 POLL = 0.075  # seconds between polls
 
 
@@ -95,7 +104,7 @@ def timed(issue: Callable[[], None], done: Callable[[], bool], timeout: float) -
 
 
 def common_flags(restart_delay: str) -> list[str]:
-    return ["--init", "--stop-grace-period", "1s", "--restart-delay", restart_delay]
+    return ["--init", "--stop-grace-period", f"{GRACE_S}s", "--restart-delay", restart_delay]
 
 
 # shoal ---------------------------------------------------------------------------------------
@@ -384,6 +393,12 @@ def row_scale(side: Side, name: str, n: int, timeout: float) -> float:
         side.remove(name)
 
 
+FLOOR_ROWS: dict[Callable[..., float], Callable[[Floor, str, int], float]] = {
+    row_create: Floor.create,
+    row_scale: Floor.scale,
+}
+
+
 def row_replace(side: Side, name: str, n: int, timeout: float) -> float:
     try:
         side.create(name, n)
@@ -430,10 +445,16 @@ def image_ref(kind: str) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="create N=1,5,10 only; no scale rows")
-    ap.add_argument("--rounds", type=int, default=1, help="median of K rounds (default 1)")
-    ap.add_argument("--sizes", default="1,5,10,25,50", help="replica counts of the create rows")
-    ap.add_argument("--scale", default="10,25", help="N of the scale N->2N rows (default 10,25)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="create 1 and 20, scale 10->20 and 20->40, 3 rounds; no replace or update row",
+    )
+    ap.add_argument("--rounds", type=int, help="median of K rounds (default 1; 3 with --quick)")
+    ap.add_argument("--sizes", default="1,5,10,20,25,50", help="replica counts of the create rows")
+    ap.add_argument(
+        "--scale", default="10,20,25", help="N of the scale N->2N rows (default 10,20,25)"
+    )
     ap.add_argument("--no-scale", action="store_true", help="skip the scale rows")
     ap.add_argument("--no-replace", action="store_true", help="skip the killed-container row")
     ap.add_argument("--no-update", action="store_true", help="skip the rolling-update row")
@@ -455,8 +476,12 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=300, help="seconds allowed per row")
     a = ap.parse_args()
 
-    sizes = [1, 5, 10] if a.quick else [int(x) for x in a.sizes.split(",") if x]
-    scales = [] if a.quick or a.no_scale else [int(x) for x in a.scale.split(",") if x]
+    sizes = [1, 20] if a.quick else [int(x) for x in a.sizes.split(",") if x]
+    scales = [] if a.no_scale else [10, 20] if a.quick else [int(x) for x in a.scale.split(",")]
+    if a.quick:
+        a.no_replace = a.no_update = True
+    if a.rounds is None:
+        a.rounds = 3 if a.quick else 1
     state = docker("info", "--format", "{{.Swarm.LocalNodeState}}").strip()
     if state != "inactive":
         print(f"this engine is already in a swarm ({state}): not touching it", file=sys.stderr)
@@ -465,7 +490,9 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="shoal-swarm-compare-"))
     shoal = Shoal(tmp, a.poll, a.restart_delay)
     swarm = Swarm(image_ref(a.swarm_image), a.restart_delay)
-    results: list[tuple[str, float | None, float | None]] = []
+    floor = Floor(IMAGE, COMMAND, GRACE_S, "X=1")
+    sides: dict[str, Side] = {"shoal": shoal, "swarm": swarm}
+    results: list[Row] = []
     try:
         print(machine())
         print(
@@ -475,6 +502,10 @@ def main() -> int:
         print(
             f"swarm image: {swarm.image} ({a.swarm_image}), --no-resolve-image --detach;"
             f" shoal polled via {a.poll}; rounds: {a.rounds} (median)"
+        )
+        print(
+            f"floor: the driver's create body straight to the engine through its API (aiodocker),"
+            f" {START_CONCURRENCY} create+start at once as the driver does"
         )
         print(f"shoal data dir: {shoal.data}\n", flush=True)
         shoal.start()
@@ -491,51 +522,92 @@ def main() -> int:
         width = max(len(label) for label, _, _ in plan)
         serial = 0
         for label, row, n in plan:
-            got: dict[str, list[float]] = {"shoal": [], "swarm": []}
-            failed: dict[str, bool] = {"shoal": False, "swarm": False}
-            for _ in range(a.rounds):
-                for side in (shoal, swarm):
+            got: dict[str, list[float]] = {"shoal": [], "floor": [], "swarm": []}
+            failed: dict[str, bool] = {"shoal": False, "floor": False, "swarm": False}
+            on_floor = FLOOR_ROWS.get(row)
+            for k in range(a.rounds):
+                # interleaved, and the order turned each round, so load falls on all alike
+                order: list[str] = ["shoal", "swarm"] + (["floor"] if on_floor else [])
+                order = order[k % len(order) :] + order[: k % len(order)]
+                for side in order:
                     serial += 1
                     name = f"cmp{serial}-{label.split()[0]}{n}"
                     try:
-                        got[side.label].append(row(side, name, n, a.timeout))
+                        if side == "floor":
+                            assert on_floor is not None
+                            got[side].append(on_floor(floor, name, n))
+                        else:
+                            got[side].append(row(sides[side], name, n, a.timeout))
                     except Timeout:
-                        failed[side.label] = True
+                        failed[side] = True
             values = [
                 None if failed[k] or not got[k] else statistics.median(got[k])
-                for k in ("shoal", "swarm")
+                for k in ("shoal", "floor", "swarm")
             ]
-            results.append((label, values[0], values[1]))
-            print(line(label, values[0], values[1], width), flush=True)
-
-        missed = [
-            (label, x, y) for label, x, y in results if x is None or y is None or x / y > TARGET
-        ]
+            results.append(Row(label, values[0], values[1], values[2]))
+            print(line(results[-1], width), flush=True)
         print()
-        if not missed:
-            print(f"summary: target shoal/swarm <= {TARGET} on every row: met on all rows")
-        else:
-            why = ", ".join(
-                f"{label} ({'timeout' if x is None or y is None else f'{x / y:.2f}'})"
-                for label, x, y in missed
-            )
-            print(
-                f"summary: target shoal/swarm <= {TARGET} on every row: missed on "
-                f"{len(missed)} of {len(results)} rows: {why}"
-            )
+        print(summary(results))
     finally:
         try:
             shoal.stop()
         finally:
-            swarm.stop()
+            try:
+                swarm.stop()
+            finally:
+                floor.stop()
     return 0
 
 
-def line(label: str, x: float | None, y: float | None, width: int) -> str:
-    sx = f"{x:6.2f} s" if x is not None else "timeout "
-    sy = f"{y:6.2f} s" if y is not None else "timeout "
-    ratio = f"{x / y:.2f}" if x is not None and y is not None else "-"
-    return f"{label:<{width}}  shoal {sx}  swarm {sy}  ratio {ratio}"
+class Row(NamedTuple):
+    label: str
+    shoal: float | None
+    floor: float | None
+    swarm: float | None
+
+
+def _secs(x: float | None) -> str:
+    return f"{x:6.2f} s" if x is not None else "timeout "
+
+
+def _ratio(x: float | None, y: float | None) -> str:
+    return f"{x / y:.2f}" if x is not None and y is not None else "-"
+
+
+def line(r: Row, width: int) -> str:
+    floor = f"floor {_secs(r.floor)}" if r.floor is not None else f"floor {'-':>8}"
+    return (
+        f"{r.label:<{width}}  shoal {_secs(r.shoal)}  {floor}  swarm {_secs(r.swarm)}"
+        f"  shoal/floor {_ratio(r.shoal, r.floor):>4}  shoal/swarm {_ratio(r.shoal, r.swarm)}"
+    )
+
+
+def _missed(pairs: list[tuple[str, float | None, float | None]], target: float) -> list[str]:
+    return [
+        f"{label} ({'timeout' if x is None or y is None else f'{x / y:.2f}'})"
+        for label, x, y in pairs
+        if x is None or y is None or x / y > target
+    ]
+
+
+def summary(rows: list[Row]) -> str:
+    out = []
+    for what, target, pairs in (
+        ("shoal/floor", FLOOR_TARGET, [(r.label, r.shoal, r.floor) for r in rows if r.floor]),
+        ("shoal/swarm", TARGET, [(r.label, r.shoal, r.swarm) for r in rows]),
+    ):
+        if not pairs:
+            continue
+        missed = _missed(pairs, target)
+        ratios = [x / y for _, x, y in pairs if x is not None and y is not None]
+        mid = f"median {statistics.median(ratios):.2f}, worst {max(ratios):.2f}; " if ratios else ""
+        verdict = (
+            "met on all rows"
+            if not missed
+            else f"missed on {len(missed)} of {len(pairs)} rows: {', '.join(missed)}"
+        )
+        out.append(f"summary: {what} {mid}target <= {target} on every row: {verdict}")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

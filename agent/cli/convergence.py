@@ -192,7 +192,7 @@ def follow(
     *,
     expect: str = "",
     out: TextIO = sys.stdout,
-    poll: float = 0.3,
+    poll: float = 0.1,
     timeout: float = 600.0,
 ) -> int:
     """Print progress until the service converges (0) or cannot (1, with the reason)."""

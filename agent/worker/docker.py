@@ -74,6 +74,12 @@ class DockerDriver:
         self._kill_timeout = kill_timeout
         # Set by the node agent: wires containers of tasks that join networks into them.
         self.network: ContainerNetwork | None = None
+        # The container each task was started in here, so following a task just started
+        # costs no listing of the engine's containers (a lookup by label is the engine's
+        # dearest read, and it slows the starts beside it).
+        self._started: dict[str, str] = {}
+        # One look at an image for all the tasks preparing at once (a service's replicas).
+        self._image_checks: dict[str, asyncio.Future[None]] = {}
 
     def _client(self) -> aiodocker.Docker:
         if self._docker is None:
@@ -149,6 +155,15 @@ class DockerDriver:
         self._dirs.write(a, secrets, configs)  # no await: a cancelled prepare leaves no files
 
     async def _ensure_image(self, image: str) -> None:
+        """Present, or pulled; tasks preparing at once with the same image share one check."""
+        check = self._image_checks.get(image)
+        if check is None:
+            check = asyncio.ensure_future(self._check_image(image))
+            self._image_checks[image] = check
+            check.add_done_callback(lambda _: self._image_checks.pop(image, None))
+        await asyncio.shield(check)
+
+    async def _check_image(self, image: str) -> None:
         import aiohttp
         from aiodocker.exceptions import DockerError
 
@@ -196,6 +211,7 @@ class DockerDriver:
                     if exc.status == 409 and attempt == 0:
                         existing = await self._existing(name, a)
                         if existing is not None:
+                            self._started[a.task_id] = existing
                             return existing
                         continue
                     if exc.status == 404 or "bind source path does not exist" in exc.message:
@@ -213,6 +229,7 @@ class DockerDriver:
                 with _translate(f"remove container {name}"):
                     await container.delete(force=True, v=True)
             raise _start_error(a, name, exc) from exc.__cause__
+        self._started[a.task_id] = container.id
         if resolv is not None:
             await self._observe(container)  # wires the container into its networks
         return container.id
@@ -258,11 +275,22 @@ class DockerDriver:
         running = [c for c in found if c["State"] == "running"]
         return (running or found)[0]
 
+    async def _follow(self, ref: TaskRef) -> DockerContainer | None:
+        """The task's container: the one started here, else the one its labels name."""
+        known = self._started.get(ref.task_id)
+        if known is not None:
+            return self._client().containers.container(known)
+        return await self._find(ref)
+
     async def inspect(self, a: TaskRef) -> Observation:
-        container = await self._find(a)
+        container = await self._follow(a)
         if container is None:
             return Observation("missing")
-        return await self._observe(container)
+        obs = await self._observe(container)
+        if obs.state == "missing" and a.task_id in self._started:
+            del self._started[a.task_id]  # gone: look again by label
+            return await self.inspect(a)
+        return obs
 
     async def _observe(self, container: DockerContainer) -> Observation:
         from aiodocker.exceptions import DockerError
@@ -302,7 +330,7 @@ class DockerDriver:
     async def wait(self, a: TaskRef) -> Observation:
         from aiodocker.exceptions import DockerError
 
-        container = await self._find(a)
+        container = await self._follow(a)
         if container is None:
             return Observation("missing")
         with _translate(f"wait for the container of task {a.task_id}"):
@@ -311,7 +339,10 @@ class DockerDriver:
             except DockerError as exc:
                 if exc.status != 404:
                     raise
-        return await self._observe(container)
+        obs = await self._observe(container)
+        if obs.state == "missing":
+            self._started.pop(a.task_id, None)
+        return obs
 
     # -- stop / remove ---------------------------------------------------------------------
 
@@ -355,6 +386,7 @@ class DockerDriver:
                 except DockerError as exc:
                     if exc.status not in (404, 409):  # gone, or removal already in progress
                         raise
+        self._started.pop(a.task_id, None)
         self._dirs.remove(a.node_id, a.task_id)
 
     async def adopt(self) -> list[Owned]:

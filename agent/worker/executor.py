@@ -52,13 +52,14 @@ from agent.worker.driver import Driver, Observation, Owned
 from agent.worker.saved import load_saved, save_assignments
 from agent.worker.taskfiles import NO_FILES, KeyLoader, TaskFiles
 
-__all__ = ["Executor", "Report"]
+__all__ = ["START_CONCURRENCY", "Executor", "Report"]
 
 log = logging.getLogger("shoal.worker.executor")
 
 Report = Callable[[TaskStatus], Awaitable[None] | None]
 Goal = Literal["run", "shutdown", "remove", "forget"]
 _GOALS: dict[str, Goal] = {"running": "run", "shutdown": "shutdown", "remove": "remove"}
+START_CONCURRENCY = 8  # tasks being created and started on the runtime at once
 
 
 @dataclass(slots=True, eq=False)
@@ -82,7 +83,7 @@ class Executor:
         cluster_id: str,
         local_restarts: bool | Callable[[], bool] = True,
         key_loader: KeyLoader | None = None,
-        start_concurrency: int = 8,
+        start_concurrency: int = START_CONCURRENCY,
         default_grace: float = 10.0,
         before_stop: Callable[[str], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.time,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 from typing import Any
@@ -284,3 +285,53 @@ async def test_offline_agent_starts_a_task_whose_container_is_gone(
         again = await rec2.wait_state(a.task_id, S.RUNNING)
     assert again.container_id != first.container_id
     assert rec2.states(a.task_id) == [S.PREPARING, S.STARTING, S.RUNNING]
+
+
+class _Counting:
+    """Counts the calls to one method of a real aiodocker object, passing them through."""
+
+    def __init__(self, target: Any, name: str) -> None:
+        self.calls = 0
+        real = getattr(target, name)
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return await real(*args, **kwargs)
+
+        setattr(target, name, counted)
+
+
+async def test_following_a_task_started_here_lists_no_containers(dk: DockerCluster) -> None:
+    driver = dk.driver()
+    a = dk.sleeper()
+    await driver.prepare(a)
+    started = await driver.start(a)
+    listing = _Counting(driver._client().containers, "list")
+    obs = await driver.inspect(a)
+    assert (obs.state, obs.runtime_id) == ("running", started)
+    assert listing.calls == 0
+    await driver.stop(a, 1.0)
+    assert (await driver.wait(a)).state == "exited"
+
+
+async def test_container_removed_under_a_started_task_is_missing_then_found_again(
+    dk: DockerCluster, engine: Any
+) -> None:
+    driver = dk.driver()
+    a = dk.sleeper()
+    await driver.prepare(a)
+    first = await driver.start(a)
+    await (await engine.containers.get(first)).delete(force=True)
+    assert (await driver.inspect(a)).state == "missing"
+    second = await driver.start(a)
+    assert second != first
+    assert (await driver.inspect(a)).runtime_id == second
+
+
+async def test_tasks_preparing_at_once_look_at_their_image_once(dk: DockerCluster) -> None:
+    driver = dk.driver()
+    looks = _Counting(driver._client().images, "inspect")
+    await asyncio.gather(*(driver.prepare(dk.sleeper()) for _ in range(5)))
+    assert looks.calls == 1
+    await driver.prepare(dk.sleeper())  # later: the image is looked at again (it may be gone)
+    assert looks.calls == 2
