@@ -69,13 +69,28 @@ def cmd_daemon(a: argparse.Namespace, data: DataDir) -> int:
     return run_foreground(data)
 
 
-def cmd_version(a: argparse.Namespace, data: DataDir) -> int:
+def version_text() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        print(f"shoal {version('shoal')}")
+        return f"shoal {version('shoal')}"
     except PackageNotFoundError:
-        print("shoal (not installed)")
+        return "shoal (not installed)"
+
+
+class _Version(argparse.Action):
+    """``shoal --version``, as ``docker --version``: the version, then exit."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kw: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kw: Any) -> None:
+        print(version_text())
+        parser.exit()
+
+
+def cmd_version(a: argparse.Namespace, data: DataDir) -> int:
+    print(version_text())
     return 0
 
 
@@ -92,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="shoal", description="Run container stacks on fleets of edge devices, over MQTT."
     )
     p.add_argument("--data-dir", type=Path, default=None, help=argparse.SUPPRESS)
+    p.add_argument("-v", "--version", action=_Version, help="print the version and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def cmd(parent: Any, name: str, fn: Callable[..., int], help: str) -> argparse.ArgumentParser:

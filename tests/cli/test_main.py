@@ -71,3 +71,13 @@ def test_scale_past_the_replica_limit_is_refused_before_anything_is_sent(
     assert rc == 1
     err = capsys.readouterr().err
     assert "replicas of x is 1,000,000,000; at most 10,000 are allowed" in err
+
+
+@pytest.mark.parametrize("flag", ["--version", "-v"])
+def test_version_flag_prints_the_version_and_exits_zero_as_docker_does(
+    flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([flag])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith("shoal ")
