@@ -1,27 +1,44 @@
-"""Suite-wide collection rules.
+"""Suite-wide rules: which tests take turns on the machine's real broker and engine.
 
-Tests against the real mosquitto and Docker Engine (marked ``integration``, and everything in
-tests/integration and tests/chaos) share the machine's ports, overlay devices and engine, so
-when the suite runs on several workers (``pytest -n 2``, as scripts/test does) they all run on
-one worker, one at a time, while the in-process tests fill the others.
+The tests against the real mosquitto and Docker Engine (everything in tests/integration and
+tests/chaos, and the docker driver's tests in tests/worker) share the machine's ports, overlay
+devices and engine, and several keep a cluster for a whole module. When the suite runs on
+several pytest workers (``pytest -n 2``, as scripts/test does), they all go to one worker, in
+their order, while the in-process tests are spread over the others.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import pytest
 
-_HERE = Path(__file__).parent
-_REAL_DIRS = (_HERE / "integration", _HERE / "chaos")
+# paths (relative to the root, as in node ids) of the tests that take turns
+ENGINE_TESTS = (
+    "tests/integration/",
+    "tests/chaos/",
+    "tests/worker/test_docker.py",
+    "tests/worker/test_docker_secrets.py",
+)
 
 
-@pytest.hookimpl(tryfirst=True)
+def takes_turns(nodeid: str) -> bool:
+    return nodeid.split("::", 1)[0].startswith(ENGINE_TESTS)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        path = Path(str(item.path))
-        real = item.get_closest_marker("integration") is not None or any(
-            path.is_relative_to(d) for d in _REAL_DIRS
-        )
-        if real:
-            item.add_marker(pytest.mark.xdist_group("engine"))
+        if takes_turns(item.nodeid):
+            item.add_marker(pytest.mark.integration)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """All the tests that take turns are one unit of work, sent to one worker in their order;
+    every other test is a unit of its own."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class EngineTakesTurns(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "engine" if takes_turns(nodeid) else nodeid
+
+    return EngineTakesTurns(config, log)

@@ -76,9 +76,27 @@ def test_df_counts_services_tasks_and_this_managers_raft_files(cluster: Cluster)
         "600",
         data=cluster.manager,
     )
+
+    def services_counted() -> int:
+        out = shoal("system", "df", "--format", "json", data=cluster.manager).stdout
+        return int(
+            {r["Type"]: r for r in map(json.loads, out.splitlines())}["Services"]["TotalCount"]
+        )
+
+    before = services_counted()
+    shoal(
+        "service",
+        "create",
+        "--detach",
+        "--name",
+        "df-probe-2",
+        "/bin/sleep",
+        "600",
+        data=cluster.manager,
+    )
+    assert services_counted() == before + 1
     out = shoal("system", "df", "--format", "json", data=cluster.manager).stdout
     rows = {r["Type"]: r for r in map(json.loads, out.splitlines())}
-    assert int(rows["Services"]["TotalCount"]) >= 2
     assert int(rows["Raft log"]["TotalCount"]) >= 1 and rows["Raft log"]["Size"] != "0B"
     table = shoal("system", "df", data=cluster.manager).stdout.splitlines()
     assert table[0].split() == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
