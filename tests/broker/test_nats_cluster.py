@@ -77,7 +77,9 @@ class NatsCluster:
         )
 
     @contextlib.asynccontextmanager
-    async def client(self, who: Identity, server: int) -> AsyncIterator[aiomqtt.Client]:
+    async def client(
+        self, who: Identity, server: int, timeout: float = TIMEOUT
+    ) -> AsyncIterator[aiomqtt.Client]:
         ctx = client_context(self.ca, who.cert, who.key)
         async with aiomqtt.Client(
             "127.0.0.1",
@@ -85,7 +87,7 @@ class NatsCluster:
             identifier=who.id,
             tls_context=ctx,
             protocol=aiomqtt.ProtocolVersion.V311,
-            timeout=TIMEOUT,
+            timeout=timeout,
         ) as client:
             yield client
 
@@ -113,7 +115,7 @@ async def _wait_until_serving(cluster: NatsCluster) -> None:
         deadline = asyncio.get_running_loop().time() + 30
         while True:
             try:
-                async with cluster.client(cluster.manager, server):
+                async with cluster.client(cluster.manager, server, timeout=2.0):
                     break
             except aiomqtt.MqttError:
                 if asyncio.get_running_loop().time() > deadline:
@@ -219,6 +221,8 @@ async def test_a_node_cannot_read_another_nodes_topics(nats_cluster: NatsCluster
     async with c.client(b, 2) as intruder, c.client(c.manager, 0) as manager:
         assert await _subscribe(intruder, c.topics.node_assign(a.id)) == 0x80
         assert await _subscribe(intruder, c.topics.all_nodes("assign")) == 0x80
+        # where NATS delivers QoS 1 subscriptions: readers may subscribe there, MQTT clients not
+        assert await _subscribe(intruder, "$MQTT/sub/#") == 0x80
         assert await _subscribe(intruder, c.topics.node_assign(b.id)) == 1
         await manager.publish(c.topics.node_assign(a.id), b"secret of a", qos=1)
         await manager.publish(c.topics.node_assign(b.id), b"for b", qos=1)
@@ -239,29 +243,38 @@ async def test_a_monitor_cannot_publish(nats_cluster: NatsCluster) -> None:
         assert got.payload == b"genuine"
 
 
-async def test_a_node_added_to_the_users_may_connect_after_a_reload(
-    nats_cluster: NatsCluster,
-) -> None:
-    c = nats_cluster
-    newcomer = _identity(c.authority, c.root, new_node_id(), Role.WORKER)
-    with pytest.raises(aiomqtt.MqttError):
-        async with c.client(newcomer, 0):
-            pass
-    users = c.users([newcomer.id])
+async def _reload(c: NatsCluster, users: list[dict[str, Any]]) -> None:
     for i in range(len(c.servers)):
         c.files(i).config.write_text(c.config(i, users))
         signal_reload = await asyncio.create_subprocess_exec(
             NATS, "--signal", f"reload={c.files(i).pid}"
         )
         assert await asyncio.wait_for(signal_reload.wait(), 10) == 0
+
+
+async def test_a_node_added_to_the_users_may_connect_after_a_reload_and_is_cut_off_when_removed(
+    nats_cluster: NatsCluster,
+) -> None:
+    c = nats_cluster
+    newcomer = _identity(c.authority, c.root, new_node_id(), Role.WORKER)
+    topic = c.topics.node_state(newcomer.id)
+    with pytest.raises(aiomqtt.MqttError):
+        async with c.client(newcomer, 0):
+            pass
+    await _reload(c, c.users([newcomer.id]))
     deadline = asyncio.get_running_loop().time() + TIMEOUT
     for server in range(len(c.servers)):
         while True:
             try:
                 async with c.client(newcomer, server) as client:
-                    topic = c.topics.node_state(newcomer.id)
                     await client.publish(topic, b"ready", qos=1)
                 break
             except aiomqtt.MqttError:
                 assert asyncio.get_running_loop().time() < deadline, f"server {server} refuses"
+                await asyncio.sleep(0.2)
+    async with c.client(newcomer, 1) as client:
+        await _reload(c, c.users())
+        with pytest.raises(aiomqtt.MqttError):
+            while asyncio.get_running_loop().time() < deadline:
+                await client.publish(topic, b"still here", qos=1)
                 await asyncio.sleep(0.2)
