@@ -41,6 +41,7 @@ from broker.mosquitto_conf import MAX_PACKET_BYTES
 from broker.topics import Topics, check_id
 
 __all__ = [
+    "MQTT_REPLICAS",
     "QOS1_DELIVERY_SUBJECT",
     "NatsFiles",
     "NatsServer",
@@ -51,6 +52,7 @@ __all__ = [
 ]
 
 QOS1_DELIVERY_SUBJECT = "$MQTT.sub.>"
+MQTT_REPLICAS = 3  # copies of MQTT sessions, QoS 1 and retained messages (NATS's maximum is 5)
 _FORBIDDEN_IN_LEVEL = frozenset("./ *>\t\r\n")
 
 
@@ -228,6 +230,9 @@ def render_nats_config(
             "host": me.host,
             "port": me.mqtt_port,
             "tls": _tls(files, verify_and_map=True),
+            # NATS picks the replicas from the servers it sees when the first client comes,
+            # which may be fewer than the cluster has: a stream on 2 of 3 stops when one dies
+            "stream_replicas": min(len(servers), MQTT_REPLICAS),
         },
         "cluster": {
             "name": f"shoal-{check_id(cluster_id, 'cluster id')}",

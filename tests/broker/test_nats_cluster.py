@@ -278,3 +278,12 @@ async def test_a_node_added_to_the_users_may_connect_after_a_reload_and_is_cut_o
             while asyncio.get_running_loop().time() < deadline:
                 await client.publish(topic, b"still here", qos=1)
                 await asyncio.sleep(0.2)
+
+
+def test_mqtt_sessions_and_messages_are_kept_on_all_three_servers(
+    nats_cluster: NatsCluster,
+) -> None:
+    logs = [nats_cluster.files(i).log.read_text() for i in range(len(nats_cluster.servers))]
+    created = [line for log in logs for line in log.splitlines() if "Creating MQTT streams" in line]
+    assert created, "no server created the MQTT streams"
+    assert all("with replicas 3 " in line for line in created), created

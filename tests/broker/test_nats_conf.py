@@ -80,6 +80,7 @@ def test_every_server_routes_to_the_others_over_tls_and_maps_mqtt_users_by_certi
     assert config["mqtt"]["port"] == 8881
     assert config["mqtt"]["tls"]["verify_and_map"] is True
     assert config["mqtt"]["tls"]["ca_file"] == "/srv/nats/ca.pem"
+    assert config["mqtt"]["stream_replicas"] == 3
     assert config["cluster"]["name"] == "shoal-c1"
     assert config["cluster"]["port"] == 6221
     assert config["cluster"]["tls"]["verify"] is True
@@ -191,3 +192,12 @@ def test_a_server_with_a_bad_host_port_or_name_is_refused(
     fields[field] = value
     with pytest.raises(BrokerError, match=message):
         NatsServer(**fields)
+
+
+def test_mqtt_state_has_as_many_copies_as_servers_up_to_three() -> None:
+    users = nats_users(Topics("c1"), managers=["m1"])
+    files = NatsFiles(Path("/x"))
+    five = [NatsServer(f"s{i}", "127.0.0.1", 1 + i, 10 + i, 20 + i) for i in range(5)]
+    for servers, replicas in ((five[:1], 1), (five[:2], 2), (five, 3)):
+        text = render_nats_config(files, servers, 0, cluster_id="c1", users=users)
+        assert json.loads(text.split("\n", 1)[1])["mqtt"]["stream_replicas"] == replicas
