@@ -112,7 +112,8 @@ class NatsServer:
 
     @property
     def route(self) -> str:
-        return f"nats-route://{self.host}:{self.cluster_port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"nats-route://{host}:{self.cluster_port}"
 
 
 def mqtt_subjects(topic_filter: str) -> tuple[str, ...]:

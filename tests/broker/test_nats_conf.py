@@ -201,3 +201,7 @@ def test_mqtt_state_has_as_many_copies_as_servers_up_to_three() -> None:
     for servers, replicas in ((five[:1], 1), (five[:2], 2), (five, 3)):
         text = render_nats_config(files, servers, 0, cluster_id="c1", users=users)
         assert json.loads(text.split("\n", 1)[1])["mqtt"]["stream_replicas"] == replicas
+
+
+def test_a_route_to_an_ipv6_server_brackets_the_address() -> None:
+    assert NatsServer("s1", "fd00::7", 1, 2, 6222).route == "nats-route://[fd00::7]:6222"
