@@ -8,6 +8,7 @@ import contextlib
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,3 +288,42 @@ def test_mqtt_sessions_and_messages_are_kept_on_all_three_servers(
     created = [line for log in logs for line in log.splitlines() if "Creating MQTT streams" in line]
     assert created, "no server created the MQTT streams"
     assert all("with replicas 3 " in line for line in created), created
+
+
+_NODE_WITH_A_WILL = """
+import asyncio, sys, aiomqtt
+from broker.tls import client_context
+ca, cert, key, port, node, topic = sys.argv[1:]
+async def main():
+    will = aiomqtt.Will(topic, b"down", qos=1, retain=True)
+    async with aiomqtt.Client("127.0.0.1", int(port), identifier=node, will=will,
+            tls_context=client_context(ca, cert, key), protocol=aiomqtt.ProtocolVersion.V311):
+        print("connected", flush=True)
+        await asyncio.sleep(60)
+asyncio.run(main())
+"""
+
+
+async def test_a_killed_nodes_will_reaches_a_manager_on_another_server(
+    nats_cluster: NatsCluster,
+) -> None:
+    c, node = nats_cluster, nats_cluster.nodes[0]
+    topic = c.topics.node_state(node.id)
+    async with c.client(c.manager, 2) as manager:
+        assert await _subscribe(manager, topic) == 1
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _NODE_WITH_A_WILL,
+            *(str(x) for x in (c.ca, node.cert, node.key, c.ports[0], node.id, topic)),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        try:
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), TIMEOUT)
+            assert line == b"connected\n"
+        finally:
+            proc.kill()
+            await proc.wait()
+        got = await _next(manager)
+        assert (got.topic.value, got.payload) == (topic, b"down")
