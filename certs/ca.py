@@ -197,8 +197,12 @@ class ClusterCA:
         *,
         lifetime: timedelta = SERVER_LIFETIME,
         now: datetime | None = None,
+        client_auth: bool = False,
     ) -> bytes:
-        """A TLS server certificate for the broker, valid for every name and IP in `hosts`."""
+        """A TLS server certificate for the broker, valid for every name and IP in `hosts`.
+
+        `client_auth` adds the client authentication usage, for brokers that also dial each
+        other over mutual TLS (the routes of a NATS cluster)."""
         if not hosts:
             raise CertError("a server certificate needs at least one host name or IP address")
         sans: list[x509.GeneralName] = []
@@ -220,6 +224,9 @@ class ClusterCA:
             )
         public_key = key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
         start, end = self._validity(lifetime, now, None, None)
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH]
+        if client_auth:
+            usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         subject = x509.Name(
             [
                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, self.cluster_id),
@@ -229,7 +236,7 @@ class ClusterCA:
         builder = (
             self._leaf_builder(subject, public_key, start, end)
             .add_extension(_key_usage(key_agreement=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         )
         return cert_to_pem(builder.sign(self.key, hashes.SHA256()))

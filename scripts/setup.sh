@@ -19,6 +19,7 @@ ensure_apt() {
   local missing=()
   command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
   command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+  command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
   command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
   [ -x /bin/busybox ] || missing+=(busybox-static)
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)

@@ -278,3 +278,11 @@ def test_later_crls_have_larger_crl_numbers(ca: ClusterCA) -> None:
         return crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
 
     assert number(NOW + timedelta(seconds=1)) > number(NOW)
+
+
+def test_server_cert_for_brokers_that_dial_each_other_also_authenticates_clients(
+    ca: ClusterCA,
+) -> None:
+    cert = load_cert(ca.issue_server_cert(new_private_key(), ["127.0.0.1"], client_auth=True))
+    extended = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(extended) == [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
