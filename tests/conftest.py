@@ -2,9 +2,9 @@
 
 The tests against the real mosquitto and Docker Engine (everything in tests/integration and
 tests/chaos, the docker driver's tests and the node agent's in tests/worker) share the
-machine's ports, overlay devices and engine, and several keep a cluster for a whole module. When the suite runs on
-several pytest workers (``pytest -n 2``, as scripts/test does), they all go to one worker, in
-their order, while the in-process tests are spread over the others.
+machine's ports, overlay devices and engine, and several keep a cluster for a whole module.
+When the suite runs on several pytest workers (``pytest -n 2``, as scripts/test does), they
+all go to one worker, in their order, while the in-process tests are spread over the others.
 """
 
 from __future__ import annotations
