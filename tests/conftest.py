@@ -1,7 +1,7 @@
 """Suite-wide rules: which tests take turns on the machine's real broker and engine.
 
 The tests against the real mosquitto and Docker Engine (everything in tests/integration and
-tests/chaos, the docker driver's tests and the node agent's in tests/worker) share the
+tests/chaos, and the node's tests in tests/worker) share the
 machine's ports, overlay devices and engine, and several keep a cluster for a whole module.
 When the suite runs on several pytest workers (``pytest -n 2``, as scripts/test does), they
 all go to one worker, in their order, while the in-process tests are spread over the others.
@@ -17,11 +17,10 @@ import pytest
 ENGINE_TESTS = (
     "tests/integration/",
     "tests/chaos/",
-    "tests/worker/test_docker.py",
-    "tests/worker/test_docker_secrets.py",
-    # a node agent in the test's own process claims this host's overlay networking for the
-    # life of that process: run after the clusters that need it, as in one process
-    "tests/worker/test_secrets.py",
+    # the node's tests: the docker driver's use the engine, and a node agent in the test's
+    # own process claims this host's overlay networking for the life of that process, so
+    # they run after the clusters that need it, as in one process
+    "tests/worker/",
 )
 
 
