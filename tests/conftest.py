@@ -9,6 +9,7 @@ all go to one worker, in their order, while the in-process tests are spread over
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -32,6 +33,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if takes_turns(item.nodeid):
             item.add_marker(pytest.mark.integration)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Only the tests that take turns may set up this host's overlay networking: the nodes
+    that other tests start (in parallel with them) run without it."""
+    if takes_turns(item.nodeid):
+        os.environ.pop("SHOAL_OVERLAY", None)
+    else:
+        os.environ["SHOAL_OVERLAY"] = "off"
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:

@@ -67,6 +67,8 @@ class NetworkUnavailable(TaskRejected):
 
 def kernel_networking() -> str | None:
     """Why this node cannot run overlay networks (None when it can)."""
+    if os.environ.get("SHOAL_OVERLAY") == "off":
+        return "overlay networks are turned off on this node (SHOAL_OVERLAY=off)"
     if os.geteuid() != 0:
         return "overlay networks need root (or CAP_NET_ADMIN) on the node"
     for command in ("ip", "iptables", "bridge"):
