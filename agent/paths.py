@@ -41,11 +41,18 @@ class NodeConfig:
     driver: str = "auto"
     data_path_addr: str = ""  # where other nodes send this node's overlay traffic ("": found)
     behind_nat: bool = False  # other nodes cannot reach it: no traffic is sent its way
+    broker_addresses: tuple[str, ...] = ()
+    """Every broker server's "host:port" (a clustered broker); empty: broker_host:broker_port
+    alone. The node fails over among them and learns changes to the list from the managers."""
+    broker_backend: str = "mosquitto"  # or "nats": what the swarm's broker is
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> NodeConfig:
         fields = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in obj.items() if k in fields})
+        known = {k: v for k, v in obj.items() if k in fields}
+        if "broker_addresses" in known:
+            known["broker_addresses"] = tuple(str(a) for a in known["broker_addresses"])
+        return cls(**known)
 
 
 @dataclass(frozen=True, slots=True)
