@@ -6,16 +6,20 @@ without a certificate)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
+from pathlib import Path
 from typing import Any
 
-from agent.manager.nats_host import NatsHost
+from agent.manager.nats_host import NatsHost, load_server
 from agent.paths import DataDir, NodeConfig
 from broker.errors import BrokerError
+from broker.nats_conf import NatsFiles
 from broker.nats_supervisor import NatsProcess
 from broker.session import Session
 
-__all__ = ["LocalNats", "enroll_endpoint"]
+__all__ = ["LocalNats", "enroll_endpoint", "run_server"]
 
 log = logging.getLogger("shoal.broker")
 
@@ -84,3 +88,41 @@ def enroll_endpoint(data: DataDir, node: NodeConfig, session: Session) -> Any:
         backend="nats",
         addresses=addresses,
     )
+
+
+async def run_server(directory: Path, poll: float = 1.0) -> None:
+    """`shoal broker run --dir DIR`: run the server of a copied directory, restart it when it
+    dies, reload it when its users.conf changes, stop it on SIGTERM or SIGINT."""
+    server = load_server(directory)
+    files = NatsFiles(directory.resolve())
+    connect = "127.0.0.1" if server.host in ("0.0.0.0", "::") else server.host
+    proc = NatsProcess(files, connect_host=connect, mqtt_port=server.mqtt_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await proc.start()
+    log.info("nats-server %s runs (pid %s)", server.name, proc.pid)
+    supervisor = asyncio.create_task(proc.supervise())
+
+    def stamp() -> float:
+        try:
+            return files.users.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    seen = stamp()
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), poll)
+            if (now := stamp()) != seen:
+                seen = now
+                log.info("users.conf changed: reloading nats-server %s", server.name)
+                with contextlib.suppress(BrokerError):
+                    proc.reload()
+    finally:
+        await proc.stop()
+        supervisor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await supervisor

@@ -294,4 +294,6 @@ def _server_config(
             "max_memory_store": max_memory_store,
         },
     }
+    if len(servers) == 1:  # JetStream refuses a cluster block with no routes
+        del config["cluster"]
     return config

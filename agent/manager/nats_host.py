@@ -29,9 +29,10 @@ from broker.nats_conf import (
 from broker.topics import Topics
 from certs import ClusterCA, key_to_pem, new_private_key, write_file_atomic
 
-__all__ = ["NatsHost", "plan_servers"]
+__all__ = ["SERVER_FILE", "NatsHost", "load_server", "plan_servers"]
 
 _SERVERS_FILE = "servers.json"
+SERVER_FILE = "server.json"  # in each server's directory: its name and ports
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -67,6 +68,20 @@ def plan_servers(
             NatsServer(f"nats-{i}", "127.0.0.1", client, mqtt_port if i == 0 else mqtt, cluster)
         )
     return servers
+
+
+def load_server(directory: Path) -> NatsServer:
+    """The server a copied directory runs (its server.json)."""
+    path = directory / SERVER_FILE
+    try:
+        return NatsServer(**json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise ShoalError(
+            f"{directory} is not a NATS server's directory (no {SERVER_FILE}): pass one of"
+            " the $DATA/broker/nats-<i> directories `swarm init --broker nats` wrote"
+        ) from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise ShoalError(f"{path} is unreadable: {exc}") from exc
 
 
 class NatsHost:
@@ -124,6 +139,8 @@ class NatsHost:
             conf = render_nats_server(files, servers, i, cluster_id=self.cluster_id)
             write_file_atomic(files.config, conf.encode(), 0o600)
             write_file_atomic(files.users, render_nats_users([]).encode(), 0o600)
+            server_doc = json.dumps(asdict(server)).encode()
+            write_file_atomic(files.directory / SERVER_FILE, server_doc, 0o644)
         pairs = zip(servers, local, strict=True)
         doc = [{"server": asdict(s), "local": bool(lo)} for s, lo in pairs]
         write_file_atomic(self.directory / _SERVERS_FILE, json.dumps(doc).encode(), 0o644)
