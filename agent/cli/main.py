@@ -74,6 +74,23 @@ def cmd_daemon(a: argparse.Namespace, data: DataDir) -> int:
     return run_foreground(data)
 
 
+def cmd_broker_run(a: argparse.Namespace, data: DataDir) -> int:
+    import asyncio
+    import logging
+
+    from agent.natsbroker import run_server
+    from broker.errors import BrokerError
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(run_server(a.dir))
+    except BrokerError as exc:
+        raise ShoalError(str(exc)) from None
+    return 0
+
+
 def version_text() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -178,13 +195,21 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     sp = cmd(cert, "rm", cmd_cert_rm, "revoke admin or monitoring certificates")
     sp.add_argument("ids", nargs="+", metavar="ID")
 
+    broker = sub.add_parser("broker", help="the swarm's broker servers").add_subparsers(
+        dest="sub", metavar="COMMAND", required=True
+    )
+    sp = cmd(broker, "run", cmd_broker_run, "run one NATS server of the swarm from its directory")
+    sp.add_argument(
+        "--dir", type=Path, required=True, help="a server's directory (swarm init wrote it)"
+    )
+
     cmd(sub, "daemon", cmd_daemon, "run this node's daemon in the foreground (for systemd)")
     cmd(sub, "version", cmd_version, "show the version")
     return p
 
 
 def _runs_the_daemon(a: argparse.Namespace) -> bool:
-    return a.fn is cmd_daemon or bool(getattr(a, "foreground", False))
+    return a.fn in (cmd_daemon, cmd_broker_run) or bool(getattr(a, "foreground", False))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
