@@ -14,7 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from agent import control
-from agent.cli import events, inspect, networks, nodes, secrets, services, stacks, swarm, system
+from agent.cli import (
+    dashboard,
+    events,
+    inspect,
+    networks,
+    nodes,
+    secrets,
+    services,
+    stacks,
+    swarm,
+    system,
+)
+from agent.cli.certs import issue_cert
 from agent.cli.flagvalues import parse_duration
 from agent.cli.output import print_error, table
 from agent.cli.parser import ShoalParser
@@ -27,18 +39,9 @@ __all__ = ["main"]
 
 # cert, daemon, version ---------------------------------------------------------------------
 def cmd_cert_issue(a: argparse.Namespace, data: DataDir) -> int:
-    from certs import key_to_pem, make_csr, new_private_key, write_file_atomic
-
-    key = new_private_key()
-    args = {"role": a.role, "csr": make_csr(key).decode()}
-    if a.expiry is not None:
-        args["lifetime_s"] = int(a.expiry.total_seconds())
-    res = control.call(data.socket, "cert-issue", args)
+    lifetime = None if a.expiry is None else int(a.expiry.total_seconds())
     out: Path = a.out
-    out.mkdir(parents=True, exist_ok=True)
-    write_file_atomic(out / "key.pem", key_to_pem(key), 0o600)
-    write_file_atomic(out / "cert.pem", res["cert"].encode(), 0o644)
-    write_file_atomic(out / "ca.pem", res["ca"].encode(), 0o644)
+    res = issue_cert(data, a.role, out, lifetime)
     node = data.load_node()
     host = node.advertise_host or node.broker_host
     print(f"{res['id']}")
@@ -124,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     system.register(sub, cmd)
     inspect.register(sub, cmd)
     events.register(sub, cmd)
+    dashboard.register(sub, cmd)
 
     cert = sub.add_parser("cert", help="certificates for people and tools").add_subparsers(
         dest="sub", metavar="COMMAND", required=True
