@@ -8,6 +8,7 @@ topic/payload pairs as they arrive (no networking here).
     mon/service/<service>        the service       (retained; empty: the service was removed)
     mon/events                   cluster events    (the last EVENTS_KEPT)
     mon/cluster                  Raft and broker   (retained, when the leader publishes it)
+    mon/broker                   the brokers the managers announce (retained)
 
 A message that is not a JSON object, or arrives on a topic outside this tree, is counted in
 ``bad_messages`` and changes nothing.
@@ -46,6 +47,7 @@ class ClusterState:
     services: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
     cluster: dict[str, Any] | None = None
+    broker: dict[str, Any] | None = None  # mon/broker, what the managers' brokers announce
     messages: int = 0
     bad_messages: int = 0
     last_bad: str = ""  # why the last bad message was refused, and where it came from
@@ -83,6 +85,9 @@ class ClusterState:
             case ["cluster"]:
                 self.cluster = doc
                 return Change("cluster", "", doc)
+            case ["broker"]:
+                self.broker = doc
+                return Change("broker", "", doc)
             case ["node", _, _] | ["events"]:
                 return None  # a leaf this dashboard does not show, or an empty event
         return self._bad(topic, "unknown monitoring topic")
@@ -128,6 +133,7 @@ class ClusterState:
             "services": self.services,
             "events": list(self.events),
             "cluster": self.cluster,
+            "broker": self.broker,
             "messages": self.messages,
             "bad_messages": self.bad_messages,
             "last_bad": self.last_bad,

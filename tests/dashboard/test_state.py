@@ -61,4 +61,7 @@ def test_only_the_last_events_are_kept_and_the_cluster_document_when_present() -
     assert s.snapshot()["cluster"] is None
     s.apply(P + "cluster", msg({"leader": "n1", "term": 4}))
     assert s.snapshot()["cluster"] == {"leader": "n1", "term": 4}
+    s.apply(P + "broker", msg({"backend": "mosquitto"}))
+    assert s.snapshot()["broker"] == {"backend": "mosquitto"}
+    assert s.bad_messages == 0
     json.dumps(s.snapshot())  # serves as JSON
