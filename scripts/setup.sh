@@ -39,6 +39,17 @@ ensure_apt() {
   # Debian starts a system-wide mosquitto on 1883; shoal runs its own and needs no other.
 }
 
+# Test-only: Debian's headless Chromium for the dashboard's browser test (scripts/test).
+ensure_test_browser() {
+  if ! command -v chromium >/dev/null 2>&1; then
+    need_root
+    log "installing chromium (for the dashboard's browser test)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq chromium >/dev/null
+  fi
+}
+
 ensure_venv() {
   local extra="${1:-}"
   if [ ! -x "$VENV/bin/python" ]; then

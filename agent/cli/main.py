@@ -28,18 +28,11 @@ __all__ = ["main"]
 
 # cert, daemon, version ---------------------------------------------------------------------
 def cmd_cert_issue(a: argparse.Namespace, data: DataDir) -> int:
-    from certs import key_to_pem, make_csr, new_private_key, write_file_atomic
+    from agent.cli.certs import issue_cert
 
-    key = new_private_key()
-    args = {"role": a.role, "csr": make_csr(key).decode()}
-    if a.expiry is not None:
-        args["lifetime_s"] = int(a.expiry.total_seconds())
-    res = control.call(data.socket, "cert-issue", args)
+    lifetime = None if a.expiry is None else int(a.expiry.total_seconds())
     out: Path = a.out
-    out.mkdir(parents=True, exist_ok=True)
-    write_file_atomic(out / "key.pem", key_to_pem(key), 0o600)
-    write_file_atomic(out / "cert.pem", res["cert"].encode(), 0o644)
-    write_file_atomic(out / "ca.pem", res["ca"].encode(), 0o644)
+    res = issue_cert(data, a.role, out, lifetime)
     node = data.load_node()
     host = node.advertise_host or node.broker_host
     print(f"{res['id']}")
@@ -127,6 +120,7 @@ GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("system", (("info", "display system-wide information"), ("system", "manage shoal"))),
     ("inspect", (("inspect", "show any swarm object in detail (Docker's shape)"),)),
     ("events", (("events", "get real time events from the swarm"),)),
+    ("dashboard", (("dashboard", "serve a web dashboard of the swarm"),)),
 )
 """Each module of agent.cli that registers commands, with the commands (and their help) it
 adds, in the order `shoal --help` lists them."""

@@ -82,6 +82,14 @@ BOUNDARIES = [
     ),
     pytest.param(
         Boundary(
+            "dashboard -> roles",  # it reads the monitoring topics, as any monitoring tool
+            ("agent.dashboard",),
+            ("agent.manager", "agent.worker", "agent.net", "agent.daemon"),
+        ),
+        id="dashboard-roles",
+    ),
+    pytest.param(
+        Boundary(
             "core -> loop",  # <thing>.py is pure; <thing>_loop.py drives it in the shell
             tuple(
                 f"agent.manager.reconcile.{core}"

@@ -1,0 +1,1 @@
+"""The web dashboard: the cluster's monitoring topics as a page, JSON, events and metrics."""
