@@ -108,6 +108,7 @@ class Session:
         self._on_disconnect: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._spawned: set[asyncio.Task[None]] = set()
+        self._diagnosis: asyncio.Task[None] | None = None
         self._inner: asyncio.Task[None] | None = None
         self._reconnect_now = False
         self._stopper: asyncio.Future[None] | None = None
@@ -252,8 +253,8 @@ class Session:
                         callback()
             if self._closing:
                 break
-            if failure is not None:  # said after the connection is marked down
-                await self._note_failure(failure, server)
+            if failure is not None:  # diagnosed while the next server is tried
+                self._diagnose(failure, server)
             if self._reconnect_now:
                 self._reconnect_now = False
                 continue
@@ -269,6 +270,8 @@ class Session:
             self.connects += 1
             self.last_error = None
             self.connected_to = server
+            if self._diagnosis is not None:
+                self._diagnosis.cancel()
             self.rotation.connected()
             self._up_since = asyncio.get_running_loop().time()
             self._connected.set()
@@ -314,17 +317,23 @@ class Session:
         if why != "ok" and not self._connected.is_set() and not self._closing:
             self._record_failure(why, server)
 
-    async def _note_failure(self, exc: BaseException, server: Address) -> None:
-        if self._closing:
+    def _diagnose(self, exc: BaseException, server: Address) -> None:
+        """Record why `server` failed: what a probe of that server finds, or else the error.
+        The probe can take seconds on a server that hangs, so it does not hold up the next
+        attempt; a connection that comes up meanwhile ends it, and failures while one runs
+        are not probed again."""
+        if self._closing or (self._diagnosis is not None and not self._diagnosis.done()):
             return
         reason = str(exc) or type(exc).__name__
+        self._diagnosis = asyncio.create_task(self._probe_failed(server, reason))
+
+    async def _probe_failed(self, server: Address, reason: str) -> None:
         try:
             why = await diagnose(server.host, server.port, self.config.tls(), timeout=3)
-        except (OSError, ssl.SSLError, ValueError) as dexc:
-            why = str(dexc)
-        if why != "ok":
-            reason = why
-        self._record_failure(reason, server)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            why = str(exc)
+        if not self._connected.is_set() and not self._closing:
+            self._record_failure(why if why != "ok" else reason, server)
 
     def _record_failure(self, reason: str, server: Address) -> None:
         if reason != self.last_error:
@@ -365,6 +374,8 @@ class Session:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._diagnosis is not None:
+            self._diagnosis.cancel()
         for spawned in list(self._spawned):
             spawned.cancel()
         for fut in self._pending.values():
