@@ -259,7 +259,9 @@ class Session:
                 self._reconnect_now = False
                 continue
             up_for = loop.time() - self._up_since if was_up else None
-            await asyncio.sleep(self.rotation.failed(up_for))
+            wait = self.rotation.failed(up_for)
+            log.info("left %s (%s); trying %s", server, failure or "closed", self.rotation.current)
+            await asyncio.sleep(wait)
 
     async def _connect_once(self, server: Address) -> None:
         """One connection to `server`, until it ends."""
