@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -82,13 +83,20 @@ def port_of(c: NatsCluster, session: Session) -> int:
     return session.connected_to.port
 
 
-async def test_a_session_starts_at_the_server_its_client_id_hashes_to(
-    nats_cluster: NatsCluster,
+async def test_a_session_first_tries_the_server_its_client_id_hashes_to(
+    nats_cluster: NatsCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
     c = nats_cluster
     for who in (c.nodes[0], c.nodes[1], c.manager):
-        async with session_of(c, who) as session:
-            assert port_of(c, session) == c.ports[start_index(who.id, 3)]
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="shoal.session"):
+            async with session_of(c, who):
+                pass
+        # the first attempt either connects there or leaves it (NATS sometimes holds a
+        # connect until its JetStream settles, and the session then moves on)
+        first = next(r.getMessage() for r in caplog.records if r.name == "shoal.session")
+        hashed = f"127.0.0.1:{c.ports[start_index(who.id, 3)]}"
+        assert first == f"connected to {hashed}" or first.startswith(f"left {hashed} (")
 
 
 async def test_a_session_fails_over_to_the_next_server_within_seconds_of_a_kill(
@@ -110,13 +118,12 @@ async def test_a_qos1_publish_in_flight_across_a_kill_reaches_a_subscriber_on_an
     nats_cluster: NatsCluster,
 ) -> None:
     c, node = nats_cluster, nats_cluster.nodes[1]
-    start = start_index(node.id, 3)
     topic = c.topics.node_status(node.id)
-    async with c.client(c.manager, (start + 2) % 3) as manager:
-        (granted,) = await manager.subscribe(topic, qos=1)
-        assert int(getattr(granted, "value", granted)) == 1
-        async with session_of(c, node) as session:
-            assert port_of(c, session) == c.ports[start]
+    async with session_of(c, node) as session:
+        start = c.ports.index(port_of(c, session))
+        async with c.client(c.manager, (start + 2) % 3) as manager:
+            (granted,) = await manager.subscribe(topic, qos=1)
+            assert int(getattr(granted, "value", granted)) == 1
             # the server stops answering with the message on its way, then dies: no PUBACK
             c.procs[start].send_signal(signal.SIGSTOP)
             publish = asyncio.create_task(session.publish(topic, b"task t1 running", timeout=30))
