@@ -12,7 +12,7 @@ import logging
 import os
 import random
 import signal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.autolock import UnlockKey
 from agent.control import ControlServer
@@ -28,6 +28,9 @@ from broker.mosquitto_conf import ListenSpec
 from broker.session import Session, SessionConfig, Will, keepalive_for
 from broker.supervisor import Mosquitto
 from broker.tls import REVOKED, client_context
+
+if TYPE_CHECKING:
+    from agent.natsbroker import LocalNats
 from broker.topics import Topics
 from certs.certinfo import read_cert_info
 
@@ -60,7 +63,8 @@ class Daemon:
         self.node: NodeConfig = data.load_node()
         self.topics = Topics(self.node.cluster_id)
         self.rng = rng or random.Random()
-        self.broker: Mosquitto | None = None
+        self.broker: Mosquitto | LocalNats | None = None
+        self.enroll_endpoint: Any = None
         self.manager: Any = None
         self.driver: Any = None
         self._role_change: asyncio.Task[None] | None = None
@@ -110,6 +114,13 @@ class Daemon:
         body = {"status": status, "hostname": self.node.hostname, "role": self.node.role}
         return encode(Envelope(type="state", sender=self.node.node_id, seq=0, body=body))
 
+    def _connect_timeout(self) -> float:
+        """An attempt made while the broker hung may never complete: give up on it soon
+        enough to try again within a couple of keepalives (10 s at most). A NATS server
+        answers a CONNECT once JetStream has loaded the session, which takes longer."""
+        timeout = min(10.0, max(5.0, 2.0 * keepalive_for(self.node.heartbeat)))
+        return 20.0 if self.node.broker_backend == "nats" else timeout
+
     def _make_session(self) -> Session:
         d = self.data
         session = Session(
@@ -125,9 +136,7 @@ class Daemon:
                 will=Will(self.topics.node_state(self.node.node_id), self._state_payload("down")),
                 clean_session=True,
                 keepalive=keepalive_for(self.node.heartbeat),
-                # an attempt made while the broker hung may never complete: give up on it
-                # soon enough to try again within a couple of keepalives (10 s at most)
-                connect_timeout=min(10.0, max(5.0, 2.0 * keepalive_for(self.node.heartbeat))),
+                connect_timeout=self._connect_timeout(),
                 rng=self.rng,
             )
         )
@@ -249,6 +258,13 @@ class Daemon:
         connected while a locked manager waits for its key."""
         if not self.node.embedded_broker or self.broker is not None:
             return
+        if self.node.broker_backend == "nats":
+            from agent.natsbroker import LocalNats
+
+            self.broker = LocalNats(self.data, self.node)
+            self._broker_host = self.broker.host
+            await self.broker.start()
+            return
         from agent.manager.broker_host import BrokerHost
 
         listen = ListenSpec(self.node.listen_host, self.node.broker_port, self.node.enroll_port)
@@ -285,6 +301,12 @@ class Daemon:
             return
         self.manager.on_unlock_key = self.lock.changed
         self.driver = self.manager.driver
+        if self.node.broker_backend == "nats" and self.enroll_endpoint is None:
+            from agent.natsbroker import enroll_endpoint
+
+            self.enroll_endpoint = enroll_endpoint(self.data, self.node, self.session)
+            if self.enroll_endpoint is not None:
+                await self.enroll_endpoint.start()
 
     # control commands ----------------------------------------------------------------
     def _need_manager(self) -> Any:
@@ -551,6 +573,8 @@ class Daemon:
         await self.logs.close()
         await self.session.close()
         await self.control.close()
+        if self.enroll_endpoint is not None:
+            await self.enroll_endpoint.close()
         if self.broker is not None:
             await self.broker.stop()
         with contextlib.suppress(FileNotFoundError):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import ssl
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -14,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent.model.errors import ShoalError
+from broker.enroll_wire import ENROLL_ALPN, FrameError, encode_frame, read_frame
 from broker.errors import BrokerError, NotConnected, RequestTimeout
 from broker.session import Session, SessionConfig, raise_for_reply
 from broker.tls import client_context, fetch_server_chain
@@ -43,6 +46,8 @@ class Enrolled:
     cert: bytes
     ca: bytes
     cluster_port: int
+    broker_backend: str = "mosquitto"
+    broker_addresses: tuple[str, ...] = ()
 
 
 def parse_broker_url(url: str, default_port: int = 8883) -> tuple[str, int]:
@@ -101,7 +106,19 @@ async def enroll(
             " names: the token is for another swarm, or this is not the swarm's broker."
             " Nothing was sent."
         )
-    # 2. Enroll over the server-authenticated listener, trusting only that CA.
+    request: dict[str, Any] = {
+        "token": str(token),
+        "csr": make_csr(key),
+        "hostname": hostname,
+        "role": role,
+    }
+    # 2. A manager's enrollment endpoint (a NATS broker has no anonymous listener) ...
+    ctx = client_context(None, ca_data=ca_pem.decode())
+    ctx.set_alpn_protocols([ENROLL_ALPN])
+    body = await _enroll_direct(host, enroll_port, ctx, request, deadline)
+    if body is not None:
+        return _check(body, key, ca_pem)
+    # 3. ... or the broker's server-authenticated listener, trusting only that CA.
     client = "j" + secrets.token_hex(12)
     session = Session(
         SessionConfig(
@@ -115,7 +132,6 @@ async def enroll(
     )
     session.on(enroll_resp(client), _ignore)
     session.start()
-    request = {"token": str(token), "csr": make_csr(key), "hostname": hostname, "role": role}
     try:
         await session.wait_connected(timeout)
         while True:
@@ -141,6 +157,52 @@ async def enroll(
     finally:
         await session.close()
     return _check(body, key, ca_pem)
+
+
+async def _enroll_direct(
+    host: str, port: int, ctx: ssl.SSLContext, request: dict[str, Any], deadline: float
+) -> dict[str, Any] | None:
+    """Enroll on a manager's enrollment endpoint; None when `port` is not one (the server
+    did not pick its ALPN protocol: mosquitto's MQTT listener)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        left = deadline - loop.time()
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, ssl=ctx), max(1.0, left)
+            )
+        except (OSError, TimeoutError, ssl.SSLError) as exc:
+            raise ShoalError(
+                f"TLS with the enrollment listener at {host}:{port} failed: {exc}"
+            ) from None
+        try:
+            sslobj = writer.get_extra_info("ssl_object")
+            if sslobj is None or sslobj.selected_alpn_protocol() != ENROLL_ALPN:
+                return None
+            writer.write(encode_frame(request))
+            body = await asyncio.wait_for(read_frame(reader), max(1.0, deadline - loop.time()))
+        except (OSError, TimeoutError, FrameError) as exc:
+            why = "no answer" if isinstance(exc, TimeoutError) else str(exc)
+            if loop.time() + 1 < deadline and isinstance(exc, FrameError | ConnectionError):
+                await asyncio.sleep(0.5 + secrets.randbelow(1000) / 1000)  # busy: try again
+                continue
+            raise ShoalError(
+                f"no answer from the enrollment listener at {host}:{port}: {why}"
+            ) from None
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+        wait = _retry_after(body)
+        if wait is None:
+            if body.get("ok") is not True:
+                why = str(body.get("error") or "the request was refused")
+                raise ShoalError(f"the swarm refused to enroll this node: {why}")
+            return body
+        if loop.time() + wait > deadline:
+            raise ShoalError(f"the swarm did not let this node in in time: {body.get('error')}")
+        log.warning("%s; retrying in %g s", body.get("error"), wait)
+        await asyncio.sleep(wait * (1 + 0.5 * secrets.randbelow(1000) / 1000))
 
 
 async def _server_chain(host: str, port: int, deadline: float, timeout: float) -> list[bytes]:
@@ -202,6 +264,15 @@ def _check(body: dict[str, object], key: ec.EllipticCurvePrivateKey, ca_pem: byt
     if ours != theirs:
         raise ShoalError("the enrollment answer's certificate is not for this node's key")
     role = "manager" if ident.role.value == "shoal-manager" else "worker"
+    broker = body.get("broker")
+    backend, addresses = "mosquitto", ()
+    if isinstance(broker, dict):
+        backend = str(broker.get("backend") or "mosquitto")
+        found = broker.get("addresses")
+        if isinstance(found, list) and all(isinstance(a, str) for a in found):
+            addresses = tuple(found)
+    if backend not in ("mosquitto", "nats"):
+        raise ShoalError(f"the enrollment answer names an unknown broker {backend!r}")
     return Enrolled(
         node_id=ident.node_id,
         cluster_id=ident.cluster_id,
@@ -209,4 +280,6 @@ def _check(body: dict[str, object], key: ec.EllipticCurvePrivateKey, ca_pem: byt
         cert=cert_to_pem(load_cert(cert)),
         ca=ca_pem,
         cluster_port=port,
+        broker_backend=backend,
+        broker_addresses=addresses,
     )

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import socket
+from dataclasses import dataclass
 from datetime import timedelta
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -13,12 +15,14 @@ from agent.join import Enrolled
 from agent.manager.broker_host import BrokerHost
 from agent.manager.keys import DataKeyFile, write_node_key
 from agent.manager.logstore import bootstrap_log
+from agent.manager.nats_host import LOCAL_HOSTS, NatsHost
 from agent.manager.raft import Snapshot
 from agent.manager.store import Cluster, Node, NodeRole, NodeStatus, initial_snapshot
 from agent.model.errors import ShoalError
 from agent.model.stamps import now_text
 from agent.paths import DataDir, NodeConfig
 from broker.mosquitto_conf import ListenSpec
+from broker.nats_conf import NatsServer
 from certs import (
     ClusterCA,
     Identity,
@@ -33,7 +37,43 @@ from certs import (
     write_file_atomic,
 )
 
-__all__ = ["default_advertise", "forget", "init_cluster", "write_joined"]
+__all__ = [
+    "BrokerPlan",
+    "default_advertise",
+    "forget",
+    "free_ports",
+    "init_cluster",
+    "write_joined",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerPlan:
+    """A NATS cluster for `swarm init --broker nats`: its servers, and the hosts named with
+    --broker-hosts (none: every server runs on this machine, supervised by its daemon)."""
+
+    servers: tuple[NatsServer, ...]
+    hosts: tuple[str, ...] = ()
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return tuple(_address(s.host, s.mqtt_port) for s in self.servers)
+
+    def node_config(self, node: NodeConfig) -> NodeConfig:
+        first = self.servers[0]
+        local = not self.hosts or all(h in LOCAL_HOSTS for h in self.hosts)
+        return dataclasses.replace(
+            node,
+            broker_host=first.host,
+            broker_port=first.mqtt_port,
+            embedded_broker=local,
+            broker_backend="nats",
+            broker_addresses=self.addresses,
+        )
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def default_advertise(listen_host: str) -> str:
@@ -47,6 +87,18 @@ def default_advertise(listen_host: str) -> str:
     except OSError:
         pass
     return "127.0.0.1"
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free loopback ports (each stays bound until all are chosen)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def _connect_host(listen_host: str) -> str:
@@ -67,9 +119,11 @@ def init_cluster(
     heartbeat: float = 60.0,
     data_path_addr: str = "",
     behind_nat: bool = False,
+    broker: BrokerPlan | None = None,
 ) -> tuple[NodeConfig, str, str]:
     """Create a swarm; returns this node's config, the worker join token and the unlock key
-    ("" without autolock)."""
+    ("" without autolock). With a NATS `broker`, its servers' directories are written under
+    the broker directory instead of mosquitto's files."""
     if data.exists():
         raise ShoalError(
             "This node is already part of a swarm. Use `shoal swarm leave` to leave this swarm"
@@ -91,12 +145,18 @@ def init_cluster(
         data_key = DataKeyFile(data.manager / "data-key").create(unlock_key or None)
         snap = Snapshot(index=1, term=1, voters=(node_id,), data=initial_snapshot([cluster, me]))
         bootstrap_log(data.raft, data_key, snap)
-        hosts = sorted({advertise_host, hostname, "localhost", "127.0.0.1", "::1"})
-        host = BrokerHost(
-            data.broker, cluster_id, ListenSpec(listen_host, cluster_port, enroll_port)
-        )
-        host.create(ca, hosts)
-        host.sync_from(ca, managers=[node_id], admins=[], monitors=[], revoked=[])
+        if broker is not None:
+            nats = NatsHost(data.broker, cluster_id)
+            local = [not broker.hosts or s.host in LOCAL_HOSTS for s in broker.servers]
+            nats.create(ca, broker.servers, local=local, extra_hosts=[advertise_host, hostname])
+            nats.sync_from(ca, managers=[node_id], admins=[], monitors=[], revoked=[])
+        else:
+            hosts = sorted({advertise_host, hostname, "localhost", "127.0.0.1", "::1"})
+            host = BrokerHost(
+                data.broker, cluster_id, ListenSpec(listen_host, cluster_port, enroll_port)
+            )
+            host.create(ca, hosts)
+            host.sync_from(ca, managers=[node_id], admins=[], monitors=[], revoked=[])
         node = NodeConfig(
             node_id=node_id,
             cluster_id=cluster_id,
@@ -113,6 +173,8 @@ def init_cluster(
             data_path_addr=data_path_addr,
             behind_nat=behind_nat,
         )
+        if broker is not None:
+            node = broker.node_config(node)
         data.save_node(node)
         return node, cluster.worker_token, unlock_key
     except BaseException:
@@ -190,13 +252,18 @@ def write_joined(
             hostname=hostname,
             broker_host=broker_host,
             broker_port=enrolled.cluster_port,
-            broker_addresses=broker_addresses,
             enroll_port=enroll_port,
             driver=driver,
             heartbeat=heartbeat,
             data_path_addr=data_path_addr,
             behind_nat=behind_nat,
+            broker_backend=enrolled.broker_backend,
+            # the servers the swarm named in its answer, else those given to join
+            broker_addresses=enrolled.broker_addresses or broker_addresses,
         )
+        if enrolled.broker_addresses:  # the first server, for what names one address
+            host, _, port = enrolled.broker_addresses[0].rpartition(":")
+            node = dataclasses.replace(node, broker_host=host.strip("[]"), broker_port=int(port))
         data.save_node(node)
         return node
     except BaseException:

@@ -71,8 +71,15 @@ class Timeout(Exception):
     pass
 
 
+# the commands run as on a user's machine: Python keeps its compiled modules (an environment
+# that forbids it would make every CLI call compile shoal's sources anew, ~0.15 s here)
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def run(cmd: list[str], *, check: bool = True, timeout: float = 120) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, check=False, env=ENV
+    )
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
     return proc.stdout

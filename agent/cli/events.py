@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agent import control
-from agent.cli.output import Template
+from agent.cli.template import Template
 from agent.model.events import ClusterEvent, EventFilter
 from agent.model.logs import parse_since
 from agent.paths import DataDir

@@ -3,22 +3,23 @@
 Each group of commands (`swarm`, `node`, `service`, `secret`/`config`, `stack`, `network`,
 `system` with `info`, `events`) adds itself to the parser with its module's ``register``;
 `cert`, `daemon` and `version` live here.
+
+Only the module of the command being run is imported (a CLI process is started for every
+command a script runs, and the rest would cost it more than the command itself); the others
+appear in the parser by name and help, from :data:`GROUPS`.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from agent import control
-from agent.cli import events, inspect, networks, nodes, secrets, services, stacks, swarm, system
-from agent.cli.flagvalues import parse_duration
-from agent.cli.output import print_error, table
 from agent.cli.parser import ShoalParser
-from agent.cli.swarm import run_foreground
 from agent.model.errors import ShoalError
 from agent.paths import DataDir, default_data_dir
 
@@ -51,6 +52,8 @@ def cmd_cert_issue(a: argparse.Namespace, data: DataDir) -> int:
 
 
 def cmd_cert_ls(a: argparse.Namespace, data: DataDir) -> int:
+    from agent.cli.output import table
+
     rows = [[str(c["id"]), str(c["role"])] for c in control.call(data.socket, "cert-ls")]
     print(table([["ID", "ROLE"], *rows]))
     return 0
@@ -63,10 +66,29 @@ def cmd_cert_rm(a: argparse.Namespace, data: DataDir) -> int:
 
 
 def cmd_daemon(a: argparse.Namespace, data: DataDir) -> int:
+    from agent.cli.swarm import run_foreground
+
     data.load_node()
     if data.daemon_pid() not in (None, os.getpid()):
         raise ShoalError(f"a shoal daemon already runs for {data.root} (pid {data.daemon_pid()})")
     return run_foreground(data)
+
+
+def cmd_broker_run(a: argparse.Namespace, data: DataDir) -> int:
+    import asyncio
+    import logging
+
+    from agent.natsbroker import run_server
+    from broker.errors import BrokerError
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(run_server(a.dir))
+    except BrokerError as exc:
+        raise ShoalError(str(exc)) from None
+    return 0
 
 
 def version_text() -> str:
@@ -95,7 +117,43 @@ def cmd_version(a: argparse.Namespace, data: DataDir) -> int:
 
 
 # parser ------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
+GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("swarm", (("swarm", "manage the swarm"),)),
+    ("nodes", (("node", "manage swarm nodes"),)),
+    ("services", (("service", "manage services"),)),
+    ("secrets", (("secret", "manage secrets"), ("config", "manage configs"))),
+    ("stacks", (("stack", "manage stacks"),)),
+    ("networks", (("network", "manage networks"),)),
+    ("system", (("info", "display system-wide information"), ("system", "manage shoal"))),
+    ("inspect", (("inspect", "show any swarm object in detail (Docker's shape)"),)),
+    ("events", (("events", "get real time events from the swarm"),)),
+)
+"""Each module of agent.cli that registers commands, with the commands (and their help) it
+adds, in the order `shoal --help` lists them."""
+
+
+def _duration(value: str) -> Any:
+    from agent.cli.flagvalues import parse_duration
+
+    return parse_duration(value)
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command word of a command line (`service` in `--data-dir d service ls`)."""
+    args = iter(argv)
+    for word in args:
+        if word == "--data-dir":
+            next(args, None)
+        elif word == "--":
+            return next(args, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; given a command line, the parser of its command in full and the
+    other commands by name only (their own flags are not known then)."""
     common = ShoalParser(add_help=False)
     common.add_argument(
         "--data-dir",
@@ -115,15 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
         return sp
 
-    swarm.register(sub, cmd)
-    nodes.register(sub, cmd)
-    services.register(sub, cmd)
-    secrets.register(sub, cmd)
-    stacks.register(sub, cmd)
-    networks.register(sub, cmd)
-    system.register(sub, cmd)
-    inspect.register(sub, cmd)
-    events.register(sub, cmd)
+    wanted = command_of(argv) if argv is not None else None
+    known = {name for _, names in GROUPS for name, _ in names}
+    for module, names in GROUPS:
+        if wanted is None or wanted not in known or wanted in {name for name, _ in names}:
+            importlib.import_module(f"agent.cli.{module}").register(sub, cmd)
+        else:
+            for name, help in names:
+                sub.add_parser(name, help=help)
 
     cert = sub.add_parser("cert", help="certificates for people and tools").add_subparsers(
         dest="sub", metavar="COMMAND", required=True
@@ -133,10 +190,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--out", type=Path, required=True, help="directory for cert.pem, key.pem, ca.pem"
     )
-    sp.add_argument("--expiry", type=parse_duration, default=None, help="lifetime (default 90d)")
+    sp.add_argument("--expiry", type=_duration, default=None, help="lifetime (default 90d)")
     cmd(cert, "ls", cmd_cert_ls, "list admin and monitoring certificates")
     sp = cmd(cert, "rm", cmd_cert_rm, "revoke admin or monitoring certificates")
     sp.add_argument("ids", nargs="+", metavar="ID")
+
+    broker = sub.add_parser("broker", help="the swarm's broker servers").add_subparsers(
+        dest="sub", metavar="COMMAND", required=True
+    )
+    sp = cmd(broker, "run", cmd_broker_run, "run one NATS server of the swarm from its directory")
+    sp.add_argument(
+        "--dir", type=Path, required=True, help="a server's directory (swarm init wrote it)"
+    )
 
     cmd(sub, "daemon", cmd_daemon, "run this node's daemon in the foreground (for systemd)")
     cmd(sub, "version", cmd_version, "show the version")
@@ -144,13 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _runs_the_daemon(a: argparse.Namespace) -> bool:
-    return a.fn is cmd_daemon or bool(getattr(a, "foreground", False))
+    return a.fn in (cmd_daemon, cmd_broker_run) or bool(getattr(a, "foreground", False))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     import signal
+    import sys
 
-    parser = build_parser()
+    parser = build_parser(sys.argv[1:] if argv is None else argv)
     a = parser.parse_args(argv)
     if not _runs_the_daemon(a):
         # `shoal ... | head` ends quietly. Never in the daemon: a peer closing a connection
@@ -160,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(a.fn(a, data))
     except ShoalError as exc:
+        from agent.cli.output import print_error
+
         print_error(exc)
         return 1
     except KeyboardInterrupt:

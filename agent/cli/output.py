@@ -13,11 +13,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from agent.cli.gofmt import plain, table, text, to_json
-from agent.cli.template import Template
 from agent.model.errors import ShoalError
 
 __all__ = [
-    "Template",
     "for_each",
     "format_inspect",
     "human_duration",
@@ -53,6 +51,8 @@ def render(
         return table([header, *([text(row.get(key)) for _, key in columns] for row in rows)])
     if fmt.strip() == "json":
         return "\n".join(to_json(row) for row in rows)
+    from agent.cli.template import Template
+
     template = Template(fmt, headers={key: title for title, key in columns})
     shown = dict(fields or {})
     views = [{**row, **{f: row.get(k) for f, k in shown.items()}} for row in rows]
@@ -70,6 +70,8 @@ def format_inspect(objs: Sequence[Any], fmt: str | None) -> str:
         return inspect_json(objs)
     # inspect shapes leave empty fields out, as Docker's JSON does: a template naming one
     # prints <no value> instead of failing
+    from agent.cli.template import Template
+
     return Template(fmt, missingkey="default").render_all([plain(obj) for obj in objs])
 
 

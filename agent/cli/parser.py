@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 __all__ = ["FLAG_ERROR", "ShoalParser"]
@@ -36,10 +37,25 @@ class ShoalParser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        self._deferred: list[Callable[[argparse.ArgumentParser], None]] = []
+
+    def defer(self, add: Callable[[argparse.ArgumentParser], None]) -> None:
+        """Add this command's flags with ``add`` only when the command is parsed: a command
+        with many flags (``service create``) costs the other commands nothing."""
+        self._deferred.append(add)
+
+    def _add_deferred(self) -> None:
+        while self._deferred:
+            self._deferred.pop(0)(self)
+
+    def format_help(self) -> str:
+        self._add_deferred()
+        return super().format_help()
 
     def parse_known_args(  # type: ignore[override]
         self, args: Any = None, namespace: Any = None
     ) -> tuple[argparse.Namespace, list[str]]:
+        self._add_deferred()
         ns, extras = super().parse_known_args(args, namespace)
         if extras and self._is_command():
             # said by the command itself, with its own usage, not by `shoal` at the top

@@ -8,14 +8,10 @@ from typing import Any
 
 from agent import control
 from agent.cli.convergence import follow
-from agent.cli.createflags import add_create_flags, spec_from_create
-from agent.cli.logs import add_logs_flags, cmd_service_logs
 from agent.cli.output import for_each, format_inspect, inspect_json, print_error, render
-from agent.cli.pretty import service_pretty
-from agent.cli.updateflags import add_update_flags, apply_update
+from agent.cli.parser import ShoalParser
 from agent.model.errors import ShoalError
 from agent.model.limits import check_replicas
-from agent.model.spec import ServiceSpec, SpecError
 from agent.paths import DataDir
 
 __all__ = [
@@ -87,6 +83,8 @@ def task_rows(tasks: list[dict[str, Any]], *, no_trunc: bool) -> list[dict[str, 
 
 # service -------------------------------------------------------------------------------------
 def cmd_service_create(a: argparse.Namespace, data: DataDir) -> int:
+    from agent.cli.createflags import spec_from_create
+
     for attempt in range(5):
         spec = spec_from_create(a)
         try:
@@ -103,6 +101,9 @@ def cmd_service_create(a: argparse.Namespace, data: DataDir) -> int:
 
 
 def cmd_service_update(a: argparse.Namespace, data: DataDir) -> int:
+    from agent.cli.updateflags import apply_update
+    from agent.model.spec import ServiceSpec, SpecError
+
     info = _call(data, "service-spec", {"service": a.service})
     if getattr(a, "rollback", False):
         _call(data, "service-rollback", {"service": info["id"]})
@@ -181,6 +182,8 @@ def cmd_service_ps(a: argparse.Namespace, data: DataDir) -> int:
 def cmd_service_inspect(a: argparse.Namespace, data: DataDir) -> int:
     objs = [_call(data, "service-inspect", {"service": ref}) for ref in a.services]
     if a.pretty:
+        from agent.cli.pretty import service_pretty
+
         print("\n\n".join(service_pretty(o) for o in objs))
         return 0
     print(format_inspect(objs, a.format) if a.format else inspect_json(objs))
@@ -200,9 +203,9 @@ def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
         dest="sub", metavar="COMMAND", required=True
     )
     sp = cmd(service, "create", cmd_service_create, "create a new service")
-    add_create_flags(sp)
+    _defer(sp, _create_flags)
     sp = cmd(service, "update", cmd_service_update, "update a service")
-    add_update_flags(sp)
+    _defer(sp, _update_flags)
     sp = cmd(service, "rollback", cmd_service_rollback, "revert a service to its previous spec")
     _detach(sp)
     sp.add_argument("service", metavar="SERVICE")
@@ -221,10 +224,41 @@ def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
     sp.add_argument("-f", "--format", help="Go-style template, e.g. '{{.Spec.Name}}'")
     sp.add_argument("--pretty", action="store_true", help="human-readable")
     sp.add_argument("services", nargs="+", metavar="SERVICE")
-    sp = cmd(service, "logs", cmd_service_logs, "show the output of a service's tasks")
-    add_logs_flags(sp)
+    sp = cmd(service, "logs", _service_logs, "show the output of a service's tasks")
+    _defer(sp, _logs_flags)
     sp = cmd(service, "rm", cmd_service_rm, "remove services")
     sp.add_argument("services", nargs="+", metavar="SERVICE")
+
+
+def _defer(sp: argparse.ArgumentParser, add: Callable[[argparse.ArgumentParser], None]) -> None:
+    if isinstance(sp, ShoalParser):
+        sp.defer(add)
+    else:
+        add(sp)
+
+
+def _create_flags(sp: argparse.ArgumentParser) -> None:
+    from agent.cli.createflags import add_create_flags
+
+    add_create_flags(sp)
+
+
+def _update_flags(sp: argparse.ArgumentParser) -> None:
+    from agent.cli.updateflags import add_update_flags
+
+    add_update_flags(sp)
+
+
+def _logs_flags(sp: argparse.ArgumentParser) -> None:
+    from agent.cli.logs import add_logs_flags
+
+    add_logs_flags(sp)
+
+
+def _service_logs(a: argparse.Namespace, data: DataDir) -> int:
+    from agent.cli.logs import cmd_service_logs
+
+    return cmd_service_logs(a, data)
 
 
 def listing_flags(sp: argparse.ArgumentParser) -> None:

@@ -126,6 +126,7 @@ def cmd_swarm_init(a: argparse.Namespace, data: DataDir) -> int:
             f"--enroll-port {port} is the cluster port of --listen-addr: the enrollment"
             " listener needs a port of its own"
         )
+    broker = _broker_plan(a, port)
     node, token, unlock_key = init_cluster(
         data,
         hostname=a.hostname or socket.gethostname(),
@@ -139,23 +140,63 @@ def cmd_swarm_init(a: argparse.Namespace, data: DataDir) -> int:
         heartbeat=a.heartbeat.total_seconds(),
         data_path_addr=a.data_path_addr or "",
         behind_nat=a.behind_nat,
+        broker=broker,
     )
     if a.foreground:
         _print_init(node, token, unlock_key)
+        _print_broker_servers(data, node)
         return run_foreground(data, unlock_key)
     proc = _start_daemon(data)
     try:
-        if unlock_key:
+        if unlock_key or not node.embedded_broker:
             _wait_socket(data, proc)
+        if unlock_key:
             control.call(data.socket, "unlock", {"key": unlock_key})
-        _wait_ready(data, proc)
-        token = control.call(data.socket, "join-token", {"role": "worker"})["token"]
+        if node.embedded_broker:
+            # a NATS cluster elects its JetStream leader before it takes MQTT logins
+            _wait_ready(data, proc, timeout=60.0 if broker else 30.0)
+            token = control.call(data.socket, "join-token", {"role": "worker"})["token"]
     except ShoalError:
         _stop_daemon(data)
         forget(data)
         raise
     _print_init(node, token, unlock_key)
+    _print_broker_servers(data, node)
     return 0
+
+
+def _broker_plan(a: argparse.Namespace, port: int) -> Any:
+    """The NATS cluster `--broker nats` asks for (None for the embedded mosquitto)."""
+    from agent.manager.nats_host import plan_servers
+    from agent.setup import BrokerPlan, free_ports
+
+    if a.broker != "nats":
+        if a.broker_servers is not None or a.broker_hosts:
+            raise ShoalError("--broker-servers and --broker-hosts need --broker nats")
+        return None
+    hosts = tuple(h.strip() for h in (a.broker_hosts or "").split(",") if h.strip())
+    count = a.broker_servers if a.broker_servers is not None else len(hosts) or 3
+    if a.broker_hosts is not None and not hosts:
+        raise ShoalError("--broker-hosts: expected host names or addresses, as h1,h2,h3")
+    if not 1 <= count <= 7:
+        raise ShoalError(f"--broker-servers {count}: expected 1 to 7")
+    ports = () if hosts else free_ports(3 * count)
+    return BrokerPlan(tuple(plan_servers(count, hosts, mqtt_port=port, free_ports=ports)), hosts)
+
+
+def _print_broker_servers(data: DataDir, node: NodeConfig) -> None:
+    """For a NATS cluster on other hosts: what to copy where and run there."""
+    if node.broker_backend != "nats" or node.embedded_broker:
+        return
+    from agent.manager.nats_host import LOCAL_HOSTS, NatsHost
+
+    host = NatsHost(data.broker, node.cluster_id)
+    print("This swarm's broker is a NATS cluster. Start each of its servers on its host:\n")
+    for i, server in enumerate(host.servers):
+        d = host.files(i).directory
+        where = "on this machine" if server.host in LOCAL_HOSTS else f"to {server.host}"
+        print(f"    copy {d} {where}, then run there: shoal broker run --dir {d}")
+    print("\nThis node connects to the swarm when a majority of them runs.\n")
 
 
 def _force_new_cluster(a: argparse.Namespace, data: DataDir) -> int:
@@ -436,6 +477,20 @@ def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
         "--force-new-cluster",
         action="store_true",
         help="recover a swarm that lost its quorum: this manager alone, keeping all the state",
+    )
+    sp.add_argument(
+        "--broker",
+        choices=["mosquitto", "nats"],
+        default="mosquitto",
+        help="the swarm's broker: an embedded mosquitto, or a NATS cluster (no single server)",
+    )
+    sp.add_argument(
+        "--broker-servers", type=int, metavar="N", help="servers of the NATS cluster (default 3)"
+    )
+    sp.add_argument(
+        "--broker-hosts",
+        metavar="H1,H2,H3",
+        help="hosts of the NATS servers, one each (default: all on this machine's loopback)",
     )
     _node_options(sp)
 

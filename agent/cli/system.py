@@ -12,7 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from agent import control
-from agent.cli.output import Template, human_duration, render, table
+from agent.cli.output import human_duration, render, table
+from agent.cli.template import Template
 from agent.paths import DataDir
 
 __all__ = ["df_text", "human_duration", "human_size", "info_text", "register"]

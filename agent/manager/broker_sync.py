@@ -8,11 +8,12 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from agent.manager.broker_host import BrokerHost
 from agent.manager.cluster import cluster_ca
+from agent.manager.nats_host import NatsHost
 from agent.manager.store import Client, ClientRole, Cluster, Node, NodeRole, Store
 from broker.errors import BrokerError
 from broker.session import Session
@@ -31,7 +32,7 @@ class BrokerSync:
         store: Store,
         session: Session,
         topics: Topics,
-        broker_host: BrokerHost | None,
+        broker_host: BrokerHost | NatsHost | None,
         reload_broker: Callable[[], None] | None,
     ) -> None:
         self.node_id = node_id
@@ -40,6 +41,9 @@ class BrokerSync:
         self.topics = topics
         self.broker_host = broker_host
         self.reload_broker = reload_broker
+        self.relogin: Callable[[str], Awaitable[None]] | None = None
+        """Makes an identity's live session log in again (Revocation.take_over)."""
+        self._relogins: set[asyncio.Task[None]] = set()
         self.synced = 0  # the store index the broker host last said it applied
         self.host_id: str | None = None  # the broker host, as it last said
         self._synced = asyncio.Event()
@@ -56,7 +60,8 @@ class BrokerSync:
         managers = [n.id for n in nodes if n.role == NodeRole.MANAGER]
         clients = view.list(Client)
         revoked = [(int(s), datetime.fromisoformat(t)) for s, t in sorted(cluster.revoked.items())]
-        self.broker_host.sync_from(
+        identities = [n.id for n in nodes] + [c.id for c in clients]
+        changed = self.broker_host.sync_from(
             cluster_ca(self.store),
             managers=managers,
             nodes=[n.id for n in nodes if n.role != NodeRole.MANAGER],
@@ -64,10 +69,34 @@ class BrokerSync:
             monitors=[c.id for c in clients if c.role == ClientRole.MONITOR],
             revoked=revoked,
         )
-        if self.reload_broker is not None:
+        if self.reload_broker is not None and changed is not False:
             self.reload_broker()
+            if getattr(self.broker_host, "reload_stops_deliveries", False):
+                task = asyncio.get_running_loop().create_task(self._log_in_again(identities))
+                self._relogins.add(task)
+                task.add_done_callback(self._relogins.discard)
         self.synced = self.store.applied
         asyncio.get_running_loop().create_task(self._announce(self.store.applied))
+
+    async def _log_in_again(self, identities: list[str]) -> None:
+        """After a reload that stops deliveries to the sessions it keeps: this node's own
+        session reconnects, every other identity's is taken over (it then reconnects)."""
+        before = self.session.connects
+        self.session.reconnect()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while self.session.connects == before and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        others = [i for i in identities if i != self.node_id]
+        if self.relogin is not None and others:
+            await asyncio.gather(*(self.relogin(i) for i in others), return_exceptions=True)
+
+    async def settled(self) -> None:
+        """Wait until this node's session has logged in again after a reload (if one ran):
+        an answer sent before would be lost to a session that no longer receives."""
+        for task in list(self._relogins):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(task), 15)
 
     async def _announce(self, index: int) -> None:
         doc = json.dumps({"host": self.node_id, "synced_index": index}).encode()

@@ -120,6 +120,7 @@ class CAServer:
         # the broker must know the node before the node connects, or its first writes
         # (its "ready" state) would be silently denied
         await self.broker.wait(self.store.applied)
+        await self.broker.settled()
         log.info("node %s (%s) joined as a %s", node_id, hostname, role)
         return {
             "node_id": node_id,

@@ -157,6 +157,7 @@ class Manager:
             kick_address=kick_address,
             broker=self.broker,
         )
+        self.broker.relogin = self.revocation.take_over
         self.ca = CAServer(
             store=store,
             driver=driver,

@@ -7,19 +7,25 @@ applies it (:mod:`~agent.model.routing`), and the errors of decoding them
 (:mod:`~agent.model.errors`). Nothing here imports :mod:`agent.manager` or :mod:`agent.worker`.
 """
 
-from agent.model.assignment import (
-    Assignment,
-    ConfigBlob,
-    SecretBlob,
-    check_references,
-    parse_configs,
-    parse_secrets,
-)
-from agent.model.errors import AssignmentError, ModelError, StatusError
-from agent.model.fields import is_id
-from agent.model.restart import restart_delay, restarts_left, should_restart
-from agent.model.routing import check_table
-from agent.model.tasks import DESIRED_STATES, DesiredState, Health, TaskState, TaskStatus
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.model.assignment import (
+        Assignment,
+        ConfigBlob,
+        SecretBlob,
+        check_references,
+        parse_configs,
+        parse_secrets,
+    )
+    from agent.model.errors import AssignmentError, ModelError, StatusError
+    from agent.model.fields import is_id
+    from agent.model.restart import restart_delay, restarts_left, should_restart
+    from agent.model.routing import check_table
+    from agent.model.tasks import DESIRED_STATES, DesiredState, Health, TaskState, TaskStatus
 
 __all__ = [
     "DESIRED_STATES",
@@ -42,3 +48,36 @@ __all__ = [
     "restarts_left",
     "should_restart",
 ]
+
+_WHERE = {
+    "Assignment": "agent.model.assignment",
+    "AssignmentError": "agent.model.errors",
+    "ConfigBlob": "agent.model.assignment",
+    "DESIRED_STATES": "agent.model.tasks",
+    "DesiredState": "agent.model.tasks",
+    "Health": "agent.model.tasks",
+    "ModelError": "agent.model.errors",
+    "SecretBlob": "agent.model.assignment",
+    "StatusError": "agent.model.errors",
+    "TaskState": "agent.model.tasks",
+    "TaskStatus": "agent.model.tasks",
+    "check_references": "agent.model.assignment",
+    "check_table": "agent.model.routing",
+    "is_id": "agent.model.fields",
+    "parse_configs": "agent.model.assignment",
+    "parse_secrets": "agent.model.assignment",
+    "restart_delay": "agent.model.restart",
+    "restarts_left": "agent.model.restart",
+    "should_restart": "agent.model.restart",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The names above, each imported from its module when first asked for: a program that
+    needs one part of the model (the CLI, say) does not pay for the rest."""
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(where), name)
+    globals()[name] = value
+    return value

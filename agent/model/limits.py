@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.model.errors import ShoalError
-from agent.model.spec import ServiceSpec
+
+if TYPE_CHECKING:
+    from agent.model.spec import ServiceSpec
 
 __all__ = [
     "MAX_ARGS",
