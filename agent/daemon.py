@@ -127,6 +127,7 @@ class Daemon:
             SessionConfig(
                 host=self.node.broker_host,
                 port=self.node.broker_port,
+                addresses=self.node.broker_addresses,
                 client_id=self.node.node_id,
                 sender=self.node.node_id,
                 tls=lambda: client_context(

@@ -33,7 +33,7 @@ from certs import (
     verify_issued,
 )
 
-__all__ = ["Enrolled", "enroll", "parse_broker_url"]
+__all__ = ["Enrolled", "enroll", "parse_broker_url", "parse_broker_urls"]
 
 log = logging.getLogger("shoal.join")
 
@@ -62,6 +62,19 @@ def parse_broker_url(url: str, default_port: int = 8883) -> tuple[str, int]:
             f"bad broker address {url!r}: expected mqtts://HOST:PORT (shoal only speaks TLS)"
         )
     return parts.hostname, port
+
+
+def parse_broker_urls(text: str, default_port: int = 8883) -> list[tuple[str, int]]:
+    """Every server of the swarm's broker, comma-separated (`mqtts://a:8883,mqtts://b:8883`):
+    the node enrolls through the first and fails over among all of them."""
+    urls = [part.strip() for part in text.split(",")]
+    if not all(urls):
+        raise ShoalError(
+            f"bad broker address {text!r}: an empty address in the list"
+            " (expected mqtts://HOST:PORT[,mqtts://HOST:PORT...])"
+        )
+    servers = [parse_broker_url(url, default_port) for url in urls]
+    return list(dict.fromkeys(servers))
 
 
 async def enroll(

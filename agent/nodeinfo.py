@@ -71,7 +71,8 @@ def node_info(d: Any) -> dict[str, Any]:
             "ContainersStopped": len(status) - running,
             "ServerVersion": server_version(),
             "Driver": d.agent.driver.name,
-            "Broker": f"{d.node.broker_host}:{d.node.broker_port}",
+            "Broker": str(d.session.connected_to or d.session.rotation.current),
+            "BrokerAddresses": [str(a) for a in d.session.rotation.addresses],
             "Swarm": _swarm(d, info),
         }
     )
@@ -92,7 +93,7 @@ def _swarm(d: Any, info: dict[str, Any]) -> dict[str, Any]:
         "ControlAvailable": d.manager is not None,
         "Error": error,
         # nodes reach the managers through the broker only: it is their one address
-        "RemoteManagers": [{"NodeID": "", "Addr": f"{d.node.broker_host}:{d.node.broker_port}"}],
+        "RemoteManagers": [{"NodeID": "", "Addr": str(a)} for a in d.session.rotation.addresses],
     }
     if d.manager is not None and d.driver is not None:
         from agent.manager.control.system import RaftSettings, swarm_info

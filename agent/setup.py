@@ -236,6 +236,7 @@ def write_joined(
     hostname: str,
     broker_host: str,
     enroll_port: int,
+    broker_addresses: tuple[str, ...] = (),
     driver: str = "auto",
     heartbeat: float = 60.0,
     data_path_addr: str = "",
@@ -257,9 +258,10 @@ def write_joined(
             data_path_addr=data_path_addr,
             behind_nat=behind_nat,
             broker_backend=enrolled.broker_backend,
-            broker_addresses=enrolled.broker_addresses,
+            # the servers the swarm named in its answer, else those given to join
+            broker_addresses=enrolled.broker_addresses or broker_addresses,
         )
-        if enrolled.broker_addresses:  # until failover among them: the first server
+        if enrolled.broker_addresses:  # the first server, for what names one address
             host, _, port = enrolled.broker_addresses[0].rpartition(":")
             node = dataclasses.replace(node, broker_host=host.strip("[]"), broker_port=int(port))
         data.save_node(node)

@@ -1,5 +1,7 @@
-"""The MQTT session every shoal process uses: aiomqtt over TLS, will, reconnect with jittered
-backoff, handlers by topic filter, and request/response with correlation and timeouts."""
+"""The MQTT session every shoal process uses: aiomqtt over TLS, will, failover over the broker's
+servers with jittered backoff (broker.servers), QoS 1 messages sent again on the next connection
+when one drops before the broker acknowledged them, handlers by topic filter, and
+request/response with correlation and timeouts."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import aiomqtt
 
 from broker.envelope import MAX_MESSAGE_BYTES, Envelope, Rejections, decode, encode
 from broker.errors import BrokerError, EnvelopeError, MessageTooLarge, NotConnected, RequestTimeout
+from broker.servers import Address, Rotation, parse_address
 from broker.tls import REVOKED, diagnose
 from broker.topics import answers
 
@@ -46,11 +49,13 @@ class Will:
 
 @dataclass(slots=True)
 class SessionConfig:
-    host: str
-    port: int
     client_id: str
     sender: str
     tls: Callable[[], ssl.SSLContext]
+    host: str = ""
+    port: int = 0
+    addresses: tuple[str, ...] = ()
+    """Every broker server's "host:port"; empty: host:port alone."""
     will: Will | None = None
     clean_session: bool = True
     keepalive: int = 30
@@ -60,6 +65,11 @@ class SessionConfig:
     backoff_min: float = 0.2
     backoff_max: float = 15.0
     rng: random.Random = field(default_factory=random.Random)
+
+    def servers(self) -> list[Address]:
+        if self.addresses:
+            return [parse_address(a) for a in self.addresses]
+        return [Address(self.host, self.port)]
 
 
 class Session:
@@ -76,6 +86,16 @@ class Session:
         self.last_error: str | None = None
         self.revoked = False  # the broker refused this identity's certificate as revoked
         self.connects = 0
+        self.rotation = Rotation(
+            config.servers(),
+            config.client_id,
+            backoff_min=config.backoff_min,
+            backoff_max=config.backoff_max,
+            rng=config.rng,
+        )
+        self.connected_to: Address | None = None  # the server of the connection that is up
+        self._lost: asyncio.Future[None] | None = None  # done when that connection ends
+        self._up_since = 0.0
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
         self._closing = False
@@ -88,6 +108,7 @@ class Session:
         self._on_disconnect: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._spawned: set[asyncio.Task[None]] = set()
+        self._diagnosis: asyncio.Task[None] | None = None
         self._inner: asyncio.Task[None] | None = None
         self._reconnect_now = False
         self._stopper: asyncio.Future[None] | None = None
@@ -168,21 +189,27 @@ class Session:
             await asyncio.wait_for(self._connected.wait(), timeout)
         except TimeoutError:
             why = self.last_error or "no answer"
+            where = ", ".join(str(a) for a in self.rotation.addresses)
             raise NotConnected(
-                f"could not connect to the broker at {self.config.host}:{self.config.port}"
-                f" within {timeout:g} s: {why}"
+                f"could not connect to the broker at {where} within {timeout:g} s: {why}"
             ) from None
 
+    def use_addresses(self, addresses: list[Address]) -> None:
+        """Fail over among these servers from the next reconnect on (the connection that is up
+        stays)."""
+        self.rotation.replace(addresses)
+
     # the connection loop ---------------------------------------------------------------
-    def _make_client(self) -> aiomqtt.Client:
+    def _make_client(self, server: Address) -> aiomqtt.Client:
         c = self.config
         will = None
         if c.will is not None:
             will = aiomqtt.Will(c.will.topic, c.will.payload, qos=c.will.qos, retain=c.will.retain)
         client = aiomqtt.Client(
-            c.host,
-            c.port,
+            server.host,
+            server.port,
             identifier=c.client_id,
+            protocol=aiomqtt.ProtocolVersion.V311,  # what every broker backend speaks
             tls_context=c.tls(),
             will=will,
             clean_session=c.clean_session,
@@ -196,46 +223,61 @@ class Session:
         return client
 
     async def run(self) -> None:
-        """Connect, dispatch, reconnect with jittered exponential backoff; until close()."""
-        delay = self.config.backoff_min
+        """Connect, dispatch, fail over and reconnect with backoff (broker.servers); until
+        close()."""
+        loop = asyncio.get_running_loop()
         while not self._closing:
-            self._inner = asyncio.create_task(self._connect_once())
-            probe = asyncio.create_task(self._probe_pending_connect())
+            server = self.rotation.current
+            self._lost = loop.create_future()
+            self._inner = asyncio.create_task(self._connect_once(server))
+            probe = asyncio.create_task(self._probe_pending_connect(server))
+            was_up, failure = False, None
             try:
                 await self._inner
             except asyncio.CancelledError:
                 if not self._reconnect_now or self._closing:
                     raise
-            except aiomqtt.MqttError as exc:
-                await self._note_failure(exc)
-            except (OSError, ssl.SSLError) as exc:
-                await self._note_failure(exc)
+            except (aiomqtt.MqttError, OSError, ssl.SSLError) as exc:
+                failure = exc
             finally:
                 probe.cancel()
                 self._inner = None
                 self._client = None
+                self.connected_to = None
+                if not self._lost.done():
+                    self._lost.set_result(None)
                 if self._connected.is_set():
+                    was_up = True
                     self._connected.clear()
                     for callback in self._on_disconnect:
                         callback()
             if self._closing:
                 break
+            if failure is not None:  # diagnosed while the next server is tried
+                self._diagnose(failure, server)
             if self._reconnect_now:
                 self._reconnect_now = False
-                delay = self.config.backoff_min
                 continue
-            await asyncio.sleep(delay * (0.5 + self.config.rng.random()))
-            delay = min(delay * 2, self.config.backoff_max)
+            up_for = loop.time() - self._up_since if was_up else None
+            wait = self.rotation.failed(up_for)
+            log.info("left %s (%s); trying %s", server, failure or "closed", self.rotation.current)
+            await asyncio.sleep(wait)
 
-    async def _connect_once(self) -> None:
-        async with self._make_client() as client:
+    async def _connect_once(self, server: Address) -> None:
+        """One connection to `server`, until it ends."""
+        async with self._make_client(server) as client:
             self._client = client
             for topic_filter, qos, _ in self._subs:
                 await client.subscribe(topic_filter, qos=qos)
             self.connects += 1
             self.last_error = None
+            self.connected_to = server
+            if self._diagnosis is not None:
+                self._diagnosis.cancel()
+            self.rotation.connected()
+            self._up_since = asyncio.get_running_loop().time()
             self._connected.set()
-            log.info("connected to %s:%d", self.config.host, self.config.port)
+            log.info("connected to %s", server)
             for cb in self._on_connect:
                 await cb()
             async for message in client.messages:
@@ -260,39 +302,44 @@ class Session:
                 fut.set_result(None)
             await asyncio.wait({inner}, timeout=grace)
 
-    async def _probe_pending_connect(self) -> None:
+    async def _probe_pending_connect(self, server: Address) -> None:
         """Name the reason of a connect attempt still pending after `probe_after` seconds.
 
         A broker that refuses the certificate (revoked, expired, another CA) makes aiomqtt
         wait for its whole connect timeout and then say only "timed out"; until then the
         session would show no reason at all, e.g. right after the daemon of a removed node
-        restarts. A raw TLS probe tells at once."""
+        restarts. A raw TLS probe of the server being tried tells at once."""
         await asyncio.sleep(self.config.probe_after)
         if self._connected.is_set() or self._closing:
             return
-        c = self.config
         try:  # TLS only: a CONNECT would take over the very session being set up
-            why = await diagnose(c.host, c.port, c.tls(), timeout=3, mqtt=False)
+            why = await diagnose(server.host, server.port, self.config.tls(), timeout=3, mqtt=False)
         except (OSError, ssl.SSLError, ValueError):
             return
         if why != "ok" and not self._connected.is_set() and not self._closing:
-            self._record_failure(why)
+            self._record_failure(why, server)
 
-    async def _note_failure(self, exc: BaseException) -> None:
-        if self._closing:
+    def _diagnose(self, exc: BaseException, server: Address) -> None:
+        """Record why `server` failed: what a probe of that server finds, or else the error.
+        The probe can take seconds on a server that hangs, so it does not hold up the next
+        attempt; a connection that comes up meanwhile ends it, and failures while one runs
+        are not probed again."""
+        if self._closing or (self._diagnosis is not None and not self._diagnosis.done()):
             return
         reason = str(exc) or type(exc).__name__
-        try:
-            why = await diagnose(self.config.host, self.config.port, self.config.tls(), timeout=3)
-        except (OSError, ssl.SSLError, ValueError) as dexc:
-            why = str(dexc)
-        if why != "ok":
-            reason = why
-        self._record_failure(reason)
+        self._diagnosis = asyncio.create_task(self._probe_failed(server, reason))
 
-    def _record_failure(self, reason: str) -> None:
+    async def _probe_failed(self, server: Address, reason: str) -> None:
+        try:
+            why = await diagnose(server.host, server.port, self.config.tls(), timeout=3)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            why = str(exc)
+        if not self._connected.is_set() and not self._closing:
+            self._record_failure(why if why != "ok" else reason, server)
+
+    def _record_failure(self, reason: str, server: Address) -> None:
         if reason != self.last_error:
-            log.warning("broker connection lost or refused: %s", reason)
+            log.warning("broker connection to %s lost or refused: %s", server, reason)
         self.last_error = reason
         if reason == REVOKED:
             self.revoked = True
@@ -329,6 +376,8 @@ class Session:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._diagnosis is not None:
+            self._diagnosis.cancel()
         for spawned in list(self._spawned):
             spawned.cancel()
         for fut in self._pending.values():
@@ -345,19 +394,64 @@ class Session:
         qos: int = 1,
         retain: bool = False,
         timeout: float = 10.0,
+        resend: bool = True,
     ) -> None:
+        """Publish and, at QoS 1, wait for the broker's acknowledgement. A message whose
+        connection ends before that is sent again on the next one (with `resend`; receivers
+        may then get it twice), until `timeout` passes: only then does the caller see
+        NotConnected."""
         if len(payload) > MAX_MESSAGE_BYTES:
             raise MessageTooLarge(
                 f"a message of {len(payload):,} bytes to {topic} is over the {MAX_MESSAGE_BYTES:,}"
                 "-byte limit of the broker; it was not sent"
             )
-        if self._client is None:
-            await self.wait_connected(timeout)
-        client = self._client
-        if client is None:
-            raise NotConnected("not connected to the broker")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            if self._client is None:
+                await self.wait_connected(max(0.0, deadline - loop.time()))
+            client, lost = self._client, self._lost
+            if client is None or lost is None:
+                raise NotConnected("not connected to the broker")
+            left = max(0.001, deadline - loop.time())
+            if qos == 0 or lost.done():
+                await self._publish_on(client, topic, payload, qos, retain, left)
+                return
+            sent = asyncio.ensure_future(
+                self._publish_on(client, topic, payload, qos, retain, left)
+            )
+            try:
+                await asyncio.wait({sent, lost}, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                sent.cancel()
+                raise
+            failure = None
+            if not sent.done():
+                sent.cancel()  # the connection ended before the broker acknowledged it
+            elif (failure := sent.exception()) is None:
+                return
+            elif resend and not lost.done():  # refused by a connection that is ending
+                await asyncio.wait({lost}, timeout=max(0.0, deadline - loop.time()))
+            if not resend or not lost.done() or loop.time() >= deadline:
+                if failure is not None:
+                    raise failure
+                raise NotConnected(
+                    f"publish to {topic} failed: the connection to the broker ended before"
+                    " the broker acknowledged it"
+                )
+            log.debug("sending %s again on the next connection", topic)
+
+    async def _publish_on(
+        self,
+        client: aiomqtt.Client,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        left: float,
+    ) -> None:
         try:
-            await client.publish(topic, payload, qos=qos, retain=retain, timeout=timeout)
+            await client.publish(topic, payload, qos=qos, retain=retain, timeout=left)
         except aiomqtt.MqttError as exc:
             raise NotConnected(f"publish to {topic} failed: {exc}") from exc
 
@@ -392,7 +486,8 @@ class Session:
         self._asked_on[seq] = topic
         try:
             env = Envelope(type=type, sender=self.config.sender, seq=seq, body=body)
-            await self.publish(topic, encode(env), timeout=timeout)
+            # not sent again: a request may change things, and its answer would be lost anyway
+            await self.publish(topic, encode(env), timeout=timeout, resend=False)
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             raise RequestTimeout(f"no answer to {type!r} within {timeout:g} s") from None

@@ -265,7 +265,7 @@ def _print_init(node: NodeConfig, token: str, unlock_key: str = "") -> None:
 
 
 def cmd_swarm_join(a: argparse.Namespace, data: DataDir) -> int:
-    from agent.join import enroll, parse_broker_url
+    from agent.join import enroll, parse_broker_urls
     from agent.setup import forget, write_joined
     from certs import new_private_key
 
@@ -274,7 +274,8 @@ def cmd_swarm_join(a: argparse.Namespace, data: DataDir) -> int:
             "This node is already part of a swarm. Use `shoal swarm leave` to leave this swarm"
             " and join another one."
         )
-    host, port = parse_broker_url(a.address)
+    servers = parse_broker_urls(a.address)
+    (host, port), many = servers[0], len(servers) > 1
     enroll_port = a.enroll_port or port + 1
     hostname = a.hostname or socket.gethostname()
     key = new_private_key()
@@ -289,6 +290,7 @@ def cmd_swarm_join(a: argparse.Namespace, data: DataDir) -> int:
         key,
         hostname=hostname,
         broker_host=host,
+        broker_addresses=tuple(_host_port(h, p) for h, p in servers) if many else (),
         enroll_port=enroll_port,
         driver=a.driver,
         heartbeat=a.heartbeat.total_seconds(),
@@ -307,6 +309,10 @@ def cmd_swarm_join(a: argparse.Namespace, data: DataDir) -> int:
         raise
     print(f"This node joined a swarm as a {enrolled.role}.")
     return 0
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def cmd_swarm_leave(a: argparse.Namespace, data: DataDir) -> int:
@@ -496,7 +502,12 @@ def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
     sp.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for a manager")
     sp.add_argument("--foreground", action="store_true", help="run the daemon attached")
     _node_options(sp)
-    sp.add_argument("address", metavar="mqtts://HOST:PORT")
+    sp.add_argument(
+        "address",
+        metavar="mqtts://HOST:PORT[,mqtts://HOST:PORT...]",
+        help="the broker; a clustered broker's servers comma-separated (the node enrolls"
+        " through the first and fails over among all)",
+    )
 
     sp = cmd(swarm, "leave", cmd_swarm_leave, "leave the swarm")
     sp.add_argument("--force", "-f", action="store_true", help="leave even as the last manager")

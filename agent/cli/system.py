@@ -48,6 +48,7 @@ def info_text(info: dict[str, Any]) -> str:
         f" Server Version: {info.get('ServerVersion', '')}",
         f" Task Driver: {info.get('Driver', info.get('driver', ''))}",
         f" Broker: {info.get('Broker', '')} ({_connection(info)})",
+        *_broker_servers(info),
         *_swarm_lines(info.get("Swarm") or {}),
         f" Name: {info.get('Name', info.get('hostname', ''))}",
         f" ID: {info.get('ID', info.get('node_id', ''))}",
@@ -68,6 +69,12 @@ def info_text(info: dict[str, Any]) -> str:
     if info.get("last_error"):
         lines.append(f"  Last Error: {info['last_error']}")
     return "\n".join(lines)
+
+
+def _broker_servers(info: dict[str, Any]) -> list[str]:
+    """The servers a node fails over among, when the broker has more than one."""
+    servers = info.get("BrokerAddresses") or []
+    return [f"  Servers: {', '.join(str(s) for s in servers)}"] if len(servers) > 1 else []
 
 
 def _reasons(info: dict[str, Any]) -> str:

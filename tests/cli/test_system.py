@@ -214,3 +214,12 @@ def test_system_info_and_df_parse_dockers_flags() -> None:
     assert a.format == "json"
     a = p.parse_args(["system", "df", "-v"])
     assert a.verbose and a.format is None
+
+
+def test_info_lists_the_broker_servers_a_node_fails_over_among() -> None:
+    servers = ["10.0.0.1:8883", "10.0.0.2:8883", "10.0.0.3:8883"]
+    lines = info_text({**MANAGER, "connected": True, "BrokerAddresses": servers}).splitlines()
+    at = lines.index(" Broker: 10.0.0.1:8883 (connected)")
+    assert lines[at + 1] == "  Servers: 10.0.0.1:8883, 10.0.0.2:8883, 10.0.0.3:8883"
+    alone = info_text({**MANAGER, "BrokerAddresses": servers[:1]})
+    assert "Servers:" not in alone
