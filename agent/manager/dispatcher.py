@@ -283,6 +283,8 @@ class Dispatcher:
                 if task is None or task.node_id != node_id:
                     refused.append(node_id)
                     continue
+                if task.status is not None and doc.timestamp < task.status.timestamp:
+                    continue  # an older report, sent again after a reconnect: already superseded
                 if task.status != doc:
                     tx.put(dataclasses.replace(task, status=doc, updated=stamp))
             for node_id in described:
