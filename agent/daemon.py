@@ -103,6 +103,8 @@ class Daemon:
             heartbeat=self.node.heartbeat,
             data_path_addr=self.node.data_path_addr or None,
             behind_nat=self.node.behind_nat,
+            usage_interval=self.node.usage_interval,
+            usage_path=self.data.root,
             key_loader=lambda: load_node_key(self.data.node_key, self.lock.key),
         )
 

@@ -41,6 +41,8 @@ class NodeConfig:
     driver: str = "auto"
     data_path_addr: str = ""  # where other nodes send this node's overlay traffic ("": found)
     behind_nat: bool = False  # other nodes cannot reach it: no traffic is sent its way
+    usage_interval: float = 30.0  # seconds between mon/node/<id>/usage samples (0: off)
+    metrics_listen: str = ""  # HOST:PORT of the Prometheus endpoint ("": off)
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> NodeConfig:

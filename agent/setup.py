@@ -67,6 +67,8 @@ def init_cluster(
     heartbeat: float = 60.0,
     data_path_addr: str = "",
     behind_nat: bool = False,
+    usage_interval: float = 30.0,
+    metrics_listen: str = "",
 ) -> tuple[NodeConfig, str, str]:
     """Create a swarm; returns this node's config, the worker join token and the unlock key
     ("" without autolock)."""
@@ -112,6 +114,8 @@ def init_cluster(
             heartbeat=heartbeat,
             data_path_addr=data_path_addr,
             behind_nat=behind_nat,
+            usage_interval=usage_interval,
+            metrics_listen=metrics_listen,
         )
         data.save_node(node)
         return node, cluster.worker_token, unlock_key
@@ -178,6 +182,8 @@ def write_joined(
     heartbeat: float = 60.0,
     data_path_addr: str = "",
     behind_nat: bool = False,
+    usage_interval: float = 30.0,
+    metrics_listen: str = "",
 ) -> NodeConfig:
     try:
         data.root.mkdir(parents=True, exist_ok=True)
@@ -194,6 +200,8 @@ def write_joined(
             heartbeat=heartbeat,
             data_path_addr=data_path_addr,
             behind_nat=behind_nat,
+            usage_interval=usage_interval,
+            metrics_listen=metrics_listen,
         )
         data.save_node(node)
         return node

@@ -8,6 +8,7 @@ Each group of commands (`swarm`, `node`, `service`, `secret`/`config`, `stack`, 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -63,9 +64,11 @@ def cmd_cert_rm(a: argparse.Namespace, data: DataDir) -> int:
 
 
 def cmd_daemon(a: argparse.Namespace, data: DataDir) -> int:
-    data.load_node()
+    node = data.load_node()
     if data.daemon_pid() not in (None, os.getpid()):
         raise ShoalError(f"a shoal daemon already runs for {data.root} (pid {data.daemon_pid()})")
+    if a.metrics_listen is not None and a.metrics_listen != node.metrics_listen:
+        data.save_node(dataclasses.replace(node, metrics_listen=a.metrics_listen))
     return run_foreground(data)
 
 
@@ -138,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = cmd(cert, "rm", cmd_cert_rm, "revoke admin or monitoring certificates")
     sp.add_argument("ids", nargs="+", metavar="ID")
 
-    cmd(sub, "daemon", cmd_daemon, "run this node's daemon in the foreground (for systemd)")
+    sp = cmd(sub, "daemon", cmd_daemon, "run this node's daemon in the foreground (for systemd)")
+    swarm.metrics_option(sp)
     cmd(sub, "version", cmd_version, "show the version")
     return p
 
