@@ -90,6 +90,11 @@ class Daemon:
         self._removal: asyncio.Task[None] | None = None
         self._agent_task: asyncio.Task[None] | None = None
         self.session.on_revoked(self._on_revoked)
+        self.metrics: Any = None
+        if self.node.metrics_listen:
+            from agent.metrics import for_daemon
+
+            self.metrics = for_daemon(self)
 
     def _make_agent(self) -> Any:
         from agent.worker.node import NodeAgent, make_driver
@@ -107,6 +112,8 @@ class Daemon:
             heartbeat=self.node.heartbeat,
             data_path_addr=self.node.data_path_addr or None,
             behind_nat=self.node.behind_nat,
+            usage_interval=self.node.usage_interval,
+            usage_path=self.data.root,
             key_loader=lambda: load_node_key(self.data.node_key, self.lock.key),
         )
 
@@ -196,10 +203,17 @@ class Daemon:
             self.manager.watch_forever(),
             self.manager.refresh_crl_forever(),
             self.manager.liveness_forever(),
+            *self._latency_watch(),
         ):
             task = asyncio.create_task(coro)
             task.add_done_callback(self._critical_done)
             self._manager_tasks.append(task)
+
+    def _latency_watch(self) -> list[Any]:
+        if self.metrics is None:
+            return []
+        driver = self.driver
+        return [self.metrics.latencies.watch(self.manager.store, lambda: driver.is_leader)]
 
     def _critical_done(self, task: asyncio.Task[Any]) -> None:
         if task.cancelled():
@@ -516,6 +530,7 @@ class Daemon:
         background: list[asyncio.Task[Any]] = []
         try:
             await self.control.start()
+            await self._serve_metrics()
             await self._start_broker()
             if self.node.role == "manager" and self._locked():
                 log.warning("this manager is locked: run `shoal swarm unlock` to start it")
@@ -550,6 +565,14 @@ class Daemon:
             await self._shutdown(background)
         return self._exit_code
 
+    async def _serve_metrics(self) -> None:
+        if self.metrics is None:
+            return
+        try:
+            await self.metrics.serve(self.node.metrics_listen)
+        except ShoalError as exc:  # the node runs on without its metrics; the log says why
+            log.error("%s; no metrics are served", exc)
+
     async def _shutdown(self, background: list[asyncio.Task[Any]]) -> None:
         background = background + self._manager_tasks
         if self._removal is not None:
@@ -571,6 +594,8 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.logs.close()
+        if self.metrics is not None:
+            await self.metrics.close()
         await self.session.close()
         await self.control.close()
         if self.enroll_endpoint is not None:

@@ -45,6 +45,8 @@ class NodeConfig:
     """Every broker server's "host:port" (a clustered broker); empty: broker_host:broker_port
     alone. The node fails over among them and learns changes to the list from the managers."""
     broker_backend: str = "mosquitto"  # or "nats": what the swarm's broker is
+    usage_interval: float = 30.0  # seconds between mon/node/<id>/usage samples (0: off)
+    metrics_listen: str = ""  # HOST:PORT of the Prometheus endpoint ("": off)
 
     @classmethod
     def from_dict(cls, obj: dict[str, Any]) -> NodeConfig:

@@ -120,6 +120,8 @@ def init_cluster(
     data_path_addr: str = "",
     behind_nat: bool = False,
     broker: BrokerPlan | None = None,
+    usage_interval: float = 30.0,
+    metrics_listen: str = "",
 ) -> tuple[NodeConfig, str, str]:
     """Create a swarm; returns this node's config, the worker join token and the unlock key
     ("" without autolock). With a NATS `broker`, its servers' directories are written under
@@ -172,6 +174,8 @@ def init_cluster(
             heartbeat=heartbeat,
             data_path_addr=data_path_addr,
             behind_nat=behind_nat,
+            usage_interval=usage_interval,
+            metrics_listen=metrics_listen,
         )
         if broker is not None:
             node = broker.node_config(node)
@@ -241,6 +245,8 @@ def write_joined(
     heartbeat: float = 60.0,
     data_path_addr: str = "",
     behind_nat: bool = False,
+    usage_interval: float = 30.0,
+    metrics_listen: str = "",
 ) -> NodeConfig:
     try:
         data.root.mkdir(parents=True, exist_ok=True)
@@ -260,6 +266,8 @@ def write_joined(
             broker_backend=enrolled.broker_backend,
             # the servers the swarm named in its answer, else those given to join
             broker_addresses=enrolled.broker_addresses or broker_addresses,
+            usage_interval=usage_interval,
+            metrics_listen=metrics_listen,
         )
         if enrolled.broker_addresses:  # the first server, for what names one address
             host, _, port = enrolled.broker_addresses[0].rpartition(":")

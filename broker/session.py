@@ -24,7 +24,7 @@ from broker.servers import Address, Rotation, parse_address
 from broker.tls import REVOKED, diagnose
 from broker.topics import answers
 
-__all__ = ["Handler", "Session", "SessionConfig", "Will", "keepalive_for"]
+__all__ = ["Handler", "Session", "SessionConfig", "Traffic", "Will", "keepalive_for"]
 
 log = logging.getLogger("shoal.session")
 
@@ -45,6 +45,16 @@ class Will:
     payload: bytes
     retain: bool = True
     qos: int = 1
+
+
+@dataclass(slots=True)
+class Traffic:
+    """What went through this session since it was made, for the metrics endpoint."""
+
+    messages_in: int = 0
+    bytes_in: int = 0
+    messages_out: int = 0
+    bytes_out: int = 0
 
 
 @dataclass(slots=True)
@@ -83,6 +93,7 @@ class Session:
     def __init__(self, config: SessionConfig) -> None:
         self.config = config
         self.rejections = Rejections()
+        self.traffic = Traffic()
         self.last_error: str | None = None
         self.revoked = False  # the broker refused this identity's certificate as revoked
         self.connects = 0
@@ -351,6 +362,8 @@ class Session:
         payload = message.payload
         if not isinstance(payload, bytes | bytearray):
             payload = str(payload).encode() if payload is not None else b""
+        self.traffic.messages_in += 1
+        self.traffic.bytes_in += len(payload)
         for topic_filter, _, handler in self._subs:
             if message.topic.matches(topic_filter):
                 try:
@@ -454,6 +467,8 @@ class Session:
             await client.publish(topic, payload, qos=qos, retain=retain, timeout=left)
         except aiomqtt.MqttError as exc:
             raise NotConnected(f"publish to {topic} failed: {exc}") from exc
+        self.traffic.messages_out += 1
+        self.traffic.bytes_out += len(payload)
 
     def next_seq(self) -> int:
         return next(self._seq)

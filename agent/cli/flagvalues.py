@@ -86,6 +86,31 @@ def parse_addr(text: str, default_port: int = 8883) -> tuple[str, int]:
     return host, int(port)
 
 
+def metrics_addr(text: str) -> str:
+    """``--metrics-listen``: HOST:PORT, or a bare PORT (or :PORT) on the loopback address;
+    ``off`` is "" (no endpoint)."""
+    if text == "off":
+        return ""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "", text
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"invalid address {text!r}: expected HOST:PORT or PORT")
+    return f"{host}:{int(port)}"
+
+
+def interval_seconds(text: str) -> float:
+    """A period in seconds (``30``) or as a duration (``30s``, ``2m``); 0 turns it off."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = parse_duration(text).total_seconds()
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid interval {text!r}: seconds, 0 or more")
+    return value
+
+
 def parse_labels(items: list[str] | None, flag: str = "--label") -> dict[str, str]:
     """KEY=VALUE flags (a bare KEY is an empty value), as Docker reads labels."""
     out: dict[str, str] = {}

@@ -12,6 +12,7 @@ appear in the parser by name and help, from :data:`GROUPS`.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import os
 from collections.abc import Callable, Sequence
@@ -61,9 +62,11 @@ def cmd_cert_rm(a: argparse.Namespace, data: DataDir) -> int:
 def cmd_daemon(a: argparse.Namespace, data: DataDir) -> int:
     from agent.cli.swarm import run_foreground
 
-    data.load_node()
+    node = data.load_node()
     if data.daemon_pid() not in (None, os.getpid()):
         raise ShoalError(f"a shoal daemon already runs for {data.root} (pid {data.daemon_pid()})")
+    if a.metrics_listen is not None and a.metrics_listen != node.metrics_listen:
+        data.save_node(dataclasses.replace(node, metrics_listen=a.metrics_listen))
     return run_foreground(data)
 
 
@@ -124,6 +127,12 @@ GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
 )
 """Each module of agent.cli that registers commands, with the commands (and their help) it
 adds, in the order `shoal --help` lists them."""
+
+
+def _metrics_option(sp: argparse.ArgumentParser) -> None:
+    from agent.cli.swarm import metrics_option
+
+    metrics_option(sp)
 
 
 def _duration(value: str) -> Any:
@@ -197,7 +206,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         "--dir", type=Path, required=True, help="a server's directory (swarm init wrote it)"
     )
 
-    cmd(sub, "daemon", cmd_daemon, "run this node's daemon in the foreground (for systemd)")
+    sp = cmd(sub, "daemon", cmd_daemon, "run this node's daemon in the foreground (for systemd)")
+    assert isinstance(sp, ShoalParser)
+    sp.defer(_metrics_option)
     cmd(sub, "version", cmd_version, "show the version")
     return p
 

@@ -18,7 +18,14 @@ from datetime import timedelta
 from typing import Any
 
 from agent import control
-from agent.cli.flagvalues import ip_address, parse_addr, parse_bool, parse_duration
+from agent.cli.flagvalues import (
+    interval_seconds,
+    ip_address,
+    metrics_addr,
+    parse_addr,
+    parse_bool,
+    parse_duration,
+)
 from agent.model.errors import ShoalError
 from agent.paths import DataDir, NodeConfig, process_alive
 
@@ -141,6 +148,8 @@ def cmd_swarm_init(a: argparse.Namespace, data: DataDir) -> int:
         data_path_addr=a.data_path_addr or "",
         behind_nat=a.behind_nat,
         broker=broker,
+        usage_interval=a.usage_interval,
+        metrics_listen=a.metrics_listen or "",
     )
     if a.foreground:
         _print_init(node, token, unlock_key)
@@ -296,6 +305,8 @@ def cmd_swarm_join(a: argparse.Namespace, data: DataDir) -> int:
         heartbeat=a.heartbeat.total_seconds(),
         data_path_addr=a.data_path_addr or "",
         behind_nat=a.behind_nat,
+        usage_interval=a.usage_interval,
+        metrics_listen=a.metrics_listen or "",
     )
     if a.foreground:
         print(f"This node joined a swarm as a {enrolled.role}.")
@@ -454,6 +465,25 @@ def _node_options(sp: argparse.ArgumentParser) -> None:
         action="store_true",
         help="other nodes cannot reach this node: the routing mesh and VIPs on other nodes"
         " send it no traffic (its own tasks still reach everything it can reach)",
+    )
+    sp.add_argument(
+        "--usage-interval",
+        type=interval_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="how often this node samples its CPU, memory and disk for mon/node/<id>/usage"
+        " (default 30; published only when the numbers move, or every 10 minutes; 0 = off)",
+    )
+    metrics_option(sp)
+
+
+def metrics_option(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--metrics-listen",
+        type=metrics_addr,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (a bare PORT listens on"
+        " 127.0.0.1; `off` turns it off; default off; kept for later starts)",
     )
 
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from agent.manager.cluster_monitor import ClusterMonitor, RaftState
 from agent.manager.dispatcher import Dispatcher, StatusLog
 from agent.manager.eventlog import EventLog, EventPublisher
 from agent.manager.monitor import Monitor
@@ -41,6 +42,7 @@ class LeaderComponents:
         fleet: FleetWatch | None = None,
         events: EventLog | None = None,
         clock: Callable[[], float] = time.time,
+        broker_addresses: tuple[str, ...] = (),
     ) -> None:
         self.store = store
         self.driver = driver
@@ -55,8 +57,21 @@ class LeaderComponents:
         self.updater = UpdaterLoop(store, clock=clock)
         self.monitor = Monitor(store, session, topics)
         self.events = EventPublisher(events or EventLog(store), session, topics)
+        self.cluster_monitor = ClusterMonitor(
+            store, session, topics, self.raft_state, broker_addresses=broker_addresses
+        )
         self._task: asyncio.Task[None] | None = None
         self.watching = False  # serving, and the fleet watch started for this leadership
+
+    def raft_state(self) -> RaftState:
+        core = self.driver.core
+        return RaftState(
+            leader=self.driver.leader_id,
+            term=core.term,
+            commit_index=core.log.committed,
+            applied_index=self.store.applied,
+            voters=tuple(self.driver.voters),
+        )
 
     @property
     def running(self) -> bool:
@@ -95,6 +110,7 @@ class LeaderComponents:
             self.dispatcher,
             self.updater,
             self.monitor,
+            self.cluster_monitor,
             self.events,
         ]
         while True:

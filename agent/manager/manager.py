@@ -88,6 +88,7 @@ class Manager:
             cluster_id=topics.cluster_id,
             fleet=self.fleet,
             events=self.events,
+            broker_addresses=(f"mqtts://{join_address}",),
         )
         self.on_unlock_key: Callable[[str], None] | None = None
         self._build_ca(broker_host, reload_broker, work_dir, kick_address, cluster_port)

@@ -108,6 +108,7 @@ class RaftDriver:
         self._was_leader = False
         self._succession: set[asyncio.Task[None]] = set()
         self._known_leader: str | None = None
+        self.leader_changes = 0  # times a new leader became known here
         self._leader_event = asyncio.Event()
         self._last_snapshot = snap.index
         self.failure: str | None = None
@@ -363,6 +364,7 @@ class RaftDriver:
     def _leadership(self) -> None:
         if self.core.leader_id != self._known_leader:
             self._known_leader = self.core.leader_id
+            self.leader_changes += self._known_leader is not None
             self._leader_event.set()
         leader = self.is_leader
         if leader != self._was_leader:

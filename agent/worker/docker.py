@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Collection, Iterator
+from collections.abc import AsyncIterator, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -32,6 +32,7 @@ from agent.worker.driver import (
     owned_from_labels,
 )
 from agent.worker.taskfiles import NO_FILES, TaskFiles
+from agent.worker.usage import TaskCounters, docker_counters
 
 if TYPE_CHECKING:
     import aiodocker
@@ -426,6 +427,33 @@ class DockerDriver:
             else:
                 for piece in await container.log(stdout=True, stderr=True, **params):
                     yield piece.encode()
+
+    async def usage(self, refs: Iterable[TaskRef]) -> dict[str, TaskCounters]:
+        """Each running task's counters from the engine's stats, one read per container
+        (``stream=false``, ``one-shot``: no second sample is waited for; the caller takes
+        the CPU delta between its own samples)."""
+        out: dict[str, TaskCounters] = {}
+        for ref in refs:
+            container_id = self._started.get(ref.task_id)
+            if container_id is None:
+                container = await self._find(ref)
+                if container is None:
+                    continue
+                container_id = container.id
+            try:
+                with _translate(f"read the stats of task {ref.task_id}"):
+                    stats = await self._client()._query_json(
+                        f"containers/{container_id}/stats",
+                        params={"stream": "false", "one-shot": "true"},
+                        timeout=10,
+                    )
+            except DriverError as exc:
+                log.debug("no usage for task %s: %s", ref.task_id, exc)
+                continue
+            counters = docker_counters(stats)
+            if counters is not None:
+                out[ref.task_id] = counters
+        return out
 
     async def close(self) -> None:
         if self._docker is not None:

@@ -192,6 +192,10 @@ class Executor:
         """The current observed status of every task this executor knows, by task id."""
         return {tid: t.status for tid, t in self._tasks.items() if t.status is not None}
 
+    def running(self) -> list[Assignment | Owned]:
+        """The tasks whose process or container runs now."""
+        return [t.ref for t in self._tasks.values() if t.status and t.status.state == "running"]
+
     def known(self) -> set[str]:
         """The ids of every task this executor holds, adopted ones included."""
         return {*self._tasks, *self._adopted}

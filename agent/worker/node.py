@@ -14,6 +14,7 @@ node tells managers (msgpack) and people (retained JSON) what it is and what it 
                                    "tasks": int, "time": float}
     mon/node/<id>/description      retained JSON: hostname, platform, resources, engine, labels
     mon/node/<id>/tasks            retained JSON: every task's current status
+    mon/node/<id>/usage            retained JSON: CPU, memory, disk, per task (usage_report.py)
 
 Bad assignment messages (a malformed entry, a running task referring to a secret or config the
 set lacks) are rejected and counted; they never disturb what runs. Secrets are opened only when
@@ -45,6 +46,7 @@ from agent.model import (
 from agent.worker.driver import Driver
 from agent.worker.executor import Executor
 from agent.worker.taskfiles import KeyLoader
+from agent.worker.usage_report import UsageReporter
 from broker.envelope import Envelope
 from broker.errors import BrokerError
 from broker.session import Session
@@ -94,8 +96,12 @@ class NodeAgent:
         key_loader: KeyLoader | None = None,
         data_path_addr: str | None = None,
         behind_nat: bool = False,
+        usage_interval: float = 0.0,
+        usage_path: Path | None = None,
     ) -> None:
-        """``key_loader`` returns the node's private key, to open the secrets sent to it."""
+        """``key_loader`` returns the node's private key, to open the secrets sent to it;
+        ``usage_interval`` is how often ``mon/node/<id>/usage`` is sampled (0: never), of the
+        filesystem holding ``usage_path`` (default: ``state_dir``)."""
         self.node_id = node_id
         self.hostname = hostname
         self.role = role
@@ -126,6 +132,15 @@ class NodeAgent:
             self.net = _net_agent(node_id, self.underlay, state_dir / "net")
             if hasattr(driver, "network"):
                 driver.network = self.net
+        self.usage = UsageReporter(
+            session=session,
+            topics=self.topics,
+            node_id=node_id,
+            driver=driver,
+            running=self.executor.running,
+            interval=usage_interval,
+            disk_path=usage_path or state_dir,
+        )
         session.on(self.topics.node_assign(node_id), self._on_assign)
         session.on(self.topics.node_net(node_id), self._on_net)
         session.on_connect(self._on_connect)
@@ -289,11 +304,12 @@ class NodeAgent:
     async def run(self) -> None:
         beats = asyncio.create_task(self._heartbeats())
         net_ready = asyncio.create_task(self._net_after_adoption())
+        usage = asyncio.create_task(self.usage.run())
         try:
             await self.executor.run()
         finally:
-            beats.cancel()
-            net_ready.cancel()
+            for side in (beats, net_ready, usage):
+                side.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await beats
             if self.net is not None:

@@ -24,7 +24,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,6 +35,7 @@ from agent.model.logs import parse_stamped, stamp
 from agent.worker.driver import Observation, Owned, TaskRef, owned_for
 from agent.worker.saved import write_atomic
 from agent.worker.taskfiles import NO_FILES, TaskFiles
+from agent.worker.usage import TaskCounters, parse_pid_stat, parse_status_rss
 
 __all__ = ["ProcessDriver"]
 
@@ -268,6 +269,25 @@ class ProcessDriver:
             if quiet >= 3:
                 return
             await asyncio.sleep(_FOLLOW_INTERVAL)  # a log file has no change event to wait on
+
+    async def usage(self, refs: Iterable[TaskRef]) -> dict[str, TaskCounters]:
+        """CPU seconds and resident bytes of each running task's process (its own, not its
+        children's), from /proc/<pid>/stat and status."""
+        ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        out: dict[str, TaskCounters] = {}
+        for ref in refs:
+            record = self._record(ref)
+            if record is None or not _same_process(record):
+                continue
+            try:
+                stat = Path(f"/proc/{record.pid}/stat").read_text()
+                status = Path(f"/proc/{record.pid}/status").read_text()
+            except OSError:
+                continue
+            cpu = parse_pid_stat(stat, ticks)
+            if cpu is not None:
+                out[ref.task_id] = TaskCounters(cpu, parse_status_rss(status) or 0)
+        return out
 
     async def close(self) -> None:
         self._children.clear()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from broker.acl import Grant, cluster_users
 from broker.errors import BrokerError
 from broker.mosquitto_conf import (
     BrokerFiles,
@@ -138,3 +139,20 @@ def test_config_refuses_paths_that_would_inject_lines() -> None:
         render_config(
             BrokerFiles(Path("/d\nallow_anonymous true")), ListenSpec("h", 1, 2), user="u"
         )
+
+
+def _may_write(grants: tuple[Grant, ...], topic: str) -> bool:
+    import aiomqtt
+
+    return any(g.access.writes and aiomqtt.Topic(topic).matches(g.topic_filter) for g in grants)
+
+
+def test_a_node_may_write_its_own_usage_but_not_another_nodes_nor_the_cluster_summary() -> None:
+    t = Topics("c1")
+    users = {u.name: u for u in cluster_users(t, managers=["m1"], nodes=["n1", "n2"])}
+    n1 = users["n1"].grants
+    assert _may_write(n1, t.mon("node", "n1", "usage"))
+    assert not _may_write(n1, t.mon("node", "n2", "usage"))
+    assert not _may_write(n1, t.mon("cluster"))
+    assert not _may_write(n1, "homeassistant/sensor/shoal_c1_n2_cpu/config")
+    assert _may_write(users["m1"].grants, t.mon("cluster"))

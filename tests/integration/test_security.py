@@ -207,6 +207,9 @@ async def test_worker_cannot_write_for_other_nodes_or_managers(
         t.ctl("adm-x", "req"),
         t.mon("service", "x"),
         t.base + "/mon/node/" + b.node_id + "/x",
+        t.mon("node", b.node_id, "usage"),
+        t.mon("cluster"),
+        "homeassistant/sensor/shoal_x/config",
         enroll_resp("jabc"),
         enroll_req("jabc"),
     ]
