@@ -177,7 +177,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         return sp
 
     wanted = command_of(argv) if argv is not None else None
-    known = {name for _, names in GROUPS for name, _ in names}
+    # the commands defined here need no group's module (the daemon loads none of them)
+    known = {name for _, names in GROUPS for name, _ in names} | {"cert", "broker", "daemon"}
+    known |= {"version"}
     for module, names in GROUPS:
         if wanted is None or wanted not in known or wanted in {name for name, _ in names}:
             importlib.import_module(f"agent.cli.{module}").register(sub, cmd)

@@ -69,3 +69,9 @@ def test_scaling_a_service_does_not_load_the_service_spec_or_the_stack_parser() 
 def test_creating_a_service_loads_the_create_flags() -> None:
     loaded = _modules_after(["service", "create", "img"])
     assert {"agent.cli.createflags", "agent.model.spec"} <= loaded
+
+
+def test_the_daemon_loads_no_command_groups_nor_the_crypto_they_use() -> None:
+    loaded = _modules_after(["daemon"])
+    assert not {m for m in loaded if m.startswith(("agent.cli.dashboard", "agent.dashboard"))}
+    assert "cryptography" not in loaded
