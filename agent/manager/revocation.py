@@ -58,13 +58,15 @@ class Revocation:
         owner reconnects). The one-off certificate is not revoked: it lives 5 minutes."""
         await self._with_one_off_cert(ident_id)
 
-    async def _with_one_off_cert(self, ident_id: str) -> bytes:
+    async def _with_one_off_cert(self, ident_id: str, *, store_role: bool = True) -> bytes:
+        """Take `ident_id`'s session over with a 5-minute certificate; returns that certificate.
+        With `store_role`, a node's certificate carries the role the store gives it."""
         role = Role.WORKER
         if ident_id.startswith("adm-"):
             role = Role.ADMIN
         elif ident_id.startswith("mon-"):
             role = Role.MONITOR
-        elif (node := self.store.view().get(Node, ident_id)) is not None:
+        elif store_role and (node := self.store.view().get(Node, ident_id)) is not None:
             role = Role.MANAGER if node.role == "manager" else Role.WORKER
         ca = cluster_ca(self.store)
         key = new_private_key()
@@ -90,25 +92,7 @@ class Revocation:
         broker forces client id = CN, so this replaces the live connection), then leaves
         cleanly. Reconnects are refused by the CRL. The one-off certificate is revoked after.
         """
-        role = Role.WORKER
-        if ident_id.startswith("adm-"):
-            role = Role.ADMIN
-        elif ident_id.startswith("mon-"):
-            role = Role.MONITOR
-        ca = cluster_ca(self.store)
-        key = new_private_key()
-        cert = ca.issue(make_csr(key), node_id=ident_id, role=role, lifetime=timedelta(minutes=5))
-        tmp = self.work_dir / f"cut-{ident_id}"
-        tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_file_atomic(tmp / "cert.pem", cert, 0o600)
-        write_file_atomic(tmp / "key.pem", key_to_pem(key), 0o600)
-        write_file_atomic(tmp / "ca.pem", ca.cert_pem, 0o600)
-        try:
-            await self._take_over(ident_id, tmp)
-        finally:
-            for f in tmp.iterdir():
-                f.unlink()
-            tmp.rmdir()
+        cert = await self._with_one_off_cert(ident_id, store_role=False)
         serial = str(Identity.from_cert(cert).serial)
         stamp = now_text()
 
