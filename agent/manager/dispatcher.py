@@ -252,9 +252,14 @@ class Dispatcher:
         self._inbox_ready.set()
 
     async def _write_statuses(self) -> None:
+        loop = asyncio.get_running_loop()
+        written_at = float("-inf")
         while True:
             await self._inbox_ready.wait()
-            await asyncio.sleep(self.batch_window)  # gather a batch
+            # the first batch after a quiet spell is written on the loop's next turn; under
+            # load, at most one write a batch_window gathers what came in meanwhile
+            await asyncio.sleep(max(0.0, written_at + self.batch_window - loop.time()))
+            written_at = loop.time()
             self._inbox_ready.clear()
             batch = dict(list(self._inbox.items())[: self.max_batch])
             for k in batch:

@@ -125,6 +125,7 @@ class NodeAgent:
         )
         self._outbox: dict[str, TaskStatus] = {}
         self._flush_soon: asyncio.TimerHandle | None = None
+        self._flushed_at = float("-inf")  # loop time of the last status flush
         self.data_path_addr = data_path_addr
         self.behind_nat = behind_nat
         self.net: NetAgent | None = None
@@ -206,15 +207,17 @@ class NodeAgent:
 
     # status out --------------------------------------------------------------------------
     def _report(self, status: TaskStatus) -> None:
+        """Queue a status: the first after a quiet spell leaves on the loop's next turn (with
+        whatever else this turn reported), later ones at most once a ``batch_window``."""
         self._outbox[status.task_id] = status
         if self._flush_soon is None:
             loop = asyncio.get_running_loop()
-            self._flush_soon = loop.call_later(
-                self.batch_window, lambda: loop.create_task(self._flush())
-            )
+            wait = max(0.0, self._flushed_at + self.batch_window - loop.time())
+            self._flush_soon = loop.call_later(wait, lambda: loop.create_task(self._flush()))
 
     async def _flush(self) -> None:
         self._flush_soon = None
+        self._flushed_at = asyncio.get_running_loop().time()
         if not self._outbox or not self.session.connected:
             return  # kept; sent in full on the next connect
         batch, self._outbox = list(self._outbox.values()), {}
