@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 from .errors import CertError
@@ -18,7 +17,7 @@ def write_file_atomic(path: Path | str, data: bytes, mode: int = 0o644) -> None:
     written, fsynced, renamed over `path`, and the directory entry is fsynced too.
     """
     target = Path(path)
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    tmp = target.with_name(f".{target.name}.{os.urandom(6).hex()}.tmp")
     try:
         _write_new_file(tmp, data, mode)
         os.replace(tmp, target)
