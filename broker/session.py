@@ -341,8 +341,11 @@ class Session:
         self._diagnosis = asyncio.create_task(self._probe_failed(server, reason))
 
     async def _probe_failed(self, server: Address, reason: str) -> None:
+        # TLS only, as above: the next attempt may already be up when this probe reaches the
+        # broker, and a CONNECT (clean session, the client id taken from the certificate)
+        # would cut that connection and wipe its session
         try:
-            why = await diagnose(server.host, server.port, self.config.tls(), timeout=3)
+            why = await diagnose(server.host, server.port, self.config.tls(), timeout=3, mqtt=False)
         except (OSError, ssl.SSLError, ValueError) as exc:
             why = str(exc)
         if not self._connected.is_set() and not self._closing:
