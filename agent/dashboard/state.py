@@ -7,6 +7,7 @@ topic/payload pairs as they arrive (no networking here).
     mon/node/<node>/usage        its CPU, memory and disk, when the node publishes them
     mon/service/<service>        the service       (retained; empty: the service was removed)
     mon/events                   cluster events    (the last EVENTS_KEPT)
+    mon/events/recent            the leader's digest of the last events (retained)
     mon/cluster                  Raft and broker   (retained, when the leader publishes it)
     mon/broker                   the brokers the managers announce (retained)
 
@@ -82,6 +83,8 @@ class ClusterState:
             case ["events"] if doc is not None:
                 self.events.append(doc)
                 return Change("event", "", doc)
+            case ["events", "recent"] if doc is not None:
+                return self._recent(topic, doc)
             case ["cluster"]:
                 self.cluster = doc
                 return Change("cluster", "", doc)
@@ -91,6 +94,20 @@ class ClusterState:
             case ["node", _, _] | ["events"]:
                 return None  # a leaf this dashboard does not show, or an empty event
         return self._bad(topic, "unknown monitoring topic")
+
+    def _recent(self, topic: str, doc: dict[str, Any]) -> Change | None:
+        """The leader's digest of the last events: merged with those seen live, in time order,
+        each once."""
+        got = doc.get("events")
+        if not isinstance(got, list) or not all(isinstance(e, dict) for e in got):
+            return self._bad(topic, "events is not a list of objects")
+        merged = {_event_key(e): e for e in [*self.events, *got]}
+        ordered = sorted(merged.values(), key=_event_time)[-EVENTS_KEPT:]
+        if ordered == list(self.events):
+            return None
+        self.events.clear()
+        self.events.extend(ordered)
+        return Change("events", "", ordered)
 
     def _bad(self, topic: str, why: str) -> Change | None:
         self.bad_messages += 1
@@ -138,3 +155,12 @@ class ClusterState:
             "bad_messages": self.bad_messages,
             "last_bad": self.last_bad,
         }
+
+
+def _event_time(ev: dict[str, Any]) -> int:
+    t = ev.get("timeNano")
+    return t if isinstance(t, int) else 0
+
+
+def _event_key(ev: dict[str, Any]) -> str:
+    return json.dumps(ev, sort_keys=True)

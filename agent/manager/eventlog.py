@@ -7,7 +7,8 @@ changes) and keeps the last :data:`LIMIT` events of the last :data:`MAX_AGE_NS`;
 gets those it asks for, then each new one as it comes. Events restored from a snapshot are
 not changes and make none. On the leader, :class:`EventPublisher` sends each new event as
 JSON on ``mon/events`` (QoS 1, not retained) through a bounded queue: a broker that cannot
-keep up loses events (counted), never the apply path's time.
+keep up loses events (counted), never the apply path's time; and it keeps the last ones
+retained on ``mon/events/recent``.
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ from broker.errors import BrokerError
 from broker.session import Session
 from broker.topics import Topics
 
-__all__ = ["LIMIT", "MAX_AGE_NS", "EventLog", "EventPublisher"]
+__all__ = ["LIMIT", "MAX_AGE_NS", "RECENT", "EventLog", "EventPublisher"]
 
 log = logging.getLogger("shoal.events")
 
 LIMIT = 1000  # events kept for --since
 MAX_AGE_NS = 3600 * 1_000_000_000  # and none older than an hour
 QUEUE = 1000  # events waiting for one follower or the publisher; more are dropped, counted
+RECENT = 50  # events in the retained digest mon/events/recent
+DIGEST_EVERY = 1.0  # seconds: the digest is published at most this often
 
 
 class _Feed:
@@ -199,16 +202,39 @@ def _ns(args: dict[str, Any], key: str) -> int | None:
 
 
 class EventPublisher:
-    """The leader's half: each new event as JSON on ``mon/events``."""
+    """The leader's half: each new event as JSON on ``mon/events``, and the last
+    :data:`RECENT` as one retained document on ``mon/events/recent``, so that a dashboard or
+    an MQTT client that starts later still sees what just happened. The digest follows the
+    events at most every ``digest_every`` seconds (a burst costs one), and a new leader
+    refreshes it at once (every manager keeps the same recent events)."""
 
-    def __init__(self, events: EventLog, session: Session, topics: Topics) -> None:
+    def __init__(
+        self,
+        events: EventLog,
+        session: Session,
+        topics: Topics,
+        *,
+        digest_every: float = DIGEST_EVERY,
+    ) -> None:
         self.events = events
         self.session = session
         self.topic = topics.mon("events")
+        self.recent_topic = topics.mon("events", "recent")
+        self.digest_every = digest_every
         self.published = 0
         self.dropped = 0
+        self._stale = asyncio.Event()
 
     async def run(self) -> None:
+        if self.events.recent:  # none yet (a restarted manager): keep the broker's digest
+            self._stale.set()
+        digests = asyncio.create_task(self._digests())
+        try:
+            await self._events()
+        finally:
+            digests.cancel()
+
+    async def _events(self) -> None:
         with self.events.feed() as f:
             while True:
                 ev = await f.queue.get()
@@ -216,9 +242,27 @@ class EventPublisher:
                     log.warning("%d events were not published: the broker is slow", f.dropped)
                     self.dropped, f.dropped = self.dropped + f.dropped, 0
                 payload = json.dumps(ev.to_dict(), separators=(",", ":")).encode()
+                self._stale.set()
                 try:
                     await self.session.publish(self.topic, payload, qos=1)
                     self.published += 1
                 except BrokerError as exc:
                     self.dropped += 1
                     log.warning("could not publish an event: %s", exc)
+
+    def digest(self) -> bytes:
+        """The retained document: ``{"events": [...]}``, oldest first."""
+        recent = list(self.events.recent)[-RECENT:]
+        doc = {"events": [ev.to_dict() for ev in recent]}
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    async def _digests(self) -> None:
+        while True:
+            await self._stale.wait()
+            self._stale.clear()
+            try:
+                await self.session.publish(self.recent_topic, self.digest(), qos=1, retain=True)
+            except BrokerError as exc:
+                self._stale.set()  # tried again after the pause
+                log.warning("could not publish the recent events: %s", exc)
+            await asyncio.sleep(self.digest_every)

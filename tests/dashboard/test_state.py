@@ -65,3 +65,19 @@ def test_only_the_last_events_are_kept_and_the_cluster_document_when_present() -
     assert s.snapshot()["broker"] == {"backend": "mosquitto"}
     assert s.bad_messages == 0
     json.dumps(s.snapshot())  # serves as JSON
+
+
+def test_the_retained_digest_fills_in_the_events_seen_before_the_dashboard_started() -> None:
+    s = ClusterState("c1abc")
+    live = {"Type": "task", "Action": "update", "timeNano": 30}
+    s.apply(P + "events", msg(live))  # seen live, and also in the digest
+    earlier = [{"Type": "service", "Action": "create", "timeNano": t} for t in (10, 20)]
+    change = s.apply(P + "events/recent", msg({"events": [*earlier, live]}))
+    assert change is not None and change.kind == "events"
+    assert [e["timeNano"] for e in s.events] == [10, 20, 30]  # each once, in time order
+    assert s.apply(P + "events/recent", msg({"events": earlier})) is None  # nothing new
+    assert s.apply(P + "events/recent", msg({"events": "x"})) is None
+    assert s.bad_messages == 1 and "not a list" in s.last_bad
+    many = [{"Type": "node", "timeNano": t} for t in range(100, 200)]
+    s.apply(P + "events/recent", msg({"events": many}))
+    assert len(s.events) == EVENTS_KEPT and s.events[-1]["timeNano"] == 199

@@ -362,11 +362,61 @@ async def test_the_leader_publishes_each_new_event_as_json_on_mon_events_not_ret
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert publisher.dropped == 1 and publisher.published == 1
-    [(topic, payload, qos, retain)] = session.sent
+    [(topic, payload, qos, retain)] = [m for m in session.sent if m[0].endswith("/events")]
     assert (topic, qos, retain) == ("shoal/c1/mon/events", 1, False)
     doc = json.loads(payload)
     assert doc["Type"] == "service" and doc["Actor"]["Attributes"] == {"name": "web"}
     assert ClusterEvent.from_dict(doc).actor_id == "s1"
+
+
+def _digests(session: _Session) -> list[list[dict[str, Any]]]:
+    out = []
+    for topic, payload, qos, retain in session.sent:
+        if topic == "shoal/c1/mon/events/recent":
+            assert (qos, retain) == (1, True)
+            out.append(json.loads(payload)["events"])
+    return out
+
+
+async def _until(predicate: Any, timeout: float = 2.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110 - a condition on plain state, polled
+            await asyncio.sleep(0.01)
+
+
+async def test_the_recent_events_are_retained_as_one_digest_that_a_burst_updates_once() -> None:
+    session = _Session()
+    async with _running() as (store, events, _clock):
+        publisher = EventPublisher(events, session, Topics("c1"), digest_every=0.2)  # type: ignore[arg-type]
+        task = asyncio.create_task(publisher.run())
+        try:
+            await _settle()
+            assert _digests(session) == []  # nothing happened yet: the broker's digest stays
+            for i in range(60):  # a burst: more events than the digest keeps
+                await _create(store, f"web{i}", f"s{i}")
+            await _until(lambda: publisher.published == 60)
+            await _until(lambda: len(_digests(session)) >= 1 and len(_digests(session)[-1]) == 50)
+            digests = _digests(session)
+            assert len(digests) <= 3, "a burst of events costs one digest or two, not one each"
+            names = [e["Actor"]["Attributes"]["name"] for e in digests[-1]]
+            assert names == [f"web{i}" for i in range(10, 60)]  # the last 50, oldest first
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        # a new leader (the same recent events) refreshes the digest at once; a refused
+        # publish is tried again
+        again = _Session(fail=1)
+        publisher = EventPublisher(events, again, Topics("c1"), digest_every=0.05)  # type: ignore[arg-type]
+        task = asyncio.create_task(publisher.run())
+        try:
+            await _until(lambda: len(_digests(again)) == 1)
+            assert _digests(again)[0] == digests[-1]
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def test_every_manager_derives_the_same_events_at_the_same_times() -> None:
