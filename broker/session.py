@@ -21,7 +21,7 @@ import aiomqtt
 from broker.envelope import MAX_MESSAGE_BYTES, Envelope, Rejections, decode, encode
 from broker.errors import BrokerError, EnvelopeError, MessageTooLarge, NotConnected, RequestTimeout
 from broker.servers import Address, Rotation, parse_address
-from broker.tls import REVOKED, diagnose
+from broker.tls import REVOKED, diagnose, explain_refusal
 from broker.topics import answers
 
 __all__ = ["Handler", "Session", "SessionConfig", "Traffic", "Will", "keepalive_for"]
@@ -337,7 +337,7 @@ class Session:
         are not probed again."""
         if self._closing or (self._diagnosis is not None and not self._diagnosis.done()):
             return
-        reason = str(exc) or type(exc).__name__
+        reason = explain_refusal(exc) or str(exc) or type(exc).__name__
         self._diagnosis = asyncio.create_task(self._probe_failed(server, reason))
 
     async def _probe_failed(self, server: Address, reason: str) -> None:

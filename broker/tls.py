@@ -13,7 +13,7 @@ import socket
 import ssl
 from pathlib import Path
 
-__all__ = ["REVOKED", "client_context", "diagnose", "fetch_server_chain"]
+__all__ = ["REVOKED", "client_context", "diagnose", "explain_refusal", "fetch_server_chain"]
 
 # What :func:`diagnose` says when the broker refuses a certificate it has revoked: the
 # swarm has removed the node (its certificates are revoked only then), a definite verdict.
@@ -62,6 +62,20 @@ _CONNACK = {
     4: "the broker refused the user name or password",
     5: "the broker refused this identity (not authorized)",
 }
+
+
+_CONNACK_V5 = {133: 2, 134: 4, 135: 5, 136: 3}  # MQTT 5 reason codes with a 3.1.1 meaning
+
+
+def explain_refusal(exc: BaseException) -> str | None:
+    """What a CONNACK refusal that the MQTT client raised means (None: not a refusal), so
+    that naming it needs no CONNECT of our own (which would take over the session)."""
+    rc = getattr(exc, "rc", None)
+    code = getattr(rc, "value", rc)
+    if not isinstance(code, int) or code == 0:
+        return None
+    code = _CONNACK_V5.get(code, code)
+    return _CONNACK.get(code)
 
 
 def explain_ssl_error(exc: BaseException) -> str:
