@@ -125,13 +125,22 @@ class _Follower:
             text=True,
         )
         self.lines: list[str] = []
+        self.errors: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        # stderr is drained as it comes too: a full pipe would block the command's exit
+        self._errors = threading.Thread(target=self._read_errors, daemon=True)
+        self._errors.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.lines.append(line.rstrip("\n"))
+
+    def _read_errors(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.errors.append(line)
 
     def has(self, text: str) -> list[str]:
         return [x for x in self.lines if x.endswith("| " + text)]
@@ -139,8 +148,8 @@ class _Follower:
     def stop(self, sig: int) -> tuple[int, str]:
         self.proc.send_signal(sig)
         rc = self.proc.wait(10)
-        assert self.proc.stderr is not None
-        return rc, self.proc.stderr.read()
+        self._errors.join(10)
+        return rc, "".join(self.errors)
 
 
 def test_follow_prints_new_lines_and_new_tasks_until_interrupted(
