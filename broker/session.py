@@ -334,10 +334,15 @@ class Session:
         """Record why `server` failed: what a probe of that server finds, or else the error.
         The probe can take seconds on a server that hangs, so it does not hold up the next
         attempt; a connection that comes up meanwhile ends it, and failures while one runs
-        are not probed again."""
+        are not probed again. A refusal the broker answered with needs no probe: its code
+        says it all, at once."""
+        refusal = explain_refusal(exc)
+        if refusal is not None and not self._closing:
+            self._record_failure(refusal, server)
+            return
         if self._closing or (self._diagnosis is not None and not self._diagnosis.done()):
             return
-        reason = explain_refusal(exc) or str(exc) or type(exc).__name__
+        reason = str(exc) or type(exc).__name__
         self._diagnosis = asyncio.create_task(self._probe_failed(server, reason))
 
     async def _probe_failed(self, server: Address, reason: str) -> None:
