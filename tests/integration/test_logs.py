@@ -117,7 +117,16 @@ class _Follower:
     """`shoal service logs --follow` in a process of its own, its lines collected."""
 
     def __init__(self, c: Cluster, *args: str) -> None:
-        cmd = [sys.executable, "-m", "agent.cli", "--data-dir", str(c.manager)]
+        # -X faulthandler: a follower that does not exit is aborted and says where it hung
+        cmd = [
+            sys.executable,
+            "-X",
+            "faulthandler",
+            "-m",
+            "agent.cli",
+            "--data-dir",
+            str(c.manager),
+        ]
         self.proc = subprocess.Popen(
             [*cmd, "service", "logs", "--follow", *args],
             stdout=subprocess.PIPE,
@@ -147,7 +156,13 @@ class _Follower:
 
     def stop(self, sig: int) -> tuple[int, str]:
         self.proc.send_signal(sig)
-        rc = self.proc.wait(10)
+        try:
+            rc = self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            self.proc.wait(10)
+            self._errors.join(10)
+            raise AssertionError("the follow did not exit:\n" + "".join(self.errors)) from None
         self._errors.join(10)
         return rc, "".join(self.errors)
 
