@@ -15,6 +15,8 @@ same tree works on mosquitto, NATS, RabbitMQ and EMQX alike. docs/topics.md docu
     shoal/<cluster>/mgr/<manager>/req    anyone allowed -> that manager (forwarded requests)
     shoal/<cluster>/ctl/<admin>/...      admin clients <-> managers
     shoal/<cluster>/mon/...              retained JSON for people and monitoring tools
+    <prefix>/sensor/shoal_<cluster>/<object>/config  the leader -> Home Assistant (retained
+                                         discovery entries, opt-in; outside the shoal/ tree)
 """
 
 from __future__ import annotations
@@ -24,15 +26,36 @@ from dataclasses import dataclass
 
 from broker.errors import BrokerError
 
-__all__ = ["ROOT", "Topics", "answers", "check_id", "enroll_req", "enroll_resp"]
+__all__ = [
+    "DISCOVERY_PREFIX",
+    "ROOT",
+    "Topics",
+    "answers",
+    "check_discovery_prefix",
+    "check_id",
+    "enroll_req",
+    "enroll_resp",
+]
 
 ROOT = "shoal"
 _ID = re.compile(r"^[0-9a-z][0-9a-z-]{0,63}$")
+DISCOVERY_PREFIX = "homeassistant"  # Home Assistant's own default discovery prefix
+_DISCOVERY_LEVEL = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # HA's object ids, and a safe prefix
 
 
 def check_id(value: str, what: str = "id") -> str:
     if not isinstance(value, str) or not _ID.match(value):
         raise BrokerError(f"{what} {value!r} cannot be a topic level: use [0-9a-z-], 1-64 chars")
+    return value
+
+
+def check_discovery_prefix(value: str) -> str:
+    """A Home Assistant discovery prefix: one topic level of letters, digits, `_` and `-`."""
+    if not isinstance(value, str) or not _DISCOVERY_LEVEL.match(value):
+        raise BrokerError(
+            f"discovery prefix {value!r} cannot be a topic level: use one level of"
+            " [A-Za-z0-9_-], 1-64 chars (Home Assistant's default is homeassistant)"
+        )
     return value
 
 
@@ -164,3 +187,27 @@ class Topics:
         return "/".join(
             [self.base, "mon", *(check_id(x, "monitoring topic level") for x in levels)]
         )
+
+    # Home Assistant MQTT discovery (outside shoal/: Home Assistant reads <prefix>/#)
+    @property
+    def discovery_node(self) -> str:
+        """The `<node_id>` level of the cluster's discovery topics."""
+        return f"shoal_{self.cluster_id}"
+
+    def discovery_config(self, prefix: str, component: str, object_id: str) -> str:
+        for level, what in ((component, "discovery component"), (object_id, "object id")):
+            if not _DISCOVERY_LEVEL.match(level):
+                raise BrokerError(f"{what} {level!r} cannot be a topic level: use [A-Za-z0-9_-]")
+        return (
+            f"{check_discovery_prefix(prefix)}/{component}/{self.discovery_node}/{object_id}/config"
+        )
+
+    def discovery_configs(self, prefix: str | None = None) -> str:
+        """The filter of the cluster's discovery entries under `prefix` (None: any prefix)."""
+        head = "+" if prefix is None else check_discovery_prefix(prefix)
+        return f"{head}/+/{self.discovery_node}/+/config"
+
+    def discovery_tree(self, prefix: str | None = None) -> str:
+        """What the ACL grants on discovery topics under `prefix` (None: any prefix)."""
+        head = "+" if prefix is None else check_discovery_prefix(prefix)
+        return f"{head}/+/{self.discovery_node}/#"

@@ -125,6 +125,8 @@ class Cluster(StoreObject):
     unlock_key: str = ""  # autolock: managers' local keys are wrapped with it ("" = off)
     task_history_limit: int = 5  # tasks kept per slot (or per node for global services)
     node_grace_s: int = 30  # after a broker outage or a new leader: time nodes get to report back
+    home_assistant: bool = False  # the leader publishes Home Assistant discovery entries
+    home_assistant_prefix: str = "homeassistant"  # Home Assistant's discovery prefix
 
 
 @dataclass(frozen=True, slots=True)
