@@ -18,12 +18,9 @@ __all__ = ["disk_usage", "node_info", "server_version"]
 
 
 def server_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from agent import __version__
 
-    try:
-        return version("shoal")
-    except PackageNotFoundError:
-        return "unknown"
+    return __version__
 
 
 def node_info(d: Any) -> dict[str, Any]:

@@ -88,12 +88,9 @@ def cmd_broker_run(a: argparse.Namespace, data: DataDir) -> int:
 
 
 def version_text() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from agent import __version__
 
-    try:
-        return f"shoal {version('shoal')}"
-    except PackageNotFoundError:
-        return "shoal (not installed)"
+    return f"shoal {__version__}"
 
 
 class _Version(argparse.Action):
@@ -176,12 +173,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
         return sp
 
+    # Without a command line, every command in full. With one, only its command's module:
+    # `shoal --version`, `shoal --help` and a mistyped command need the names alone.
     wanted = command_of(argv) if argv is not None else None
-    # the commands defined here need no group's module (the daemon loads none of them)
-    known = {name for _, names in GROUPS for name, _ in names} | {"cert", "broker", "daemon"}
-    known |= {"version"}
     for module, names in GROUPS:
-        if wanted is None or wanted not in known or wanted in {name for name, _ in names}:
+        if argv is None or wanted in {name for name, _ in names}:
             importlib.import_module(f"agent.cli.{module}").register(sub, cmd)
         else:
             for name, help in names:

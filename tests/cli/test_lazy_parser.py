@@ -52,11 +52,20 @@ def test_create_flags_parse_as_before_when_added_on_demand() -> None:
 
 def _modules_after(argv: list[str]) -> set[str]:
     code = (
-        "import sys; from agent.cli.main import build_parser; "
-        f"build_parser({argv!r}).parse_known_args({argv!r}); print(' '.join(sys.modules))"
+        "import contextlib, sys; from agent.cli.main import build_parser\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(sys.stderr):\n"
+        f"    build_parser({argv!r}).parse_known_args({argv!r})\n"
+        "print(' '.join(sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return set(out.stdout.split())
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], [], ["servce", "ls"]])
+def test_a_line_without_a_known_command_loads_no_command_group(argv: list[str]) -> None:
+    loaded = _modules_after(argv)
+    groups = {f"agent.cli.{module}" for module, _ in GROUPS}
+    assert not groups & loaded and "aiohttp" not in loaded, sorted(groups & loaded)
 
 
 def test_scaling_a_service_does_not_load_the_service_spec_or_the_stack_parser() -> None:
