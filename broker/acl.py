@@ -78,24 +78,36 @@ def cluster_users(
     nodes: Iterable[str] = (),
     admins: Iterable[str] = (),
     monitors: Iterable[str] = (),
+    discovery_prefix: str | None = None,
 ) -> list[AclUser]:
     """Every identity of the cluster with its grants; an identity not listed may do nothing.
 
-    Managers get the whole cluster tree and the enrollment tree; `nodes` are the workers
-    (a manager listed there too stays a manager); admins their own control tree and read
-    access to monitoring; monitors may only read monitoring."""
+    Managers get the whole cluster tree, the enrollment tree and the cluster's Home Assistant
+    discovery entries under any prefix (`+/+/shoal_<cluster>/#`: the leader clears those
+    an earlier setting left, whatever the ACL says now); `nodes` are the workers (a manager
+    listed there too stays a manager); admins their own control tree and read access to
+    monitoring; monitors may only read monitoring, and the discovery entries under
+    `discovery_prefix` while discovery is on (None: off)."""
     b, rw, r = topics.base, Access.READWRITE, Access.READ
     users: list[AclUser] = []
     manager_ids = sorted(set(managers))
     for m in manager_ids:
-        grants = (Grant(rw, f"{b}/#"), Grant(rw, f"{ROOT}/enroll/#"))
+        grants = (
+            Grant(rw, f"{b}/#"),
+            Grant(rw, f"{ROOT}/enroll/#"),
+            Grant(rw, topics.discovery_tree()),
+        )
         users.append(AclUser(check_id(m, "manager id"), AclRole.MANAGER, grants))
     for n in sorted(set(nodes) - set(manager_ids)):
         users.append(AclUser(n, AclRole.WORKER, node_grants(topics, n)))
     for a in sorted(set(admins)):
         a = check_id(a, "admin id")
-        grants = (Grant(rw, f"{b}/ctl/{a}/#"), Grant(r, f"{b}/mon/#"))
-        users.append(AclUser(a, AclRole.ADMIN, grants))
+        users.append(
+            AclUser(a, AclRole.ADMIN, (Grant(rw, f"{b}/ctl/{a}/#"), Grant(r, f"{b}/mon/#")))
+        )
+    watch: tuple[Grant, ...] = (Grant(r, f"{b}/mon/#"),)
+    if discovery_prefix is not None:
+        watch += (Grant(r, topics.discovery_tree(discovery_prefix)),)
     for m in sorted(set(monitors)):
-        users.append(AclUser(check_id(m, "monitor id"), AclRole.MONITOR, (Grant(r, f"{b}/mon/#"),)))
+        users.append(AclUser(check_id(m, "monitor id"), AclRole.MONITOR, watch))
     return users

@@ -127,6 +127,7 @@ def test_a_node_writes_and_reads_only_its_own_topics() -> None:
 def test_a_manager_reads_and_writes_the_cluster_and_enrollment_trees() -> None:
     perms = _user(_config(), "CN=m1,OU=shoal-manager,O=c1")["permissions"]
     tree = ["shoal.c1", "shoal.c1.>", "shoal.enroll", "shoal.enroll.>"]
+    tree += ["*.*.shoal_c1", "*.*.shoal_c1.>"]  # Home Assistant discovery, any prefix
     assert perms["publish"]["allow"] == tree
     assert perms["subscribe"]["allow"] == [*tree, QOS1_DELIVERY_SUBJECT]
 
@@ -148,6 +149,23 @@ def test_a_monitor_may_publish_nothing_at_all() -> None:
     # NATS reads an empty allow list as "everything": the monitor gets an explicit deny
     assert perms["publish"] == {"deny": [">"]}
     assert perms["subscribe"]["allow"] == ["shoal.c1.mon", "shoal.c1.mon.>", QOS1_DELIVERY_SUBJECT]
+
+
+def test_with_discovery_on_a_monitor_reads_its_entries_and_still_publishes_nothing() -> None:
+    users = nats_users(Topics("c1"), managers=["m1"], monitors=["mon-b"], discovery_prefix="ha")
+    config = render_nats_config(
+        NatsFiles(Path("/srv/nats")), SERVERS, 0, cluster_id="c1", users=users
+    )
+    doc = json.loads(config.split("\n", 1)[1])
+    perms = _user(doc, "CN=mon-b,OU=shoal-monitor,O=c1")["permissions"]
+    assert perms["publish"] == {"deny": [">"]}
+    assert perms["subscribe"]["allow"] == [
+        "shoal.c1.mon",
+        "shoal.c1.mon.>",
+        "ha.*.shoal_c1",
+        "ha.*.shoal_c1.>",
+        QOS1_DELIVERY_SUBJECT,
+    ]
 
 
 def test_a_manager_listed_among_the_nodes_stays_a_manager() -> None:

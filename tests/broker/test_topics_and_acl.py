@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.acl import Grant, cluster_users
+from broker.acl import Access, Grant, cluster_users
 from broker.errors import BrokerError
 from broker.mosquitto_conf import (
     BrokerFiles,
@@ -79,7 +79,11 @@ def test_cluster_acl_gives_nodes_only_their_own_topics() -> None:
         "topic read shoal/c1/node/n1/net",
         "topic write shoal/c1/mon/node/n1/#",
     ]
-    assert _section(lines, "m1") == ["topic readwrite shoal/c1/#", "topic readwrite shoal/enroll/#"]
+    assert _section(lines, "m1") == [
+        "topic readwrite shoal/c1/#",
+        "topic readwrite shoal/enroll/#",
+        "topic readwrite +/+/shoal_c1/#",
+    ]
     assert lines.count("user m1") == 1
     assert _section(lines, "adm-x") == [
         "topic readwrite shoal/c1/ctl/adm-x/#",
@@ -156,3 +160,45 @@ def test_a_node_may_write_its_own_usage_but_not_another_nodes_nor_the_cluster_su
     assert not _may_write(n1, t.mon("cluster"))
     assert not _may_write(n1, "homeassistant/sensor/shoal_c1_n2_cpu/config")
     assert _may_write(users["m1"].grants, t.mon("cluster"))
+
+
+def _may_read(grants: tuple[Grant, ...], topic: str) -> bool:
+    import aiomqtt
+
+    return any(g.access.reads and aiomqtt.Topic(topic).matches(g.topic_filter) for g in grants)
+
+
+def test_home_assistant_discovery_is_written_by_managers_and_read_by_monitors_only() -> None:
+    t = Topics("c1")
+    entry = t.discovery_config("homeassistant", "sensor", "node_n1_cpu")
+    assert entry == "homeassistant/sensor/shoal_c1/node_n1_cpu/config"
+    users = {
+        u.name: u.grants
+        for u in cluster_users(
+            t,
+            managers=["m1"],
+            nodes=["n1"],
+            admins=["adm-x"],
+            monitors=["mon-y"],
+            discovery_prefix="homeassistant",
+        )
+    }
+    # managers: under any prefix, so entries an earlier prefix left can still be cleared
+    assert _may_write(users["m1"], entry) and _may_read(users["m1"], entry)
+    assert _may_write(users["m1"], "old-prefix/sensor/shoal_c1/node_n1_cpu/config")
+    assert not _may_write(users["m1"], "homeassistant/sensor/shoal_c2/node_n1_cpu/config")
+    assert _may_read(users["mon-y"], entry) and not _may_write(users["mon-y"], entry)
+    assert not _may_read(users["mon-y"], "old-prefix/sensor/shoal_c1/node_n1_cpu/config")
+    for other in ("n1", "adm-x"):
+        assert not _may_write(users[other], entry) and not _may_read(users[other], entry)
+
+
+def test_with_discovery_off_monitors_read_no_discovery_entry() -> None:
+    t = Topics("c1")
+    (mon,) = cluster_users(t, managers=[], monitors=["mon-y"])
+    assert mon.grants == (Grant(Access.READ, "shoal/c1/mon/#"),)
+    acl = render_cluster_acl(t, managers=["m1"], monitors=["mon-y"], discovery_prefix="ha")
+    assert _section(acl.splitlines(), "mon-y") == [
+        "topic read shoal/c1/mon/#",
+        "topic read ha/+/shoal_c1/#",
+    ]
