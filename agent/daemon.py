@@ -14,6 +14,7 @@ import random
 import signal
 from typing import TYPE_CHECKING, Any
 
+from agent import __version__
 from agent.autolock import UnlockKey
 from agent.control import ControlServer
 from agent.model.errors import ShoalError
@@ -309,6 +310,7 @@ class Daemon:
                 join_address=f"{advertise}:{self.node.broker_port}",
                 kick_address=(self.node.broker_host, self.node.broker_port),
                 cluster_port=self.node.broker_port,
+                version=__version__,
             )
         except RaftError as exc:  # damaged or lost raft state: refuse, keep it for the operator
             self._manager_failed(str(exc))

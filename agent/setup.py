@@ -23,6 +23,7 @@ from agent.model.stamps import now_text
 from agent.paths import DataDir, NodeConfig
 from broker.mosquitto_conf import ListenSpec
 from broker.nats_conf import NatsServer
+from broker.topics import DISCOVERY_PREFIX, check_discovery_prefix
 from certs import (
     ClusterCA,
     Identity,
@@ -122,6 +123,8 @@ def init_cluster(
     broker: BrokerPlan | None = None,
     usage_interval: float = 30.0,
     metrics_listen: str = "",
+    home_assistant: bool = False,
+    home_assistant_prefix: str | None = None,
 ) -> tuple[NodeConfig, str, str]:
     """Create a swarm; returns this node's config, the worker join token and the unlock key
     ("" without autolock). With a NATS `broker`, its servers' directories are written under
@@ -144,6 +147,11 @@ def init_cluster(
         cert = ca.issue(make_csr(key), node_id=node_id, role=Role.MANAGER, lifetime=cert_lifetime)
         _write_tls(data, ca.cert_pem, cert, key, unlock_key or None)
         cluster, me = _first_state(ca, node_id, hostname, cert, cert_lifetime, unlock_key)
+        cluster = dataclasses.replace(
+            cluster,
+            home_assistant=home_assistant,
+            home_assistant_prefix=check_discovery_prefix(home_assistant_prefix or DISCOVERY_PREFIX),
+        )
         data_key = DataKeyFile(data.manager / "data-key").create(unlock_key or None)
         snap = Snapshot(index=1, term=1, voters=(node_id,), data=initial_snapshot([cluster, me]))
         bootstrap_log(data.raft, data_key, snap)

@@ -54,7 +54,7 @@ def check_discovery_prefix(value: str) -> str:
     if not isinstance(value, str) or not _DISCOVERY_LEVEL.match(value):
         raise BrokerError(
             f"discovery prefix {value!r} cannot be a topic level: use one level of"
-            " [A-Za-z0-9_-], 1-64 chars (Home Assistant's default is homeassistant)"
+            " [A-Za-z0-9_-], 1-64 chars, e.g. homeassistant"
         )
     return value
 

@@ -130,6 +130,28 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, found {text!r}")
 
 
+def on_off(text: str) -> bool:
+    if text.lower() == "on":
+        return True
+    if text.lower() == "off":
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, found {text!r}")
+
+
+def discovery_prefix(text: str) -> str:
+    """A Home Assistant discovery prefix: one topic level (broker.topics says which)."""
+    from broker.errors import BrokerError
+    from broker.topics import check_discovery_prefix
+
+    try:
+        return check_discovery_prefix(text)
+    except BrokerError:
+        raise argparse.ArgumentTypeError(
+            f"expected one topic level of [A-Za-z0-9_-], 1-64 chars, e.g. homeassistant;"
+            f" found {text!r}"
+        ) from None
+
+
 def ip_address(text: str) -> str:
     try:
         return str(ipaddress.ip_address(text))

@@ -19,9 +19,11 @@ from typing import Any
 
 from agent import control
 from agent.cli.flagvalues import (
+    discovery_prefix,
     interval_seconds,
     ip_address,
     metrics_addr,
+    on_off,
     parse_addr,
     parse_bool,
     parse_duration,
@@ -30,6 +32,11 @@ from agent.model.errors import ShoalError
 from agent.paths import DataDir, NodeConfig, process_alive
 
 __all__ = ["leave_refusal", "register", "run_foreground"]
+
+NOTHING_TO_UPDATE = (
+    "nothing to update: use --autolock=true|false, --task-history-limit N, --node-grace DURATION,"
+    " --home-assistant on|off or --home-assistant-prefix PREFIX"
+)
 
 
 # daemon start/stop -------------------------------------------------------------------------
@@ -150,6 +157,8 @@ def cmd_swarm_init(a: argparse.Namespace, data: DataDir) -> int:
         broker=broker,
         usage_interval=a.usage_interval,
         metrics_listen=a.metrics_listen or "",
+        home_assistant=bool(a.home_assistant),
+        home_assistant_prefix=a.home_assistant_prefix,
     )
     if a.foreground:
         _print_init(node, token, unlock_key)
@@ -406,13 +415,17 @@ def cmd_swarm_unlock_key(a: argparse.Namespace, data: DataDir) -> int:
 
 
 def cmd_swarm_update(a: argparse.Namespace, data: DataDir) -> int:
-    if a.autolock is None and a.task_history_limit is None and a.node_grace is None:
-        raise ShoalError(
-            "nothing to update: use --autolock=true|false, --task-history-limit N"
-            " or --node-grace DURATION"
-        )
+    given = (a.autolock, a.task_history_limit, a.node_grace, a.home_assistant)
+    if all(v is None for v in given) and a.home_assistant_prefix is None:
+        raise ShoalError(NOTHING_TO_UPDATE)
     grace = None if a.node_grace is None else a.node_grace.total_seconds()
-    args = {"autolock": a.autolock, "task_history_limit": a.task_history_limit, "node_grace": grace}
+    args = {
+        "autolock": a.autolock,
+        "task_history_limit": a.task_history_limit,
+        "node_grace": grace,
+        "home_assistant": a.home_assistant,
+        "home_assistant_prefix": a.home_assistant_prefix,
+    }
     res = control.call(data.socket, "swarm-update", args)
     print("Swarm updated.")
     if res["autolock"] and res["changed"]:
@@ -477,6 +490,22 @@ def _node_options(sp: argparse.ArgumentParser) -> None:
     metrics_option(sp)
 
 
+def _home_assistant_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--home-assistant",
+        type=on_off,
+        metavar="on|off",
+        help="the leader publishes Home Assistant MQTT discovery entries: every node and"
+        " service appears in Home Assistant as a device with sensors (default off)",
+    )
+    sp.add_argument(
+        "--home-assistant-prefix",
+        type=discovery_prefix,
+        metavar="PREFIX",
+        help="Home Assistant's discovery prefix (default homeassistant)",
+    )
+
+
 def metrics_option(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "--metrics-listen",
@@ -522,6 +551,7 @@ def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
         metavar="H1,H2,H3",
         help="hosts of the NATS servers, one each (default: all on this machine's loopback)",
     )
+    _home_assistant_options(sp)
     _node_options(sp)
 
     sp = cmd(swarm, "join", cmd_swarm_join, "join a swarm as a worker or a manager")
@@ -555,6 +585,7 @@ def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
         metavar="DURATION",
         help="time nodes get to report back after a broker outage or a new leader (default 30s)",
     )
+    _home_assistant_options(sp)
     cmd(swarm, "unlock", cmd_swarm_unlock, "unlock a locked manager (reads the key from stdin)")
     sp = cmd(swarm, "unlock-key", cmd_swarm_unlock_key, "show or rotate the unlock key")
     sp.add_argument("--rotate", action="store_true", help="rotate the unlock key")

@@ -114,6 +114,8 @@ def _cluster_lines(swarm: dict[str, Any], cluster: dict[str, Any]) -> list[str]:
     expiry_ns = (spec.get("CAConfig") or {}).get("NodeCertExpiry", 0)
     autolock = bool((spec.get("EncryptionConfig") or {}).get("AutoLockManagers"))
     retention = (spec.get("Orchestration") or {}).get("TaskHistoryRetentionLimit", 0)
+    ha = spec.get("HomeAssistant") or {}
+    discovery = f"on (prefix {ha.get('Prefix', '')})" if ha.get("Discovery") else "off"
     return [
         f"  ClusterID: {cluster.get('ID', '')}",
         f"  Managers: {swarm.get('Managers', 0)}",
@@ -131,6 +133,7 @@ def _cluster_lines(swarm: dict[str, Any], cluster: dict[str, Any]) -> list[str]:
         "  CA Configuration:",
         f"   Expiry Duration: {human_duration(expiry_ns / 1e9)}",
         f"  Autolock Managers: {str(autolock).lower()}",
+        f"  Home Assistant Discovery: {discovery}",
         f"  Root Rotation In Progress: {str(bool(cluster.get('RootRotationInProgress'))).lower()}",
     ]
 

@@ -13,6 +13,7 @@ from typing import Any
 from agent.manager.cluster_monitor import ClusterMonitor, RaftState
 from agent.manager.dispatcher import Dispatcher, StatusLog
 from agent.manager.eventlog import EventLog, EventPublisher
+from agent.manager.homeassistant_loop import DiscoveryPublisher
 from agent.manager.monitor import Monitor
 from agent.manager.raftdriver import RaftDriver
 from agent.manager.reconcile.allocator_loop import AllocatorLoop
@@ -43,6 +44,7 @@ class LeaderComponents:
         events: EventLog | None = None,
         clock: Callable[[], float] = time.time,
         broker_addresses: tuple[str, ...] = (),
+        version: str = "",
     ) -> None:
         self.store = store
         self.driver = driver
@@ -56,6 +58,7 @@ class LeaderComponents:
         self.dispatcher = Dispatcher(store, session, topics, statuses, cluster_id=cluster_id)
         self.updater = UpdaterLoop(store, clock=clock)
         self.monitor = Monitor(store, session, topics)
+        self.discovery = DiscoveryPublisher(store, session, topics, version=version)
         self.events = EventPublisher(events or EventLog(store), session, topics)
         self.cluster_monitor = ClusterMonitor(
             store, session, topics, self.raft_state, broker_addresses=broker_addresses
@@ -112,6 +115,7 @@ class LeaderComponents:
             self.monitor,
             self.cluster_monitor,
             self.events,
+            self.discovery,
         ]
         while True:
             try:

@@ -68,6 +68,7 @@ class Manager:
         join_address: str,
         kick_address: tuple[str, int],
         cluster_port: int,
+        version: str = "",
     ) -> None:
         self.node_id = node_id
         self.store = store
@@ -89,6 +90,7 @@ class Manager:
             fleet=self.fleet,
             events=self.events,
             broker_addresses=(f"mqtts://{join_address}",),
+            version=version,
         )
         self.on_unlock_key: Callable[[str], None] | None = None
         self._build_ca(broker_host, reload_broker, work_dir, kick_address, cluster_port)
@@ -188,6 +190,7 @@ class Manager:
         self.logs.subscribe()
         session.on_raw(topics.mon("broker"), self.broker.on_announced)
         session.on_raw(topics.stack_ctl_filter, stack_topics.on_stack_ctl)
+        self.leader.discovery.subscribe()
         session.on_connect(self._session_back)
         session.on_disconnect(lambda: self.fleet.lost(time.time()))
 
@@ -205,6 +208,7 @@ class Manager:
             t.mon("broker"),
             t.mgr_raft(self.node_id),
             t.logs_for(self.node_id),
+            t.discovery_configs(),
         )
 
     async def command(
@@ -291,6 +295,7 @@ def open_manager(
     join_address: str,
     kick_address: tuple[str, int],
     cluster_port: int,
+    version: str = "",
 ) -> Manager:
     """The manager role on this node's state: its data key (made on first start), its Raft
     log and driver, the store they apply to. A RaftError says the Raft state is refused
@@ -324,6 +329,7 @@ def open_manager(
         join_address=join_address,
         kick_address=kick_address,
         cluster_port=cluster_port,
+        version=version,
     )
     driver.on_leadership = manager.on_leadership
     store.proposer = driver.propose

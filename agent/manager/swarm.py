@@ -1,5 +1,6 @@
 """The swarm's own settings, on the leader: join tokens (`swarm join-token`), `swarm update`
-(autolock, task history, node grace) and the unlock key (`swarm unlock-key`)."""
+(autolock, task history, node grace, Home Assistant discovery) and the unlock key
+(`swarm unlock-key`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from agent.manager.cluster import cluster_ca, cluster_of, replace
 from agent.manager.store import Cluster, Store, Tx
 from agent.model.errors import ShoalError
 from agent.model.limits import MAX_TASK_HISTORY
+from broker.errors import BrokerError
+from broker.topics import check_discovery_prefix
 from certs import JoinToken, new_unlock_key
 
 __all__ = ["Swarm"]
@@ -44,18 +47,22 @@ class Swarm:
     async def update(self, args: dict[str, Any]) -> dict[str, Any]:
         autolock = args.get("autolock")
         limit = args.get("task_history_limit")
-        if autolock is None and limit is None and args.get("node_grace") is None:
+        given = (autolock, limit, args.get("node_grace"), args.get("home_assistant"))
+        if all(v is None for v in given) and args.get("home_assistant_prefix") is None:
             raise ShoalError(
-                "nothing to update: use --autolock=true|false, --task-history-limit N"
-                " or --node-grace DURATION"
+                "nothing to update: use --autolock=true|false, --task-history-limit N,"
+                " --node-grace DURATION, --home-assistant on|off or --home-assistant-prefix PREFIX"
             )
         grace = _node_grace(args.get("node_grace"))
+        discovery = _home_assistant(args.get("home_assistant"), args.get("home_assistant_prefix"))
         if limit is not None and (type(limit) is not int or not 1 <= limit <= MAX_TASK_HISTORY):
             raise ShoalError(
                 f"--task-history-limit must be a whole number from 1 to {MAX_TASK_HISTORY}"
             )
         if grace is not None:
             await self._set_node_grace(grace)
+        if discovery:
+            await self._set_home_assistant(discovery)
         if limit is not None:
 
             def set_limit(tx: Tx) -> None:
@@ -79,6 +86,14 @@ class Swarm:
             c = tx.get(Cluster, "cluster")
             if c is not None and c.node_grace_s != seconds:
                 tx.put(replace(c, node_grace_s=seconds))
+
+        await self.store.update(change)
+
+    async def _set_home_assistant(self, settings: dict[str, Any]) -> None:
+        def change(tx: Tx) -> None:
+            c = tx.get(Cluster, "cluster")
+            if c is not None and any(getattr(c, k) != v for k, v in settings.items()):
+                tx.put(replace(c, **settings))
 
         await self.store.update(change)
 
@@ -111,3 +126,18 @@ def _node_grace(value: Any) -> int | None:
     if not isinstance(value, int | float) or isinstance(value, bool) or not 1 <= value <= 3600:
         raise ShoalError("--node-grace must be from 1s to 1h, e.g. --node-grace 30s")
     return round(value)
+
+
+def _home_assistant(on: Any, prefix: Any) -> dict[str, Any]:
+    """The Cluster fields `--home-assistant on|off` and `--home-assistant-prefix` set."""
+    out: dict[str, Any] = {}
+    if on is not None:
+        if not isinstance(on, bool):
+            raise ShoalError(f"--home-assistant must be on or off, not {on!r}")
+        out["home_assistant"] = on
+    if prefix is not None:
+        try:
+            out["home_assistant_prefix"] = check_discovery_prefix(prefix)
+        except BrokerError as exc:
+            raise ShoalError(f"--home-assistant-prefix: {exc}") from None
+    return out

@@ -68,7 +68,7 @@ def test_info_on_a_manager_prints_dockers_server_and_swarm_sections() -> None:
         " Task Driver: process",
         " Broker: 10.0.0.1:8883 (connected)",
     ]
-    assert lines[start : start + 25] == [
+    assert lines[start : start + 26] == [
         " Swarm: active",
         "  NodeID: n1",
         "  Is Manager: true",
@@ -88,6 +88,7 @@ def test_info_on_a_manager_prints_dockers_server_and_swarm_sections() -> None:
         "  CA Configuration:",
         "   Expiry Duration: 3 months",
         "  Autolock Managers: true",
+        "  Home Assistant Discovery: off",
         "  Root Rotation In Progress: false",
         "  Node Address: 10.0.0.1",
         "  Manager Addresses:",

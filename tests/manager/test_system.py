@@ -97,6 +97,8 @@ async def test_swarm_info_counts_nodes_and_managers_and_shows_the_clusters_setti
         task_history_limit=7,
         cert_lifetime_s=86400,
         unlock_key="k",
+        home_assistant=True,
+        home_assistant_prefix="ha",
     )
     await _fill(s, cluster, _node("m1", NodeRole.MANAGER), _node("w1"), _node("w2"))
     info = swarm_info(s.view(), RAFT, heartbeat_s=5)
@@ -108,6 +110,7 @@ async def test_swarm_info_counts_nodes_and_managers_and_shows_the_clusters_setti
     assert spec["Dispatcher"] == {"HeartbeatPeriod": 5 * 10**9}
     assert spec["CAConfig"] == {"NodeCertExpiry": 86400 * 10**9}
     assert spec["EncryptionConfig"] == {"AutoLockManagers": True}
+    assert spec["HomeAssistant"] == {"Discovery": True, "Prefix": "ha"}
     assert info["Cluster"]["DefaultAddrPool"] == ["10.0.0.0/8"]
 
 

@@ -70,6 +70,11 @@ def swarm_info(view: View, raft: RaftSettings, *, heartbeat_s: float) -> dict[st
                 "Dispatcher": {"HeartbeatPeriod": round(heartbeat_s * _NS)},
                 "CAConfig": {"NodeCertExpiry": cluster.cert_lifetime_s * _NS},
                 "EncryptionConfig": {"AutoLockManagers": bool(cluster.unlock_key)},
+                # shoal's own: `swarm update --home-assistant on|off --home-assistant-prefix`
+                "HomeAssistant": {
+                    "Discovery": cluster.home_assistant,
+                    "Prefix": cluster.home_assistant_prefix,
+                },
             },
             "RootRotationInProgress": False,
             "DefaultAddrPool": [str(DEFAULT_ADDR_POOL)],
