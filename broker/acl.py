@@ -78,16 +78,18 @@ def cluster_users(
     nodes: Iterable[str] = (),
     admins: Iterable[str] = (),
     monitors: Iterable[str] = (),
-    discovery_prefix: str | None = None,
 ) -> list[AclUser]:
     """Every identity of the cluster with its grants; an identity not listed may do nothing.
 
-    Managers get the whole cluster tree, the enrollment tree and the cluster's Home Assistant
-    discovery entries under any prefix (`+/+/shoal_<cluster>/#`: the leader clears those
-    an earlier setting left, whatever the ACL says now); `nodes` are the workers (a manager
-    listed there too stays a manager); admins their own control tree and read access to
-    monitoring; monitors may only read monitoring, and the discovery entries under
-    `discovery_prefix` while discovery is on (None: off)."""
+    Managers get the whole cluster tree and the enrollment tree; `nodes` are the workers
+    (a manager listed there too stays a manager); admins their own control tree and read
+    access to monitoring; monitors may only read monitoring.
+
+    The cluster's Home Assistant discovery entries (`+/+/shoal_<cluster>/#`, any prefix)
+    are written by managers and read by monitors, whether discovery is on or off: the ACL
+    does not follow the setting, so the clears the leader publishes when it is turned off or
+    the prefix changes always reach Home Assistant (which holds a monitoring certificate)
+    instead of racing the broker's reload. The entries say nothing that `mon/` does not."""
     b, rw, r = topics.base, Access.READWRITE, Access.READ
     users: list[AclUser] = []
     manager_ids = sorted(set(managers))
@@ -105,9 +107,7 @@ def cluster_users(
         users.append(
             AclUser(a, AclRole.ADMIN, (Grant(rw, f"{b}/ctl/{a}/#"), Grant(r, f"{b}/mon/#")))
         )
-    watch: tuple[Grant, ...] = (Grant(r, f"{b}/mon/#"),)
-    if discovery_prefix is not None:
-        watch += (Grant(r, topics.discovery_tree(discovery_prefix)),)
+    watch = (Grant(r, f"{b}/mon/#"), Grant(r, topics.discovery_tree()))
     for m in sorted(set(monitors)):
         users.append(AclUser(check_id(m, "monitor id"), AclRole.MONITOR, watch))
     return users

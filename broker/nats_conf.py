@@ -177,17 +177,9 @@ def nats_users(
     nodes: Iterable[str] = (),
     admins: Iterable[str] = (),
     monitors: Iterable[str] = (),
-    discovery_prefix: str | None = None,
 ) -> list[dict[str, Any]]:
     """`authorization.users`: one user per identity, MQTT connections only."""
-    users = cluster_users(
-        topics,
-        managers=managers,
-        nodes=nodes,
-        admins=admins,
-        monitors=monitors,
-        discovery_prefix=discovery_prefix,
-    )
+    users = cluster_users(topics, managers=managers, nodes=nodes, admins=admins, monitors=monitors)
     return [
         {
             "user": certificate_subject(topics.cluster_id, u),

@@ -148,22 +148,11 @@ def test_a_monitor_may_publish_nothing_at_all() -> None:
     perms = _user(_config(monitors=["mon-b"]), "CN=mon-b,OU=shoal-monitor,O=c1")["permissions"]
     # NATS reads an empty allow list as "everything": the monitor gets an explicit deny
     assert perms["publish"] == {"deny": [">"]}
-    assert perms["subscribe"]["allow"] == ["shoal.c1.mon", "shoal.c1.mon.>", QOS1_DELIVERY_SUBJECT]
-
-
-def test_with_discovery_on_a_monitor_reads_its_entries_and_still_publishes_nothing() -> None:
-    users = nats_users(Topics("c1"), managers=["m1"], monitors=["mon-b"], discovery_prefix="ha")
-    config = render_nats_config(
-        NatsFiles(Path("/srv/nats")), SERVERS, 0, cluster_id="c1", users=users
-    )
-    doc = json.loads(config.split("\n", 1)[1])
-    perms = _user(doc, "CN=mon-b,OU=shoal-monitor,O=c1")["permissions"]
-    assert perms["publish"] == {"deny": [">"]}
     assert perms["subscribe"]["allow"] == [
         "shoal.c1.mon",
         "shoal.c1.mon.>",
-        "ha.*.shoal_c1",
-        "ha.*.shoal_c1.>",
+        "*.*.shoal_c1",  # Home Assistant discovery entries, any prefix
+        "*.*.shoal_c1.>",
         QOS1_DELIVERY_SUBJECT,
     ]
 

@@ -47,7 +47,10 @@ def test_only_managers_read_log_lines_and_a_node_writes_only_its_own() -> None:
     )
     logs = [line for line in acl.splitlines() if "/logs/" in line]
     assert logs == ["topic write shoal/c1/node/n1/logs/+"]  # managers read all of shoal/c1/#
-    assert _section(acl.splitlines(), "mon-y") == ["topic read shoal/c1/mon/#"]
+    assert _section(acl.splitlines(), "mon-y") == [
+        "topic read shoal/c1/mon/#",
+        "topic read +/+/shoal_c1/#",
+    ]
 
 
 @pytest.mark.parametrize("bad", ["", "a.b", "a b", "a/b", "+", "#", "A", "x" * 65, "-a"])
@@ -89,7 +92,10 @@ def test_cluster_acl_gives_nodes_only_their_own_topics() -> None:
         "topic readwrite shoal/c1/ctl/adm-x/#",
         "topic read shoal/c1/mon/#",
     ]
-    assert _section(lines, "mon-y") == ["topic read shoal/c1/mon/#"]
+    assert _section(lines, "mon-y") == [
+        "topic read shoal/c1/mon/#",
+        "topic read +/+/shoal_c1/#",
+    ]
 
 
 def test_cluster_acl_has_no_patterns_so_monitors_write_nothing() -> None:
@@ -97,6 +103,7 @@ def test_cluster_acl_has_no_patterns_so_monitors_write_nothing() -> None:
     acl = render_cluster_acl(Topics("c1"), managers=["m1"], nodes=["n1"], monitors=["mon-y"])
     assert not any(line.startswith("pattern") for line in acl.splitlines())
     assert "mon-y" not in acl.replace("user mon-y\ntopic read shoal/c1/mon/#", "")
+    assert all(" read " in line for line in _section(acl.splitlines(), "mon-y"))
 
 
 def test_cluster_acl_for_a_thousand_nodes_is_generated_fast() -> None:
@@ -180,25 +187,21 @@ def test_home_assistant_discovery_is_written_by_managers_and_read_by_monitors_on
             nodes=["n1"],
             admins=["adm-x"],
             monitors=["mon-y"],
-            discovery_prefix="homeassistant",
         )
     }
-    # managers: under any prefix, so entries an earlier prefix left can still be cleared
+    # under any prefix: the clears of an earlier prefix reach Home Assistant too
+    old = "old-prefix/sensor/shoal_c1/node_n1_cpu/config"
     assert _may_write(users["m1"], entry) and _may_read(users["m1"], entry)
-    assert _may_write(users["m1"], "old-prefix/sensor/shoal_c1/node_n1_cpu/config")
-    assert not _may_write(users["m1"], "homeassistant/sensor/shoal_c2/node_n1_cpu/config")
-    assert _may_read(users["mon-y"], entry) and not _may_write(users["mon-y"], entry)
-    assert not _may_read(users["mon-y"], "old-prefix/sensor/shoal_c1/node_n1_cpu/config")
+    assert _may_write(users["m1"], old)
+    assert _may_read(users["mon-y"], entry) and _may_read(users["mon-y"], old)
+    assert not _may_write(users["mon-y"], entry)
+    other_cluster = "homeassistant/sensor/shoal_c2/node_n1_cpu/config"
+    assert not _may_write(users["m1"], other_cluster)
+    assert not _may_read(users["mon-y"], other_cluster)
     for other in ("n1", "adm-x"):
         assert not _may_write(users[other], entry) and not _may_read(users[other], entry)
-
-
-def test_with_discovery_off_monitors_read_no_discovery_entry() -> None:
-    t = Topics("c1")
     (mon,) = cluster_users(t, managers=[], monitors=["mon-y"])
-    assert mon.grants == (Grant(Access.READ, "shoal/c1/mon/#"),)
-    acl = render_cluster_acl(t, managers=["m1"], monitors=["mon-y"], discovery_prefix="ha")
-    assert _section(acl.splitlines(), "mon-y") == [
-        "topic read shoal/c1/mon/#",
-        "topic read ha/+/shoal_c1/#",
-    ]
+    assert mon.grants == (
+        Grant(Access.READ, "shoal/c1/mon/#"),
+        Grant(Access.READ, "+/+/shoal_c1/#"),
+    )
