@@ -3,7 +3,7 @@
 Each node and each service becomes a Home Assistant device with sensors. An entry is a
 retained JSON document on ``<prefix>/sensor/shoal_<cluster>/<object_id>/config`` that tells
 Home Assistant where a sensor's state already is: the sensors read the monitoring topics the
-cluster publishes anyway (``mon/node/<node>``, ``mon/node/<node>/usage``,
+cluster publishes anyway (``mon/node/<node>``, ``mon/node/<node>/usage`` and ``/tasks``,
 ``mon/service/<service>``), so discovery adds no state topic and no traffic from nodes.
 
 :func:`documents` gives every entry the cluster should have (topic -> payload);
@@ -45,8 +45,8 @@ class Sensor:
     """One sensor of a device: which monitoring document it reads and how.
 
     ``leaf`` is the monitoring topic below the object's own (``""``: the object's document,
-    ``"usage"``: a node's usage). ``template`` is Home Assistant's ``value_template`` (Jinja
-    over ``value_json``; ``none`` reads as unknown)."""
+    ``"usage"``, ``"tasks"``: what a node publishes about itself). ``template`` is Home
+    Assistant's ``value_template`` (Jinja over ``value_json``; ``none`` reads as unknown)."""
 
     key: str
     name: str
@@ -91,8 +91,8 @@ NODE_SENSORS = (
     Sensor(
         "tasks",
         "Tasks",
-        "{{ value_json.tasks | length }}",
-        "usage",
+        "{{ value_json.values() | selectattr('state', 'eq', 'running') | list | length }}",
+        "tasks",  # mon/node/<node>/tasks: every task the node holds, by id
         "tasks",
         numeric=True,
         icon="mdi:format-list-checks",

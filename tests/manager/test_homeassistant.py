@@ -61,8 +61,10 @@ def test_each_node_is_a_device_with_its_sensors_on_the_existing_monitoring_topic
     }
     assert status["origin"] == {"name": "shoal", "sw_version": "0.1.0"}
     assert "availability_topic" not in status  # a down node's status still reads "down"
-    for key in ("cpu", "memory", "disk", "tasks"):
+    for key in ("cpu", "memory", "disk"):
         assert sensors[key]["state_topic"] == "shoal/c1/mon/node/n1/usage"
+    assert sensors["tasks"]["state_topic"] == "shoal/c1/mon/node/n1/tasks"
+    for key in ("cpu", "memory", "disk", "tasks"):
         assert sensors[key]["state_class"] == "measurement"
     assert sensors["cpu"]["unit_of_measurement"] == "%"
     assert {d["device"]["identifiers"][0] for d in sensors.values()} == {"shoal_c1_node_n1"}
@@ -77,10 +79,15 @@ def test_node_sensors_read_the_documents_the_cluster_publishes() -> None:
         "memory_total": 4_000,
         "disk_used": 3,
         "disk_total": 10,
-        "tasks": {"t1": {"cpu": 0.0, "memory": 1}, "t2": {"cpu": None, "memory": 2}},
     }
+    tasks = {
+        "t1": {"state": "running", "exit_code": None},
+        "t2": {"state": "running", "exit_code": None},
+        "t3": {"state": "complete", "exit_code": 0},
+    }
+    docs = {"n1": node_doc, "usage": usage, "tasks": tasks}
     values = {
-        key: render(d["value_template"], usage if d["state_topic"].endswith("/usage") else node_doc)
+        key: render(d["value_template"], docs[d["state_topic"].rsplit("/", 1)[1]])
         for key, d in sensors.items()
     }
     assert values == {
