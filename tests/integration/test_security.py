@@ -304,3 +304,33 @@ async def test_admin_writes_only_its_own_control_topics(cluster: Cluster, tmp_pa
         got = await collect(watcher, 1.5)
     got = [(topic, body) for topic, body in got if body in (b"forged", b"mine")]
     assert got == [(t.ctl(adm.node_id, "req"), b"mine")]
+
+
+async def test_neither_a_worker_nor_a_monitor_can_publish_a_home_assistant_discovery_entry(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    t = _topics(cluster)
+    await asyncio.to_thread(
+        shoal, "swarm", "update", "--home-assistant", "on", data=cluster.manager
+    )
+    mon = await asyncio.to_thread(_issue, cluster, "monitor", tmp_path / "mon")
+    worker = await enroll_identity(tmp_path / "w", cluster.enroll_port, cluster.token())
+    mgr = cluster.info(cluster.manager)["node_id"]
+    real = t.discovery_config("homeassistant", "sensor", f"node_{mgr}_status")
+    forged = t.discovery_config("homeassistant", "sensor", "forged")
+    async with as_client(mon, cluster.port) as cm, as_client(worker, cluster.port) as cw:
+        await cm.subscribe(t.discovery_configs(), qos=1)
+        # a positive control: the monitor reads the leader's entries
+        assert b'"state_topic"' in await first(cm, real, timeout=15)
+        for client in (cw, cm):
+            await client.publish(forged, b'{"name": "forged"}', qos=1, retain=True)
+            await client.publish(real, b"", qos=1, retain=True)  # nor clear a real one
+        got = await collect(cm, 1.5)
+    assert all(topic != forged and body for topic, body in got), got
+    async with as_client(mon, cluster.port) as again:  # and nothing forged was retained
+        await again.subscribe(forged, qos=1)  # its retained copy would come first
+        await again.subscribe(real, qos=1)
+        async with asyncio.timeout(5):
+            async for m in again.messages:
+                assert m.topic.value == real and b'"state_topic"' in bytes(m.payload)  # type: ignore[arg-type]
+                break
