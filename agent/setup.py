@@ -147,10 +147,9 @@ def init_cluster(
         cert = ca.issue(make_csr(key), node_id=node_id, role=Role.MANAGER, lifetime=cert_lifetime)
         _write_tls(data, ca.cert_pem, cert, key, unlock_key or None)
         cluster, me = _first_state(ca, node_id, hostname, cert, cert_lifetime, unlock_key)
+        prefix = check_discovery_prefix(home_assistant_prefix or DISCOVERY_PREFIX)
         cluster = dataclasses.replace(
-            cluster,
-            home_assistant=home_assistant,
-            home_assistant_prefix=check_discovery_prefix(home_assistant_prefix or DISCOVERY_PREFIX),
+            cluster, home_assistant=home_assistant, home_assistant_prefix=prefix
         )
         data_key = DataKeyFile(data.manager / "data-key").create(unlock_key or None)
         snap = Snapshot(index=1, term=1, voters=(node_id,), data=initial_snapshot([cluster, me]))
@@ -159,14 +158,18 @@ def init_cluster(
             nats = NatsHost(data.broker, cluster_id)
             local = [not broker.hosts or s.host in LOCAL_HOSTS for s in broker.servers]
             nats.create(ca, broker.servers, local=local, extra_hosts=[advertise_host, hostname])
-            nats.sync_from(ca, managers=[node_id], admins=[], monitors=[], revoked=[])
+            nats.sync_from(
+                ca, managers=[node_id], admins=[], monitors=[], revoked=[], discovery_prefix=prefix
+            )
         else:
             hosts = sorted({advertise_host, hostname, "localhost", "127.0.0.1", "::1"})
             host = BrokerHost(
                 data.broker, cluster_id, ListenSpec(listen_host, cluster_port, enroll_port)
             )
             host.create(ca, hosts)
-            host.sync_from(ca, managers=[node_id], admins=[], monitors=[], revoked=[])
+            host.sync_from(
+                ca, managers=[node_id], admins=[], monitors=[], revoked=[], discovery_prefix=prefix
+            )
         node = NodeConfig(
             node_id=node_id,
             cluster_id=cluster_id,

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from broker.topics import ROOT, Topics, check_id
+from broker.topics import DISCOVERY_PREFIX, ROOT, Topics, check_id
 
 __all__ = ["Access", "AclRole", "AclUser", "Grant", "cluster_users", "node_grants"]
 
@@ -78,6 +78,7 @@ def cluster_users(
     nodes: Iterable[str] = (),
     admins: Iterable[str] = (),
     monitors: Iterable[str] = (),
+    discovery_prefix: str | None = None,
 ) -> list[AclUser]:
     """Every identity of the cluster with its grants; an identity not listed may do nothing.
 
@@ -85,11 +86,14 @@ def cluster_users(
     (a manager listed there too stays a manager); admins their own control tree and read
     access to monitoring; monitors may only read monitoring.
 
-    The cluster's Home Assistant discovery entries (`+/+/shoal_<cluster>/#`, any prefix)
-    are written by managers and read by monitors, whether discovery is on or off: the ACL
-    does not follow the setting, so the clears the leader publishes when it is turned off or
-    the prefix changes always reach Home Assistant (which holds a monitoring certificate)
-    instead of racing the broker's reload. The entries say nothing that `mon/` does not."""
+    The cluster's Home Assistant discovery entries under the configured prefix
+    (`<discovery_prefix>/+/shoal_<cluster>/#`, default `homeassistant`) are written by
+    managers and read by monitors whether discovery is on or off: turning it off changes no
+    grant, so the clears the leader then publishes reach Home Assistant (which holds a
+    monitoring certificate) instead of racing the broker's reload. The entries say nothing
+    that `mon/` does not. (A first level `+` would do for mosquitto, but a NATS server with
+    such a permission stops serving its MQTT clients.)"""
+    discovery = topics.discovery_tree(discovery_prefix or DISCOVERY_PREFIX)
     b, rw, r = topics.base, Access.READWRITE, Access.READ
     users: list[AclUser] = []
     manager_ids = sorted(set(managers))
@@ -97,7 +101,7 @@ def cluster_users(
         grants = (
             Grant(rw, f"{b}/#"),
             Grant(rw, f"{ROOT}/enroll/#"),
-            Grant(rw, topics.discovery_tree()),
+            Grant(rw, discovery),
         )
         users.append(AclUser(check_id(m, "manager id"), AclRole.MANAGER, grants))
     for n in sorted(set(nodes) - set(manager_ids)):
@@ -107,7 +111,7 @@ def cluster_users(
         users.append(
             AclUser(a, AclRole.ADMIN, (Grant(rw, f"{b}/ctl/{a}/#"), Grant(r, f"{b}/mon/#")))
         )
-    watch = (Grant(r, f"{b}/mon/#"), Grant(r, topics.discovery_tree()))
+    watch = (Grant(r, f"{b}/mon/#"), Grant(r, discovery))
     for m in sorted(set(monitors)):
         users.append(AclUser(check_id(m, "monitor id"), AclRole.MONITOR, watch))
     return users

@@ -177,9 +177,17 @@ def nats_users(
     nodes: Iterable[str] = (),
     admins: Iterable[str] = (),
     monitors: Iterable[str] = (),
+    discovery_prefix: str | None = None,
 ) -> list[dict[str, Any]]:
     """`authorization.users`: one user per identity, MQTT connections only."""
-    users = cluster_users(topics, managers=managers, nodes=nodes, admins=admins, monitors=monitors)
+    users = cluster_users(
+        topics,
+        managers=managers,
+        nodes=nodes,
+        admins=admins,
+        monitors=monitors,
+        discovery_prefix=discovery_prefix,
+    )
     return [
         {
             "user": certificate_subject(topics.cluster_id, u),

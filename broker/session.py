@@ -163,6 +163,23 @@ class Session:
     def on_raw(self, topic_filter: str, handler: RawHandler, qos: int = 1) -> None:
         self._subs.append((topic_filter, qos, handler))
 
+    async def subscribe_now(self, topic_filter: str, handler: RawHandler, qos: int = 1) -> None:
+        """Like :meth:`on_raw`, and subscribed at once when connected (not only at the next
+        connect). A refused or failed subscription waits for the next connect."""
+        self._subs.append((topic_filter, qos, handler))
+        client = self._client
+        if client is not None and self.connected:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.subscribe(topic_filter, qos=qos, timeout=10)
+
+    async def unsubscribe_now(self, topic_filter: str) -> None:
+        """Like :meth:`off`, and unsubscribed at once when connected."""
+        self.off(topic_filter)
+        client = self._client
+        if client is not None and self.connected:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.unsubscribe(topic_filter, timeout=10)
+
     def off(self, *topic_filters: str) -> None:
         """Stop handling these filters (unsubscribed at the next reconnect)."""
         self._subs = [sub for sub in self._subs if sub[0] not in topic_filters]

@@ -95,10 +95,16 @@ class BrokerHost:
         monitors: list[str],
         revoked: list[tuple[int, datetime]],
         nodes: Sequence[str] = (),
+        discovery_prefix: str | None = None,
     ) -> None:
         """Rewrite the ACL and CRL (then reload the broker)."""
         acl = render_cluster_acl(
-            self.topics, managers=managers, nodes=nodes, admins=admins, monitors=monitors
+            self.topics,
+            managers=managers,
+            nodes=nodes,
+            admins=admins,
+            monitors=monitors,
+            discovery_prefix=discovery_prefix,
         )
         self._write(self.files.cluster_acl, acl.encode())
         self._write(self.files.crl, ca.build_crl(revoked))

@@ -68,6 +68,7 @@ class BrokerSync:
             admins=[c.id for c in clients if c.role == ClientRole.ADMIN],
             monitors=[c.id for c in clients if c.role == ClientRole.MONITOR],
             revoked=revoked,
+            discovery_prefix=cluster.home_assistant_prefix,
         )
         if self.reload_broker is not None and changed is not False:
             self.reload_broker()

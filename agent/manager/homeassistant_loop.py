@@ -6,8 +6,9 @@ and clears (empty retained payload) every entry of the cluster that should not b
 removed node or service, everything when the setting is off, the old prefix's after a change.
 
 What the broker holds is learned, not assumed: every manager subscribes to the cluster's
-discovery entries under any prefix (`+/+/shoal_<cluster>/+/config`), so a new leader knows
-the ones an earlier leader left and clears those of objects that are gone. Each message
+discovery entries under the configured prefix (`<prefix>/+/shoal_<cluster>/+/config`, moved
+by :meth:`DiscoveryPublisher.follow` when the prefix changes), so a new leader knows the
+ones an earlier leader left and clears those of objects that are gone. Each message
 that arrives wakes the publisher (an entry that differs from the store's is put right), so
 nothing waits for "all retained messages have arrived". An idle cluster publishes nothing.
 """
@@ -21,7 +22,7 @@ from agent.manager.reconcile.reconciler import EVERYTHING, Reconciler, everythin
 from agent.manager.store import Cluster, Node, Service, Store
 from broker.errors import BrokerError
 from broker.session import Session
-from broker.topics import Topics
+from broker.topics import DISCOVERY_PREFIX, Topics
 
 __all__ = ["DiscoveryPublisher"]
 
@@ -42,6 +43,7 @@ class DiscoveryPublisher:
         self.session = session
         self.topics = topics
         self.version = version
+        self.prefix = DISCOVERY_PREFIX  # the one whose entries this manager follows
         self.held: dict[str, bytes] = {}  # what the broker holds, as last heard or published
         self.published = 0  # entries published or cleared by this manager
         # the first pass waits `debounce` too: the retained entries arrive meanwhile
@@ -57,12 +59,25 @@ class DiscoveryPublisher:
 
     @property
     def filter(self) -> str:
-        return self.topics.discovery_configs()
+        return self.topics.discovery_configs(self.prefix)
 
     def subscribe(self) -> None:
         """On every manager, leader or not: hear the retained entries as they are."""
         self.session.on_raw(self.filter, self.on_entry)
         self.session.on_connect(self._reconnected)
+
+    async def follow(self, prefix: str) -> None:
+        """Follow the entries under `prefix` from now on (the cluster's setting changed, or
+        the store said which it is). The broker's ACL grants the configured prefix only, so
+        what was heard under the old one is forgotten: `swarm update` changes the prefix
+        only while discovery is off, when the leader has cleared them."""
+        if prefix == self.prefix:
+            return
+        await self.session.unsubscribe_now(self.filter)
+        self.prefix = prefix
+        self.held = {t: body for t, body in self.held.items() if t.startswith(f"{prefix}/")}
+        await self.session.subscribe_now(self.filter, self.on_entry)
+        self._poke()
 
     def unsubscribe(self) -> None:
         self.session.off(self.filter)
@@ -73,6 +88,8 @@ class DiscoveryPublisher:
         self._poke()
 
     async def on_entry(self, topic: str, payload: bytes) -> None:
+        if not topic.startswith(f"{self.prefix}/"):
+            return  # in flight from the prefix followed before
         if payload:
             self.held[topic] = payload
         else:

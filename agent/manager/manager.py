@@ -208,7 +208,7 @@ class Manager:
             t.mon("broker"),
             t.mgr_raft(self.node_id),
             t.logs_for(self.node_id),
-            t.discovery_configs(),
+            self.leader.discovery.filter,
         )
 
     async def command(
@@ -229,6 +229,7 @@ class Manager:
         """Keep the broker's files and the monitoring topics in step with the store."""
         self.broker.sync()
         async with self.store.watch("node", "client", "cluster") as q:
+            await self._follow_discovery(self.store.view().get(Cluster, "cluster"))
             while True:
                 ev = await q.get()
                 batch = [ev]
@@ -237,6 +238,7 @@ class Manager:
                 for e in batch:
                     if isinstance(e, Event) and e.kind == "cluster" and isinstance(e.new, Cluster):
                         self._apply_unlock_key(e.new.unlock_key)
+                        await self._follow_discovery(e.new)
                 if any(
                     getattr(e, "kind", "") in ("client", "cluster")
                     or (getattr(e, "kind", "") == "node" and _role_changed(e))
@@ -253,6 +255,10 @@ class Manager:
 
     async def liveness_forever(self, every: float = 1.0) -> None:
         await self.nodes.liveness_forever(every)
+
+    async def _follow_discovery(self, cluster: Cluster | None) -> None:
+        if cluster is not None:
+            await self.leader.discovery.follow(cluster.home_assistant_prefix)
 
     def _apply_unlock_key(self, key: str) -> None:
         if self.on_unlock_key is not None:

@@ -154,12 +154,18 @@ class NatsHost:
         monitors: list[str],
         revoked: list[tuple[int, datetime]],
         nodes: Sequence[str] = (),
+        discovery_prefix: str | None = None,
     ) -> bool:
         """Rewrite every server directory's users; whether they changed (then the local
         servers are reloaded). NATS reads no CRL: `revoked` is not used; a removed identity
         loses its user instead."""
         users = nats_users(
-            self.topics, managers=managers, nodes=nodes, admins=admins, monitors=monitors
+            self.topics,
+            managers=managers,
+            nodes=nodes,
+            admins=admins,
+            monitors=monitors,
+            discovery_prefix=discovery_prefix,
         )
         text = render_nats_users(users).encode()
         changed = False

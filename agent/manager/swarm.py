@@ -62,6 +62,7 @@ class Swarm:
         if grace is not None:
             await self._set_node_grace(grace)
         if discovery:
+            _check_prefix_change(cluster_of(self.store), discovery)
             await self._set_home_assistant(discovery)
         if limit is not None:
 
@@ -141,3 +142,23 @@ def _home_assistant(on: Any, prefix: Any) -> dict[str, Any]:
         except BrokerError as exc:
             raise ShoalError(f"--home-assistant-prefix: {exc}") from None
     return out
+
+
+def _check_prefix_change(cluster: Cluster, settings: dict[str, Any]) -> None:
+    """The prefix changes only while discovery is off and stays off: the broker's ACL grants
+    the configured prefix only, so entries under the old one must be cleared before, and
+    none published under the new one before the broker has taken the new ACL."""
+    prefix = settings.get("home_assistant_prefix", cluster.home_assistant_prefix)
+    if prefix == cluster.home_assistant_prefix:
+        return
+    if cluster.home_assistant:
+        raise ShoalError(
+            "Home Assistant discovery is on: turn it off first (`shoal swarm update"
+            " --home-assistant off` clears its entries under the prefix"
+            f" {cluster.home_assistant_prefix}), then change the prefix"
+        )
+    if settings.get("home_assistant"):
+        raise ShoalError(
+            f"set the new prefix first (`shoal swarm update --home-assistant-prefix {prefix}`),"
+            " then turn Home Assistant discovery on"
+        )

@@ -127,7 +127,7 @@ def test_a_node_writes_and_reads_only_its_own_topics() -> None:
 def test_a_manager_reads_and_writes_the_cluster_and_enrollment_trees() -> None:
     perms = _user(_config(), "CN=m1,OU=shoal-manager,O=c1")["permissions"]
     tree = ["shoal.c1", "shoal.c1.>", "shoal.enroll", "shoal.enroll.>"]
-    tree += ["*.*.shoal_c1", "*.*.shoal_c1.>"]  # Home Assistant discovery, any prefix
+    tree += ["homeassistant.*.shoal_c1", "homeassistant.*.shoal_c1.>"]  # Home Assistant
     assert perms["publish"]["allow"] == tree
     assert perms["subscribe"]["allow"] == [*tree, QOS1_DELIVERY_SUBJECT]
 
@@ -151,8 +151,8 @@ def test_a_monitor_may_publish_nothing_at_all() -> None:
     assert perms["subscribe"]["allow"] == [
         "shoal.c1.mon",
         "shoal.c1.mon.>",
-        "*.*.shoal_c1",  # Home Assistant discovery entries, any prefix
-        "*.*.shoal_c1.>",
+        "homeassistant.*.shoal_c1",  # Home Assistant discovery entries
+        "homeassistant.*.shoal_c1.>",
         QOS1_DELIVERY_SUBJECT,
     ]
 

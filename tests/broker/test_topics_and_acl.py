@@ -49,7 +49,7 @@ def test_only_managers_read_log_lines_and_a_node_writes_only_its_own() -> None:
     assert logs == ["topic write shoal/c1/node/n1/logs/+"]  # managers read all of shoal/c1/#
     assert _section(acl.splitlines(), "mon-y") == [
         "topic read shoal/c1/mon/#",
-        "topic read +/+/shoal_c1/#",
+        "topic read homeassistant/+/shoal_c1/#",
     ]
 
 
@@ -85,7 +85,7 @@ def test_cluster_acl_gives_nodes_only_their_own_topics() -> None:
     assert _section(lines, "m1") == [
         "topic readwrite shoal/c1/#",
         "topic readwrite shoal/enroll/#",
-        "topic readwrite +/+/shoal_c1/#",
+        "topic readwrite homeassistant/+/shoal_c1/#",
     ]
     assert lines.count("user m1") == 1
     assert _section(lines, "adm-x") == [
@@ -94,7 +94,7 @@ def test_cluster_acl_gives_nodes_only_their_own_topics() -> None:
     ]
     assert _section(lines, "mon-y") == [
         "topic read shoal/c1/mon/#",
-        "topic read +/+/shoal_c1/#",
+        "topic read homeassistant/+/shoal_c1/#",
     ]
 
 
@@ -189,19 +189,21 @@ def test_home_assistant_discovery_is_written_by_managers_and_read_by_monitors_on
             monitors=["mon-y"],
         )
     }
-    # under any prefix: the clears of an earlier prefix reach Home Assistant too
+    # the configured prefix only (default homeassistant), whether discovery is on or off
     old = "old-prefix/sensor/shoal_c1/node_n1_cpu/config"
     assert _may_write(users["m1"], entry) and _may_read(users["m1"], entry)
-    assert _may_write(users["m1"], old)
-    assert _may_read(users["mon-y"], entry) and _may_read(users["mon-y"], old)
+    assert not _may_write(users["m1"], old)
+    assert _may_read(users["mon-y"], entry) and not _may_read(users["mon-y"], old)
     assert not _may_write(users["mon-y"], entry)
     other_cluster = "homeassistant/sensor/shoal_c2/node_n1_cpu/config"
     assert not _may_write(users["m1"], other_cluster)
     assert not _may_read(users["mon-y"], other_cluster)
     for other in ("n1", "adm-x"):
         assert not _may_write(users[other], entry) and not _may_read(users[other], entry)
-    (mon,) = cluster_users(t, managers=[], monitors=["mon-y"])
+    (mon,) = cluster_users(t, managers=[], monitors=["mon-y"], discovery_prefix="ha-2")
     assert mon.grants == (
         Grant(Access.READ, "shoal/c1/mon/#"),
-        Grant(Access.READ, "+/+/shoal_c1/#"),
+        Grant(Access.READ, "ha-2/+/shoal_c1/#"),
     )
+    acl = render_cluster_acl(t, managers=["m1"], discovery_prefix="ha-2")
+    assert "topic readwrite ha-2/+/shoal_c1/#" in _section(acl.splitlines(), "m1")

@@ -182,7 +182,7 @@ async def test_home_assistant_sees_the_nodes_and_services_and_loses_them_when_re
     # nothing is left retained either: a new subscriber gets no entry before the retained
     # document of the topic it subscribed to next
     async with as_client(mon, c.port) as client:
-        await client.subscribe(t.discovery_configs(), qos=1)
+        await client.subscribe(t.discovery_configs("homeassistant"), qos=1)
         await client.subscribe(t.mon("node", mgr), qos=1)
         async with asyncio.timeout(10):
             async for m in client.messages:

@@ -319,7 +319,7 @@ async def test_neither_a_worker_nor_a_monitor_can_publish_a_home_assistant_disco
     real = t.discovery_config("homeassistant", "sensor", f"node_{mgr}_status")
     forged = t.discovery_config("homeassistant", "sensor", "forged")
     async with as_client(mon, cluster.port) as cm, as_client(worker, cluster.port) as cw:
-        await cm.subscribe(t.discovery_configs(), qos=1)
+        await cm.subscribe(t.discovery_configs("homeassistant"), qos=1)
         # a positive control: the monitor reads the leader's entries
         assert b'"state_topic"' in await first(cm, real, timeout=15)
         for client in (cw, cm):

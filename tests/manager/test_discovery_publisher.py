@@ -41,6 +41,12 @@ class FakeBroker:
     def off(self, *filters: str) -> None:
         self.handlers.clear()
 
+    async def subscribe_now(self, topic_filter: str, handler: Any, qos: int = 1) -> None:
+        self.handlers.append(handler)
+
+    async def unsubscribe_now(self, topic_filter: str) -> None:
+        self.handlers.clear()
+
     async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         if self.fail:
             raise BrokerError("not connected")
@@ -116,7 +122,7 @@ async def test_a_new_leader_clears_what_an_old_one_left_for_objects_that_are_gon
     store, broker = await _store(_cluster(home_assistant=True), NODE), FakeBroker()
     stale = {
         "homeassistant/sensor/shoal_c1/service_gone_running/config": b"{}",
-        "old/sensor/shoal_c1/node_n1_cpu/config": b"{}",  # under an earlier prefix
+        "homeassistant/sensor/shoal_c1/node_gone_cpu/config": b"{}",
     }
     broker.retained.update(stale)
     p = _publisher(store, broker)
@@ -127,13 +133,25 @@ async def test_a_new_leader_clears_what_an_old_one_left_for_objects_that_are_gon
     assert len(broker.retained) == 7
 
 
-async def test_a_removed_service_and_a_prefix_change_clear_their_entries() -> None:
+async def test_a_removed_service_has_its_entries_cleared() -> None:
     store, broker = await _store(_cluster(home_assistant=True), NODE, WEB), FakeBroker()
     p = _publisher(store, broker)
     await p._reconcile(set())
     await store.update(lambda tx: tx.delete(Service, "s1"))
     await p._reconcile(set())
     assert not any("service_s1" in t for t in broker.retained)
+    assert len(broker.retained) == 7
+
+
+async def test_a_new_prefix_is_followed_and_what_the_old_one_held_is_forgotten() -> None:
+    store, broker = await _store(_cluster(), NODE), FakeBroker()
+    p = _publisher(store, broker)
+    await p.on_entry("homeassistant/sensor/shoal_c1/node_n1_cpu/config", b"{}")
+    await store.update(lambda tx: tx.put(_cluster(home_assistant_prefix="ha2")))
+    await p.follow("ha2")
+    assert p.filter == "ha2/+/shoal_c1/+/config" and p.held == {}
+    await p.on_entry("homeassistant/sensor/shoal_c1/node_n1_cpu/config", b"{}")  # in flight
+    assert p.held == {}
     await store.update(
         lambda tx: tx.put(_cluster(home_assistant=True, home_assistant_prefix="ha2"))
     )
@@ -185,10 +203,17 @@ async def test_swarm_update_turns_discovery_on_and_off_and_sets_the_prefix() -> 
     await swarm.update({"home_assistant": True})
     c = store.view().get(Cluster, "cluster")
     assert c is not None and (c.home_assistant, c.home_assistant_prefix) == (True, "homeassistant")
-    await swarm.update({"home_assistant_prefix": "ha-2"})
+    with pytest.raises(ShoalError, match="turn it off first"):
+        await swarm.update({"home_assistant_prefix": "ha-2"})
     await swarm.update({"home_assistant": False})
+    with pytest.raises(ShoalError, match="set the new prefix first"):
+        await swarm.update({"home_assistant": True, "home_assistant_prefix": "ha-2"})
+    await swarm.update({"home_assistant_prefix": "ha-2"})
     c = store.view().get(Cluster, "cluster")
     assert c is not None and (c.home_assistant, c.home_assistant_prefix) == (False, "ha-2")
+    await swarm.update({"home_assistant": True, "home_assistant_prefix": "ha-2"})  # the same
+    c = store.view().get(Cluster, "cluster")
+    assert c is not None and (c.home_assistant, c.home_assistant_prefix) == (True, "ha-2")
 
 
 @pytest.mark.parametrize(
