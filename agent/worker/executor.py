@@ -194,7 +194,11 @@ class Executor:
 
     def running(self) -> list[Assignment | Owned]:
         """The tasks whose process or container runs now."""
-        return [t.ref for t in self._tasks.values() if t.status and t.status.state == "running"]
+        return [
+            t.ref
+            for t in self._tasks.values()
+            if t.status is not None and t.status.state is TaskState.RUNNING
+        ]
 
     def known(self) -> set[str]:
         """The ids of every task this executor holds, adopted ones included."""
