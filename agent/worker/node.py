@@ -10,8 +10,8 @@ node tells managers (msgpack) and people (retained JSON) what it is and what it 
                                    optional and hold what the running tasks refer to
     node/<id>/status               "status" {"tasks": [task status, ...]}: changes, batched;
                                    "describe" {...}: the node's description, on connect;
-                                   "heartbeat" {"load": [...], "mem_available": int,
-                                   "tasks": int, "time": float}
+                                   "heartbeat" {} at QoS 0: alive (mon/node/<id>/usage
+                                   carries the numbers)
     mon/node/<id>/description      retained JSON: hostname, platform, resources, engine, labels
     mon/node/<id>/tasks            retained JSON: every task's current status
     mon/node/<id>/usage            retained JSON: CPU, memory, disk, per task (usage_report.py)
@@ -289,15 +289,13 @@ class NodeAgent:
             await asyncio.sleep(self.heartbeat)
             if not self.session.connected:
                 continue
-            load = list(os.getloadavg()) if hasattr(os, "getloadavg") else []
-            body = {
-                "load": load,
-                "mem_available": _mem_available(),
-                "tasks": len(self.executor.status()),
-                "time": time.time(),
-            }
+            # only that it is alive: the numbers are in mon/node/<id>/usage. QoS 0, as the
+            # leader's "ack": a lost one is the next one's to make up, and a PUBACK would cost
+            # as much as the message
             with contextlib.suppress(BrokerError):
-                await self.session.send(self.topics.node_status(self.node_id), "heartbeat", body)
+                await self.session.send(
+                    self.topics.node_status(self.node_id), "heartbeat", {}, qos=0
+                )
 
     async def _net_after_adoption(self) -> None:
         await self.executor.adopted.wait()
@@ -353,12 +351,3 @@ def _claim_kernel_networking() -> str | None:
         return "another shoal node on this host runs its overlay networking"
     _claims.append(fd)
     return None
-
-
-def _mem_available() -> int:
-    """Bytes of memory available for new work (MemAvailable), 0 where unknown."""
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    return 0

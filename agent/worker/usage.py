@@ -33,7 +33,7 @@ __all__ = [
 # a value must move by this much (fraction of the node, or of its memory/disk) to publish
 CPU_THRESHOLD = 0.05
 BYTES_THRESHOLD = 0.02
-LOAD_THRESHOLD = 0.25
+LOAD_THRESHOLD = 1.0  # load1 wanders with anything else the host runs; CPU says more
 # published anyway this often, so a reader knows the node is alive and the numbers current
 REFRESH_EVERY = 600.0
 
@@ -151,7 +151,7 @@ def _moved(old: Any, new: Any, threshold: float, scale: float = 1.0) -> bool:
 def worth_publishing(last: Mapping[str, Any] | None, doc: Mapping[str, Any], now: float) -> bool:
     """Whether ``doc`` should go out after ``last`` (the one published last): first, every
     REFRESH_EVERY seconds, when a task came or went, or when a value moved by more than its
-    threshold (5 points of CPU, 2% of memory or disk, 0.25 of load)."""
+    threshold (5 points of CPU, 2% of memory or disk, 1.0 of load)."""
     if last is None or now - float(last.get("time", 0.0)) >= REFRESH_EVERY:
         return True
     if _moved(last.get("cpu"), doc.get("cpu"), CPU_THRESHOLD):
