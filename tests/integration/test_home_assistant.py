@@ -161,6 +161,7 @@ async def test_home_assistant_sees_the_nodes_and_services_and_loses_them_when_re
         assert service["running"]["device"]["name"] == "web"
         assert {s["state_topic"] for s in service.values()} == {t.mon("service", service_id)}
         online = {s["availability_template"] for s in node.values() if "availability_topic" in s}
+        await ha.until(lambda ha: t.mon("node", mgr) in ha.docs)
         assert [_render(tmpl, ha.docs[t.mon("node", mgr)]) for tmpl in online] == ["online"]
 
         await ha.until(lambda ha: _match(ha.values(service), service_expect(1)))
