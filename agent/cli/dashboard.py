@@ -25,7 +25,9 @@ def register(sub: Any, cmd: Callable[..., argparse.ArgumentParser]) -> None:
     sp.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT to serve on")
     sp.add_argument("--token", help="token every request must carry (needed off loopback)")
     sp.add_argument(
-        "--cert-dir", type=Path, help="a monitoring certificate (default: the data dir's monitor/)"
+        "--cert-dir",
+        type=Path,
+        help="a monitoring certificate (default: the data dir's dashboard/)",
     )
     sp.add_argument("--broker", help="mqtts://HOST:PORT (default: this node's broker)")
 
@@ -51,7 +53,9 @@ def config_of(a: argparse.Namespace, data: DataDir) -> DashboardConfig:
         broker_port = node.broker_port
     cert_dir = a.cert_dir
     if cert_dir is None:
-        cert_dir = data.root / "monitor"
+        # its own identity: one shared with another client (the quick start's monitor/, given
+        # to people for mosquitto_sub) would take the session from it, and back, endlessly
+        cert_dir = data.root / "dashboard"
         if not (cert_dir / "cert.pem").is_file() and data.load_node().role == "manager":
             issue_cert(data, "monitor", cert_dir)
     return DashboardConfig(cert_dir, broker_host, broker_port, host, port, a.token or None)
