@@ -113,6 +113,10 @@ def test_since_leaves_out_the_lines_written_before_it(cluster: Cluster, docker_n
     assert bad.returncode != 0 and "--since" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class _Follower:
     """`shoal service logs --follow` in a process of its own, its lines collected."""
 
@@ -132,6 +136,10 @@ class _Follower:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # as a command in the foreground of a terminal has it: a suite started in the
+            # background (`scripts/test &`) hands its children SIGINT ignored, and Python
+            # keeps it so, which made this follower deaf to the Ctrl-C below
+            preexec_fn=_default_sigint,
         )
         self.lines: list[str] = []
         self.errors: list[str] = []

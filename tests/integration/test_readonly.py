@@ -45,10 +45,16 @@ _BUILDERS: dict[str, Callable[[Topics, str], list[str]]] = {
     ],
     "enroll_req": lambda t, x: [enroll_req(x)],
     "enroll_resp": lambda t, x: [enroll_resp(x)],
+    "discovery_config": lambda t, x: [
+        t.discovery_config("homeassistant", "sensor", f"node_{x}_status")
+    ],
 }
 
 
-_NOT_BUILDERS = ("node_of", "logs_node_of", "parse_stack_ctl", "all_nodes", "logs_for")
+_NOT_BUILDERS = (
+    *("node_of", "logs_node_of", "parse_stack_ctl", "all_nodes", "logs_for"),
+    *("discovery_configs", "discovery_tree"),
+)
 # (parsers and filters)
 
 
@@ -108,6 +114,7 @@ async def test_a_monitor_cannot_write_any_topic_of_the_tree(
     async with as_client(judge, cluster.port) as watcher:
         await watcher.subscribe(t.base + "/#", qos=1)
         await watcher.subscribe("shoal/enroll/#", qos=1)
+        await watcher.subscribe(t.discovery_configs("homeassistant"), qos=1)
         async with as_client(mon, cluster.port) as m:
             for qos in (0, 1):  # QoS 0 first: the QoS 1 acks then prove the broker read them
                 for retain in (False, True):
@@ -123,6 +130,7 @@ async def test_a_monitor_cannot_write_any_topic_of_the_tree(
     async with as_client(judge, cluster.port) as late:
         await late.subscribe(t.base + "/#", qos=1)
         await late.subscribe("shoal/enroll/#", qos=1)
+        await late.subscribe(t.discovery_configs("homeassistant"), qos=1)
         retained = await collect(late, 1.5, retained=True)
     assert [topic for topic, payload in retained if payload == b"forged"] == []
     # and the managers saw no fake node
