@@ -29,3 +29,11 @@ def _need_mosquitto() -> None:
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     with new_cluster(tmp_path) as (c, _):
         yield c
+
+
+@pytest.fixture
+def sampled(tmp_path: Path) -> Iterator[Cluster]:
+    """A swarm whose manager (process driver) samples its usage every second, so that
+    mon/node/<id>/usage has a document, and the tasks in it, within a second or two."""
+    with new_cluster(tmp_path, "--driver", "process", "--usage-interval", "1") as (c, _):
+        yield c

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,19 +16,12 @@ import jinja2
 import pytest
 
 from broker.topics import Topics
-from tests.harness import Cluster, new_cluster, shoal
+from tests.harness import Cluster, shoal
 from tests.integration.mqtt import Ident, as_client
 
 pytestmark = pytest.mark.integration
 
 Held = dict[str, dict[str, Any]]
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    # usage every second, so the node's usage sensors have a document to read soon
-    with new_cluster(tmp_path, "--driver", "process", "--usage-interval", "1") as (c, _):
-        yield c
 
 
 def _monitor(c: Cluster, out: Path) -> Ident:
@@ -97,9 +90,9 @@ def _match(values: dict[str, str], expect: dict[str, Callable[[str], bool]]) -> 
 
 
 async def test_home_assistant_sees_the_nodes_and_services_and_loses_them_when_removed(
-    cluster: Cluster, tmp_path: Path
+    sampled: Cluster, tmp_path: Path
 ) -> None:
-    c = cluster
+    c = sampled  # usage every second: the node's usage sensors have a document soon
     info = await asyncio.to_thread(c.info, c.manager)
     cid, mgr = info["cluster_id"], info["node_id"]
     t = Topics(cid)

@@ -14,17 +14,10 @@ from typing import Any
 import pytest
 
 from broker.topics import Topics
-from tests.harness import Cluster, new_cluster, shoal
+from tests.harness import Cluster, shoal
 from tests.integration.mqtt import collect, mqtt
 
 IMAGE = "shoal/busybox:latest"
-
-
-@pytest.fixture
-def sampled(tmp_path: Path) -> Iterator[Cluster]:
-    """A swarm whose manager samples its usage every second (process driver)."""
-    with new_cluster(tmp_path, "--driver", "process", "--usage-interval", "1") as (c, _):
-        yield c
 
 
 async def _usage(c: Cluster, mon: Path, node_id: str) -> dict[str, Any]:
